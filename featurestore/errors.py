@@ -1,0 +1,50 @@
+"""Exceptions raised by avscene.
+
+Every error subclasses :class:`AvsceneError` and the matching built-in, so callers can catch
+either (``except FileNotFoundError`` works for a missing store or weight file). Messages are
+one line and name the file, clip or row concerned.
+"""
+
+
+class AvsceneError(Exception):
+    """Root of all avscene errors."""
+
+
+class ManifestError(AvsceneError, ValueError):
+    """A dataset manifest (meta.csv, fold file, CSV manifest) is malformed."""
+
+
+class DatasetNotFoundError(AvsceneError, FileNotFoundError):
+    """No dataset layout was found under the given root."""
+
+
+class MediaError(AvsceneError, ValueError):
+    """A media file cannot be decoded or does not meet the extractor's needs."""
+
+
+class StoreError(AvsceneError):
+    """Generic feature-store failure."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """The store does not exist (mode 'r' or 'r+')."""
+
+
+class StoreExistsError(StoreError, FileExistsError):
+    """The store exists already (mode 'w-')."""
+
+
+class StoreFormatError(StoreError, ValueError):
+    """The store's contents are inconsistent or not an avscene store."""
+
+
+class ProvenanceMismatchError(StoreError, ValueError):
+    """Features, parameters or weights differ from what the store or model was made with."""
+
+
+class WeightsNotFoundError(AvsceneError, FileNotFoundError):
+    """No OpenL3 weight file was found."""
+
+
+class WeightsFormatError(AvsceneError, ValueError):
+    """A weight file does not have the expected layout or shapes."""

@@ -1,0 +1,1 @@
+"""avscene jobs that join the feature store and the classifiers, and the ``avscene`` CLI."""

@@ -1,0 +1,73 @@
+"""The ``avscene`` command line.
+
+Each sub-command lives in its own module of :mod:`pipelines` exposing ``add_arguments(parser)``
+and ``run(args) -> int``; this file only lists them. Modules must stay cheap to import (torch is
+imported inside ``run``), since ``avscene --help`` imports them all.
+
+Exit statuses: 0 success; 1 the job finished but some items failed (each was reported on its
+own line); 2 bad usage or input that stopped the job before it did anything; 130 interrupted.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+
+from featurestore import __version__
+from featurestore.errors import AvsceneError
+
+#: (command, module, one-line help), in the order of the data flow.
+COMMANDS = (
+)
+
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser():
+    """Return the top-level argument parser with every sub-command attached."""
+    parser = argparse.ArgumentParser(
+        prog="avscene",
+        description="Feature store and classifiers for audio-visual scene classification.",
+    )
+    parser.add_argument("--version", action="version", version=f"avscene {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def configure_logging(*, verbose=False, quiet=False):
+    """Log to stderr as ``avscene: message``; level from -v/-q."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="avscene: %(message)s", stream=sys.stderr, force=True)
+
+
+def main(argv=None):
+    """Entry point of the ``avscene`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_ERROR
+    configure_logging(verbose=args.verbose, quiet=args.quiet)
+    try:
+        return args.run(args)
+    except AvsceneError as error:
+        print(f"avscene {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"avscene {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
