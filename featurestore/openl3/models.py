@@ -1,0 +1,190 @@
+"""Loaded OpenL3 models: network + frontend on a device, precision settings, provenance.
+
+Models are cached: loading the same file with the same options twice returns the same object.
+"""
+
+import contextlib
+import logging
+import threading
+
+import numpy as np
+import torch
+
+from featurestore.errors import WeightsFormatError
+from featurestore.openl3 import architecture as arch
+from featurestore.openl3 import weights as weight_files
+from featurestore.openl3.frontend import Spectrogram, frontend_parameters
+from featurestore.openl3.networks import build_network
+from featurestore.provenance import sha256_file
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16")
+_CACHE = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class OpenL3Model:
+    """One loaded tower. Use :meth:`embed` on network-ready tensors; see the package API.
+
+    Attributes
+    ----------
+    kind : "audio" or "image"
+    input_repr, content_type : str
+    embedding_size : int
+    device : torch.device
+    dtype : "float32" or "bfloat16" (bf16 = autocast around the convolutions)
+    net : torch.nn.Module, (N, C, H, W) -> (N, embedding_size)
+    frontend : Spectrogram or None (audio only)
+    provenance : dict (JSON-able)
+    """
+
+    def __init__(self, *, kind, net, frontend, device, dtype, channels_last, allow_tf32,
+                 provenance):
+        self.kind = kind
+        self.net = net
+        self.frontend = frontend
+        self.device = device
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.allow_tf32 = allow_tf32
+        self.provenance = provenance
+        self.input_repr = provenance["input_repr"]
+        self.content_type = provenance["content_type"]
+        self.embedding_size = provenance["embedding_size"]
+
+    def __repr__(self):
+        return (f"OpenL3Model({self.kind}, {self.input_repr}, {self.content_type}, "
+                f"{self.embedding_size}, device={self.device}, dtype={self.dtype})")
+
+    def _autocast(self):
+        if self.dtype == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def embed(self, x):
+        """Network-ready input on any device -> (N, embedding_size) float32 tensor on the device.
+
+        ``x``: audio windows (N, 48000); image batch (N, 224, 224, 3) channels-last float32.
+        """
+        _configure_tf32(self.device, self.allow_tf32)
+        x = x.to(self.device, non_blocking=True)
+        if self.kind == arch.AUDIO:
+            x = self.frontend(x.to(torch.float32))
+        else:
+            x = x.to(torch.float32).permute(0, 3, 1, 2)
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.contiguous(memory_format=memory_format)
+        with self._autocast():
+            y = self.net(x)
+        return y.float()
+
+
+def _configure_tf32(device, allow):
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
+
+
+def resolve_device(device):
+    """"auto" -> cuda when available, else cpu; anything else as torch.device."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype, bf16):
+    if bf16:
+        dtype = "bfloat16"
+    dtype = {"bf16": "bfloat16", "fp32": "float32", torch.bfloat16: "bfloat16",
+             torch.float32: "float32"}.get(dtype, dtype)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return dtype
+
+
+def load_model(kind, weights=None, *, input_repr=None, content_type=None, embedding_size=512,
+               device="cpu", dtype="float32", bf16=False, fold_bn=True, channels_last=True,
+               allow_tf32=False):
+    """Load (or fetch from the cache) one tower; see ``featurestore.openl3.load_audio_model``."""
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, bf16)
+    if embedding_size not in arch.EMBEDDING_SIZES[kind]:
+        raise ValueError(f"{kind} embedding_size must be one of {arch.EMBEDDING_SIZES[kind]}, "
+                         f"got {embedding_size!r}")
+    path = weight_files.find_weights(kind, input_repr=input_repr or "mel256",
+                                     content_type=content_type or "env", weights=weights)
+    stat = path.stat()
+    key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size, input_repr, content_type,
+           embedding_size, str(device), dtype, fold_bn, channels_last, allow_tf32)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(kind, path, input_repr=input_repr, content_type=content_type,
+                                 embedding_size=embedding_size, device=device, dtype=dtype,
+                                 fold_bn=fold_bn, channels_last=channels_last,
+                                 allow_tf32=allow_tf32)
+        return _CACHE[key]
+
+
+def _settle(name, given, from_file, default, path, choices):
+    """A model option: explicit value, else the file's, else the default; conflicts are errors."""
+    if given is not None and given not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {given!r}")
+    if given is not None and from_file is not None and given != from_file:
+        raise WeightsFormatError(
+            f"{path}: the file is for {name}={from_file!r}, but {name}={given!r} was asked for")
+    return given or from_file or default
+
+
+def _build(kind, path, *, input_repr, content_type, embedding_size, device, dtype, fold_bn,
+           channels_last, allow_tf32):
+    arrays, attrs = weight_files.load_weights(path, kind)
+    named = weight_files.parse_name(path)
+    named_kind, named_repr, named_content = named if named else (None, None, None)
+    if named_kind not in (None, kind):
+        raise WeightsFormatError(f"{path}: the file name says {named_kind}, "
+                                              f"but the {kind} network was asked for")
+    input_repr = _settle("input_repr", input_repr, attrs.get(weight_files.INPUT_REPR_ATTR)
+                         or named_repr, "mel256", path, arch.INPUT_REPRS)
+    content_type = _settle("content_type", content_type, named_content, "env", path,
+                           arch.CONTENT_TYPES)
+    random_seed = attrs.get(weight_files.RANDOM_ATTR)
+    if random_seed is not None:
+        random_seed = int(random_seed)
+        log.warning("OpenL3 %s weights %s are RANDOM (seed %d): embeddings are meaningless",
+                    kind, path, random_seed)
+    net = build_network(kind, arrays, input_repr=input_repr, embedding_size=embedding_size,
+                        fold_bn=fold_bn)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    net = net.to(device)
+    frontend = Spectrogram(input_repr).to(device) if kind == arch.AUDIO else None
+    _configure_tf32(device, allow_tf32)
+    provenance = {
+        "model": f"openl3_{kind}", "input_repr": input_repr, "content_type": content_type,
+        "embedding_size": embedding_size, "weights_path": str(path),
+        "weights_sha256": sha256_file(path), "random_weights": random_seed,
+        "dtype": dtype, "fold_bn": fold_bn, "channels_last": channels_last,
+        "allow_tf32": allow_tf32, "device": str(device), "bn_epsilon": arch.BN_EPSILON,
+        "frontend": frontend_parameters(input_repr) if kind == arch.AUDIO else {
+            "short_side": 256, "crop": 224, "resize": "bilinear, no antialiasing",
+            "scaling": "openl3 0.4.2 ([-1, 1] only for exact 224x224 input, else [0, 1])"},
+        "reference": "openl3 0.4.2 (kapre 0.3.7 frontend)",
+    }
+    return OpenL3Model(kind=kind, net=net, frontend=frontend, device=device, dtype=dtype,
+                       channels_last=channels_last, allow_tf32=allow_tf32,
+                       provenance=provenance)
+
+
+def run_batches(model, items, batch_size):
+    """Embed ``items`` (ndarray or tensor, first axis = samples) in chunks -> (N, D) float32."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    out = np.empty((len(items), model.embedding_size), dtype=np.float32)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        if isinstance(chunk, np.ndarray):
+            chunk = torch.from_numpy(np.require(chunk, requirements=["C", "W"]))
+        out[start:start + len(chunk)] = model.embed(chunk).cpu().numpy()
+    return out
