@@ -1,0 +1,157 @@
+"""``avscene extract``: dataset -> OpenL3 audio/video embeddings and log-mel arrays -> store.
+
+Decoding runs in worker processes (:mod:`pipelines.workers`) while this process runs the
+networks on batches formed across clips (:mod:`pipelines.batching`); every finished clip is
+written to its store block at once. Rerunning the same command skips committed clips (also
+after ``kill -9``); ``--shard I/N`` processes the store blocks ``b`` with ``b % N == I`` only.
+
+Bad input never stops the job: each clip that cannot be decoded is reported once on one line,
+recorded in the store's failure list (``writer.fail``) and skipped; the exit status is then 1.
+Exit statuses: 0 every clip in scope committed; 1 some clips failed (now or in an earlier run);
+2 bad usage (unknown feature, missing weights, store made with other parameters); 130
+interrupted.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from featurestore.errors import AvsceneError
+from featurestore.extraction import FEATURES
+
+LOG = logging.getLogger("avscene.extract")
+
+
+def default_workers():
+    """Decoding processes: one core stays with the model; 1..8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class UsageError(AvsceneError, ValueError):
+    """Bad command-line values (exit status 2)."""
+
+
+def _features(text):
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown feature(s) {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(FEATURES)}")
+    return names
+
+
+def _shard(text):
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must be I/N, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+    return parse
+
+
+def add_arguments(parser):
+    parser.add_argument("root", help="dataset folder (TAU development/evaluation layout), or a "
+                                     "CSV manifest file")
+    parser.add_argument("store", help="feature store: path or fsspec URL (created if missing)")
+    parser.add_argument("--features", type=_features, default=",".join(FEATURES),
+                        help=f"comma-separated subset of {','.join(FEATURES)}")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--weights", metavar="PATH",
+                         help="OpenL3 .h5 file or directory of official weight files "
+                              "(None: $AVSCENE_OPENL3_WEIGHTS, then an installed openl3)")
+    weights.add_argument("--random-weights", type=int, metavar="SEED",
+                         help="seeded RANDOM OpenL3 weights (tests and demos only)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N]")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast for the OpenL3 convolutions")
+    parser.add_argument("--hop", type=_positive(float), default=0.1,
+                        help="OpenL3 audio hop in seconds")
+    parser.add_argument("--center", action=argparse.BooleanOptionalAction, default=True,
+                        help="OpenL3 audio: centred windows (timestamps = window centres)")
+    parser.add_argument("--fps", type=_positive(float), default=10.0,
+                        help="video frames per second, sampled at (j + 0.5) / fps")
+    parser.add_argument("--image-scaling", choices=("openl3", "paper"), default="openl3",
+                        help="OpenL3 image input range: openl3 0.4.2's ([-1, 1] only for exact "
+                             "224x224 frames, else [0, 1]) or the paper's (always [-1, 1])")
+    parser.add_argument("--n-mels", type=_positive(int), default=128, help="log-mel bands")
+    parser.add_argument("--win-length", type=_positive(int), default=1920,
+                        help="log-mel window in samples at 48 kHz (40 ms)")
+    parser.add_argument("--hop-length", type=_positive(int), default=480,
+                        help="log-mel hop in samples at 48 kHz (10 ms)")
+    parser.add_argument("--min-duration", type=float, default=0.5,
+                        help="audio shorter than this (seconds) is reported as bad input")
+    parser.add_argument("--batch", type=_positive(int), default=32,
+                        help="OpenL3 windows / frames per network call")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="decoding processes (0: decode in this process, no overlap)")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="process only store blocks b with b %% N == I (0 <= I < N)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="register the clips and declare the features, extract nothing "
+                             "(run once before starting --shard processes)")
+    parser.add_argument("--limit", type=_positive(int),
+                        help="only the first N clips of the manifest")
+    parser.add_argument("--manifest", metavar="CSV",
+                        help="CSV manifest with paths relative to ROOT")
+    parser.add_argument("--progress", choices=("auto", "bar", "log"), default="auto",
+                        help="progress display: updating line on a terminal, or log lines")
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def build_plan(args):
+    """The :class:`~featurestore.extraction.Plan` of the command-line options."""
+    from featurestore import logmel
+    from featurestore.extraction import Plan
+
+    try:
+        params = logmel.logmel_params(n_mels=args.n_mels, win_length=args.win_length,
+                                      hop_length=args.hop_length)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return Plan(features=tuple(args.features), hop=args.hop, center=args.center, fps=args.fps,
+                logmel=params, image_scaling=args.image_scaling, min_duration=args.min_duration)
+
+
+def run(args):
+    from pipelines.extract_job import ExtractJob
+
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    plan = build_plan(args)
+    with tempfile.TemporaryDirectory(prefix="avscene-weights-") as scratch:
+        weights = args.weights
+        if args.random_weights is not None and any(f.startswith("openl3") for f in plan.features):
+            weights = write_random_weights(Path(scratch), args.random_weights)
+        job = ExtractJob(args.root, args.store, plan, weights=weights, device=args.device,
+                         bf16=args.bf16, batch=args.batch, workers=args.workers,
+                         shard=args.shard, limit=args.limit, manifest=args.manifest,
+                         progress=args.progress, prepare_only=args.prepare_only)
+        summary = job.run()
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    return 1 if summary["failed_in_scope"] else 0
+
+
+def write_random_weights(folder, seed):
+    """Random audio and image weight files (official names) in ``folder``; returns ``folder``."""
+    from featurestore import openl3
+
+    for kind in ("audio", "image"):
+        openl3.random_weights_file(folder / openl3.official_name(kind, "mel256", "env"),
+                                   kind=kind, seed=seed)
+    return folder
