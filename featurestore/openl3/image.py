@@ -50,12 +50,17 @@ def _resized_crop(images, scale):
     cut the centre 224 x 224; only the source rows and columns the crop needs are touched."""
     height, width = images.shape[1:3]
     out_h, out_w = int(round(height * scale)), int(round(width * scale))
-    low, high, weight = _axis_weights(height, out_h, out_h // 2 - SIZE // 2)
-    weight = weight[None, :, None, None]
-    rows = _unit_range(images[:, low]) * (1 - weight) + _unit_range(images[:, high]) * weight
-    low, high, weight = _axis_weights(width, out_w, out_w // 2 - SIZE // 2)
-    weight = weight[None, None, :, None]
-    return rows[:, :, low] * (1 - weight) + rows[:, :, high] * weight
+    row_low, row_high, row_weight = _axis_weights(height, out_h, out_h // 2 - SIZE // 2)
+    col_low, col_high, col_weight = _axis_weights(width, out_w, out_w // 2 - SIZE // 2)
+    # Gather the needed source columns once (uint8), then index into that narrow copy.
+    columns, position = np.unique(np.concatenate([col_low, col_high]), return_inverse=True)
+    col_low, col_high = position[:SIZE], position[SIZE:]
+    narrow = images[:, :, columns]
+    row_weight = row_weight[None, :, None, None]
+    rows = (_unit_range(narrow[:, row_low]) * (1 - row_weight)
+            + _unit_range(narrow[:, row_high]) * row_weight)
+    col_weight = col_weight[None, None, :, None]
+    return rows[:, :, col_low] * (1 - col_weight) + rows[:, :, col_high] * col_weight
 
 
 def preprocess_images(images, *, scaling="openl3"):
