@@ -107,8 +107,11 @@ class ExtractJob:
 
     def __init__(self, root, store, plan, *, weights=None, device="auto", bf16=False, batch=32,
                  workers=1, shard=None, limit=None, manifest=None, progress="auto",
-                 prepare_only=False):
+                 prepare_only=False, storage_dtype="float32", compression=None):
         self.root, self.store_url, self.plan = root, store, plan
+        self.storage = {"storage_dtype": storage_dtype}
+        if compression is not None:
+            self.storage["compression"] = compression
         self.prepare_only = prepare_only
         self.weights, self.device, self.bf16, self.batch = weights, device, bf16, batch
         self.workers, self.shard, self.limit, self.manifest = workers, shard, limit, manifest
@@ -157,7 +160,7 @@ class ExtractJob:
                 f"once with --prepare-only and without --shard, then start the shards")
         for runner in runners.values():
             store.create_feature(runner.name, dim=runner.dim, frame_rate=runner.frame_rate,
-                                 params=runner.params)
+                                 params=runner.params, **self.storage)
 
     def _my_blocks(self, store):
         blocks = store.blocks()

@@ -437,3 +437,17 @@ def test_bad_usage_exits_2(argv, tmp_path):
     with pytest.raises(SystemExit) as stop:
         cli.main(["extract", str(tmp_path), str(tmp_path / "s"), *argv])
     assert stop.value.code == 2
+
+
+def test_storage_options_reach_the_store(corpus, weights, tmp_path):
+    store_path = tmp_path / "store"
+    status, _ = extract(corpus / "development", store_path, weights, "--features", "logmel",
+                        "--n-mels", "16",
+                        "--workers", "0", "--limit", "2", "--storage-dtype", "float16",
+                        "--compression", "zstd")
+    assert status == 0
+    with FeatureStore.open(store_path) as store:
+        attrs = store.feature_attrs("logmel")
+        assert (attrs["storage_dtype"], attrs["compression"]) == ("float16", "zstd")
+        values, _ = store.frames("logmel", store.clips.clip_id[0])
+        assert values.dtype == np.float32
