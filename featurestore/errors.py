@@ -10,6 +10,10 @@ class AvsceneError(Exception):
     """Root of all avscene errors."""
 
 
+class UsageError(AvsceneError, ValueError):
+    """Bad command-line or option values, found before the job did anything (exit status 2)."""
+
+
 class ManifestError(AvsceneError, ValueError):
     """A dataset manifest (meta.csv, fold file, CSV manifest) is malformed."""
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from featurestore.errors import AvsceneError
+from featurestore.errors import UsageError
 from featurestore.extraction import FEATURES
+from pipelines.extract_dask import add_dask_arguments
 
 LOG = logging.getLogger("avscene.extract")
 
@@ -29,10 +30,6 @@ LOG = logging.getLogger("avscene.extract")
 def default_workers():
     """Decoding processes: one core stays with the model; 1..8."""
     return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
-class UsageError(AvsceneError, ValueError):
-    """Bad command-line values (exit status 2)."""
 
 
 def _features(text):
@@ -114,6 +111,7 @@ def add_arguments(parser):
     parser.add_argument("--progress", choices=("auto", "bar", "log"), default="auto",
                         help="progress display: updating line on a terminal, or log lines")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_dask_arguments(parser, what="extract")
 
 
 def build_plan(args):
@@ -140,11 +138,15 @@ def run(args):
         weights = args.weights
         if args.random_weights is not None and any(f.startswith("openl3") for f in plan.features):
             weights = write_random_weights(Path(scratch), args.random_weights)
-        job = ExtractJob(args.root, args.store, plan, weights=weights, device=args.device,
-                         bf16=args.bf16, batch=args.batch, workers=args.workers,
-                         shard=args.shard, limit=args.limit, manifest=args.manifest,
-                         progress=args.progress, prepare_only=args.prepare_only,
-                         storage_dtype=args.storage_dtype, compression=args.compression)
+        if args.dask or args.dask_local:
+            from pipelines.extract_dask import DaskExtraction
+            job = DaskExtraction(args, plan, weights=weights)
+        else:
+            job = ExtractJob(args.root, args.store, plan, weights=weights, device=args.device,
+                             bf16=args.bf16, batch=args.batch, workers=args.workers,
+                             shard=args.shard, limit=args.limit, manifest=args.manifest,
+                             progress=args.progress, prepare_only=args.prepare_only,
+                             storage_dtype=args.storage_dtype, compression=args.compression)
         summary = job.run()
     if args.json:
         json.dump(summary, sys.stdout, indent=2, sort_keys=True)

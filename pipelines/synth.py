@@ -7,8 +7,8 @@
 
 import argparse
 import json
-import sys
 
+from featurestore.errors import UsageError
 from featurestore.labels import SCENES
 
 
@@ -66,9 +66,9 @@ def run(args):
     classes = getattr(args, "classes", SCENES)
     locations = getattr(args, "locations_per_class", None)
     if len(set(classes)) != len(classes):
-        return _usage_error(f"--classes repeats a class: {' '.join(classes)}")
+        raise UsageError(f"--classes repeats a class: {' '.join(classes)}")
     if locations is not None and locations > args.clips_per_class:
-        return _usage_error(f"--locations-per-class {locations} exceeds --clips-per-class "
+        raise UsageError(f"--locations-per-class {locations} exceeds --clips-per-class "
                             f"{args.clips_per_class}")
     try:
         result = synth_corpus(
@@ -77,7 +77,7 @@ def run(args):
             classes=classes, locations_per_class=locations,
             jobs=args.jobs or None, overwrite=args.overwrite)
     except FileExistsError as error:
-        return _usage_error(str(error))
+        raise UsageError(str(error)) from None
     report = dict(development=str(result.development), clips=result.clips,
                   evaluation=str(result.evaluation) if result.evaluation else None,
                   eval_clips=result.eval_clips, truth=str(result.truth) if result.truth else None,
@@ -94,7 +94,3 @@ def run(args):
     print(f"took {result.elapsed:.1f} s; check with: avscene scan {result.development}")
     return 0
 
-
-def _usage_error(message):
-    print(f"avscene synth: error: {message}", file=sys.stderr)
-    return 2
