@@ -1,0 +1,153 @@
+"""``avscene evaluate RUN_DIR STORE [--fold evaluate]``: DCASE 2021 Task 1B metrics of a trained run.
+
+Segment level (every 1-s segment) and clip level (a clip's segment probabilities summed and
+renormalised): class-wise averaged log loss and accuracy, overall values, a per-class table,
+bootstrap 95% intervals (clips resampled), a per-city breakdown with cities unseen in training
+marked, and PNG plots. Writes ``evaluation-<fold>.json``, ``confusion-<fold>.png``,
+``confusion-<fold>-clip.png`` and ``classwise-<fold>.png`` into the run directory and adds a
+summary to its ``run.json``.
+"""
+
+import json
+import pathlib
+import time
+
+import numpy as np
+
+from pipelines import runs
+
+
+def add_arguments(parser):
+    parser.add_argument("run_dir", help="run directory written by avscene train")
+    parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    parser.add_argument("--fold", default="evaluate", help="fold of the store to evaluate")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap draws for the 95%% intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: libraries')")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+
+def run(args):
+    from featurestore.provenance import utc_now
+    from featurestore.store import FeatureStore
+
+    bundle, record = runs.load_run(args.run_dir)
+    started = time.perf_counter()
+    with runs.apply_threads(args.threads), FeatureStore.open(args.store, mode="r") as store:
+        runs.check_provenance(record, store, args.run_dir)
+        segments = runs.read_segments(store, bundle["features"], fold=args.fold,
+                                      pooling=bundle["pooling"])
+        X = runs.features_matrix(segments, bundle)
+        read = time.perf_counter()
+        proba, classes = runs.scene_probabilities(bundle, X)
+        predicted = time.perf_counter()
+    report = evaluate_segments(segments, proba, classes, record, args)
+    report.update({
+        "run": str(args.run_dir), "system": runs.system_name(record),
+        "store": runs.store_location(args.store), "fold": args.fold, "created": utc_now(),
+        "timings": {"read_s": read - started, "predict_s": predicted - read,
+                    "metrics_s": time.perf_counter() - predicted},
+    })
+    report["plots"] = write_plots(report, pathlib.Path(args.run_dir), args.fold)
+    runs.write_json(pathlib.Path(args.run_dir) / f"evaluation-{args.fold}.json", report)
+    record["evaluations"][args.fold] = summary(report)
+    runs.write_json(pathlib.Path(args.run_dir) / runs.RECORD_FILE, record)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def evaluate_segments(segments, proba, classes, record, args):
+    """The metrics report of segment probabilities (see :func:`classifiers.metrics.evaluate`)."""
+    from classifiers import metrics
+
+    y = np.asarray(segments.y).astype(str)
+    unknown = sorted(set(y.tolist()) - set(classes))
+    if unknown:
+        raise runs.RunFormatError(f"fold {args.fold!r} holds label {unknown[0]!r}, not a class "
+                                  f"of the model or of DCASE ({', '.join(classes)})")
+    return metrics.evaluate(y, proba, classes=classes, clip_ids=np.asarray(segments.clip_id),
+                            cities=np.asarray(segments.city).astype(str),
+                            seen_cities=record.get("seen_cities"), n_bootstrap=args.bootstrap,
+                            random_state=args.seed)
+
+
+def write_plots(report, run_dir, fold):
+    """Write the confusion matrices and the class-wise bar plot; return their file names."""
+    from classifiers import plots
+
+    names = {"confusion_segment": f"confusion-{fold}.png",
+             "confusion_clip": f"confusion-{fold}-clip.png",
+             "classwise": f"classwise-{fold}.png"}
+    classes = report["classes"]
+    title = f"{report['system']} - {fold}"
+    plots.plot_confusion_matrix(report["segment"]["confusion"], classes,
+                                run_dir / names["confusion_segment"],
+                                title=f"{title} (1 s segments)")
+    plots.plot_confusion_matrix(report["clip"]["confusion"], classes,
+                                run_dir / names["confusion_clip"], title=f"{title} (clips)")
+    plots.plot_classwise(
+        {level: {c: v["accuracy"] for c, v in report[key]["per_class"].items()}
+         for level, key in (("1 s segments", "segment"), ("clips", "clip"))},
+        run_dir / names["classwise"], title=f"Class-wise accuracy: {title}")
+    return names
+
+
+def summary(report):
+    """The part of a report kept in run.json's ``evaluations``."""
+    keep = ("log_loss", "accuracy", "overall_log_loss", "overall_accuracy", "n", "ci")
+    return {"store": report["store"], "created": report["created"], "n_clips": report["n_clips"],
+            **{level: {k: report[level][k] for k in keep if k in report[level]}
+               for level in ("segment", "clip")}}
+
+
+def _pct(value):
+    return "    -" if value is None else f"{100 * value:5.1f}%"
+
+
+def _num(value):
+    return "    -" if value is None else f"{value:6.3f}"
+
+
+def _interval(ci, percent=False):
+    if not ci or ci[0] is None:
+        return ""
+    if percent:
+        return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def format_report(report):
+    """Per-class table (like the baseline's Table 1), averages with intervals, per-city lines."""
+    seg, clip = report["segment"], report["clip"]
+    lines = [f"{report['system']} on {report['store']}, fold {report['fold']}: "
+             f"{report['n_clips']} clips, {seg['n']} segments",
+             f"{'class':<18} {'segments':>8} {'log loss':>9} {'accuracy':>9} "
+             f"{'clip log loss':>14} {'clip acc':>9}"]
+    for name in report["classes"]:
+        s, c = seg["per_class"][name], clip["per_class"][name]
+        lines.append(f"{name:<18} {s['n']:>8} {_num(s['log_loss']):>9} {_pct(s['accuracy']):>9} "
+                     f"{_num(c['log_loss']):>14} {_pct(c['accuracy']):>9}")
+    ci_s, ci_c = seg.get("ci", {}), clip.get("ci", {})
+    lines += [
+        f"{'average (DCASE)':<18} {seg['n']:>8} {_num(seg['log_loss']):>9} "
+        f"{_pct(seg['accuracy']):>9} {_num(clip['log_loss']):>14} {_pct(clip['accuracy']):>9}",
+        f"{'overall (rows)':<18} {seg['n']:>8} {_num(seg['overall_log_loss']):>9} "
+        f"{_pct(seg['overall_accuracy']):>9} {_num(clip['overall_log_loss']):>14} "
+        f"{_pct(clip['overall_accuracy']):>9}",
+    ]
+    if ci_s:
+        lines.append(
+            f"95% CI ({report['bootstrap']['n']} bootstrap draws over clips): segment log loss"
+            f"{_interval(ci_s.get('log_loss'))}, accuracy{_interval(ci_s.get('accuracy'), True)}; "
+            f"clip log loss{_interval(ci_c.get('log_loss'))}, "
+            f"accuracy{_interval(ci_c.get('accuracy'), True)}")
+    if report.get("per_city"):
+        lines.append("per city (segment log loss, accuracy; clip accuracy; * = unseen in training):")
+        for city, values in report["per_city"].items():
+            mark = "*" if values["seen_in_training"] is False else " "
+            lines.append(f"  {city + mark:<14} {values['n_clips']:>6} clips "
+                         f"{_num(values['segment']['log_loss'])} {_pct(values['segment']['accuracy'])}"
+                         f"   {_pct(values['clip']['accuracy'])}")
+    lines.append("plots: " + ", ".join(report["plots"].values()))
+    return "\n".join(lines)
