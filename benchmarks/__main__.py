@@ -5,6 +5,10 @@ import sys
 
 #: Benchmark modules in the order of the data flow; each has ``main(argv) -> int``.
 MODULES = (
+    ("openl3", "benchmarks.bench_openl3"),
+    ("extract", "benchmarks.bench_extract"),
+    ("store", "benchmarks.bench_store"),
+    ("classifiers", "benchmarks.bench_classifiers"),
 )
 
 

@@ -18,6 +18,17 @@ from featurestore.errors import AvsceneError
 
 #: (command, module, one-line help), in the order of the data flow.
 COMMANDS = (
+    ("synth", "pipelines.synth", "write a synthetic corpus in the TAU audio-visual 2021 layout"),
+    ("scan", "pipelines.scan", "count a dataset's clips per scene, city, location, fold; list problems"),
+    ("extract", "pipelines.extract", "decode a dataset into OpenL3 embeddings and log-mels in a store"),
+    ("info", "pipelines.info", "describe a feature store: clips, features, sizes, provenance"),
+    ("verify", "pipelines.verify", "re-read every chunk of a store and check its index"),
+    ("export", "pipelines.export", "copy a feature store into one HDF5 file"),
+    ("import", "pipelines.import_store", "rebuild a feature store from an exported HDF5 file"),
+    ("train", "pipelines.train", "train a classifier or fusion system on cached features"),
+    ("evaluate", "pipelines.evaluate", "DCASE 2021 Task 1B metrics of a trained run on a fold"),
+    ("predict", "pipelines.predict", "write the DCASE output file (one row per 1-s segment)"),
+    ("compare", "pipelines.compare", "trained systems side by side"),
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
