@@ -177,12 +177,24 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
 
 def _kfold_rows(y_index, groups, n_splits, seed):
-    """Grouped K-fold when groups are known, else stratified K-fold on rows."""
+    """Class-aware grouped K-fold when groups are known, else stratified K-fold on rows."""
     if groups is not None:
-        return splits.group_kfold(groups, n_splits=n_splits, random_state=seed)
+        return splits.group_kfold(groups, n_splits=n_splits, y=y_index, random_state=seed)
     from sklearn.model_selection import StratifiedKFold
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(len(y_index)), y_index))
+
+
+def _check_fold_classes(folds, y_index, classes):
+    """Refuse folds whose training part lacks a class: its out-of-fold probability would be ~0
+    exactly on its own rows, and the meta-classifier would learn that inverted rule."""
+    for k, (fit_rows, _) in enumerate(folds):
+        absent = np.setdiff1d(np.arange(len(classes)), y_index[fit_rows])
+        if len(absent):
+            raise ValueError(
+                f"stacking: the training part of fold {k + 1} of {len(folds)} has no "
+                f"{str(classes[absent[0]])!r} rows (too few locations of that class for out-of-fold "
+                f"predictions); use more data, fewer folds, or late/weighted fusion")
 
 
 class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
@@ -232,6 +244,7 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         groups = None if groups is None else np.asarray(groups)
         folds = _kfold_rows(y_index, groups, self.n_splits, random_seed(self.random_state))
         n_classes = len(self.classes_)
+        _check_fold_classes(folds, y_index, self.classes_)
         self.oof_proba_ = np.zeros((len(X), len(self.estimators) * n_classes))
         self.fold_estimators_ = []
         for m, (_, estimator, cols) in enumerate(self.estimators):

@@ -1,4 +1,4 @@
-"""Named hyperparameter presets as plain dicts: ``fast`` (tests), ``default``, ``paper``.
+"""Named hyperparameter presets as plain dicts: ``fast`` (tests), ``default``, ``small``, ``paper``.
 
 Each preset maps a model or fusion name to keyword arguments of its estimator:
 
@@ -19,7 +19,8 @@ rows) stays within ~30 s on 2 cores (see benchmarks/bench_classifiers.py): the b
 keeps its architecture, Adam and weight decay, but trains 4 epochs with batch 1024 at lr 2e-3
 instead of up to 199 epochs with batch 64 at lr 1e-4 (~5 s per epoch per branch on one core here;
 batch 64 costs ~7 s per epoch); stacking uses 3 grouped folds (2 folds saved ~20% of the time
-but raised the benchmark's test log loss from 0.34 to 0.40). ``paper`` restores the baseline's
+but raised the benchmark's test log loss from 0.34 to 0.40). ``small`` suits corpora of a few thousand segments (the demo's): batch 64 and enough epochs,
+with early stopping on the validation locations, for the networks to converge. ``paper`` restores the baseline's
 exact training settings (hours on a CPU) and 5-fold stacking.
 """
 
@@ -45,6 +46,17 @@ PRESETS = {
         "proposed": {"max_epochs": 5, "batch_size": 1024, "learning_rate": 2e-3, "patience": 2,
                      "members": {"baseline": {"max_epochs": 3}}},
         "stack": {"n_splits": 3, "members": {"lr": {"max_iter": 20}}},
+    },
+    "small": {
+        "lr": {"C": 1.0, "max_iter": 200},
+        "mlp": {"hidden": (256,), "max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3,
+                "patience": 8},
+        "lgbm": {"n_components": 32, "n_estimators": 200, "learning_rate": 0.1, "num_leaves": 7,
+                 "min_child_samples": 5, "bagging_fraction": 0.8, "feature_fraction": 0.5,
+                 "early_stopping_rounds": 20},
+        "baseline": {"max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3, "patience": 8},
+        "proposed": {"max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3, "patience": 8},
+        "stack": {"n_splits": 3},
     },
     "paper": {
         "lr": {"C": 1.0, "max_iter": 200},

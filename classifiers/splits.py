@@ -82,31 +82,39 @@ def stratified_row_split(y, *, val_fraction=0.1, random_state=0):
     return np.flatnonzero(train), val_rows
 
 
-def group_kfold(groups, *, n_splits=5, random_state=None):
+def group_kfold(groups, *, n_splits=5, y=None, random_state=None):
     """Return ``n_splits`` (train_rows, test_rows) pairs; each group lies in exactly one test fold.
 
     Groups are shuffled (``random_state``; None keeps sorted order like sklearn's GroupKFold),
     then assigned largest first to the fold with the fewest rows, which balances fold sizes.
+    With labels ``y``, a group (location) first goes to a fold holding the fewest groups of its
+    majority class, so each class's locations spread over the folds and every fold's training
+    part keeps the classes that have at least two locations.
 
     Parameters
     ----------
     groups : array-like, shape (n_rows,)
     n_splits : int, at most the number of distinct groups
+    y : array-like, shape (n_rows,), optional
     """
     group_names, group_index = np.unique(np.asarray(groups), return_inverse=True)
     if not 2 <= n_splits <= len(group_names):
         raise ValueError(f"n_splits={n_splits} needs between 2 and {len(group_names)} groups")
     size = np.bincount(group_index)
+    label = (np.zeros(len(group_names), dtype=np.int64) if y is None
+             else _majority_label(np.asarray(y), group_index, len(group_names)))
     order = np.arange(len(group_names))
     if random_state is not None:
         order = np.random.default_rng(random_state).permutation(order)
     order = order[np.argsort(-size[order], kind="stable")]
     fold_of_group = np.empty(len(group_names), dtype=np.int64)
     fold_rows = np.zeros(n_splits, dtype=np.int64)
+    class_groups = np.zeros((label.max() + 1, n_splits), dtype=np.int64)
     for g in order:
-        fold = int(np.argmin(fold_rows))
+        fold = int(np.lexsort((fold_rows, class_groups[label[g]]))[0])
         fold_of_group[g] = fold
         fold_rows[fold] += size[g]
+        class_groups[label[g], fold] += 1
     fold_of_row = fold_of_group[group_index]
     return [(np.flatnonzero(fold_of_row != k), np.flatnonzero(fold_of_row == k))
             for k in range(n_splits)]

@@ -28,7 +28,10 @@ COMMANDS = (
     ("train", "pipelines.train", "train a classifier or fusion system on cached features"),
     ("evaluate", "pipelines.evaluate", "DCASE 2021 Task 1B metrics of a trained run on a fold"),
     ("predict", "pipelines.predict", "write the DCASE output file (one row per 1-s segment)"),
+    ("score", "pipelines.score", "DCASE metrics of an output file against a labels file"),
     ("compare", "pipelines.compare", "trained systems side by side"),
+    ("report", "pipelines.report", "write a Markdown report of evaluated systems"),
+    ("demo", "pipelines.demo", "the whole product on a synthetic corpus, in one command"),
 )
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -3,6 +3,7 @@
 import json
 
 from pipelines import runs
+from pipelines.formatting import interval, number, percent
 
 
 def add_arguments(parser):
@@ -14,22 +15,20 @@ def add_arguments(parser):
 
 def row(run_dir, record, fold):
     """One system's comparable numbers (None where not measured)."""
-    validation = record.get("validation") or {}
+    validation = (record.get("validation") or {}).get("segment") or {}
     evaluation = record.get("evaluations", {}).get(fold) or {}
     seg, clip = evaluation.get("segment", {}), evaluation.get("clip", {})
+    seg_ci, clip_ci = seg.get("ci") or {}, clip.get("ci") or {}
     return {
         "run": str(run_dir), "system": runs.system_name(record),
         "preset": record["system"]["preset"], "fit_s": record["timings"]["fit_s"],
-        "val_log_loss": (validation.get("segment") or {}).get("log_loss"),
-        "val_accuracy": (validation.get("segment") or {}).get("accuracy"),
-        "log_loss": seg.get("log_loss"), "log_loss_ci": (seg.get("ci") or {}).get("log_loss"),
-        "accuracy": seg.get("accuracy"), "clip_log_loss": clip.get("log_loss"),
-        "clip_accuracy": clip.get("accuracy"),
+        "val_log_loss": validation.get("log_loss"), "val_accuracy": validation.get("accuracy"),
+        "n_clips": evaluation.get("n_clips"), "n_segments": seg.get("n"),
+        "log_loss": seg.get("log_loss"), "log_loss_ci": seg_ci.get("log_loss"),
+        "accuracy": seg.get("accuracy"), "accuracy_ci": seg_ci.get("accuracy"),
+        "clip_log_loss": clip.get("log_loss"), "clip_log_loss_ci": clip_ci.get("log_loss"),
+        "clip_accuracy": clip.get("accuracy"), "clip_accuracy_ci": clip_ci.get("accuracy"),
     }
-
-
-def _f(value, fmt):
-    return "-" if value is None else format(value, fmt)
 
 
 def format_table(rows, fold):
@@ -40,15 +39,12 @@ def format_table(rows, fold):
              "accuracy | clip log loss | clip accuracy |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        ci = r["log_loss_ci"]
-        interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else ""
         mark = " *" if best is not None and r["log_loss"] == best else ""
         lines.append(
             f"| {r['run']} | {r['system']} | {r['preset']} | {r['fit_s']:.1f} | "
-            f"{_f(r['val_log_loss'], '.3f')} | {_f(r['log_loss'], '.3f')}{interval}{mark} | "
-            f"{_f(r['accuracy'] and 100 * r['accuracy'], '.1f')} | "
-            f"{_f(r['clip_log_loss'], '.3f')} | "
-            f"{_f(r['clip_accuracy'] and 100 * r['clip_accuracy'], '.1f')} |")
+            f"{number(r['val_log_loss'])} | {number(r['log_loss'])}"
+            f"{interval(r['log_loss_ci'])}{mark} | {percent(r['accuracy'])} | "
+            f"{number(r['clip_log_loss'])} | {percent(r['clip_accuracy'])} |")
     return "\n".join(lines)
 
 

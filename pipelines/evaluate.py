@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from pipelines import runs
+from pipelines.formatting import interval, number, percent
 
 
 def add_arguments(parser):
@@ -101,53 +102,42 @@ def summary(report):
                for level in ("segment", "clip")}}
 
 
-def _pct(value):
-    return "    -" if value is None else f"{100 * value:5.1f}%"
-
-
-def _num(value):
-    return "    -" if value is None else f"{value:6.3f}"
-
-
-def _interval(ci, percent=False):
-    if not ci or ci[0] is None:
-        return ""
-    if percent:
-        return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
 def format_report(report):
     """Per-class table (like the baseline's Table 1), averages with intervals, per-city lines."""
     seg, clip = report["segment"], report["clip"]
+
+    def line(name, n, s_loss, s_acc, c_loss, c_acc):
+        return (f"{name:<18} {n:>8} {number(s_loss):>9} {percent(s_acc):>9} "
+                f"{number(c_loss):>14} {percent(c_acc):>9}")
+
     lines = [f"{report['system']} on {report['store']}, fold {report['fold']}: "
              f"{report['n_clips']} clips, {seg['n']} segments",
              f"{'class':<18} {'segments':>8} {'log loss':>9} {'accuracy':>9} "
              f"{'clip log loss':>14} {'clip acc':>9}"]
     for name in report["classes"]:
         s, c = seg["per_class"][name], clip["per_class"][name]
-        lines.append(f"{name:<18} {s['n']:>8} {_num(s['log_loss']):>9} {_pct(s['accuracy']):>9} "
-                     f"{_num(c['log_loss']):>14} {_pct(c['accuracy']):>9}")
+        lines.append(line(name, s["n"], s["log_loss"], s["accuracy"], c["log_loss"],
+                          c["accuracy"]))
+    lines.append(line("average (DCASE)", seg["n"], seg["log_loss"], seg["accuracy"],
+                      clip["log_loss"], clip["accuracy"]))
+    lines.append(line("overall (rows)", seg["n"], seg["overall_log_loss"],
+                      seg["overall_accuracy"], clip["overall_log_loss"],
+                      clip["overall_accuracy"]))
     ci_s, ci_c = seg.get("ci", {}), clip.get("ci", {})
-    lines += [
-        f"{'average (DCASE)':<18} {seg['n']:>8} {_num(seg['log_loss']):>9} "
-        f"{_pct(seg['accuracy']):>9} {_num(clip['log_loss']):>14} {_pct(clip['accuracy']):>9}",
-        f"{'overall (rows)':<18} {seg['n']:>8} {_num(seg['overall_log_loss']):>9} "
-        f"{_pct(seg['overall_accuracy']):>9} {_num(clip['overall_log_loss']):>14} "
-        f"{_pct(clip['overall_accuracy']):>9}",
-    ]
     if ci_s:
         lines.append(
             f"95% CI ({report['bootstrap']['n']} bootstrap draws over clips): segment log loss"
-            f"{_interval(ci_s.get('log_loss'))}, accuracy{_interval(ci_s.get('accuracy'), True)}; "
-            f"clip log loss{_interval(ci_c.get('log_loss'))}, "
-            f"accuracy{_interval(ci_c.get('accuracy'), True)}")
+            f"{interval(ci_s.get('log_loss'))}, accuracy"
+            f"{interval(ci_s.get('accuracy'), as_percent=True)}; clip log loss"
+            f"{interval(ci_c.get('log_loss'))}, accuracy"
+            f"{interval(ci_c.get('accuracy'), as_percent=True)}")
     if report.get("per_city"):
         lines.append("per city (segment log loss, accuracy; clip accuracy; * = unseen in training):")
         for city, values in report["per_city"].items():
             mark = "*" if values["seen_in_training"] is False else " "
             lines.append(f"  {city + mark:<14} {values['n_clips']:>6} clips "
-                         f"{_num(values['segment']['log_loss'])} {_pct(values['segment']['accuracy'])}"
-                         f"   {_pct(values['clip']['accuracy'])}")
+                         f"{number(values['segment']['log_loss'], width=6)} "
+                         f"{percent(values['segment']['accuracy'], width=6)}   "
+                         f"{percent(values['clip']['accuracy'], width=6)}")
     lines.append("plots: " + ", ".join(report["plots"].values()))
     return "\n".join(lines)

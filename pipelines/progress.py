@@ -102,9 +102,9 @@ class Progress:
         elapsed = self.elapsed()
         rate = self.media_seconds / elapsed if elapsed > 0 else 0.0
         failed = f", {self.failed} failed" if self.failed else ""
-        return (f"{self.label}: {self.done}/{self.total} {self.unit}{failed}, "
-                f"{rate:.1f} s media/s, elapsed {format_seconds(elapsed)}, "
-                f"ETA {format_seconds(self.eta())}")
+        media = f"{rate:.1f} s media/s, " if self.media_seconds else ""
+        return (f"{self.label}: {self.done}/{self.total} {self.unit}{failed}, {media}"
+                f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(self.eta())}")
 
     def _maybe_show(self, force=False):
         now = self.clock()
@@ -165,9 +165,11 @@ def summary_lines(summary, *, label="avscene", unit="clips"):
     def rate(value):
         return "-" if value is None else f"{value:.1f} s media/s"
 
-    lines = [f"{label}: {summary['done']}/{summary[unit]} {unit} ({summary['failed']} failed), "
-             f"{summary['media_seconds']:.1f} s of media in {summary['wall_seconds']:.1f} s "
-             f"= {rate(summary['media_per_second'])}"]
+    head = f"{label}: {summary['done']}/{summary[unit]} {unit} ({summary['failed']} failed), "
+    if not summary["media_seconds"]:              # a job over other items (e.g. systems)
+        return [head + f"in {summary['wall_seconds']:.1f} s"]
+    lines = [head + f"{summary['media_seconds']:.1f} s of media in "
+             f"{summary['wall_seconds']:.1f} s = {rate(summary['media_per_second'])}"]
     for part in PARTS:
         alone = summary.get(f"{part}_media_per_second")
         figures = f"{summary[f'{part}_seconds']:8.1f} s" + (f" = {rate(alone)}" if alone else "")

@@ -35,7 +35,9 @@ def add_arguments(parser):
                              "(averaged probabilities), weighted (late, weights fitted on "
                              "validation), stack (meta-classifier on out-of-fold probabilities), "
                              "proposed (DCASE 2021 baseline fusion of frozen baseline nets)")
-    parser.add_argument("--preset", default="default", help="fast, default or paper")
+    parser.add_argument("--preset", default="default",
+                        help="fast (tests), default (TAU-sized data), small (a few thousand "
+                             "segments), paper (the baseline's exact training settings)")
     parser.add_argument("--pooling", default="mean", choices=("mean", "max", "meanstd", "center"),
                         help="how a segment's frames are combined")
     parser.add_argument("--train-fold", default="train", help="fold of the store to train on")

@@ -57,6 +57,26 @@ def test_group_kfold_partitions_groups(seed):
         assert len(train) + len(test) == len(groups)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_group_kfold_with_labels_keeps_every_class_in_every_training_part(seed):
+    rng = np.random.default_rng(seed)
+    n_classes, n_splits = int(rng.integers(2, 8)), int(rng.integers(2, 5))
+    per_class = rng.integers(2, 6, n_classes)              # >= 2 locations per class
+    groups, y = [], []
+    for c, n_locations in enumerate(per_class):
+        for loc in range(n_locations):
+            rows = int(rng.integers(1, 30))
+            groups += [f"c{c}-l{loc}"] * rows
+            y += [f"class{c}"] * rows
+    groups, y = np.array(groups), np.array(y)
+    n_splits = min(n_splits, len(np.unique(groups)))
+    folds = splits.group_kfold(groups, n_splits=n_splits, y=y, random_state=seed)
+    assert sorted(np.concatenate([held for _, held in folds]).tolist()) == list(range(len(y)))
+    for fit_rows, held_rows in folds:
+        assert len(splits.shared_groups(groups, fit_rows, held_rows)) == 0
+        assert set(y[fit_rows]) == set(y)
+
+
 def test_group_kfold_refuses_too_many_splits():
     with pytest.raises(ValueError, match="n_splits"):
         splits.group_kfold(["a", "a", "b"], n_splits=3)

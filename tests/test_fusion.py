@@ -82,7 +82,7 @@ def test_stacking_out_of_fold_rows_come_from_models_that_never_saw_their_locatio
     stack = StackingFusion([("audio", LogisticClassifier(max_iter=30), slice(0, 6)),
                             ("video", LogisticClassifier(max_iter=30), slice(6, 12))],
                            n_splits=3, random_state=5).fit(X, data["y"], groups=groups)
-    folds = splits.group_kfold(groups, n_splits=3, random_state=5)
+    folds = splits.group_kfold(groups, n_splits=3, y=data["y"], random_state=5)
     for k, (fit_rows, held_rows) in enumerate(folds):
         assert len(splits.shared_groups(groups, fit_rows, held_rows)) == 0
         fold_model = stack.fold_estimators_[0][k]
@@ -90,6 +90,19 @@ def test_stacking_out_of_fold_rows_come_from_models_that_never_saw_their_locatio
                                    fold_model.predict_proba(X[held_rows, :6]), rtol=1e-6)
     refit = StackingFusion(stack.estimators, n_splits=3, refit=True, random_state=5)
     assert refit.fit(X, data["y"], groups=groups).estimators_ is not None
+
+
+def test_stacking_refuses_folds_that_lose_a_class():
+    data = make_av_features(n_clips=60, segments_per_clip=2, dim_audio=4, dim_video=4,
+                            n_classes=4, locations_per_class=3, random_state=4)
+    X = np.concatenate([data["audio"], data["video"]], axis=1)
+    groups = np.asarray(data["location"]).copy()
+    lonely = data["y"] == data["y"][0]
+    groups[lonely] = "only-location"          # that class now has a single location
+    stack = StackingFusion([("audio", LogisticClassifier(max_iter=10), slice(0, 4)),
+                            ("video", LogisticClassifier(max_iter=10), slice(4, 8))], n_splits=3)
+    with pytest.raises(ValueError, match=f"no '{data['y'][0]}' rows"):
+        stack.fit(X, data["y"], groups=groups)
 
 
 def test_proposed_fusion_architecture_and_frozen_branches():

@@ -71,3 +71,13 @@ def test_log_mode_writes_a_line_every_interval(caplog):
                                            (None, "?"), (float("inf"), "?")])
 def test_format_seconds(seconds, text):
     assert progress.format_seconds(seconds) == text
+
+
+def test_jobs_without_media_show_no_media_figures():
+    clock, term = FakeClock(), FakeTerminal()
+    bar = progress.Progress(4, label="train", unit="systems", stream=term, clock=clock)
+    clock.now += 3.0
+    bar.advance()
+    assert "media" not in bar.status_line() and "1/4 systems" in bar.status_line()
+    lines = progress.summary_lines(bar.summary(), label="train", unit="systems")
+    assert lines == ["train: 1/4 systems (0 failed), in 3.0 s"]

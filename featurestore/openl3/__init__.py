@@ -30,7 +30,7 @@ from featurestore.openl3.weights import ENV_VAR, find_weights, official_name
 __all__ = [
     "load_audio_model", "load_image_model", "audio_embeddings", "image_embeddings",
     "frame_audio", "count_windows", "embed_audio_frames", "preprocess_images", "embed_images",
-    "spectrogram", "find_weights", "official_name", "random_weights_file", "ENV_VAR",
+    "spectrogram", "bf16_is_fast", "find_weights", "official_name", "random_weights_file", "ENV_VAR",
     "INPUT_REPRS", "CONTENT_TYPES", "EMBEDDING_SIZES",
 ]
 
@@ -90,6 +90,14 @@ def load_image_model(weights=None, *, input_repr=None, content_type=None, embedd
     return load_model("image", weights, input_repr=input_repr, content_type=content_type,
                       embedding_size=embedding_size, device=device, dtype=dtype, bf16=bf16,
                       fold_bn=fold_bn, channels_last=channels_last, allow_tf32=allow_tf32)
+
+
+def bf16_is_fast(device="auto"):
+    """True where bfloat16 inference has hardware support (AMX / AVX-512 BF16 CPU, CUDA);
+    elsewhere bf16 is emulated and slower than float32."""
+    from featurestore.openl3.models import bf16_is_fast as check
+
+    return check(device)
 
 
 def _split(items, model, batch_size):

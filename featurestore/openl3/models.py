@@ -5,6 +5,7 @@ Models are cached: loading the same file with the same options twice returns the
 
 import contextlib
 import logging
+import pathlib
 import threading
 
 import numpy as np
@@ -92,6 +93,20 @@ def resolve_device(device):
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def bf16_is_fast(device="auto"):
+    """True where bfloat16 inference has hardware support: a CUDA device that reports it, or a
+    CPU with AMX or AVX-512 BF16 (Linux /proc/cpuinfo). Elsewhere bf16 autocast is emulated and
+    slower than float32, so callers choosing a default should stay with float32."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def resolve_dtype(dtype, bf16):

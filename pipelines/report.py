@@ -1,0 +1,157 @@
+"""``avscene report RUN_DIR... --out report.md``: evaluated systems side by side, in Markdown.
+
+The report reads what ``avscene train`` and ``avscene evaluate`` wrote into each run directory
+(``run.json``, ``evaluation-<fold>.json`` and its plots) and never recomputes a number. Sections:
+systems side by side (1 s segments and 10 s clips, log loss and accuracy with 95% intervals), the
+per-class and per-city tables of the best system, its confusion matrices, and the provenance of
+the features (store, extractor parameters, weight checksums, package versions).
+
+The best system is the one with the lowest *validation* log loss: choosing on the evaluated fold
+itself would overstate what the choice achieves.
+"""
+
+import json
+import os
+import pathlib
+
+from featurestore.errors import UsageError
+from pipelines import compare, runs
+from pipelines.formatting import interval, number, percent
+
+
+def add_arguments(parser):
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="evaluated run directories")
+    parser.add_argument("--out", required=True, help="Markdown file to write")
+    parser.add_argument("--fold", default="evaluate", help="evaluated fold to report")
+    parser.add_argument("--title", default="avscene report", help="first heading")
+    parser.add_argument("--json", action="store_true",
+                        help="print the systems table as JSON instead of a summary")
+
+
+def load_system(run_dir, fold):
+    """``(compare row, record, evaluation report)`` of one run evaluated on ``fold``."""
+    record = runs.load_record(run_dir)
+    path = pathlib.Path(run_dir) / f"evaluation-{fold}.json"
+    if not path.is_file():
+        raise UsageError(f"{run_dir}: not evaluated on fold {fold!r} "
+                         f"(run: avscene evaluate {run_dir} STORE --fold {fold})")
+    return compare.row(run_dir, record, fold), record, json.loads(path.read_text())
+
+
+def best_row(rows):
+    """The row with the lowest validation log loss (rows without one come last)."""
+    return min(rows, key=lambda r: (r["val_log_loss"] is None, r["val_log_loss"] or 0.0))
+
+
+def systems_table(rows, best):
+    """Markdown table of all systems; the best (by validation log loss) is in bold."""
+    lines = ["| system | fit s | val log loss | segment log loss | segment accuracy | "
+             "clip log loss | clip accuracy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        name = f"**{r['system']}**" if r is best else r["system"]
+        lines.append(
+            f"| {name} | {r['fit_s']:.1f} | {number(r['val_log_loss'])} | "
+            f"{number(r['log_loss'])}{interval(r['log_loss_ci'])} | "
+            f"{percent(r['accuracy'])}{interval(r['accuracy_ci'], as_percent=True)} | "
+            f"{number(r['clip_log_loss'])}{interval(r['clip_log_loss_ci'])} | "
+            f"{percent(r['clip_accuracy'])}{interval(r['clip_accuracy_ci'], as_percent=True)} |")
+    return lines
+
+
+def per_class_table(evaluation):
+    """Per-class log loss and accuracy at both levels, like Table 1 of the DCASE baseline."""
+    seg, clip = evaluation["segment"], evaluation["clip"]
+    lines = ["| class | segments | segment log loss | segment accuracy | clip log loss | "
+             "clip accuracy |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in evaluation["classes"]:
+        s, c = seg["per_class"][name], clip["per_class"][name]
+        lines.append(f"| {name} | {s['n']} | {number(s['log_loss'])} | {percent(s['accuracy'])} | "
+                     f"{number(c['log_loss'])} | {percent(c['accuracy'])} |")
+    lines.append(f"| **average (DCASE)** | {seg['n']} | {number(seg['log_loss'])} | "
+                 f"{percent(seg['accuracy'])} | {number(clip['log_loss'])} | "
+                 f"{percent(clip['accuracy'])} |")
+    return lines
+
+
+def per_city_table(evaluation):
+    """Per-city results; cities never seen in training are marked."""
+    lines = ["| city | clips | segment log loss | segment accuracy | clip accuracy |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for city, v in (evaluation.get("per_city") or {}).items():
+        mark = " (unseen in training)" if v["seen_in_training"] is False else ""
+        lines.append(f"| {city}{mark} | {v['n_clips']} | {number(v['segment']['log_loss'])} | "
+                     f"{percent(v['segment']['accuracy'])} | {percent(v['clip']['accuracy'])} |")
+    return lines
+
+
+def plot_lines(run_dir, evaluation, out_dir):
+    """Markdown images of the run's plots, with paths relative to the report."""
+    titles = {"confusion_segment": "Confusion matrix, 1 s segments",
+              "confusion_clip": "Confusion matrix, clips", "classwise": "Class-wise accuracy"}
+    lines = []
+    for key, name in evaluation.get("plots", {}).items():
+        path = os.path.relpath(pathlib.Path(run_dir) / name, out_dir)
+        lines += [f"![{titles.get(key, key)}]({pathlib.PurePath(path).as_posix()})", ""]
+    return lines
+
+
+def provenance_lines(record):
+    """The store and every feature's extractor parameters, as the run recorded them."""
+    store = record["store"]
+    lines = [f"- store: `{store['path']}` (trained on fold `{store['train_fold']}`)"]
+    for name, feature in store["features"].items():
+        params = feature["params"]
+        model = params.get("model") or {}
+        random_seed = model.get("random_weights")
+        weights = ("**RANDOM weights (seed %s): a pipeline check, not OpenL3 results**" % random_seed
+                   if random_seed is not None else f"weights sha256 `{model.get('weights_sha256')}`"
+                   if model else "no network")
+        lines.append(f"- `{name}` (fingerprint `{feature['fingerprint'][:12]}`): {weights}; "
+                     f"parameters `{json.dumps(params, sort_keys=True)}`")
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(record.get("versions", {}).items()))
+    lines.append(f"- versions: {versions}")
+    return lines
+
+
+def random_weights_used(records):
+    """True when any feature of any run was made with random OpenL3 weights."""
+    return any(((f["params"].get("model") or {}).get("random_weights") is not None)
+               for record in records for f in record["store"]["features"].values())
+
+
+def build_report(run_dirs, *, fold, out_path, title):
+    """Return ``(markdown text, rows, best row)`` for the evaluated ``run_dirs``."""
+    loaded = [(run_dir, *load_system(run_dir, fold)) for run_dir in run_dirs]
+    rows = [row for _, row, _, _ in loaded]
+    best = best_row(rows)
+    best_dir, _, best_record, best_eval = loaded[rows.index(best)]
+    out_dir = pathlib.Path(out_path).resolve().parent
+    lines = [f"# {title}", ""]
+    if random_weights_used([record for _, _, record, _ in loaded]):
+        lines += ["> **Features made with RANDOM OpenL3 weights.** These numbers check the "
+                  "pipeline; they say nothing about OpenL3. Install the official weights "
+                  "(README, 'Run it on the real data') and extract again.", ""]
+    lines += [f"## Systems on fold `{fold}` ({best['n_clips']} clips, {best['n_segments']} "
+              "one-second segments)", "",
+              "DCASE 2021 Task 1B metrics: log loss and accuracy averaged over classes; clip "
+              "level sums a clip's segment probabilities. Brackets: 95% bootstrap intervals over "
+              "clips. Bold: lowest validation log loss (the system one would pick).", "",
+              *systems_table(rows, best), "",
+              f"## Best system: {best['system']}", "", *per_class_table(best_eval), "",
+              "### Per city", "", *per_city_table(best_eval), "",
+              *plot_lines(best_dir, best_eval, out_dir),
+              "## Provenance", "", *provenance_lines(best_record), ""]
+    return "\n".join(lines), rows, best
+
+
+def run(args):
+    text, rows, best = build_report(args.run_dirs, fold=args.fold, out_path=args.out,
+                                    title=args.title)
+    pathlib.Path(args.out).write_text(text)
+    if args.json:
+        print(json.dumps({"report": args.out, "best": best["run"], "systems": rows}, indent=2))
+    else:
+        print(f"wrote {args.out}: {len(rows)} systems; best by validation log loss: "
+              f"{best['system']} ({best['run']})")
+    return 0
