@@ -36,3 +36,12 @@ def test_console_script_is_installed():
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert result.stdout.startswith("avscene ")
+
+
+@pytest.mark.parametrize("name", [c[0] for c in cli.COMMANDS])
+def test_every_command_can_print_json_and_shows_defaults(name, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    text = capsys.readouterr().out
+    assert "--json" in text
+    assert "(default: False)" in text         # ArgumentDefaultsHelpFormatter is in effect
