@@ -11,8 +11,8 @@ waiting, and on this machine shared with other jobs 2 threads ran 20x slower tha
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from classifiers.common import check_features, encode_labels, random_seed, validation_data
-from classifiers.preprocessing import ZScore, maybe_standardize
+from classifiers.common import check_features, start_fit
+from classifiers.preprocessing import maybe_standardize
 
 
 def pca_projection(X, n_components, *, max_rows=20000, random_state=0, chunk_rows=16384):
@@ -101,7 +101,10 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _project(self, X):
-        X = maybe_standardize(X, self.scaler_)
+        return self._reduce(maybe_standardize(X, self.scaler_))
+
+    def _reduce(self, X):
+        """PCA projection of standardized rows (identity without components)."""
         if self.components_ is None:
             return X
         return (X - self.pca_mean_.astype(X.dtype)) @ self.components_
@@ -120,22 +123,17 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); validation data as in TorchMLPClassifier."""
         import lightgbm
 
-        X = check_features(X, dtype=np.float32)
-        self.classes_, y_index = encode_labels(y, n_rows=len(X))
-        seed = random_seed(self.random_state)
-        X_fit, y_fit, X_val, y_val = validation_data(
-            X, y_index, groups=groups, eval_set=eval_set, classes=self.classes_,
-            validation_fraction=self.validation_fraction, random_state=seed)
-        self.scaler_ = ZScore().fit(X_fit) if self.standardize else None
+        X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
+                                                     eval_set=eval_set)
         self.components_ = None
-        if self.n_components is not None and self.n_components < X.shape[1]:
-            self.pca_mean_, self.components_ = pca_projection(
-                maybe_standardize(X_fit, self.scaler_), self.n_components, random_state=seed)
+        if self.n_components is not None and self.n_components < X_fit.shape[1]:
+            self.pca_mean_, self.components_ = pca_projection(X_fit, self.n_components,
+                                                              random_state=seed)
         dataset_params = {"max_bin": self.max_bin, "verbosity": -1}
-        train_set = lightgbm.Dataset(self._project(X_fit), y_fit, params=dataset_params)
+        train_set = lightgbm.Dataset(self._reduce(X_fit), y_fit, params=dataset_params)
         valid_sets, callbacks = [], []
         if X_val is not None and self.early_stopping_rounds:
-            valid_sets = [lightgbm.Dataset(self._project(X_val), y_val, reference=train_set,
+            valid_sets = [lightgbm.Dataset(self._reduce(X_val), y_val, reference=train_set,
                                            params=dataset_params)]
             callbacks = [lightgbm.early_stopping(self.early_stopping_rounds, verbose=False)]
         self.booster_ = lightgbm.train(
@@ -143,7 +141,7 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
             valid_sets=valid_sets, callbacks=callbacks)
         best = self.booster_.best_iteration
         self.best_iteration_ = int(best) if best and best > 0 else self.booster_.current_iteration()
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = X_fit.shape[1]
         return self
 
     def predict_proba(self, X):

@@ -82,6 +82,32 @@ def validation_data(X, y_index, *, groups=None, eval_set=None, classes=None,
     return X[fit_rows], y_index[fit_rows], X[val_rows], y_index[val_rows]
 
 
+def start_fit(estimator, X, y, *, groups=None, eval_set=None):
+    """The common start of an estimator's ``fit`` that holds out validation rows.
+
+    Checks ``X`` (as float32), sets ``estimator.classes_``, splits off the validation rows
+    (``estimator.validation_fraction``, see :func:`validation_data`) and fits
+    ``estimator.scaler_`` on the remaining rows when ``estimator.standardize``.
+
+    Returns
+    -------
+    X_fit, y_fit, X_val, y_val : standardized arrays (the last two None without validation data)
+    seed : int
+    """
+    from classifiers.preprocessing import ZScore, maybe_standardize
+
+    X = check_features(X, dtype=np.float32)
+    estimator.classes_, y_index = encode_labels(y, n_rows=len(X))
+    seed = random_seed(estimator.random_state)
+    X_fit, y_fit, X_val, y_val = validation_data(
+        X, y_index, groups=groups, eval_set=eval_set, classes=estimator.classes_,
+        validation_fraction=estimator.validation_fraction, random_state=seed)
+    estimator.scaler_ = ZScore().fit(X_fit) if estimator.standardize else None
+    X_fit = maybe_standardize(X_fit, estimator.scaler_)
+    X_val = None if X_val is None else maybe_standardize(X_val, estimator.scaler_)
+    return X_fit, y_fit, X_val, y_val, seed
+
+
 def validation_rows(y_index, *, groups=None, validation_fraction=0.0, random_state=None):
     """Return ``(fit_rows, val_rows)`` holding out ``validation_fraction`` of the rows, or None.
 

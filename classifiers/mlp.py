@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers import torchnets
-from classifiers.common import check_features, encode_labels, random_seed, validation_data
+from classifiers.common import start_fit
 from classifiers.linear import softmax
-from classifiers.preprocessing import ZScore, maybe_standardize
+from classifiers.preprocessing import maybe_standardize
 
 
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -81,18 +81,11 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); see the class doc for groups/eval_set."""
         torch = torchnets.import_torch("TorchMLPClassifier")
-        X = check_features(X, dtype=np.float32)
-        self.classes_, y_index = encode_labels(y, n_rows=len(X))
-        seed = random_seed(self.random_state)
-        X_fit, y_fit, X_val, y_val = validation_data(
-            X, y_index, groups=groups, eval_set=eval_set, classes=self.classes_,
-            validation_fraction=self.validation_fraction, random_state=seed)
-        self.scaler_ = ZScore().fit(X_fit) if self.standardize else None
-        X_fit = maybe_standardize(X_fit, self.scaler_)
-        X_val = None if X_val is None else maybe_standardize(X_val, self.scaler_)
+        X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
+                                                     eval_set=eval_set)
         with torchnets.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = torchnets.build_mlp(X.shape[1], tuple(self.hidden), len(self.classes_),
+            module = torchnets.build_mlp(X_fit.shape[1], tuple(self.hidden), len(self.classes_),
                                          dropout=self.dropout, batch_norm=self.batch_norm)
             self.history_ = torchnets.train_network(
                 module, X_fit, y_fit, X_val=X_val, y_val=y_val, learning_rate=self.learning_rate,
@@ -104,7 +97,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.state_ = torchnets.state_to_numpy(module)
         losses = [h["val_loss"] for h in self.history_ if h["val_loss"] is not None]
         self.best_epoch_ = int(np.argmin(losses)) + 1 if losses else len(self.history_)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = X_fit.shape[1]
         return self
 
     def transform_hidden(self, X, *, n_modules):

@@ -26,7 +26,6 @@ import logging
 import multiprocessing
 import pathlib
 import shutil
-import sys
 import time
 
 from featurestore.errors import UsageError
@@ -214,7 +213,7 @@ def finish(workdir, rows, best, steps, seconds):
     score_file = workdir / "logs" / "score.json"
     scored = json.loads(score_file.read_text()) if steps["score"]["status"] == 0 else None
     if scored:
-        seg, clip = scored["segment"], scored["clip"]
+        seg = scored["segment"]
         with open(workdir / "report.md", "a") as handle:
             handle.write(
                 f"\n## Evaluation clips (hidden labels of the synthetic corpus)\n\n"

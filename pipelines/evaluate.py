@@ -31,15 +31,11 @@ def add_arguments(parser):
 
 def run(args):
     from featurestore.provenance import utc_now
-    from featurestore.store import FeatureStore
 
-    bundle, record = runs.load_run(args.run_dir)
     started = time.perf_counter()
-    with runs.apply_threads(args.threads), FeatureStore.open(args.store, mode="r") as store:
-        runs.check_provenance(record, store, args.run_dir)
-        segments = runs.read_segments(store, bundle["features"], fold=args.fold,
-                                      pooling=bundle["pooling"])
-        X = runs.features_matrix(segments, bundle)
+    with runs.apply_threads(args.threads):
+        bundle, record, segments, X, _ = runs.read_for_run(args.run_dir, args.store,
+                                                           fold=args.fold)
         read = time.perf_counter()
         proba, classes = runs.scene_probabilities(bundle, X)
         predicted = time.perf_counter()

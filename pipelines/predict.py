@@ -68,16 +68,11 @@ def write_output(path, filenames, proba, classes):
 
 
 def run(args):
-    from featurestore.store import FeatureStore
-
-    bundle, record = runs.load_run(args.run_dir)
     started = time.perf_counter()
-    with runs.apply_threads(args.threads), FeatureStore.open(args.store, mode="r") as store:
-        runs.check_provenance(record, store, args.run_dir)
-        segments = runs.read_segments(store, bundle["features"], fold=args.fold,
-                                      pooling=bundle["pooling"], need_labels=False)
-        filenames = segment_filenames(segments, store.clips)
-        X = runs.features_matrix(segments, bundle)
+    with runs.apply_threads(args.threads):
+        bundle, record, segments, X, clips = runs.read_for_run(
+            args.run_dir, args.store, fold=args.fold, need_labels=False)
+        filenames = segment_filenames(segments, clips)
         proba, classes = runs.scene_probabilities(bundle, X)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_output(args.out, filenames, proba, classes)
