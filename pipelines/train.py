@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from pipelines import runs
+from pipelines import runs, train_dask
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,15 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="run directory to write")
     parser.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     parser.add_argument("--json", action="store_true", help="print the run record as JSON")
+    train_dask.add_dask_arguments(parser)
 
 
 def run(args):
     from featurestore.provenance import package_versions, utc_now
     from featurestore.store import FeatureStore
 
+    if args.dask or args.dask_local:
+        return train_dask.run(args)
     if not 0.0 <= args.val_fraction < 1.0:
         raise runs.RunFormatError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
     if (pathlib.Path(args.out) / runs.RECORD_FILE).exists() and not args.force:
