@@ -56,7 +56,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.provenance import package_versions, utc_now
     from featurestore.store import FeatureStore
 
     if args.dask or args.dask_local:
@@ -82,6 +81,22 @@ def run(args):
         fit_done = time.perf_counter()
         validation = validate(fitted, X, segments, split)
         finished = time.perf_counter()
+    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
+             "validate_s": finished - fit_done, "total_s": finished - started}
+    return save_trained(args, fitted, models=models, dims=dims, segments=segments, split=split,
+                        validation=validation, provenance=provenance, store_attrs=store_attrs,
+                        timings=times)
+
+
+def save_trained(args, fitted, *, models, dims, segments, split, validation, provenance,
+                 store_attrs, timings, extra=None):
+    """Write the run directory (model bundle + ``run.json``) and print its summary; return 0.
+
+    ``extra`` adds top-level keys to the record (e.g. the Dask cluster of a distributed run).
+    """
+    from featurestore.provenance import package_versions, utc_now
+
+    features = list(dims)
     bundle = {"estimator": fitted, "features": features, "dims": dims, "pooling": args.pooling,
               "classes": [str(c) for c in fitted.classes_], "format_version": runs.RUN_FORMAT_VERSION}
     train_rows = split[0]
@@ -102,9 +117,9 @@ def run(args):
             set(np.asarray(segments.groups)[train_rows].astype(str).tolist()))},
         "seen_cities": sorted(set(np.asarray(segments.city).astype(str).tolist())),
         "validation": validation,
-        "timings": {"read_s": loaded - started, "fit_s": fit_done - loaded,
-                    "validate_s": finished - fit_done, "total_s": finished - started},
+        "timings": timings,
         "evaluations": {},
+        **(extra or {}),
     }
     runs.save_run(args.out, bundle, record)
     print(json.dumps(record, indent=2, default=runs._jsonable) if args.json

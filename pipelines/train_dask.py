@@ -14,10 +14,8 @@ fitted in-memory estimator (``LogisticClassifier`` / ``LightGBMClassifier``, wra
 ``dask`` entry; ``avscene evaluate`` and ``predict`` use it unchanged, without Dask.
 """
 
-import json
 import logging
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -153,7 +151,6 @@ def run(args):
     import dask
     from distributed import wait
 
-    from featurestore.provenance import package_versions, utc_now
     from featurestore.store import FeatureStore
     from pipelines import train
     from pipelines.extract_dask import dask_client
@@ -184,32 +181,8 @@ def run(args):
         finished = time.perf_counter()
         cluster = {"scheduler": args.dask or "local", "workers": len(
             client.scheduler_info()["workers"]), "chunks": len(X.chunks[0])}
-    bundle = {"estimator": fitted, "features": features, "dims": dims, "pooling": args.pooling,
-              "classes": [str(c) for c in fitted.classes_],
-              "format_version": runs.RUN_FORMAT_VERSION}
-    record = {
-        "format": runs.RUN_FORMAT, "format_version": runs.RUN_FORMAT_VERSION,
-        "created": utc_now(), "command": "avscene " + " ".join(sys.argv[1:]),
-        "system": {"features": features, "models": models, "fusion": args.fusion,
-                   "preset": args.preset, "pooling": args.pooling, "seed": args.seed,
-                   "val_fraction": args.val_fraction, "temperature": not args.no_temperature,
-                   "threads": args.threads},
-        "estimator": {"class": type(fitted).__name__,
-                      "params": {k: v for k, v in fitted.get_params(deep=True).items()
-                                 if not hasattr(v, "get_params")}},
-        "versions": package_versions(),
-        "store": {"path": runs.store_location(args.store), "attrs": store_attrs,
-                  "train_fold": args.train_fold, "features": provenance},
-        "training": {**train.describe_rows(segments, split[0]), "locations": sorted(
-            set(np.asarray(segments.groups)[split[0]].astype(str).tolist()))},
-        "seen_cities": sorted(set(np.asarray(segments.city).astype(str).tolist())),
-        "validation": validation,
-        "timings": {"read_s": loaded - started, "fit_s": fit_done - loaded,
-                    "validate_s": finished - fit_done, "total_s": finished - started},
-        "evaluations": {},
-        "dask": cluster,
-    }
-    runs.save_run(args.out, bundle, record)
-    print(json.dumps(record, indent=2, default=runs._jsonable) if args.json
-          else train.format_summary(record, args.out))
-    return 0
+    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
+             "validate_s": finished - fit_done, "total_s": finished - started}
+    return train.save_trained(args, fitted, models=models, dims=dims, segments=segments,
+                              split=split, validation=validation, provenance=provenance,
+                              store_attrs=store_attrs, timings=times, extra={"dask": cluster})
