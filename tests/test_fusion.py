@@ -111,7 +111,6 @@ def test_proposed_fusion_architecture_and_frozen_branches():
     y = np.array([f"class{k}" for k in rng.integers(0, 10, n)])
     y[:10] = [f"class{k}" for k in range(10)]
     X = rng.normal(size=(n, 1024)).astype(np.float32)
-    groups = np.array([f"loc{i % 40}" for i in range(n)])
     branch = baseline_network(max_epochs=2, batch_size=32, learning_rate=1e-3)
     model = ProposedFusion([("audio", branch, slice(0, 512)), ("video", branch, slice(512, 1024))],
                            max_epochs=3, batch_size=32, learning_rate=1e-3, random_state=0)

@@ -1,14 +1,13 @@
 """Slaney mel filterbank: bit-equal to librosa's (via the kapre reference matrix) and to an
 independent float64 construction for other parameters."""
 
-import pathlib
-
 import numpy as np
 import pytest
 
 from featurestore.melfilters import hz_to_mel, mel_filterbank, mel_to_hz
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = pathlib.Path("/work/shared/openl3-reference/kapre_mel_filterbank.npz")
+REFERENCE = REFERENCE_DIR / "kapre_mel_filterbank.npz"
 
 
 @pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference data absent: {REFERENCE}")

@@ -1,8 +1,6 @@
 """Every OpenL3 variant on random official-layout files: shapes, Keras flatten order (checked in
 NumPy), frontends against NumPy, folded/channels-last and bf16 paths against eager fp32."""
 
-import pathlib
-
 import numpy as np
 import pytest
 import torch
@@ -10,8 +8,9 @@ import torch
 from featurestore import openl3
 from featurestore.melfilters import mel_filterbank
 from featurestore.openl3 import architecture as arch
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = pathlib.Path("/work/shared/openl3-reference")
+REFERENCE = REFERENCE_DIR
 
 
 @pytest.fixture(scope="module")

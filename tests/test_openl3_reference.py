@@ -1,8 +1,6 @@
 """Parity with openl3 0.4.2 on TensorFlow: every output in the shared reference folder, within
 the tolerances of its README (section 8), also for weight files with other layer numbering."""
 
-import pathlib
-
 import numpy as np
 import pytest
 import torch
@@ -10,8 +8,9 @@ import torch
 from featurestore import openl3
 from featurestore.openl3 import architecture as arch
 from tests.test_openl3_weights import renumbered_copy
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = pathlib.Path("/work/shared/openl3-reference")
+REFERENCE = REFERENCE_DIR
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(),
                                 reason=f"OpenL3 reference data absent: {REFERENCE}")
 

@@ -15,8 +15,9 @@ from featurestore.errors import WeightsFormatError, WeightsNotFoundError
 from featurestore.openl3 import architecture as arch
 from featurestore.openl3 import weights as wf
 from featurestore.provenance import sha256_file
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = pathlib.Path("/work/shared/openl3-reference")
+REFERENCE = REFERENCE_DIR
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(),
                                      reason=f"OpenL3 reference data absent: {REFERENCE}")
 

@@ -1,14 +1,14 @@
 """featurestore.resample against resampy 0.2.2 (kaiser_best) itself, on fresh random signals."""
 
-import pathlib
 import warnings
 
 import numpy as np
 import pytest
 
 from featurestore.resample import kaiser_best_table, resample
+from tests.reference import REFERENCE_DIR
 
-REFERENCE = pathlib.Path("/work/shared/openl3-reference/audio_stereo_44k1.npz")
+REFERENCE = REFERENCE_DIR / "audio_stereo_44k1.npz"
 
 
 @pytest.fixture(scope="module")
