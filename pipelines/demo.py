@@ -52,7 +52,7 @@ def add_arguments(parser):
     parser.add_argument("--jobs", type=int, default=2, help="systems trained at the same time")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the models")
     parser.add_argument("--force", action="store_true",
-                        help="use --workdir even if it holds files that are not a demo's")
+                        help="delete everything in --workdir first, even files that are not a demo's")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -74,8 +74,8 @@ def prepare_workdir(workdir, *, force):
     """Empty a previous demo's folder; refuse a folder with other content unless ``force``."""
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists() and not force:
-            raise UsageError(f"{workdir} exists and is not a demo folder (use --force or "
-                             f"another --workdir)")
+            raise UsageError(f"{workdir} exists and is not a demo folder (--force deletes its "
+                             f"contents; or choose another --workdir)")
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True)
 
