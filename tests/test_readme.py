@@ -16,8 +16,9 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def code_fragments(markdown):
     """Fenced block lines (continuations joined) and inline code spans of ``markdown``."""
-    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", markdown, flags=re.S | re.M)
-    prose = re.sub(r"^```[^\n]*\n.*?^```", "", markdown, flags=re.S | re.M)
+    fence = r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```"     # fences may be indented (in list items)
+    fenced = re.findall(fence, markdown, flags=re.S | re.M)
+    prose = re.sub(fence, "", markdown, flags=re.S | re.M)
     lines = [line for block in fenced for line in block.replace("\\\n", " ").splitlines()]
     return lines + re.findall(r"`([^`\n]+)`", prose)
 
@@ -54,6 +55,8 @@ def test_invocation_parser_catches_a_wrong_option():
     found = invocations(["avscene train s.zarr --feature x", "avscene bogus --x"])
     assert found == [("train", ["--feature"]), ("bogus", ["--x"])]
     assert "--feature" not in subparser_options()["train"]
+    markdown = "1. step:\n\n   ```\n   avscene scan ROOT \\\n       --jsn\n   ```\n\nthen `avscene info S --json`\n"
+    assert invocations(code_fragments(markdown)) == [("scan", ["--jsn"]), ("info", ["--json"])]
 
 
 @pytest.mark.parametrize("target", ["demo", "test", "install", "bench", "test-slow"])
