@@ -203,9 +203,7 @@ class DaskLogisticClassifier(_DaskEstimator):
         """The equivalent fitted :class:`LogisticClassifier` (its sklearn model filled in)."""
         from sklearn.linear_model import LogisticRegression
 
-        local = LogisticClassifier(C=self.C, max_iter=self.max_iter, tol=self.tol,
-                                   standardize=self.standardize, n_jobs=self.n_jobs,
-                                   random_state=self.random_state)
+        local = LogisticClassifier(**self.get_params())
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
         model.classes_ = np.arange(len(self.classes_))
         model.coef_, model.intercept_ = self.coef_, self.intercept_

@@ -55,6 +55,13 @@ class _NamedEstimators:
                 estimators[index] = (name, value, estimators[index][2])
         return super().set_params(estimators=estimators, **params)
 
+    def _start_fit(self, X, y, *, dtype=None):
+        """Check the members and ``X``; set ``classes_``; return (X, y as class indices)."""
+        self._check_estimators()
+        X = check_features(X, dtype=dtype)
+        self.classes_, y_index = encode_labels(y, n_rows=len(X))
+        return X, y_index
+
     def _check_estimators(self):
         names = [name for name, _, _ in self.estimators]
         if not names:
@@ -130,9 +137,7 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Fit every member on its columns of ``X`` (n_rows, n_columns); then the weights."""
-        self._check_estimators()
-        X = check_features(X)
-        self.classes_, y_index = encode_labels(y, n_rows=len(X))
+        X, y_index = self._start_fit(X, y)
         labels = self.classes_[y_index]
         if self.fit_weights and eval_set is None:
             rows = validation_rows(y_index, groups=groups,
@@ -237,9 +242,7 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Fit the members by K-fold on ``X`` (n_rows, n_columns), then the meta-classifier."""
-        self._check_estimators()
-        X = check_features(X)
-        self.classes_, y_index = encode_labels(y, n_rows=len(X))
+        X, y_index = self._start_fit(X, y)
         labels = self.classes_[y_index]
         groups = None if groups is None else np.asarray(groups)
         folds = _kfold_rows(y_index, groups, self.n_splits, random_seed(self.random_state))
@@ -354,9 +357,7 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Train the branches on their columns of ``X`` (n_rows, n_columns), then the head."""
         torch = torchnets.import_torch("ProposedFusion")
-        self._check_estimators()
-        X = check_features(X, dtype=np.float32)
-        self.classes_, y_index = encode_labels(y, n_rows=len(X))
+        X, y_index = self._start_fit(X, y, dtype=np.float32)
         seed = random_seed(self.random_state)
         if eval_set is None:
             rows = validation_rows(y_index, groups=groups,

@@ -76,10 +76,18 @@ def _row_media(fields, positions, issues):
     return clip_id, paths[0], paths[1]
 
 
-def _field_count_issue(table, fields):
-    if len(fields) != len(table.columns):
-        return f"expected {len(table.columns)} fields, found {len(fields)}"
-    return None
+def _media_rows(table, positions, problems):
+    """Yield ``(row number, fields, clip_id, audio, video, issues)`` for each row of ``table``
+    with as many fields as the header (the others go to ``problems``); ``issues`` holds what is
+    wrong with the row's media paths, for the caller to extend and report."""
+    for number, fields in table.rows:
+        if len(fields) != len(table.columns):
+            problems.append(f"{table.name} row {number}: expected {len(table.columns)} fields, "
+                            f"found {len(fields)}")
+            continue
+        issues = []
+        clip_id, audio, video = _row_media(fields, positions, issues)
+        yield number, fields, clip_id, audio, video, issues
 
 
 def _development_clips(meta, problems):
@@ -90,13 +98,7 @@ def _development_clips(meta, problems):
         raise ManifestError(f"{META}: header has no scene_label column")
     identifier_at = meta.index("identifier")
     clips, first_row, named = {}, {}, set()
-    for number, fields in meta.rows:
-        count_issue = _field_count_issue(meta, fields)
-        if count_issue:
-            problems.append(f"{META} row {number}: {count_issue}")
-            continue
-        issues = []
-        clip_id, audio, video = _row_media(fields, positions, issues)
+    for number, fields, clip_id, audio, video, issues in _media_rows(meta, positions, problems):
         named.add(clip_id)
         label = fields[label_at]
         if label not in SCENES:
@@ -128,13 +130,7 @@ def _read_fold(table, fold, clips, rejected, folds, problems):
     positions = _media_columns(table)
     label_at = table.index("scene_label")
     first_row = {}
-    for number, fields in table.rows:
-        count_issue = _field_count_issue(table, fields)
-        if count_issue:
-            problems.append(f"{table.name} row {number}: {count_issue}")
-            continue
-        issues = []
-        clip_id, audio, video = _row_media(fields, positions, issues)
+    for number, fields, clip_id, audio, video, issues in _media_rows(table, positions, problems):
         if not issues and clip_id in rejected:
             continue                                   # its meta.csv row is reported already
         if clip_id is not None:
@@ -213,14 +209,11 @@ def _id_order(clip_id):
 def _evaluation_rows(table, problems):
     positions = _media_columns(table)
     clips, first_row = [], {}
-    for number, fields in table.rows:
-        issues = [issue for issue in [_field_count_issue(table, fields)] if issue]
-        if not issues:
-            clip_id, audio, video = _row_media(fields, positions, issues)
-            if clip_id and not is_integer_id(clip_id):
-                issues.append(f"file name {clip_id!r} is not an integer evaluation id")
-            if clip_id in first_row:
-                issues.append(f"duplicate clip {clip_id!r} (first at row {first_row[clip_id]})")
+    for number, _, clip_id, audio, video, issues in _media_rows(table, positions, problems):
+        if clip_id and not is_integer_id(clip_id):
+            issues.append(f"file name {clip_id!r} is not an integer evaluation id")
+        if clip_id in first_row:
+            issues.append(f"duplicate clip {clip_id!r} (first at row {first_row[clip_id]})")
         if issues:
             problems.append(f"{table.name} row {number}: " + "; ".join(issues))
             continue

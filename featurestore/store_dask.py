@@ -25,7 +25,7 @@ from featurestore.store import FeatureStore
 from featurestore.store_feature import Feature
 from featurestore.store_layout import COMMITTED, n_segments
 from featurestore.store_open import resolve_location
-from featurestore.store_segments import pool_rows, segment_keys
+from featurestore.store_segments import SegmentTable, pool_rows, segment_keys
 
 #: Poolings with one row per segment (``none`` gives 3-D arrays: in-memory reads only).
 DASK_POOLINGS = ("mean", "max", "meanstd", "center")
@@ -47,8 +47,8 @@ class DaskFrames:
     counts: np.ndarray
 
 
-@dataclass
-class DaskSegments:
+@dataclass(repr=False)
+class DaskSegments(SegmentTable):
     """Pooled segments of one or more features joined on (clip, second); values are lazy.
 
     Attributes
@@ -72,37 +72,15 @@ class DaskSegments:
     names: tuple = field(default=())
     combined: object = None       # all features side by side, in ``names`` order
 
-    def __len__(self):
-        return len(self.clip_id)
-
-    def __repr__(self):
-        shapes = ", ".join(f"{name}{self.features[name].shape}" for name in self.names)
-        return f"<DaskSegments {len(self)} segments, pooling {self.pooling!r}: {shapes}>"
-
     def X(self, names=None):
         """Features side by side: dask array, shape (n_segments, sum of dims), float32."""
         import dask.array as da
 
-        names = list(self.names) if names is None else (
-            [names] if isinstance(names, str) else list(names))
-        unknown = [name for name in names if name not in self.features]
-        if unknown:
-            raise StoreFormatError(f"segments have no feature {unknown[0]!r}; "
-                                   f"they have {list(self.names)}")
+        names = self._feature_names(names)
         if names == list(self.names):
             return self.combined
         parts = [self.features[name] for name in names]
         return parts[0] if len(parts) == 1 else da.concatenate(parts, axis=1)
-
-    @property
-    def y(self):
-        """Scene labels, shape (n_segments,)."""
-        return self.scene
-
-    @property
-    def groups(self):
-        """Recording locations, shape (n_segments,)."""
-        return self.location
 
 
 @dataclass

@@ -18,8 +18,43 @@ from featurestore.store_layout import COMMITTED, POOLINGS, SEGMENT_EPS, n_segmen
 BATCH_BYTES = 256 << 20
 
 
-@dataclass
-class Segments:
+class SegmentTable:
+    """What every segment table shares, in memory (:class:`Segments`) or lazy (Dask): its
+    length, labels and groups, and the checked list of feature names to put side by side.
+    Subclasses are dataclasses with ``features``, ``clip_id``, ``scene``, ``location``,
+    ``pooling`` and ``names``."""
+
+    def __len__(self):
+        return len(self.clip_id)
+
+    def __repr__(self):
+        shapes = ", ".join(f"{name}{self.features[name].shape}" for name in self.names)
+        return f"<{type(self).__name__} {len(self)} segments, pooling {self.pooling!r}: {shapes}>"
+
+    def _feature_names(self, names):
+        """``names`` (None: all, in read order; or one name) as a list of known features."""
+        if names is None:
+            names = self.names
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [name for name in names if name not in self.features]
+        if unknown:
+            raise StoreFormatError(f"segments have no feature {unknown[0]!r}; "
+                                   f"they have {list(self.names)}")
+        return names
+
+    @property
+    def y(self):
+        """Scene labels, shape (n_segments,)."""
+        return self.scene
+
+    @property
+    def groups(self):
+        """Recording locations (for grouped cross-validation), shape (n_segments,)."""
+        return self.location
+
+
+@dataclass(repr=False)
+class Segments(SegmentTable):
     """Pooled segments of one or more features, joined on (clip, second).
 
     Attributes
@@ -50,13 +85,6 @@ class Segments:
     pooling: str = "mean"
     names: tuple = field(default=())
 
-    def __len__(self):
-        return len(self.clip_id)
-
-    def __repr__(self):
-        shapes = ", ".join(f"{name}{self.features[name].shape}" for name in self.names)
-        return f"<Segments {len(self)} segments, pooling {self.pooling!r}: {shapes}>"
-
     def X(self, names=None):
         """Features concatenated along the last axis.
 
@@ -70,28 +98,11 @@ class Segments:
         ndarray, shape (n_segments, sum of dims) (or (n_segments, max_frames, sum of dims) for
         pooling none, each feature padded to the longest by repeating its last frame).
         """
-        if names is None:
-            names = self.names
-        names = [names] if isinstance(names, str) else list(names)
-        unknown = [name for name in names if name not in self.features]
-        if unknown:
-            raise StoreFormatError(f"segments have no feature {unknown[0]!r}; "
-                                   f"they have {list(self.names)}")
-        parts = [self.features[name] for name in names]
+        parts = [self.features[name] for name in self._feature_names(names)]
         if self.pooling == "none":
             longest = max(part.shape[1] for part in parts)
             parts = [pad_to(part, longest) for part in parts]
         return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-
-    @property
-    def y(self):
-        """Scene labels, shape (n_segments,)."""
-        return self.scene
-
-    @property
-    def groups(self):
-        """Recording locations (for grouped cross-validation), shape (n_segments,)."""
-        return self.location
 
 
 def pool_feature(feature, positions, durations, stride, pooling):
