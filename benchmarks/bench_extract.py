@@ -1,6 +1,6 @@
 """Extraction throughput against pure model throughput, measured in the same run (CPU).
 
-A synthetic corpus (:func:`featurestore.synth.synth_corpus`: 48 kHz 24-bit stereo WAV, H.264
+A synthetic corpus (:func:`featurestore.synth.corpus.synth_corpus`: 48 kHz 24-bit stereo WAV, H.264
 video) is extracted three ways, each timed in seconds of audio-visual media per wall second:
 
 - **pure model**: the same runners (OpenL3 audio, OpenL3 image, log-mel; random weights) on
@@ -60,8 +60,8 @@ def parse(argv):
 
 
 def make_corpus(folder, args):
-    from featurestore.labels import SCENES
-    from featurestore.synth import synth_corpus
+    from featurestore.datasets.labels import SCENES
+    from featurestore.synth.corpus import synth_corpus
 
     width, height = (int(v) for v in args.size.split("x"))
     synth_corpus(folder, clips_per_class=1, seconds=args.seconds, size=(width, height),
@@ -71,10 +71,10 @@ def make_corpus(folder, args):
 
 def pure_model(root, plan, runners):
     """Decode everything first (untimed), then time the runners on cross-clip batches."""
-    from featurestore.extraction import init_worker, prepare_task
-    from featurestore.manifest import load_manifest
-    from featurestore.extraction import probe_duration
-    from pipelines.batching import Batcher
+    from featurestore.extraction.prepare import init_worker, prepare_task
+    from featurestore.datasets.manifest import load_manifest
+    from featurestore.extraction.prepare import probe_duration
+    from featurestore.extraction.batching import Batcher
 
     init_worker(root, plan)
     clips = [c.with_duration(probe_duration(c, root)) for c in load_manifest(root).clips]
@@ -103,7 +103,7 @@ def pure_model(root, plan, runners):
 
 
 def extraction(root, store, plan, weights, args, workers):
-    from pipelines.extract_job import ExtractJob
+    from featurestore.extraction.job import ExtractJob
 
     job = ExtractJob(root, store, plan, weights=weights, device="cpu", bf16=not args.fp32,
                      batch=args.batch, workers=workers, progress="log")
@@ -116,8 +116,8 @@ def extraction(root, store, plan, weights, args, workers):
 
 
 def run(args, workdir):
-    from featurestore.extraction import Plan
-    from featurestore.extraction_models import load_runners
+    from featurestore.extraction.prepare import Plan
+    from featurestore.extraction.runners import load_runners
     from pipelines.extract import default_workers, write_random_weights
 
     workers = default_workers() if args.workers is None else args.workers

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from classifiers import splits, torchnets
+from classifiers import networks, splits
 from classifiers.common import (align_proba, check_features, column_block, encode_labels,
                                 index_labels, random_seed, validation_rows)
 from classifiers.linear import LogisticClassifier, softmax
@@ -356,7 +356,7 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Train the branches on their columns of ``X`` (n_rows, n_columns), then the head."""
-        torch = torchnets.import_torch("ProposedFusion")
+        torch = networks.import_torch("ProposedFusion")
         X, y_index = self._start_fit(X, y, dtype=np.float32)
         seed = random_seed(self.random_state)
         if eval_set is None:
@@ -388,18 +388,18 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         if eval_set is not None:
             H_val = self._hidden(check_features(eval_set[0], dtype=np.float32), columns_list)
             y_val = index_labels(eval_set[1], self.classes_, name="eval_set y")
-        with torchnets.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+        with networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            head = torchnets.proposed_head(H_fit.shape[1], len(self.classes_),
+            head = networks.proposed_head(H_fit.shape[1], len(self.classes_),
                                            hidden=self.head_hidden)
-            self.history_ = torchnets.train_network(
+            self.history_ = networks.train_network(
                 head, H_fit, y_index, X_val=H_val, y_val=y_val, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
                 bf16=self.bf16, device=self.device, seed=seed)
         self.head_ = head.cpu().eval()
-        self.head_kinds_ = torchnets.module_kinds(head)
-        self.head_state_ = torchnets.state_to_numpy(head)
+        self.head_kinds_ = networks.module_kinds(head)
+        self.head_state_ = networks.state_to_numpy(head)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -407,7 +407,7 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         """Return class probabilities, shape (n_rows, n_classes)."""
         X = check_features(X, dtype=np.float32)
         hidden = self._hidden(X, [cols for _, _, cols in self.estimators])
-        logits = torchnets.numpy_forward(self.head_kinds_, self.head_state_, hidden)
+        logits = networks.numpy_forward(self.head_kinds_, self.head_state_, hidden)
         return softmax(logits.astype(np.float64))
 
     def predict(self, X):

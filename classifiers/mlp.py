@@ -12,7 +12,7 @@ still load and predict without torch.
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from classifiers import torchnets
+from classifiers import networks
 from classifiers.common import start_fit
 from classifiers.linear import softmax
 from classifiers.preprocessing import maybe_standardize
@@ -80,21 +80,21 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); see the class doc for groups/eval_set."""
-        torch = torchnets.import_torch("TorchMLPClassifier")
+        torch = networks.import_torch("TorchMLPClassifier")
         X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
                                                      eval_set=eval_set)
-        with torchnets.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+        with networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = torchnets.build_mlp(X_fit.shape[1], tuple(self.hidden), len(self.classes_),
+            module = networks.build_mlp(X_fit.shape[1], tuple(self.hidden), len(self.classes_),
                                          dropout=self.dropout, batch_norm=self.batch_norm)
-            self.history_ = torchnets.train_network(
+            self.history_ = networks.train_network(
                 module, X_fit, y_fit, X_val=X_val, y_val=y_val, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
                 bf16=self.bf16, device=self.device, seed=seed)
         self.module_ = module.cpu().eval()
-        self.kinds_ = torchnets.module_kinds(module)
-        self.state_ = torchnets.state_to_numpy(module)
+        self.kinds_ = networks.module_kinds(module)
+        self.state_ = networks.state_to_numpy(module)
         losses = [h["val_loss"] for h in self.history_ if h["val_loss"] is not None]
         self.best_epoch_ = int(np.argmin(losses)) + 1 if losses else len(self.history_)
         self.n_features_in_ = X_fit.shape[1]
@@ -103,7 +103,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def transform_hidden(self, X, *, n_modules):
         """Return the outputs of the first ``n_modules`` modules (eval mode), shape (n_rows, width)."""
         X = maybe_standardize(X, self.scaler_)
-        return torchnets.numpy_forward(self.kinds_, self.state_, X, n_modules=n_modules)
+        return networks.numpy_forward(self.kinds_, self.state_, X, n_modules=n_modules)
 
     def decision_function(self, X):
         """Return the logits, shape (n_rows, n_classes)."""

@@ -12,7 +12,7 @@ The structure mirrors what matters for classifiers and fusion on TAU Urban Audio
 
 import numpy as np
 
-from featurestore.labels import SCENES
+from featurestore.datasets.labels import SCENES
 
 
 def class_names(n_classes):

@@ -3,7 +3,7 @@
 import json
 
 from pipelines import runs
-from pipelines.formatting import interval, number, percent
+from pipelines.tables import interval, number, percent
 
 
 def add_arguments(parser):

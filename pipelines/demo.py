@@ -29,7 +29,7 @@ import shutil
 import time
 
 from featurestore.errors import UsageError
-from featurestore.labels import SCENES
+from featurestore.datasets.labels import SCENES
 
 LOG = logging.getLogger("avscene.demo")
 
@@ -132,7 +132,7 @@ def train_and_evaluate(name, options, store, runs_dir, preset, seed):
 
 def train_all(chosen, store, runs_dir, args):
     """Train and evaluate every system, ``args.jobs`` at a time; return the names that worked."""
-    from pipelines.progress import Progress
+    from featurestore.extraction.progress import Progress
 
     progress = Progress(len(chosen), label="train", unit="systems")
     done = []
@@ -232,7 +232,7 @@ def finish(workdir, rows, best, steps, seconds):
 
 
 def format_summary(summary, rows, best):
-    from pipelines.formatting import number, percent
+    from pipelines.tables import number, percent
 
     lines = ["", f"{'system':<48} {'val LL':>7} {'seg LL':>7} {'seg acc':>8} {'clip acc':>9}"]
     for r in rows:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from pipelines import runs
-from pipelines.formatting import interval, number, percent
+from pipelines.tables import interval, number, percent
 
 
 def add_arguments(parser):

@@ -13,8 +13,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store import FeatureStore
-    from featurestore.store_hdf5 import export_hdf5
+    from featurestore.store.feature_store import FeatureStore
+    from featurestore.store.hdf5 import export_hdf5
 
     with FeatureStore.open(args.store, mode="r") as store:
         summary = export_hdf5(store, args.output, compression=args.compression,

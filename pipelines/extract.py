@@ -1,7 +1,7 @@
 """``avscene extract``: dataset -> OpenL3 audio/video embeddings and log-mel arrays -> store.
 
-Decoding runs in worker processes (:mod:`pipelines.workers`) while this process runs the
-networks on batches formed across clips (:mod:`pipelines.batching`); every finished clip is
+Decoding runs in worker processes (:mod:`featurestore.extraction.workers`) while this process runs the
+networks on batches formed across clips (:mod:`featurestore.extraction.batching`); every finished clip is
 written to its store block at once. Rerunning the same command skips committed clips (also
 after ``kill -9``); ``--shard I/N`` processes the store blocks ``b`` with ``b % N == I`` only.
 
@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 
 from featurestore.errors import UsageError
-from featurestore.extraction import FEATURES
-from pipelines.extract_dask import add_dask_arguments
+from featurestore.extraction.prepare import FEATURES
+from featurestore.extraction.dask_job import add_dask_arguments
 
 LOG = logging.getLogger("avscene.extract")
 
@@ -115,9 +115,9 @@ def add_arguments(parser):
 
 
 def build_plan(args):
-    """The :class:`~featurestore.extraction.Plan` of the command-line options."""
-    from featurestore import logmel
-    from featurestore.extraction import Plan
+    """The :class:`~featurestore.extraction.prepare.Plan` of the command-line options."""
+    from featurestore.frontends import logmel
+    from featurestore.extraction.prepare import Plan
 
     try:
         params = logmel.logmel_params(n_mels=args.n_mels, win_length=args.win_length,
@@ -129,7 +129,7 @@ def build_plan(args):
 
 
 def run(args):
-    from pipelines.extract_job import ExtractJob
+    from featurestore.extraction.job import ExtractJob
 
     if args.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
@@ -139,7 +139,7 @@ def run(args):
         if args.random_weights is not None and any(f.startswith("openl3") for f in plan.features):
             weights = write_random_weights(Path(scratch), args.random_weights)
         if args.dask or args.dask_local:
-            from pipelines.extract_dask import DaskExtraction
+            from featurestore.extraction.dask_job import DaskExtraction
             job = DaskExtraction(args, plan, weights=weights)
         else:
             job = ExtractJob(args.root, args.store, plan, weights=weights, device=args.device,

@@ -11,7 +11,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store_hdf5 import import_hdf5
+    from featurestore.store.hdf5 import import_hdf5
 
     summary = import_hdf5(args.input, args.store, overwrite=args.overwrite)
     if args.json:

@@ -39,8 +39,8 @@ def segment_filenames(segments, clips):
 
     Parameters
     ----------
-    segments : featurestore.store.Segments
-    clips : featurestore.store_clips.ClipTable
+    segments : featurestore.store.feature_store.Segments
+    clips : featurestore.store.clip_table.ClipTable
     """
     position = clips.positions(np.asarray(segments.clip_id).astype(str))
     audio, video = np.asarray(clips.audio)[position], np.asarray(clips.video)[position]

@@ -16,7 +16,7 @@ import pathlib
 
 from featurestore.errors import UsageError
 from pipelines import compare, runs
-from pipelines.formatting import interval, number, percent
+from pipelines.tables import interval, number, percent
 
 
 def add_arguments(parser):

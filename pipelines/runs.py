@@ -19,7 +19,7 @@ import pathlib
 import numpy as np
 
 from featurestore.errors import AvsceneError, ProvenanceMismatchError, StoreFormatError
-from featurestore.labels import SCENES
+from featurestore.datasets.labels import SCENES
 
 RUN_FORMAT = "avscene-run"
 RUN_FORMAT_VERSION = 1
@@ -98,11 +98,11 @@ def read_for_run(run_dir, store_path, *, fold, need_labels=True):
     Returns
     -------
     bundle, record : the run's model bundle and JSON record
-    segments : featurestore.store.Segments of the fold
+    segments : featurestore.store.feature_store.Segments of the fold
     X : ndarray, shape (n_segments, n_columns), the model's input
     clips : the store's clip table
     """
-    from featurestore.store import FeatureStore
+    from featurestore.store.feature_store import FeatureStore
 
     bundle, record = load_run(run_dir)
     with FeatureStore.open(store_path, mode="r") as store:

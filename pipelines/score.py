@@ -19,8 +19,8 @@ import re
 import numpy as np
 
 from featurestore.errors import UsageError
-from featurestore.labels import SCENES
-from pipelines.formatting import interval, number, percent
+from featurestore.datasets.labels import SCENES
+from pipelines.tables import interval, number, percent
 
 _SEGMENT_SUFFIX = re.compile(r"_(\d+)$")
 

@@ -2,14 +2,14 @@
 
 ``OUT/development/`` (meta.csv, evaluation_setup/, audio/, video/), with ``--eval-clips`` also
 ``OUT/evaluation/`` (one-second clips named by integer id) and ``OUT/evaluation_truth.csv``
-(their labels); ``OUT/synth.json`` records the options. See :mod:`featurestore.synth`.
+(their labels); ``OUT/synth.json`` records the options. See :mod:`featurestore.synth.corpus`.
 """
 
 import argparse
 import json
 
 from featurestore.errors import UsageError
-from featurestore.labels import SCENES
+from featurestore.datasets.labels import SCENES
 
 
 def _size(text):
@@ -61,7 +61,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.synth import synth_corpus
+    from featurestore.synth.corpus import synth_corpus
 
     classes = getattr(args, "classes", SCENES)
     locations = getattr(args, "locations_per_class", None)

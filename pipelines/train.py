@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from pipelines import runs, train_dask
+from pipelines import dask_training as train_dask
+from pipelines import runs
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store import FeatureStore
+    from featurestore.store.feature_store import FeatureStore
 
     if args.dask or args.dask_local:
         return train_dask.run(args)

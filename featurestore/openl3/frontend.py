@@ -7,7 +7,7 @@ For each 1 s window of 48 kHz samples (float32):
    (199 - 1) * 242 + 2048 samples) -> 199 frames x 1025 bins. linear: n_fft 512, hop 242,
    no end padding -> 197 frames x 257 bins.
 2. magnitude ``|X|`` (not squared); mel: ``|X| @ W`` with the Slaney filterbank
-   (:func:`featurestore.melfilters.mel_filterbank`, fmin 0, fmax 24 kHz).
+   (:func:`featurestore.frontends.melfilters.mel_filterbank`, fmin 0, fmax 24 kHz).
 3. openl3's "kapre 0.1.4" dB: ``10 * log10(max(S, 1e-10))`` minus its maximum over the whole
    window, floored at -80. (10, not 20, although S is a magnitude: that is openl3's formula.)
 4. layout (N, 1, bands, frames): frequency is the image height, time the width.
@@ -16,7 +16,7 @@ For each 1 s window of 48 kHz samples (float32):
 import torch
 from torch import nn
 
-from featurestore.melfilters import mel_filterbank
+from featurestore.frontends.melfilters import mel_filterbank
 
 SAMPLE_RATE = 48000
 WINDOW = 48000

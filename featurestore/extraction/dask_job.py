@@ -1,0 +1,375 @@
+"""``avscene extract ROOT STORE ... --dask ADDRESS`` (or ``--dask-local N``): extraction on Dask.
+
+The client prepares the store exactly as ``--prepare-only`` does (registers new clips, declares
+the features with their provenance): the only steps that change the store's layout, so they run
+before any writer. It then submits one task per store block holding clips still pending in
+scope (a store this command creates gets blocks small enough for ~8 tasks per worker). Each
+task runs the single-process job (:class:`~featurestore.extraction.job.ExtractJob`)
+restricted to its block, inside the worker process: the same decoding, cross-clip batching,
+buffered block writer and failure records. Models are loaded once per worker process
+(:func:`featurestore.openl3.load_audio_model` caches them). Blocks are chunk-aligned, and one
+task owns one block, so writers never share a chunk of the one shared store.
+
+Tasks are idempotent: a block writer skips committed clips and resumes a partial chunk, so the
+task of a failed worker runs again (``retries``) and the task of a lost worker (killed, out of
+memory, machine gone) is reassigned by the scheduler and just resumes. The client shows progress
+per finished block and ends with the single-process job's summary and exit status (1 if any
+clip in scope failed).
+
+Decoding runs inside the task on CPU workers (the Dask worker processes are the parallelism);
+on CUDA workers started with ``distributed.worker.daemon: false``, the task starts ``--workers``
+decoding processes of its own (README, "Scale-out on Dask distributed"). The dataset root, the
+store and the weights must be reachable from every worker under the same path or URL.
+"""
+
+import atexit
+import contextlib
+import logging
+import multiprocessing
+import shutil
+import tempfile
+import time
+import uuid
+
+from featurestore.errors import AvsceneError, UsageError
+from featurestore.store.layout import DEFAULT_BLOCK_CLIPS
+from featurestore.extraction.job import ExtractJob
+from featurestore.extraction.progress import PARTS, Progress
+
+LOG = logging.getLogger("avscene.extract")
+
+#: Re-runs of a task that raised (lost workers are handled by the scheduler's allowed-failures).
+TASK_RETRIES = 2
+#: A store created by a Dask run gets blocks small enough for this many tasks per worker ...
+TASKS_PER_WORKER = 8
+#: ... but no smaller than this (a block's rows are rounded up to whole chunks).
+MIN_BLOCK_CLIPS = 16
+
+
+class DatasetMismatchError(AvsceneError, ValueError):
+    """A worker reads a different manifest at the dataset root than the client did."""
+
+
+def add_dask_arguments(parser, *, what):
+    """``--dask ADDRESS`` and ``--dask-local N`` (mutually exclusive) for command ``what``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dask", metavar="ADDRESS",
+                       help=f"{what} on the Dask distributed scheduler at ADDRESS "
+                            "(tcp://host:8786)")
+    group.add_argument("--dask-local", type=_positive_int, metavar="N",
+                       help=f"{what} on a local Dask cluster of N worker processes, "
+                            "1 thread each")
+
+
+def _positive_int(text):
+    import argparse
+
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def dask_client(*, address=None, n_local=None, resources=None):
+    """A ``distributed.Client`` of the scheduler at ``address``, or of a new LocalCluster.
+
+    Parameters
+    ----------
+    address : str, optional
+        Scheduler address (``tcp://host:8786``).
+    n_local : int, optional
+        Worker processes of a LocalCluster (1 thread each) when no address is given.
+    resources : dict, optional
+        Resources of every local worker (e.g. ``{"GPU": 1}``). Local GPU workers are started as
+        non-daemon processes, so that their tasks may start decoding processes.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:   # -v shows Dask's own logs
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    cluster = None
+    if address:
+        client = Client(address)
+    else:
+        with dask.config.set({"distributed.worker.daemon": not resources}):
+            cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", resources=resources)
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+class BlockJob(ExtractJob):
+    """:class:`ExtractJob` restricted to the store blocks ``blocks`` (None: all of them).
+
+    ``manifest_checksum`` (the client's) makes a worker refuse a dataset root whose manifest
+    differs from the one the store was prepared with.
+    """
+
+    def __init__(self, *args, blocks=None, manifest_checksum=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.blocks, self.manifest_checksum = blocks, manifest_checksum
+        self._loaded = None
+
+    def _clips(self):
+        if self._loaded is None:
+            self._loaded = super()._clips()
+            checksum = self._loaded[0].checksum
+            if self.manifest_checksum and checksum != self.manifest_checksum:
+                raise DatasetMismatchError(
+                    f"{self.root}: the manifest read here (sha256 {checksum[:12]}) differs from "
+                    f"the client's ({self.manifest_checksum[:12]}); workers need the same dataset")
+        return self._loaded
+
+    def _my_blocks(self, store):
+        blocks = store.blocks()
+        return blocks if self.blocks is None else [blocks[index] for index in self.blocks]
+
+    def work(self, store):
+        """``(pending, scope)``: pending Clip records per block index (in scope); scope ids."""
+        _, clips = self._clips()
+        jobs, scope = self._jobs(store, clips, self._my_blocks(store))
+        pending = {}
+        for clip, block, _ in jobs:
+            pending.setdefault(block.index, []).append(clip)
+        return pending, scope
+
+    def scope_status(self, store, scope):
+        """Per clip in scope: committed for every feature; failed for any feature."""
+        return self._scope_status(store, scope)
+
+
+@contextlib.contextmanager
+def quiet_loggers(names, level):
+    """Raise the level of loggers ``names`` to at least ``level`` for the duration."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, saved):
+            logger.setLevel(old)
+
+
+# -- the task (runs in a worker process) -------------------------------------------------
+
+_RANDOM_WEIGHTS = {}
+
+
+def _random_weights(seed):
+    """A folder of seeded random weight files, written once per worker process."""
+    from pathlib import Path
+
+    from pipelines.extract import write_random_weights
+
+    if seed not in _RANDOM_WEIGHTS:
+        folder = Path(tempfile.mkdtemp(prefix="avscene-weights-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _RANDOM_WEIGHTS[seed] = write_random_weights(folder, seed)
+    return _RANDOM_WEIGHTS[seed]
+
+
+def _decode_workers(requested, device):
+    """Decoding processes of a task: ``requested`` on CUDA in a non-daemon worker, else 0."""
+    if requested <= 0:
+        return 0
+    from featurestore.openl3.models import resolve_device
+
+    if resolve_device(device).type != "cuda":
+        return 0                       # CPU: the model needs the worker's core
+    if multiprocessing.current_process().daemon:
+        LOG.warning("Dask worker processes are daemons and cannot start decoding processes; "
+                    "decoding in the task (start workers with distributed.worker.daemon: false)")
+        return 0
+    return requested
+
+
+def extract_blocks(spec, blocks):
+    """Dask task: extract the pending clips of store ``blocks`` in this worker process.
+
+    Parameters
+    ----------
+    spec : dict
+        The job's options (see :meth:`DaskExtraction.spec`).
+    blocks : list of int
+        Store block indices.
+
+    Returns
+    -------
+    dict
+        The :class:`ExtractJob` summary of this task.
+    """
+    weights = spec["weights"]
+    if spec["random_weights"] is not None and any(
+            name.startswith("openl3") for name in spec["plan"].features):
+        weights = _random_weights(spec["random_weights"])
+    job = BlockJob(spec["root"], spec["store"], spec["plan"], weights=weights,
+                   device=spec["device"], bf16=spec["bf16"], batch=spec["batch"],
+                   workers=_decode_workers(spec["workers"], spec["device"]),
+                   shard=(0, 1),      # not None: a task never registers clips or features
+                   limit=spec["limit"], manifest=spec["manifest"], progress="log",
+                   storage_dtype=spec["storage_dtype"], compression=spec["compression"],
+                   blocks=list(blocks), manifest_checksum=spec["manifest_checksum"])
+    with quiet_loggers(["avscene.extract"], logging.ERROR):   # the client reports failures
+        return job.run()
+
+
+# -- the client ------------------------------------------------------------------------------
+
+class DaskExtraction:
+    """The client side of ``extract --dask`` / ``--dask-local``; :meth:`run` returns the summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The ``extract`` command's options.
+    plan : featurestore.extraction.prepare.Plan
+    weights : str or Path, optional
+        Weights for the client's preparation (random weights are rewritten on each worker).
+    task : callable
+        The task function (tests wrap :func:`extract_blocks`).
+    """
+
+    def __init__(self, args, plan, *, weights=None, task=extract_blocks):
+        if args.shard is not None or args.prepare_only:
+            raise UsageError("--shard and --prepare-only do not combine with --dask or "
+                                 "--dask-local (the client prepares, the cluster shards by block)")
+        self.args, self.plan, self.weights, self.task = args, plan, weights, task
+
+    def _job(self, **options):
+        args = self.args
+        return BlockJob(args.root, args.store, self.plan, weights=self.weights, device="cpu",
+                        bf16=args.bf16, batch=args.batch, workers=0, limit=args.limit,
+                        manifest=args.manifest, progress=args.progress,
+                        storage_dtype=args.storage_dtype, compression=args.compression,
+                        **options)
+
+    def spec(self, checksum):
+        """The picklable options every task receives."""
+        args = self.args
+        return {"root": args.root, "store": args.store, "plan": self.plan,
+                "weights": args.weights, "random_weights": args.random_weights,
+                "device": args.device, "bf16": args.bf16, "batch": args.batch,
+                "workers": args.workers, "limit": args.limit, "manifest": args.manifest,
+                "storage_dtype": args.storage_dtype, "compression": args.compression,
+                "manifest_checksum": checksum}
+
+    def run(self):
+        from featurestore.store.feature_store import FeatureStore
+
+        started = time.perf_counter()
+        resources = {"GPU": 1} if str(self.args.device).startswith("cuda") else None
+        tty = {"auto": None, "bar": True, "log": False}[self.args.progress]
+        with dask_client(address=self.args.dask, n_local=self.args.dask_local,
+                         resources=resources) as client:
+            n_workers = len(client.scheduler_info()["workers"])
+            job = self._job(prepare_only=True)
+            self._create_store(job, n_workers)
+            with quiet_loggers(["avscene.extract", "avscene.progress"], logging.WARNING):
+                prepared = job.run()   # registers clips, declares features (device-free params)
+            manifest, _ = job._clips()
+            with FeatureStore.open(self.args.store, mode="r") as store:
+                pending, scope = job.work(store)
+            progress = Progress(sum(len(clips) for clips in pending.values()), label="extract",
+                                tty=tty)
+            LOG.info("%d clips in scope, %d with pending features in %d blocks; %d Dask "
+                     "workers at %s", len(scope), progress.total, len(pending), n_workers,
+                     client.scheduler.address)
+            errors = self._submit(client, self.spec(manifest.checksum), pending, resources,
+                                  progress)
+        with FeatureStore.open(self.args.store, mode="r") as store:
+            committed_all, failed_any = job.scope_status(store, scope)
+            failures = self._failures(store, pending)
+        finished = self._finished(pending, scope, committed_all | failed_any)
+        if finished > progress.done:       # clips a lost task stored before it was lost
+            progress.advance(finished - progress.done)
+        summary = progress.finish()
+        left = int((~committed_all & ~failed_any).sum())
+        summary.update({
+            "store": str(self.args.store), "root": prepared["root"],
+            "features": list(self.plan.features), "shard": None,
+            "clips_in_scope": len(scope), "registered": prepared["registered"],
+            "committed_in_scope": int(committed_all.sum()),
+            "failed_in_scope": int(failed_any.sum()) + left,
+            "failures": failures, "errors": errors,
+            "total_seconds": time.perf_counter() - started, "params": prepared["params"],
+            "dask": {"scheduler": self.args.dask or "local", "workers": n_workers,
+                     "tasks": len(pending), "retries": TASK_RETRIES},
+        })
+        return summary
+
+    def _create_store(self, job, n_workers):
+        """Create a missing store with blocks small enough to keep every worker busy."""
+        from featurestore.errors import StoreNotFoundError
+        from featurestore.store.feature_store import FeatureStore
+
+        try:
+            FeatureStore.open(self.args.store, mode="r").close()
+            return
+        except StoreNotFoundError:
+            pass
+        _, clips = job._clips()
+        per_task = -(-len(clips) // (TASKS_PER_WORKER * max(n_workers, 1)))
+        block_clips = min(DEFAULT_BLOCK_CLIPS, max(MIN_BLOCK_CLIPS, per_task))
+        FeatureStore.open(self.args.store, mode="w-", block_clips=block_clips).close()
+        LOG.info("created %s with blocks of %d clips (one task per block)", self.args.store,
+                 block_clips)
+
+    def _submit(self, client, spec, pending, resources, progress):
+        """One task per block; fold each finished task into ``progress``; return the errors."""
+        from distributed import as_completed
+
+        run = uuid.uuid4().hex[:8]
+        futures = {client.submit(self.task, spec, [index], key=f"avscene-extract-{run}-{index}",
+                                 retries=TASK_RETRIES, resources=resources, pure=False): index
+                   for index in sorted(pending)}
+        errors, raised = [], []
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:     # after the retries: the block's clips stay pending
+                reason = f"{type(error).__name__}: {error}"
+                LOG.error("block %d: not extracted (%s); its clips are left pending for a rerun",
+                          index, reason)
+                errors.append({"block": index, "clips": len(pending[index]), "reason": reason})
+                raised.append(error)
+                continue
+            progress.advance(result["done"], media_seconds=result["media_seconds"],
+                             failed=result["failed"])
+            for part in PARTS:
+                progress.add_time(part, result[f"{part}_seconds"])
+            errors += result["errors"]
+        if raised and len(raised) == len(futures) and isinstance(raised[0], AvsceneError):
+            raise raised[0]                # e.g. every worker refuses the store: bad usage
+        return errors
+
+    def _failures(self, store, pending):
+        """Failures recorded for the clips this run processed, one entry per clip and reason
+        (features in the order of the plan, as the single-process job lists them)."""
+        wanted = {clip.clip_id for clips in pending.values() for clip in clips}
+        grouped = {}
+        for name in self.plan.features:
+            for _, clip_id, reason in store.failures(name):
+                if clip_id in wanted:
+                    grouped.setdefault((clip_id, reason), []).append(name)
+        failures = [{"clip_id": clip_id, "features": names, "reason": reason}
+                    for (clip_id, reason), names in grouped.items()]
+        for failure in failures:
+            LOG.warning("failed: clip %s [%s]: %s", failure["clip_id"],
+                        ",".join(failure["features"]), failure["reason"])
+        return failures
+
+    @staticmethod
+    def _finished(pending, scope, settled):
+        """How many clips of ``pending`` are now committed for every feature or failed."""
+        settled_ids = {clip_id for clip_id, done in zip(scope, settled) if done}
+        return sum(clip.clip_id in settled_ids for clips in pending.values() for clip in clips)

@@ -1,0 +1,238 @@
+"""``info`` and ``verify`` of a feature store."""
+
+import numpy as np
+
+from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR
+from featurestore.store.chunks import ChunkReader, gather_rows, list_keys, run_all, stored_bytes
+from featurestore.store.layout import (
+    COMMITTED, FAILED, INDEX_ARRAYS, PENDING, fingerprint,
+)
+
+
+def _counts(values):
+    unique, counts = np.unique(values, return_counts=True)
+    return {str(key): int(count) for key, count in zip(unique, counts)}
+
+
+def _codec_names(array):
+    names = []
+    for codec in array.metadata.codecs:
+        config = codec.to_dict()
+        detail = config.get("configuration", {})
+        if config["name"] == "blosc":
+            names.append(f"blosc({detail.get('cname')}, {detail.get('shuffle')}, "
+                         f"clevel {detail.get('clevel')})")
+        elif config["name"] != "bytes":
+            names.append(config["name"])
+    return names
+
+
+def store_info(store):
+    """Summary of a store as a JSON-able dict (see ``avscene info``)."""
+    table = store.clips
+    by_fold = {}
+    for text, n_clips in _counts(table.folds).items():
+        for fold in text.split(FOLD_SEPARATOR) if text else ["(none)"]:
+            by_fold[fold] = by_fold.get(fold, 0) + n_clips
+    zstore = store._group.store
+    prefix = store._group.path
+    info = {
+        "store": store.label,
+        "format": dict(store._meta),
+        "attrs": {key: value for key, value in store.attrs.items() if key != "avscene"},
+        "clips": {
+            "total": len(table),
+            "hours": float(np.sum(table.duration) / 3600),
+            "duration_min": float(table.duration.min()) if len(table) else None,
+            "duration_max": float(table.duration.max()) if len(table) else None,
+            "by_fold": dict(sorted(by_fold.items())),
+            "by_scene": _counts(table.scene),
+            "by_city": _counts(table.city),
+            "locations": int(np.unique(table.location).size),
+        },
+        "blocks": -(-len(table) // store.block_clips),
+        "block_clips": store.block_clips,
+        "features": {},
+    }
+    for name in store.features:
+        feature = store._feature(name)
+        _, count, status = feature.index()
+        rows = int(count[status == COMMITTED].sum())
+        on_disk = stored_bytes(zstore, _join(prefix, f"features/{name}"))
+        raw = rows * (feature.dim * feature.storage_dtype.itemsize + 8)
+        info["features"][name] = {
+            "dim": feature.dim,
+            "frame_rate": feature.frame_rate,
+            "storage_dtype": str(feature.storage_dtype),
+            "compression": feature.attrs["compression"],
+            "values_shape": list(feature.values.shape),
+            "values_chunks": list(feature.values.chunks),
+            "codecs": _codec_names(feature.values),
+            "committed": int(np.sum(status == COMMITTED)),
+            "failed": int(np.sum(status == FAILED)),
+            "pending": int(np.sum(status == PENDING)),
+            "rows": rows,
+            "bytes_on_disk": on_disk,
+            "bytes_raw": raw,
+            "compression_ratio": round(raw / on_disk, 3) if on_disk else None,
+            "fingerprint": feature.attrs["fingerprint"],
+            "params": feature.attrs["params"],
+            "created": feature.attrs.get("created"),
+            "package_versions": feature.attrs.get("package_versions", {}),
+        }
+    info["bytes_on_disk"] = stored_bytes(zstore, prefix)
+    return info
+
+
+def _join(prefix, path):
+    return f"{prefix}/{path}" if prefix else path
+
+
+def verify_store(store):
+    """Problems found in a store, one line each (empty list: all good)."""
+    problems = []
+    table = store.clips
+    n_clips = len(table)
+    problems += _check_chunks(store._group["clips"], CLIP_COLUMNS, "clips")
+    unique_ids = np.unique(table.clip_id)
+    if unique_ids.size != n_clips:
+        problems.append(f"clips/clip_id: {n_clips - unique_ids.size} duplicate clip ids")
+    bad = ~(np.isfinite(table.duration) & (table.duration > 0))
+    for position in np.flatnonzero(bad)[:5]:
+        problems.append(f"clips/duration: clip {table.clip_id[position]!r} has duration "
+                        f"{table.duration[position]!r}")
+    for name in store.features:
+        problems += _verify_feature(store, name)
+    return problems
+
+
+def _check_chunks(group, names, label, stored=None):
+    """Decode every stored chunk of the named arrays of ``group``; report failures by key.
+
+    ``stored``, if given, receives {array name: set of stored chunk indices}.
+    """
+    problems = []
+    for name in names:
+        reader = ChunkReader(group[name])
+        keys = set(list_keys(group.store, _join(group.path, name) + "/c"))
+        indices = [i for i in range(reader.nchunks) if reader.key(i) in keys]
+        if stored is not None:
+            stored[name] = set(indices)
+        extra = len(keys) - len(indices)
+        if extra > 0:
+            problems.append(f"{label}/{name}: {extra} stored chunks lie outside the array")
+
+        def decode(index, reader=reader):
+            try:
+                reader.load(index)
+            except Exception as error:            # report every corrupt chunk, keep going
+                message = str(error).split("\n")[0]
+                if reader.key(index) not in message:
+                    message = f"{reader.key(index)}: {message}"
+                problems.append(f"corrupt chunk {message}")
+
+        run_all(decode, indices)
+    return sorted(problems)
+
+
+def _verify_feature(store, name):
+    feature = store._feature(name)
+    label = f"features/{name}"
+    stored = {}
+    problems = _check_chunks(feature.group, ("values", "timestamps") + INDEX_ARRAYS, label, stored)
+    n_clips = len(store.clips)
+    for array_name in INDEX_ARRAYS:
+        if feature.arrays[array_name].shape[0] != n_clips:
+            return problems + [f"{label}/{array_name}: {feature.arrays[array_name].shape[0]} "
+                               f"entries for {n_clips} clips"]
+    starts, stops = feature.regions(store.clips.duration)
+    total = int(stops[-1]) if stops.size else 0
+    if feature.values.shape != (total, feature.dim) or feature.timestamps.shape != (total,):
+        return problems + [f"{label}: values {feature.values.shape} / timestamps "
+                           f"{feature.timestamps.shape}, layout needs ({total}, {feature.dim})"]
+    if fingerprint(feature.definition()) != feature.attrs["fingerprint"]:
+        problems.append(f"{label}: fingerprint does not match the stored definition")
+    try:
+        offset, count, status = feature.index()
+    except Exception as error:                      # corrupt index chunks are reported above
+        return problems + [f"{label}: index unreadable ({error})"]
+    index_problems = _check_index(store, feature, offset, count, status, starts, stops)
+    if not index_problems:
+        index_problems = _check_rows(feature, offset, count, status, stored, label,
+                                     store.clips.clip_id)
+    return problems + index_problems
+
+
+def _check_rows(feature, offset, count, status, stored, label, ids):
+    """Every chunk holding committed rows is stored; their timestamps are sane."""
+    rows = np.flatnonzero((status == COMMITTED) & (count > 0))
+    if not rows.size:
+        return []
+    chunk_rows = feature.chunk_rows
+    first, last = offset[rows] // chunk_rows, (offset[rows] + count[rows] - 1) // chunk_rows
+    cover = np.zeros(feature.values.shape[0] // chunk_rows + 2, np.int64)
+    np.add.at(cover, first, 1)
+    np.add.at(cover, last + 1, -1)
+    needed = np.flatnonzero(np.cumsum(cover) > 0)
+    problems = []
+    for name in ("values", "timestamps"):
+        reader = ChunkReader(feature.arrays[name])
+        missing = [index for index in needed if index not in stored[name]]
+        problems += [f"missing chunk {reader.key(index)} (holds committed rows)"
+                     for index in missing[:5]]
+        if len(missing) > 5:
+            problems.append(f"{label}/{name}: {len(missing) - 5} more chunks missing")
+    if problems:
+        return problems
+    return _check_timestamps(feature, offset[rows], count[rows], ids[rows], label)
+
+
+def _check_index(store, feature, offset, count, status, starts, stops):
+    label = f"features/{feature.name}"
+    ids = store.clips.clip_id
+    problems = []
+
+    def report(mask, text, limit=5):
+        for position in np.flatnonzero(mask)[:limit]:
+            problems.append(f"{label}: clip {str(ids[position])!r} {text(position)}")
+        if np.sum(mask) > limit:
+            problems.append(f"{label}: {int(np.sum(mask)) - limit} more clips like the above")
+
+    report(~np.isin(status, [PENDING, COMMITTED, FAILED]), lambda p: f"has status {status[p]}")
+    committed = status == COMMITTED
+    block = np.arange(len(status)) // store.block_clips
+    low, high = starts[block], stops[block]
+    outside = committed & ((offset < low) | (offset + count > high) | (count < 0))
+    report(outside, lambda p: f"rows [{offset[p]}, {offset[p] + count[p]}) leave its block's "
+                              f"region [{low[p]}, {high[p]})")
+    reserved = feature.reserved(store.clips.duration)
+    report(committed & (count > reserved), lambda p: f"has {count[p]} rows, {reserved[p]} reserved")
+    failed = np.flatnonzero(status == FAILED)
+    if failed.size:
+        reasons = np.asarray(feature.reason[:])
+        empty = np.zeros(len(status), bool)
+        empty[failed] = [not str(reasons[p]) for p in failed]
+        report(empty, lambda p: "failed without a reason")
+    rows = np.flatnonzero(committed & (count > 0))
+    if rows.size:
+        order = rows[np.argsort(offset[rows], kind="stable")]
+        overlap = offset[order][1:] < (offset[order] + count[order])[:-1]
+        mask = np.zeros(len(status), bool)
+        mask[order[1:][overlap]] = True
+        report(mask, lambda p: "has rows overlapping another clip's")
+    return problems
+
+
+def _check_timestamps(feature, offset, count, ids, label):
+    """Committed rows must have finite timestamps, non-decreasing within each clip."""
+    problems = []
+    times = gather_rows(ChunkReader(feature.timestamps), offset, count)
+    clip_of_row = np.repeat(np.arange(len(offset)), count)
+    missing = ~np.isfinite(times)
+    for clip in np.unique(clip_of_row[missing])[:5]:
+        problems.append(f"{label}: clip {str(ids[clip])!r} has rows without timestamps "
+                        f"(a chunk of timestamps is missing)")
+    backwards = (np.diff(times) < 0) & (clip_of_row[1:] == clip_of_row[:-1])
+    for clip in np.unique(clip_of_row[1:][backwards])[:5]:
+        problems.append(f"{label}: clip {str(ids[clip])!r} has decreasing timestamps")
+    return problems

@@ -1,0 +1,142 @@
+"""One feature of a store: its arrays, attributes and row layout."""
+
+import numpy as np
+
+from featurestore import __version__
+from featurestore.errors import StoreFormatError
+from featurestore.provenance import package_versions, utc_now
+from featurestore.store.chunks import ChunkReader, gather_rows
+from featurestore.store.layout import (
+    INDEX_ARRAYS, ROW_MARGIN, block_regions, chunk_rows_for, compressors, fingerprint,
+    reserved_rows, string_compressors,
+)
+
+#: Feature attributes every reader can rely on.
+REQUIRED_ATTRS = ("name", "dim", "frame_rate", "storage_dtype", "params", "fingerprint",
+                  "chunk_rows", "row_margin", "compression")
+
+
+def create_feature_group(features_group, name, definition, *, compression, chunk_mib,
+                         block_clips, n_clips, durations):
+    """Create ``features/<name>`` with empty arrays sized for the current clips."""
+    storage_dtype = definition["storage_dtype"]
+    dim = definition["dim"]
+    chunk_rows = chunk_rows_for(dim, storage_dtype, chunk_mib)
+    attrs = {
+        "name": name, **definition, "fingerprint": fingerprint(definition),
+        "compression": compression, "chunk_rows": chunk_rows, "row_margin": ROW_MARGIN,
+        "created": utc_now(), "avscene_version": __version__,
+        "package_versions": package_versions(),
+        "status_codes": {"0": "pending", "1": "committed", "2": "failed"},
+    }
+    group = features_group.create_group(name, attributes=attrs)
+    itemsize = np.dtype(storage_dtype).itemsize
+    group.create_array("values", shape=(0, dim), chunks=(chunk_rows, dim), dtype=storage_dtype,
+                       fill_value=0, compressors=compressors(compression, itemsize),
+                       dimension_names=("row", "dim"))
+    group.create_array("timestamps", shape=(0,), chunks=(chunk_rows,), dtype="float64",
+                       fill_value=np.nan, compressors=compressors("zstd", 8),
+                       dimension_names=("row",))
+    for array_name, dtype in (("offset", "int64"), ("count", "int32"), ("status", "int8")):
+        group.create_array(array_name, shape=(0,), chunks=(block_clips,), dtype=dtype,
+                           fill_value=0, compressors=compressors("zstd", np.dtype(dtype).itemsize),
+                           dimension_names=("clip",))
+    group.create_array("reason", shape=(0,), chunks=(block_clips,), dtype=str,
+                       compressors=string_compressors(), dimension_names=("clip",))
+    feature = Feature(group, block_clips=block_clips)
+    feature.extend(n_clips, durations)
+    return feature
+
+
+class Feature:
+    """Arrays and layout of ``features/<name>``.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The feature's group.
+    block_clips : int
+        Clips per block of the store.
+    """
+
+    def __init__(self, group, *, block_clips):
+        self.group = group
+        self.attrs = dict(group.attrs)
+        missing = [key for key in REQUIRED_ATTRS if key not in self.attrs]
+        if missing:
+            raise StoreFormatError(f"feature group {group.path!r} lacks attributes {missing}")
+        self.name = self.attrs["name"]
+        self.dim = int(self.attrs["dim"])
+        self.frame_rate = float(self.attrs["frame_rate"])
+        self.storage_dtype = np.dtype(self.attrs["storage_dtype"])
+        self.chunk_rows = int(self.attrs["chunk_rows"])
+        self.margin = int(self.attrs["row_margin"])
+        self.block_clips = block_clips
+        try:
+            self.arrays = {name: group[name] for name in ("values", "timestamps") + INDEX_ARRAYS}
+        except KeyError as error:
+            raise StoreFormatError(f"feature {self.name!r} lacks array {error}") from None
+        for name in ("values", "timestamps"):   # every chunk holding rows is stored, even all-0
+            self.arrays[name] = self.arrays[name].with_config({"write_empty_chunks": True})
+        for key, value in self.arrays.items():
+            setattr(self, key, value)
+
+    def definition(self):
+        """The stored definition (dim, frame_rate, storage_dtype, params)."""
+        return {key: self.attrs[key] for key in ("dim", "frame_rate", "storage_dtype", "params")}
+
+    def regions(self, durations):
+        """(starts, stops) of every block's row region; see :func:`block_regions`."""
+        return block_regions(durations, frame_rate=self.frame_rate, chunk_rows=self.chunk_rows,
+                             block_clips=self.block_clips, margin=self.margin)
+
+    def reserved(self, durations):
+        """Rows reserved per clip."""
+        return reserved_rows(durations, self.frame_rate, self.margin)
+
+    def extend(self, n_clips, durations):
+        """Size the index for ``n_clips`` and the row arrays for the regions of all blocks.
+
+        Arrays only grow, except after an interrupted :meth:`FeatureStore.add_clips`, whose
+        uncommitted growth is undone here.
+        """
+        _, stops = self.regions(durations)
+        total = int(stops[-1]) if stops.size else 0
+        for name in INDEX_ARRAYS:
+            if self.arrays[name].shape[0] != n_clips:
+                self.arrays[name].resize((n_clips,))
+        if self.values.shape[0] != total:
+            self.values.resize((total, self.dim))
+            self.timestamps.resize((total,))
+
+    def index(self, positions=None):
+        """offset, count, status of all clips (or of ``positions``), read chunk by chunk.
+
+        Returns
+        -------
+        offset : ndarray, shape (n,), int64
+        count : ndarray, shape (n,), int64
+        status : ndarray, shape (n,), int8
+        """
+        n_clips = self.status.shape[0]
+        columns = []
+        for name in ("offset", "count", "status"):
+            reader = ChunkReader(self.arrays[name])
+            columns.append(gather_rows(reader, [0], [n_clips]))
+        offset, count, status = columns
+        count = count.astype(np.int64)
+        if positions is not None:
+            offset, count, status = offset[positions], count[positions], status[positions]
+        return offset, count, status
+
+    def rows(self, offset, count):
+        """Rows ``[offset[i], offset[i] + count[i])`` for every i, concatenated.
+
+        Returns
+        -------
+        values : ndarray, shape (sum(count), dim), float32
+        timestamps : ndarray, shape (sum(count),), float64
+        """
+        values = gather_rows(ChunkReader(self.values), offset, count, dtype=np.float32)
+        timestamps = gather_rows(ChunkReader(self.timestamps), offset, count)
+        return values, timestamps

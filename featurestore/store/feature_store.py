@@ -1,0 +1,482 @@
+"""The feature store: frame-level features of clips in a self-describing zarr v3 group.
+
+>>> store = FeatureStore.open("features.zarr", mode="a")
+>>> store.add_clips(clips)                                    # Clip records with durations
+>>> store.create_feature("openl3_audio", dim=512, frame_rate=10, params={...})
+>>> for block in store.blocks():
+...     with store.block_writer("openl3_audio", block) as writer:
+...         for clip_id in store.pending("openl3_audio", block=block):
+...             writer.write(clip_id, values, timestamps)
+>>> train = store.segments(["openl3_audio"], selection=store.select(fold="train"))
+>>> train.X(), train.y, train.groups
+
+The on-disk layout is described in :mod:`featurestore.store.layout` and in the README; a reader
+needs only zarr (or xarray).
+"""
+
+import copy
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import zarr
+
+from featurestore.errors import (
+    ProvenanceMismatchError, StoreError, StoreExistsError, StoreFormatError, StoreNotFoundError,
+)
+from featurestore.store.clip_table import (
+    ClipTable, as_unicode, encode_clips, merge_new_clips, read_clip_table, write_clip_rows,
+)
+from featurestore.store.feature import Feature, create_feature_group
+from featurestore.store.hdf5 import export_hdf5, import_hdf5
+from featurestore.store.layout import (
+    COMMITTED, COMPRESSIONS, DEFAULT_BLOCK_CLIPS, DEFAULT_COMPRESSION, FAILED, FORMAT,
+    FORMAT_VERSION, PENDING, STATUS_NAMES, STORAGE_DTYPES, check_name, definition,
+    definition_diff, describe_diff, n_segments, normalise_params,
+)
+from featurestore.store.opening import (
+    MODES, StoreAttrs, create_store_group, group_exists, resolve_location,
+)
+from featurestore.store.segments import Segments, join_keys, pool_feature
+from featurestore.store.writer import BlockWriter
+
+__all__ = ["FeatureStore", "Segments", "Block", "Frames", "ClipTable", "export_hdf5",
+           "import_hdf5", "PENDING", "COMMITTED", "FAILED"]
+
+@dataclass(frozen=True)
+class Block:
+    """A fixed run of clips (``start <= position < stop``) written by one writer."""
+
+    index: int
+    start: int
+    stop: int
+    clip_ids: tuple
+
+    def __len__(self):
+        return self.stop - self.start
+
+
+class Frames(NamedTuple):
+    """Frame rows of committed clips, in clip-table order.
+
+    values : ndarray, shape (n_rows, dim), float32
+    timestamps : ndarray, shape (n_rows,), float64
+    positions : ndarray, shape (n_clips,) -- clip positions, one per committed clip read
+    counts : ndarray, shape (n_clips,) -- rows of each of those clips
+    """
+
+    values: np.ndarray
+    timestamps: np.ndarray
+    positions: np.ndarray
+    counts: np.ndarray
+
+
+class FeatureStore:
+    """Frame-level features of clips, with their clip table, index and provenance.
+
+    Create or open one with :meth:`open`. Writers of different blocks may run at once in
+    different processes (each opens the store with mode ``r+``); adding clips or features must
+    not run concurrently with writers.
+    """
+
+    def __init__(self, group, *, label, mode, owned_store=None):
+        self._group = group
+        self.label = label
+        self.mode = mode
+        self._owned_store = owned_store
+        meta = group.attrs.get("avscene")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise StoreFormatError(f"{label} is a zarr group but not an avscene feature store")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise StoreFormatError(f"{label} has store format {meta.get('format_version')}; "
+                                   f"this avscene reads up to {FORMAT_VERSION}")
+        self._meta = dict(meta)
+        self.block_clips = int(meta["block_clips"])
+        self._clips = read_clip_table(group, int(meta["n_clips"]))
+        self._features = {}
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, where, mode="r", *, storage_options=None, block_clips=DEFAULT_BLOCK_CLIPS):
+        """Open or create a store.
+
+        Parameters
+        ----------
+        where : str, os.PathLike or zarr Store
+            A local directory, an fsspec URL (``memory://x``, ``s3://bucket/x``) or a zarr
+            store object (e.g. ``zarr.storage.MemoryStore()``).
+        mode : {"r", "r+", "a", "w", "w-"}
+            zarr's meaning: read only; read/write, must exist; read/write, create if needed;
+            create, replacing anything there; create, failing if something is there.
+        storage_options : dict, optional
+            Passed to fsspec for URLs.
+        block_clips : int
+            Clips per block, used only when the store is created.
+
+        Raises
+        ------
+        StoreNotFoundError
+            ``r``/``r+`` and no store at ``where``.
+        StoreExistsError
+            ``w-`` and something at ``where`` already.
+        StoreFormatError
+            ``where`` holds a zarr group that is not an avscene store.
+        """
+        if mode not in MODES:
+            raise StoreFormatError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        target, label = resolve_location(where)
+        options = {"storage_options": storage_options} if storage_options else {}
+        exists = group_exists(target, options, label)
+        if mode in ("r", "r+") and not exists:
+            raise StoreNotFoundError(f"no feature store at {label}")
+        if mode == "w-" and exists:
+            raise StoreExistsError(f"{label} exists already (mode 'w-')")
+        if mode == "w" or not exists:
+            group = create_store_group(target, options, label, mode=mode,
+                                       block_clips=block_clips)
+        else:
+            group = zarr.open_group(target, mode="r" if mode == "r" else "r+", **options)
+        owned = group.store if not hasattr(where, "list_prefix") else None
+        return cls(group, label=label, mode=mode, owned_store=owned)
+
+    def close(self):
+        """Release the zarr store if this object opened it (stores passed in are left open)."""
+        if self._owned_store is not None:
+            self._owned_store.close()
+            self._owned_store = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return (f"<FeatureStore {self.label} mode={self.mode!r} clips={len(self._clips)} "
+                f"features={list(self.features)}>")
+
+    @property
+    def read_only(self):
+        """True when opened with mode ``r``."""
+        return self.mode == "r"
+
+    def _require_writable(self):
+        if self.read_only:
+            raise StoreError(f"{self.label} is open read-only (mode 'r')")
+
+    # -- clips ------------------------------------------------------------------------------
+    @property
+    def clips(self):
+        """The :class:`~featurestore.store.clip_table.ClipTable` (columnar arrays in position order)."""
+        return self._clips
+
+    @property
+    def attrs(self):
+        """Store-level attributes (dict-like; e.g. ``manifest_sha256``, ``dataset_root``)."""
+        return StoreAttrs(self)
+
+    def add_clips(self, clips, *, sources=None):
+        """Append clips to the clip table and extend every feature's layout.
+
+        Parameters
+        ----------
+        clips : iterable of Clip
+            Each with ``duration`` set. Clips already stored with identical fields are skipped.
+        sources : dict of str -> dict, optional
+            Per clip id: ``audio_bytes``, ``video_bytes``, ``audio_sha256``, ``video_sha256``
+            of the source media (recorded for new clips).
+
+        Returns
+        -------
+        int
+            Number of clips added.
+
+        Raises
+        ------
+        StoreFormatError
+            A clip has no duration or conflicts with the stored clip of the same id.
+        """
+        self._require_writable()
+        new = merge_new_clips(self._clips, encode_clips(clips, sources))
+        added = len(new["clip_id"])
+        if not added:
+            return 0
+        start = len(self._clips)
+        write_clip_rows(self._group, new, start)
+        columns = {name: np.concatenate([self._clips.columns[name], new[name]]) for name in new}
+        for name in self.features:
+            self._feature(name).extend(start + added, columns["duration"])
+        self._meta["n_clips"] = start + added       # the commit point of add_clips
+        self._group.attrs["avscene"] = self._meta
+        self._clips = ClipTable(columns)
+        return added
+
+    def blocks(self):
+        """The fixed partition of the clip table into blocks (``block_clips`` clips each).
+
+        Returns
+        -------
+        list of Block
+            Disjoint blocks never share a chunk of any array.
+        """
+        return [self._block(index) for index in range(-(-len(self._clips) // self.block_clips))]
+
+    def _block(self, index):
+        n_blocks = -(-len(self._clips) // self.block_clips)
+        if not 0 <= index < n_blocks:
+            raise StoreFormatError(f"{self.label} has no block {index} ({n_blocks} blocks)")
+        start = index * self.block_clips
+        stop = min(start + self.block_clips, len(self._clips))
+        return Block(index=index, start=start, stop=stop,
+                     clip_ids=tuple(self._clips.clip_id[start:stop].tolist()))
+
+    def select(self, *, scene=None, city=None, location=None, fold=None, clips=None):
+        """Positions of the clips matching every given criterion.
+
+        Each argument is a string or a list of strings (any of them matches); ``fold`` matches
+        clips that are in that fold among others.
+
+        Returns
+        -------
+        ndarray of int64, shape (n_selected,), ascending
+        """
+        table = self._clips
+        mask = np.ones(len(table), bool)
+        for column, wanted in (("scene", scene), ("city", city), ("location", location)):
+            if wanted is not None:
+                mask &= np.isin(table.columns[column], as_unicode(_as_list(wanted)))
+        if fold is not None:
+            mask &= table.fold_mask(_as_list(fold))
+        if clips is not None:
+            chosen = np.zeros(len(table), bool)
+            chosen[table.positions(_as_list(clips))] = True
+            mask &= chosen
+        return np.flatnonzero(mask).astype(np.int64)
+
+    # -- features ---------------------------------------------------------------------------
+    @property
+    def features(self):
+        """Names of the stored features, sorted."""
+        return tuple(sorted(self._group["features"].group_keys()))
+
+    def _feature(self, name):
+        if name not in self._features:
+            if name not in self.features:
+                raise StoreFormatError(f"{self.label} has no feature {name!r} "
+                                       f"(it has {', '.join(self.features) or 'none'})")
+            group = self._group["features"][name]
+            self._features[name] = Feature(group, block_clips=self.block_clips)
+        return self._features[name]
+
+    def create_feature(self, name, *, dim, frame_rate, params, storage_dtype="float32",
+                       chunk_mib=4, compression=DEFAULT_COMPRESSION):
+        """Declare a feature, or check that an existing one has the same definition.
+
+        Parameters
+        ----------
+        name : str
+        dim : int
+            Values per frame.
+        frame_rate : float
+            Frames per second, used to reserve ``ceil(duration * frame_rate) + 2`` rows per clip.
+        params : dict
+            JSON-able extractor parameters, including weight-file checksums.
+        storage_dtype : {"float32", "float16"}
+            float16 halves the bytes; reads always return float32.
+        chunk_mib : float
+            Approximate size of one chunk of values.
+        compression : {"zstd", "lz4", "none"}
+            Byte-shuffled blosc codec (plus a crc32c checksum in every case).
+
+        Raises
+        ------
+        ProvenanceMismatchError
+            The feature exists with different params, dim, frame_rate or storage dtype.
+        """
+        check_name(name)
+        if storage_dtype not in STORAGE_DTYPES:
+            raise StoreFormatError(f"storage_dtype must be one of {STORAGE_DTYPES}, "
+                                   f"not {storage_dtype!r}")
+        if compression not in COMPRESSIONS:
+            raise StoreFormatError(f"compression must be one of {COMPRESSIONS}, "
+                                   f"not {compression!r}")
+        if int(dim) != dim or dim <= 0 or not np.isfinite(frame_rate) or frame_rate <= 0 \
+                or not chunk_mib > 0:
+            raise StoreFormatError(f"feature {name!r}: dim, frame_rate and chunk_mib must be "
+                                   f"positive (got {dim!r}, {frame_rate!r}, {chunk_mib!r})")
+        wanted = definition(dim=dim, frame_rate=frame_rate, storage_dtype=storage_dtype,
+                            params=normalise_params(params, name=name))
+        if name in self.features:
+            differences = definition_diff(self._feature(name).definition(), wanted)
+            if differences:
+                raise ProvenanceMismatchError(
+                    f"feature {name!r} in {self.label} was made with a different definition: "
+                    f"{describe_diff(differences)}; use a new feature name or a new store")
+            return
+        self._require_writable()
+        self._features[name] = create_feature_group(
+            self._group["features"], name, wanted, compression=compression, chunk_mib=chunk_mib,
+            block_clips=self.block_clips, n_clips=len(self._clips), durations=self._clips.duration)
+
+    def feature_params(self, name):
+        """The extractor parameters a feature was made with (a copy)."""
+        return copy.deepcopy(self._feature(name).attrs["params"])
+
+    def feature_attrs(self, name):
+        """All attributes of a feature (definition, layout, provenance), as a copy."""
+        return copy.deepcopy(self._feature(name).attrs)
+
+    def feature_fingerprint(self, name):
+        """sha256 of the feature's definition (params, dim, storage dtype)."""
+        return self._feature(name).attrs["fingerprint"]
+
+    # -- writing ----------------------------------------------------------------------------
+    def block_writer(self, name, block, *, commit_seconds=1.0):
+        """A :class:`~featurestore.store.writer.BlockWriter` for ``block`` (Block or index).
+
+        Parameters
+        ----------
+        commit_seconds : float
+            Least time between two index updates while writing (0: after every chunk flush);
+            the index is always updated when the writer closes.
+        """
+        self._require_writable()
+        feature = self._feature(name)
+        index = block.index if isinstance(block, Block) else int(block)
+        block = self._block(index)
+        starts, stops = feature.regions(self._clips.duration)
+        return BlockWriter(feature, block, durations=self._clips.duration,
+                           region=(starts[index], stops[index]), commit_seconds=commit_seconds)
+
+    def status(self, name):
+        """Per-clip status of a feature: 0 pending, 1 committed, 2 failed.
+
+        Returns
+        -------
+        ndarray of int8, shape (n_clips,)
+        """
+        return self._feature(name).index()[2]
+
+    def pending(self, name, *, block=None):
+        """Ids of clips neither committed nor failed for ``name`` (optionally in one block)."""
+        if block is None:
+            start, status = 0, self.status(name)
+        else:                               # one block: read its index chunk only
+            block = self._block(block.index if isinstance(block, Block) else int(block))
+            start = block.start
+            status = np.asarray(self._feature(name).status[block.start:block.stop])
+        positions = start + np.flatnonzero(status == PENDING)
+        return [str(clip_id) for clip_id in self._clips.clip_id[positions]]
+
+    def failures(self, name=None):
+        """Recorded failures, as a list of (feature, clip_id, reason)."""
+        found = []
+        for feature_name in self.features if name is None else [name]:
+            feature = self._feature(feature_name)
+            failed = np.flatnonzero(feature.index()[2] == FAILED)
+            if failed.size:
+                reasons = np.asarray(feature.reason[:])
+                found += [(feature_name, str(self._clips.clip_id[p]), str(reasons[p]))
+                          for p in failed]
+        return found
+
+    # -- reading ----------------------------------------------------------------------------
+    def frames(self, name, clip_id):
+        """Frames of one clip.
+
+        Returns
+        -------
+        values : ndarray, shape (n_frames, dim), float32
+        timestamps : ndarray, shape (n_frames,), float64
+        """
+        position = self._clips.positions([clip_id])
+        offset, count, status = self._feature(name).index(position)
+        if status[0] != COMMITTED:
+            raise StoreError(f"clip {clip_id!r} has no {name} frames in {self.label} "
+                             f"({STATUS_NAMES.get(int(status[0]), status[0])})")
+        return self._feature(name).rows(offset, count)
+
+    def read(self, name, *, selection=None):
+        """All frame rows of the committed clips of a selection.
+
+        Parameters
+        ----------
+        selection : array of int, optional
+            Clip positions (from :meth:`select`); default all clips.
+
+        Returns
+        -------
+        Frames
+            ``values`` (n_rows, dim) float32, ``timestamps`` (n_rows,), ``positions`` and
+            ``counts`` (n_clips,) of the clips read; failed and pending clips are left out.
+        """
+        feature = self._feature(name)
+        positions = self._positions(selection)
+        offset, count, status = feature.index(positions)
+        keep = status == COMMITTED
+        values, timestamps = feature.rows(offset[keep], count[keep])
+        return Frames(values, timestamps, positions[keep], count[keep])
+
+    def segments(self, names, *, selection=None, pooling="mean"):
+        """Per-second segments of one or more features, joined on (clip, second).
+
+        Parameters
+        ----------
+        names : str or list of str
+        selection : array of int, optional
+            Clip positions (from :meth:`select`); default all clips.
+        pooling : {"mean", "max", "meanstd", "center", "none"}
+            How the frames of a segment are combined (see :class:`Segments`).
+
+        Returns
+        -------
+        Segments
+            Only segments for which every feature has frames; clips pending or failed for any
+            feature contribute nothing.
+        """
+        names = [names] if isinstance(names, str) else list(names)
+        if not names:
+            raise StoreFormatError("segments() needs at least one feature name")
+        positions = self._positions(selection)
+        durations = self._clips.duration
+        stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
+        pooled = {name: pool_feature(self._feature(name), positions, durations, stride, pooling)
+                  for name in names}
+        keys, where = join_keys({name: pooled[name][0] for name in names})
+        clip = keys // stride
+        columns = self._clips.columns
+        return Segments(
+            features={name: pooled[name][1][where[name]] for name in names},
+            counts={name: pooled[name][2][where[name]] for name in names},
+            clip_id=columns["clip_id"][clip], second=keys - clip * stride,
+            scene=columns["scene"][clip], city=columns["city"][clip],
+            location=columns["location"][clip], folds=columns["folds"][clip], position=clip,
+            pooling=pooling, names=tuple(names),
+        )
+
+    def _positions(self, selection):
+        if selection is None:
+            return np.arange(len(self._clips), dtype=np.int64)
+        positions = np.asarray(selection)
+        if positions.dtype == bool:
+            positions = np.flatnonzero(positions)
+        positions = positions.astype(np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self._clips)):
+            raise StoreFormatError(f"selection holds positions outside 0..{len(self._clips) - 1}")
+        return np.unique(positions)
+
+    # -- checks and interchange -------------------------------------------------------------
+    def info(self):
+        """Summary of clips, features, layout, sizes on disk and provenance (a JSON-able dict)."""
+        from featurestore.store.checks import store_info
+        return store_info(self)
+
+    def verify(self):
+        """Re-read every chunk and check the index; return the problems found (one per line)."""
+        from featurestore.store.checks import verify_store
+        return verify_store(self)
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else list(value)

@@ -1,0 +1,108 @@
+"""Torch networks: numpy inference equals torch eval mode; best validation epoch kept; presets."""
+
+import numpy as np
+import pytest
+
+from classifiers import presets, networks
+from classifiers.mlp import TorchMLPClassifier
+from tests.classifiers_support import single_thread, small_av  # noqa: F401 (autouse fixture)
+
+torch = pytest.importorskip("torch")
+
+
+def test_numpy_forward_equals_torch_eval_mode():
+    torch.manual_seed(0)
+    net = networks.l3_dense(48, 7)
+    for module in net:
+        if isinstance(module, torch.nn.BatchNorm1d):  # non-trivial running statistics
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+    net.eval()
+    X = np.random.default_rng(0).normal(size=(33, 48)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(X)).numpy()
+    kinds, state = networks.module_kinds(net), networks.state_to_numpy(net)
+    assert kinds[:5] == ["linear", "batchnorm", "relu", "dropout", "linear"]
+    np.testing.assert_allclose(networks.numpy_forward(kinds, state, X), expected,
+                               rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        trunk = net[:5](torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(networks.numpy_forward(kinds, state, X, n_modules=5), trunk,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_training_keeps_the_lowest_validation_loss_state():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 10)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    X_val = rng.normal(size=(100, 10)).astype(np.float32)
+    y_val = rng.integers(0, 2, 100)  # random validation labels: the loss drifts as training overfits
+    torch.manual_seed(0)
+    net = networks.build_mlp(10, (64,), 2)
+    history = networks.train_network(net, X, y, X_val=X_val, y_val=y_val, learning_rate=1e-2,
+                                      batch_size=32, max_epochs=8, seed=0)
+    best = min(h["val_loss"] for h in history)
+    final = networks.mean_loss(net, torch.from_numpy(X_val), torch.from_numpy(y_val), device="cpu")
+    assert final == pytest.approx(best, rel=1e-5)
+
+
+def test_patience_stops_early():
+    X, y, groups, _ = small_av(seed=1)
+    model = TorchMLPClassifier(hidden=(8,), max_epochs=50, patience=1, learning_rate=0.1,
+                               batch_size=16, random_state=0).fit(X, y, groups=groups)
+    assert len(model.history_) < 50
+    assert 1 <= model.best_epoch_ <= len(model.history_)
+
+
+def test_bf16_option_trains():
+    X, y, groups, _ = small_av(seed=2)
+    model = TorchMLPClassifier(hidden=(16,), max_epochs=2, bf16=True, random_state=0).fit(X, y)
+    assert model.predict_proba(X).shape == (len(X), 4)
+
+
+def test_presets_are_plain_dicts_with_every_model():
+    for name in ("fast", "default", "paper"):
+        preset = presets.get_preset(name)
+        assert set(preset) == {"lr", "mlp", "lgbm", "baseline", "proposed", "stack"}
+    preset = presets.get_preset("fast")
+    preset["lr"]["C"] = 123.0
+    assert presets.get_preset("fast")["lr"]["C"] != 123.0  # callers get copies
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.get_preset("nope")
+
+
+def test_without_torch_fitting_raises_one_clear_error_and_fitted_models_still_predict(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+
+    import joblib
+
+    X, y, _, _ = small_av(seed=3)
+    model = TorchMLPClassifier(hidden=(8,), max_epochs=1, random_state=0).fit(X, y)
+    joblib.dump((model, X), tmp_path / "model.joblib")
+    code = f"""
+import sys
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch blocked for this test")
+sys.meta_path.insert(0, BlockTorch())
+import joblib, numpy as np
+from classifiers.mlp import TorchMLPClassifier
+from featurestore.errors import AvsceneError
+model, X = joblib.load({str(tmp_path / "model.joblib")!r})
+assert model.predict_proba(X).shape == (len(X), 4)
+try:
+    TorchMLPClassifier().fit(X, model.predict(X))
+except AvsceneError as error:
+    assert isinstance(error, ImportError) and "needs PyTorch" in str(error), error
+else:
+    raise SystemExit("fit without torch did not fail")
+assert "torch" not in sys.modules
+"""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
