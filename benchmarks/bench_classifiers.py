@@ -72,6 +72,7 @@ def sklearn_lr_seconds(X, y, iterations=10):
     """Seconds of a plain ``sklearn.linear_model.LogisticRegression`` fit of fixed iterations
     (a second reference: the library's own cost for the commonest model)."""
     import warnings
+
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 

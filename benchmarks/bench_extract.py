@@ -60,8 +60,8 @@ def parse(argv):
 
 
 def make_corpus(folder, args):
-    from featurestore.datasets.labels import SCENES
-    from featurestore.synth.corpus import synth_corpus
+    from featurestore.datasets import SCENES
+    from featurestore.synth import synth_corpus
 
     width, height = (int(v) for v in args.size.split("x"))
     synth_corpus(folder, clips_per_class=1, seconds=args.seconds, size=(width, height),
@@ -71,10 +71,10 @@ def make_corpus(folder, args):
 
 def pure_model(root, plan, runners):
     """Decode everything first (untimed), then time the runners on cross-clip batches."""
-    from featurestore.extraction.prepare import init_worker, prepare_task
-    from featurestore.datasets.manifest import load_manifest
-    from featurestore.extraction.prepare import probe_duration
+    from featurestore.datasets import load_manifest
+    from featurestore.extraction import probe_duration
     from featurestore.extraction.batching import Batcher
+    from featurestore.extraction.prepare import init_worker, prepare_task
 
     init_worker(root, plan)
     clips = [c.with_duration(probe_duration(c, root)) for c in load_manifest(root).clips]
@@ -103,7 +103,7 @@ def pure_model(root, plan, runners):
 
 
 def extraction(root, store, plan, weights, args, workers):
-    from featurestore.extraction.job import ExtractJob
+    from featurestore.extraction import ExtractJob
 
     job = ExtractJob(root, store, plan, weights=weights, device="cpu", bf16=not args.fp32,
                      batch=args.batch, workers=workers, progress="log")
@@ -116,13 +116,13 @@ def extraction(root, store, plan, weights, args, workers):
 
 
 def run(args, workdir):
-    from featurestore.extraction.prepare import Plan
-    from featurestore.extraction.runners import load_runners
-    from pipelines.extract import default_workers, write_random_weights
+    from featurestore import openl3
+    from featurestore.extraction import Plan, load_runners
+    from pipelines.extract import default_workers
 
     workers = default_workers() if args.workers is None else args.workers
     root = make_corpus(workdir / "corpus", args)
-    weights = write_random_weights(workdir, seed=0)
+    weights = openl3.random_weights_folder(0, folder=workdir)
     plan = Plan(features=tuple(args.features.split(",")), hop=args.hop, fps=args.fps)
     runners = load_runners(plan, weights=weights, device="cpu", bf16=not args.fp32,
                            batch=args.batch)

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from featurestore.datasets.clips import Clip
-from featurestore.datasets.labels import DEVELOPMENT_CITIES, SCENES
-from featurestore.store.feature_store import FeatureStore
+from featurestore.datasets import DEVELOPMENT_CITIES, SCENES, Clip
+from featurestore.store import FeatureStore
 
 FULL_CLIPS, DIM, FRAMES_PER_SECOND, SECONDS = 12_292, 512, 10, 10
 SETTINGS = (   # label, compression, storage dtype

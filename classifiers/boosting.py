@@ -11,7 +11,8 @@ waiting, and on this machine shared with other jobs 2 threads ran 20x slower tha
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from classifiers.common import check_features, start_fit
+from classifiers.checks import check_features
+from classifiers.fitting import start_fit
 from classifiers.preprocessing import maybe_standardize
 
 

@@ -10,8 +10,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from classifiers.common import (check_features, encode_labels, index_labels, random_seed,
-                                validation_rows)
+from classifiers.checks import check_features, encode_labels, index_labels, random_seed
+from classifiers.fitting import validation_rows
 
 #: Floor for probabilities before taking logs (zeros would give -inf logits).
 PROBA_FLOOR = 1e-12

@@ -26,7 +26,8 @@ from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers.boosting import LightGBMClassifier, pca_projection
-from classifiers.common import (encode_labels, index_labels, random_seed, validation_rows)
+from classifiers.checks import encode_labels, index_labels, random_seed
+from classifiers.fitting import validation_rows
 from classifiers.linear import LogisticClassifier, softmax
 from classifiers.preprocessing import ZScore, maybe_standardize
 
@@ -366,7 +367,7 @@ class DaskLightGBMClassifier(_DaskEstimator):
         return self
 
     def _validation(self, X, y_index, groups, eval_set, seed):
-        """``(X_fit, y_fit, X_val, y_val)`` as :func:`classifiers.common.validation_data`."""
+        """``(X_fit, y_fit, X_val, y_val)`` as :func:`classifiers.fitting.validation_data`."""
         if eval_set is not None:
             X_val = as_dask(eval_set[0], name="eval_set X")
             return X, y_index, X_val, index_labels(as_labels(eval_set[1]), self.classes_,

@@ -22,8 +22,15 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from classifiers import networks, splits
-from classifiers.common import (align_proba, check_features, column_block, encode_labels,
-                                index_labels, random_seed, validation_rows)
+from classifiers.checks import (
+    align_proba,
+    check_features,
+    column_block,
+    encode_labels,
+    index_labels,
+    random_seed,
+)
+from classifiers.fitting import validation_rows
 from classifiers.linear import LogisticClassifier, softmax
 
 #: Floor before logs of probabilities (stacking meta-features, weight fitting).

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from classifiers.common import check_features, encode_labels
+from classifiers.checks import check_features, encode_labels
 from classifiers.preprocessing import ZScore, maybe_standardize
 
 

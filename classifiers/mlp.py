@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers import networks
-from classifiers.common import start_fit
+from classifiers.fitting import start_fit
 from classifiers.linear import softmax
 from classifiers.preprocessing import maybe_standardize
 

@@ -22,11 +22,7 @@ import copy
 
 import numpy as np
 
-from featurestore.errors import AvsceneError
-
-
-class TorchMissingError(AvsceneError, ImportError):
-    """A torch network was asked for but PyTorch is not installed."""
+from featurestore.errors import TorchMissingError
 
 #: Epsilon of torch.nn.BatchNorm1d (default), used by the numpy forward pass.
 BATCHNORM_EPS = 1e-5

@@ -8,7 +8,7 @@ so that cross-validation and grid search never see validation rows in the statis
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from classifiers.common import check_features
+from classifiers.checks import check_features
 
 
 class ZScore(TransformerMixin, BaseEstimator):

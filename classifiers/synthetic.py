@@ -12,7 +12,7 @@ The structure mirrors what matters for classifiers and fusion on TAU Urban Audio
 
 import numpy as np
 
-from featurestore.datasets.labels import SCENES
+from featurestore.datasets import SCENES
 
 
 def class_names(n_classes):

@@ -52,3 +52,23 @@ class WeightsNotFoundError(AvsceneError, FileNotFoundError):
 
 class WeightsFormatError(AvsceneError, ValueError):
     """A weight file does not have the expected layout or shapes."""
+
+
+class DatasetMismatchError(AvsceneError, ValueError):
+    """A worker reads a different manifest at the dataset root than the client did."""
+
+
+class ShardSetupError(AvsceneError, ValueError):
+    """A sharded run found clips or features it must not create itself (exit status 2)."""
+
+
+class TorchMissingError(AvsceneError, ImportError):
+    """A torch network was asked for but PyTorch is not installed."""
+
+
+class RunNotFoundError(AvsceneError, FileNotFoundError):
+    """The run directory or its files do not exist."""
+
+
+class RunFormatError(AvsceneError, ValueError):
+    """A run directory's files are not what ``avscene train`` writes, or its options are invalid."""

@@ -8,7 +8,7 @@ path splits them, and fitted through Dask (:mod:`classifiers.dask_models`): ``--
 (``lightgbm.dask``), with ``--fusion none`` or ``early``. The temperature is fitted on the
 validation segments' probabilities, computed blockwise.
 
-The run directory is the in-memory path's (:mod:`pipelines.train`, :mod:`pipelines.runs`): the
+The run directory is the in-memory path's (:mod:`pipelines.training`, :mod:`pipelines.runs`): the
 fitted in-memory estimator (``LogisticClassifier`` / ``LightGBMClassifier``, wrapped in
 ``TemperatureScaledClassifier`` as usual) in ``model.joblib``, and the same ``run.json`` plus a
 ``dask`` entry; ``avscene evaluate`` and ``predict`` use it unchanged, without Dask.
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from pipelines import runs
+from pipelines import runs, training
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,10 @@ DASK_MODELS = ("lr", "lgbm")
 DASK_FUSIONS = ("none", "early")
 
 
-def add_dask_arguments(parser):
-    """``--dask ADDRESS`` / ``--dask-local N`` of ``avscene train``."""
-    from featurestore.extraction.dask_job import add_dask_arguments as add
-
-    add(parser, what="train (--model lr or lgbm, --fusion none or early)")
-
-
 class _Blockwise:
     """A fitted estimator seen through Dask: ``predict_proba`` of a dask array, blockwise, computed.
 
-    Lets :func:`pipelines.train.validate` run unchanged on dask arrays.
+    Lets :func:`pipelines.training.validate` run unchanged on dask arrays.
     """
 
     def __init__(self, estimator):
@@ -57,13 +50,11 @@ class _Blockwise:
 
 def check_options(args, features):
     """Refuse what the Dask path does not train; return ``(estimator, models)`` of the options."""
-    from pipelines import train
-
     if not 0.0 <= args.val_fraction < 1.0:
         raise runs.RunFormatError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
     if (pathlib.Path(args.out) / runs.RECORD_FILE).exists() and not args.force:
         raise runs.RunFormatError(f"{args.out} holds a run already (use --force to overwrite)")
-    estimator, models = train.build(args, features, {name: 1 for name in features})
+    estimator, models = training.build(args, features, {name: 1 for name in features})
     unsupported = sorted(set(models.values()) - set(DASK_MODELS))
     if unsupported or args.fusion not in DASK_FUSIONS:
         raise runs.RunFormatError(
@@ -91,7 +82,7 @@ def read_segments(args, features):
 
 
 def split_rows(segments, args):
-    """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.train.fit` does."""
+    """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.training.fit`."""
     from classifiers import splits
 
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
@@ -102,7 +93,7 @@ def split_rows(segments, args):
 
 
 class _HeldOut:
-    """The segments matrix as :func:`pipelines.train.validate` indexes it: its validation rows
+    """The segments matrix as :func:`pipelines.training.validate` indexes it: its validation rows
     (the only rows it asks for), already in the cluster's memory."""
 
     def __init__(self, rows, X_val):
@@ -123,7 +114,7 @@ def fit(estimator, X_train, X_val, segments, split, client):
     a :class:`~classifiers.calibration.TemperatureScaledClassifier`.
     """
     from classifiers.calibration import TemperatureScaledClassifier, fit_temperature
-    from classifiers.common import index_labels
+    from classifiers.checks import index_labels
     from classifiers.dask_models import blockwise_proba, dask_estimator_for
 
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
@@ -151,9 +142,8 @@ def run(args):
     import dask
     from distributed import wait
 
-    from featurestore.store.feature_store import FeatureStore
-    from pipelines import train
-    from featurestore.extraction.dask_job import dask_client
+    from featurestore.dask_cluster import dask_client
+    from featurestore.store import FeatureStore
 
     features = runs.parse_features(args.features)
     check_options(args, features)
@@ -173,16 +163,16 @@ def run(args):
         log.info("read %d segments of %d clips (%s) into %d Dask workers in %.1f s",
                  len(segments), len(np.unique(segments.clip_id)), "+".join(features),
                  len(client.scheduler_info()["workers"]), loaded - started)
-        estimator, models = train.build(args, features, dims)
+        estimator, models = training.build(args, features, dims)
         fitted = fit(estimator, X_train, X_val, segments, split, client)
         fit_done = time.perf_counter()
-        validation = train.validate(_Blockwise(fitted), _HeldOut(split[1], X_val), segments,
+        validation = training.validate(_Blockwise(fitted), _HeldOut(split[1], X_val), segments,
                                     split)
         finished = time.perf_counter()
         cluster = {"scheduler": args.dask or "local", "workers": len(
             client.scheduler_info()["workers"]), "chunks": len(X.chunks[0])}
     times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
              "validate_s": finished - fit_done, "total_s": finished - started}
-    return train.save_trained(args, fitted, models=models, dims=dims, segments=segments,
+    return training.save_trained(args, fitted, models=models, dims=dims, segments=segments,
                               split=split, validation=validation, provenance=provenance,
                               store_attrs=store_attrs, timings=times, extra={"dask": cluster})

@@ -28,8 +28,8 @@ import pathlib
 import shutil
 import time
 
+from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
-from featurestore.datasets.labels import SCENES
 
 LOG = logging.getLogger("avscene.demo")
 
@@ -109,9 +109,7 @@ def weights_option(args, workdir):
     except WeightsNotFoundError as error:
         folder = workdir / "weights"
         folder.mkdir()
-        for kind in ("audio", "image"):
-            openl3.random_weights_file(folder / openl3.official_name(kind, "mel256", "env"),
-                                       kind=kind, seed=args.seed)
+        openl3.random_weights_folder(args.seed, folder=folder)
         banner = "!" * 78
         print(f"{banner}\n! No official OpenL3 weights: {error}\n! The demo uses RANDOM weights "
               f"({folder}): its numbers check the pipeline only.\n{banner}", flush=True)
@@ -132,7 +130,7 @@ def train_and_evaluate(name, options, store, runs_dir, preset, seed):
 
 def train_all(chosen, store, runs_dir, args):
     """Train and evaluate every system, ``args.jobs`` at a time; return the names that worked."""
-    from featurestore.extraction.progress import Progress
+    from featurestore.extraction import Progress
 
     progress = Progress(len(chosen), label="train", unit="systems")
     done = []

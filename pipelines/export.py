@@ -13,7 +13,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store.feature_store import FeatureStore
+    from featurestore.store import FeatureStore
     from featurestore.store.hdf5 import export_hdf5
 
     with FeatureStore.open(args.store, mode="r") as store:

@@ -1,8 +1,9 @@
 """``avscene extract``: dataset -> OpenL3 audio/video embeddings and log-mel arrays -> store.
 
-Decoding runs in worker processes (:mod:`featurestore.extraction.workers`) while this process runs the
-networks on batches formed across clips (:mod:`featurestore.extraction.batching`); every finished clip is
-written to its store block at once. Rerunning the same command skips committed clips (also
+The job itself is :class:`featurestore.extraction.ExtractJob` (or, with ``--dask`` /
+``--dask-local``, :class:`featurestore.extraction.DaskExtraction`): decoding runs in worker
+processes while this process runs the networks on batches formed across clips; every finished
+clip is written to its store block at once. Rerunning the same command skips committed clips (also
 after ``kill -9``); ``--shard I/N`` processes the store blocks ``b`` with ``b % N == I`` only.
 
 Bad input never stops the job: each clip that cannot be decoded is reported once on one line,
@@ -17,12 +18,10 @@ import json
 import logging
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 from featurestore.errors import UsageError
-from featurestore.extraction.prepare import FEATURES
-from featurestore.extraction.dask_job import add_dask_arguments
+from featurestore.extraction import FEATURES
+from pipelines.options import add_dask_arguments, positive, shard
 
 LOG = logging.getLogger("avscene.extract")
 
@@ -41,25 +40,6 @@ def _features(text):
     return names
 
 
-def _shard(text):
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard must be I/N, got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
-    return index, count
-
-
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-        return value
-    return parse
-
-
 def add_arguments(parser):
     parser.add_argument("root", help="dataset folder (TAU development/evaluation layout), or a "
                                      "CSV manifest file")
@@ -75,19 +55,19 @@ def add_arguments(parser):
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N]")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the OpenL3 convolutions")
-    parser.add_argument("--hop", type=_positive(float), default=0.1,
+    parser.add_argument("--hop", type=positive(float), default=0.1,
                         help="OpenL3 audio hop in seconds")
     parser.add_argument("--center", action=argparse.BooleanOptionalAction, default=True,
                         help="OpenL3 audio: centred windows (timestamps = window centres)")
-    parser.add_argument("--fps", type=_positive(float), default=10.0,
+    parser.add_argument("--fps", type=positive(float), default=10.0,
                         help="video frames per second, sampled at (j + 0.5) / fps")
     parser.add_argument("--image-scaling", choices=("openl3", "paper"), default="openl3",
                         help="OpenL3 image input range: openl3 0.4.2's ([-1, 1] only for exact "
                              "224x224 frames, else [0, 1]) or the paper's (always [-1, 1])")
-    parser.add_argument("--n-mels", type=_positive(int), default=128, help="log-mel bands")
-    parser.add_argument("--win-length", type=_positive(int), default=1920,
+    parser.add_argument("--n-mels", type=positive(int), default=128, help="log-mel bands")
+    parser.add_argument("--win-length", type=positive(int), default=1920,
                         help="log-mel window in samples at 48 kHz (40 ms)")
-    parser.add_argument("--hop-length", type=_positive(int), default=480,
+    parser.add_argument("--hop-length", type=positive(int), default=480,
                         help="log-mel hop in samples at 48 kHz (10 ms)")
     parser.add_argument("--min-duration", type=float, default=0.5,
                         help="audio shorter than this (seconds) is reported as bad input")
@@ -95,16 +75,16 @@ def add_arguments(parser):
                         help="dtype on disk (float16 halves the bytes; reads return float32)")
     parser.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4",
                         help="chunk codec: lz4 reads ~3x faster, zstd makes smaller archives")
-    parser.add_argument("--batch", type=_positive(int), default=32,
+    parser.add_argument("--batch", type=positive(int), default=32,
                         help="OpenL3 windows / frames per network call")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="decoding processes (0: decode in this process, no overlap)")
-    parser.add_argument("--shard", type=_shard, metavar="I/N",
+    parser.add_argument("--shard", type=shard, metavar="I/N",
                         help="process only store blocks b with b %% N == I (0 <= I < N)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="register the clips and declare the features, extract nothing "
                              "(run once before starting --shard processes)")
-    parser.add_argument("--limit", type=_positive(int),
+    parser.add_argument("--limit", type=positive(int),
                         help="only the first N clips of the manifest")
     parser.add_argument("--manifest", metavar="CSV",
                         help="CSV manifest with paths relative to ROOT")
@@ -116,8 +96,8 @@ def add_arguments(parser):
 
 def build_plan(args):
     """The :class:`~featurestore.extraction.prepare.Plan` of the command-line options."""
+    from featurestore.extraction import Plan
     from featurestore.frontends import logmel
-    from featurestore.extraction.prepare import Plan
 
     try:
         params = logmel.logmel_params(n_mels=args.n_mels, win_length=args.win_length,
@@ -128,37 +108,30 @@ def build_plan(args):
                 logmel=params, image_scaling=args.image_scaling, min_duration=args.min_duration)
 
 
-def run(args):
-    from featurestore.extraction.job import ExtractJob
+def make_job(args, **extra):
+    """The job of the command-line options: an ExtractJob, or a DaskExtraction with --dask.
+
+    ``extra`` goes to the job's constructor (tests pass a Dask ``task``).
+    """
+    from featurestore.extraction import DaskExtraction, ExtractJob
 
     if args.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
     plan = build_plan(args)
-    with tempfile.TemporaryDirectory(prefix="avscene-weights-") as scratch:
-        weights = args.weights
-        if args.random_weights is not None and any(f.startswith("openl3") for f in plan.features):
-            weights = write_random_weights(Path(scratch), args.random_weights)
-        if args.dask or args.dask_local:
-            from featurestore.extraction.dask_job import DaskExtraction
-            job = DaskExtraction(args, plan, weights=weights)
-        else:
-            job = ExtractJob(args.root, args.store, plan, weights=weights, device=args.device,
-                             bf16=args.bf16, batch=args.batch, workers=args.workers,
-                             shard=args.shard, limit=args.limit, manifest=args.manifest,
-                             progress=args.progress, prepare_only=args.prepare_only,
-                             storage_dtype=args.storage_dtype, compression=args.compression)
-        summary = job.run()
+    options = dict(weights=args.weights, random_weights=args.random_weights, device=args.device,
+                   bf16=args.bf16, batch=args.batch, workers=args.workers, shard=args.shard,
+                   limit=args.limit, manifest=args.manifest, progress=args.progress,
+                   prepare_only=args.prepare_only, storage_dtype=args.storage_dtype,
+                   compression=args.compression, **extra)
+    if args.dask or args.dask_local:
+        return DaskExtraction(args.root, args.store, plan, scheduler=args.dask,
+                              local_workers=args.dask_local, **options)
+    return ExtractJob(args.root, args.store, plan, **options)
+
+
+def run(args):
+    summary = make_job(args).run()
     if args.json:
         json.dump(summary, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     return 1 if summary["failed_in_scope"] else 0
-
-
-def write_random_weights(folder, seed):
-    """Random audio and image weight files (official names) in ``folder``; returns ``folder``."""
-    from featurestore import openl3
-
-    for kind in ("audio", "image"):
-        openl3.random_weights_file(folder / openl3.official_name(kind, "mel256", "env"),
-                                   kind=kind, seed=seed)
-    return folder

@@ -9,7 +9,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store.feature_store import FeatureStore
+    from featurestore.store import FeatureStore
 
     with FeatureStore.open(args.store, mode="r") as store:
         info = store.info()

@@ -18,21 +18,18 @@ import pathlib
 
 import numpy as np
 
-from featurestore.errors import AvsceneError, ProvenanceMismatchError, StoreFormatError
-from featurestore.datasets.labels import SCENES
+from featurestore.datasets import SCENES
+from featurestore.errors import (
+    ProvenanceMismatchError,
+    RunFormatError,
+    RunNotFoundError,
+    StoreFormatError,
+)
 
 RUN_FORMAT = "avscene-run"
 RUN_FORMAT_VERSION = 1
 RECORD_FILE = "run.json"
 MODEL_FILE = "model.joblib"
-
-
-class RunNotFoundError(AvsceneError, FileNotFoundError):
-    """The run directory or its files do not exist."""
-
-
-class RunFormatError(AvsceneError, ValueError):
-    """A run directory's files are not what ``avscene train`` writes, or its options are invalid."""
 
 
 def parse_features(text):
@@ -102,7 +99,7 @@ def read_for_run(run_dir, store_path, *, fold, need_labels=True):
     X : ndarray, shape (n_segments, n_columns), the model's input
     clips : the store's clip table
     """
-    from featurestore.store.feature_store import FeatureStore
+    from featurestore.store import FeatureStore
 
     bundle, record = load_run(run_dir)
     with FeatureStore.open(store_path, mode="r") as store:
@@ -121,7 +118,7 @@ def output_classes(model_classes):
 def scene_probabilities(bundle, X):
     """Return ``(proba, classes)``: the model's probabilities on ``X`` in :func:`output_classes`
     columns (zero for classes training never saw)."""
-    from classifiers.common import align_proba
+    from classifiers.checks import align_proba
 
     estimator = bundle["estimator"]
     classes = output_classes(estimator.classes_)

@@ -7,9 +7,7 @@ line), 2 when no dataset was found or a manifest file is unreadable or malformed
 import json
 import statistics
 
-from featurestore.datasets.clips import FOLDS
-from featurestore.datasets.labels import SCENES
-from featurestore.datasets.manifest import load_manifest
+from featurestore.datasets import FOLDS, SCENES, load_manifest
 
 #: More locations than this are summarised (min / median / max clips) instead of listed.
 LIST_LOCATIONS = 60

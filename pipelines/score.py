@@ -18,8 +18,8 @@ import re
 
 import numpy as np
 
+from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
-from featurestore.datasets.labels import SCENES
 from pipelines.tables import interval, number, percent
 
 _SEGMENT_SUFFIX = re.compile(r"_(\d+)$")

@@ -8,8 +8,8 @@
 import argparse
 import json
 
+from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
-from featurestore.datasets.labels import SCENES
 
 
 def _size(text):
@@ -61,7 +61,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.synth.corpus import synth_corpus
+    from featurestore.synth import synth_corpus
 
     classes = getattr(args, "classes", SCENES)
     locations = getattr(args, "locations_per_class", None)

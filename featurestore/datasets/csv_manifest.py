@@ -18,9 +18,15 @@ means tab).
 """
 
 from featurestore.datasets.clips import Clip
-from featurestore.errors import ManifestError
 from featurestore.datasets.labels import SCENES
-from featurestore.datasets.tables import parse_tau_name, posix, read_table, stem, unsafe_path_reason
+from featurestore.datasets.tables import (
+    parse_tau_name,
+    posix,
+    read_table,
+    stem,
+    unsafe_path_reason,
+)
+from featurestore.errors import ManifestError
 
 ALIASES = {
     "audio": ("audio", "filename_audio", "audio_path"),

@@ -24,11 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featurestore.datasets.clips import FOLDS
-from featurestore.errors import DatasetNotFoundError, ManifestError
-from featurestore.datasets.labels import SCENES
 from featurestore.datasets.csv_manifest import read_csv_manifest
-from featurestore.datasets.tables import MediaIndex, check_media, is_integer_id, posix, stem
+from featurestore.datasets.labels import SCENES
+from featurestore.datasets.tables import (
+    MediaIndex,
+    check_media,
+    is_integer_id,
+    posix,
+    stem,
+)
 from featurestore.datasets.tau import META, SETUP, read_development, read_evaluation
+from featurestore.errors import DatasetNotFoundError, ManifestError
 from featurestore.provenance import sha256_file, sha256_json
 
 KINDS = ("tau-development", "tau-evaluation", "csv")

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from featurestore.errors import ManifestError
 from featurestore.datasets.labels import SCENES
+from featurestore.errors import ManifestError
 
 _INTEGER = re.compile(r"[0-9]+")
 

@@ -11,11 +11,16 @@ manifest files it read (relative to the root, for the checksum).
 """
 
 from featurestore.datasets.clips import Clip
-from featurestore.errors import ManifestError
 from featurestore.datasets.labels import SCENES
 from featurestore.datasets.tables import (
-    is_integer_id, parse_tau_name, posix, read_table, stem, unsafe_path_reason,
+    is_integer_id,
+    parse_tau_name,
+    posix,
+    read_table,
+    stem,
+    unsafe_path_reason,
 )
+from featurestore.errors import ManifestError
 
 META = "meta.csv"
 SETUP = "evaluation_setup"

@@ -22,19 +22,17 @@ decoding processes of its own (README, "Scale-out on Dask distributed"). The dat
 store and the weights must be reachable from every worker under the same path or URL.
 """
 
-import atexit
 import contextlib
 import logging
 import multiprocessing
-import shutil
-import tempfile
 import time
 import uuid
 
-from featurestore.errors import AvsceneError, UsageError
-from featurestore.store.layout import DEFAULT_BLOCK_CLIPS
+from featurestore.dask_cluster import dask_client
+from featurestore.errors import AvsceneError, DatasetMismatchError, UsageError
 from featurestore.extraction.job import ExtractJob
 from featurestore.extraction.progress import PARTS, Progress
+from featurestore.store.layout import DEFAULT_BLOCK_CLIPS
 
 LOG = logging.getLogger("avscene.extract")
 
@@ -44,65 +42,10 @@ TASK_RETRIES = 2
 TASKS_PER_WORKER = 8
 #: ... but no smaller than this (a block's rows are rounded up to whole chunks).
 MIN_BLOCK_CLIPS = 16
-
-
-class DatasetMismatchError(AvsceneError, ValueError):
-    """A worker reads a different manifest at the dataset root than the client did."""
-
-
-def add_dask_arguments(parser, *, what):
-    """``--dask ADDRESS`` and ``--dask-local N`` (mutually exclusive) for command ``what``."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--dask", metavar="ADDRESS",
-                       help=f"{what} on the Dask distributed scheduler at ADDRESS "
-                            "(tcp://host:8786)")
-    group.add_argument("--dask-local", type=_positive_int, metavar="N",
-                       help=f"{what} on a local Dask cluster of N worker processes, "
-                            "1 thread each")
-
-
-def _positive_int(text):
-    import argparse
-
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
-@contextlib.contextmanager
-def dask_client(*, address=None, n_local=None, resources=None):
-    """A ``distributed.Client`` of the scheduler at ``address``, or of a new LocalCluster.
-
-    Parameters
-    ----------
-    address : str, optional
-        Scheduler address (``tcp://host:8786``).
-    n_local : int, optional
-        Worker processes of a LocalCluster (1 thread each) when no address is given.
-    resources : dict, optional
-        Resources of every local worker (e.g. ``{"GPU": 1}``). Local GPU workers are started as
-        non-daemon processes, so that their tasks may start decoding processes.
-    """
-    import dask
-    from distributed import Client, LocalCluster
-
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:   # -v shows Dask's own logs
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    cluster = None
-    if address:
-        client = Client(address)
-    else:
-        with dask.config.set({"distributed.worker.daemon": not resources}):
-            cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", resources=resources)
-        client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+#: ExtractJob options a task receives when the client is not given them.
+TASK_DEFAULTS = {"weights": None, "random_weights": None, "device": "auto", "bf16": False,
+                 "batch": 32, "workers": 0, "limit": None, "manifest": None, "progress": "auto",
+                 "storage_dtype": "float32", "compression": None}
 
 
 class BlockJob(ExtractJob):
@@ -161,22 +104,6 @@ def quiet_loggers(names, level):
 
 # -- the task (runs in a worker process) -------------------------------------------------
 
-_RANDOM_WEIGHTS = {}
-
-
-def _random_weights(seed):
-    """A folder of seeded random weight files, written once per worker process."""
-    from pathlib import Path
-
-    from pipelines.extract import write_random_weights
-
-    if seed not in _RANDOM_WEIGHTS:
-        folder = Path(tempfile.mkdtemp(prefix="avscene-weights-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        _RANDOM_WEIGHTS[seed] = write_random_weights(folder, seed)
-    return _RANDOM_WEIGHTS[seed]
-
-
 def _decode_workers(requested, device):
     """Decoding processes of a task: ``requested`` on CUDA in a non-daemon worker, else 0."""
     if requested <= 0:
@@ -207,17 +134,12 @@ def extract_blocks(spec, blocks):
     dict
         The :class:`ExtractJob` summary of this task.
     """
-    weights = spec["weights"]
-    if spec["random_weights"] is not None and any(
-            name.startswith("openl3") for name in spec["plan"].features):
-        weights = _random_weights(spec["random_weights"])
-    job = BlockJob(spec["root"], spec["store"], spec["plan"], weights=weights,
-                   device=spec["device"], bf16=spec["bf16"], batch=spec["batch"],
-                   workers=_decode_workers(spec["workers"], spec["device"]),
+    options = {key: value for key, value in spec.items()
+               if key not in ("root", "store", "plan")}
+    options.update(workers=_decode_workers(spec["workers"], spec["device"]), progress="log",
                    shard=(0, 1),      # not None: a task never registers clips or features
-                   limit=spec["limit"], manifest=spec["manifest"], progress="log",
-                   storage_dtype=spec["storage_dtype"], compression=spec["compression"],
-                   blocks=list(blocks), manifest_checksum=spec["manifest_checksum"])
+                   blocks=list(blocks))
+    job = BlockJob(spec["root"], spec["store"], spec["plan"], **options)
     with quiet_loggers(["avscene.extract"], logging.ERROR):   # the client reports failures
         return job.run()
 
@@ -229,46 +151,46 @@ class DaskExtraction:
 
     Parameters
     ----------
-    args : argparse.Namespace
-        The ``extract`` command's options.
-    plan : featurestore.extraction.prepare.Plan
-    weights : str or Path, optional
-        Weights for the client's preparation (random weights are rewritten on each worker).
+    root, store, plan
+        As for :class:`~featurestore.extraction.job.ExtractJob`.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    local_workers : int, optional
+        Without ``scheduler``: worker processes of a LocalCluster started here.
     task : callable
         The task function (tests wrap :func:`extract_blocks`).
+    **options
+        The remaining keyword options of :class:`~featurestore.extraction.job.ExtractJob`
+        (``weights``, ``random_weights``, ``device``, ``bf16``, ``batch``, ``workers``,
+        ``limit``, ``manifest``, ``progress``, ``storage_dtype``, ``compression``); ``shard``
+        and ``prepare_only`` do not apply (the client prepares, the cluster shards by block).
     """
 
-    def __init__(self, args, plan, *, weights=None, task=extract_blocks):
-        if args.shard is not None or args.prepare_only:
+    def __init__(self, root, store, plan, *, scheduler=None, local_workers=None,
+                 task=extract_blocks, **options):
+        if options.pop("shard", None) is not None or options.pop("prepare_only", False):
             raise UsageError("--shard and --prepare-only do not combine with --dask or "
-                                 "--dask-local (the client prepares, the cluster shards by block)")
-        self.args, self.plan, self.weights, self.task = args, plan, weights, task
+                             "--dask-local (the client prepares, the cluster shards by block)")
+        self.root, self.store, self.plan, self.task = root, store, plan, task
+        self.scheduler, self.local_workers = scheduler, local_workers
+        self.options = {**TASK_DEFAULTS, **options}
 
-    def _job(self, **options):
-        args = self.args
-        return BlockJob(args.root, args.store, self.plan, weights=self.weights, device="cpu",
-                        bf16=args.bf16, batch=args.batch, workers=0, limit=args.limit,
-                        manifest=args.manifest, progress=args.progress,
-                        storage_dtype=args.storage_dtype, compression=args.compression,
-                        **options)
+    def _job(self, **extra):
+        options = {**self.options, "device": "cpu", "workers": 0, **extra}
+        return BlockJob(self.root, self.store, self.plan, **options)
 
     def spec(self, checksum):
         """The picklable options every task receives."""
-        args = self.args
-        return {"root": args.root, "store": args.store, "plan": self.plan,
-                "weights": args.weights, "random_weights": args.random_weights,
-                "device": args.device, "bf16": args.bf16, "batch": args.batch,
-                "workers": args.workers, "limit": args.limit, "manifest": args.manifest,
-                "storage_dtype": args.storage_dtype, "compression": args.compression,
+        return {"root": self.root, "store": self.store, "plan": self.plan, **self.options,
                 "manifest_checksum": checksum}
 
     def run(self):
-        from featurestore.store.feature_store import FeatureStore
+        from featurestore.store import FeatureStore
 
         started = time.perf_counter()
-        resources = {"GPU": 1} if str(self.args.device).startswith("cuda") else None
-        tty = {"auto": None, "bar": True, "log": False}[self.args.progress]
-        with dask_client(address=self.args.dask, n_local=self.args.dask_local,
+        resources = {"GPU": 1} if str(self.options["device"]).startswith("cuda") else None
+        tty = {"auto": None, "bar": True, "log": False}[self.options["progress"]]
+        with dask_client(address=self.scheduler, n_local=self.local_workers,
                          resources=resources) as client:
             n_workers = len(client.scheduler_info()["workers"])
             job = self._job(prepare_only=True)
@@ -276,7 +198,7 @@ class DaskExtraction:
             with quiet_loggers(["avscene.extract", "avscene.progress"], logging.WARNING):
                 prepared = job.run()   # registers clips, declares features (device-free params)
             manifest, _ = job._clips()
-            with FeatureStore.open(self.args.store, mode="r") as store:
+            with FeatureStore.open(self.store, mode="r") as store:
                 pending, scope = job.work(store)
             progress = Progress(sum(len(clips) for clips in pending.values()), label="extract",
                                 tty=tty)
@@ -285,7 +207,7 @@ class DaskExtraction:
                      client.scheduler.address)
             errors = self._submit(client, self.spec(manifest.checksum), pending, resources,
                                   progress)
-        with FeatureStore.open(self.args.store, mode="r") as store:
+        with FeatureStore.open(self.store, mode="r") as store:
             committed_all, failed_any = job.scope_status(store, scope)
             failures = self._failures(store, pending)
         finished = self._finished(pending, scope, committed_all | failed_any)
@@ -294,14 +216,14 @@ class DaskExtraction:
         summary = progress.finish()
         left = int((~committed_all & ~failed_any).sum())
         summary.update({
-            "store": str(self.args.store), "root": prepared["root"],
+            "store": str(self.store), "root": prepared["root"],
             "features": list(self.plan.features), "shard": None,
             "clips_in_scope": len(scope), "registered": prepared["registered"],
             "committed_in_scope": int(committed_all.sum()),
             "failed_in_scope": int(failed_any.sum()) + left,
             "failures": failures, "errors": errors,
             "total_seconds": time.perf_counter() - started, "params": prepared["params"],
-            "dask": {"scheduler": self.args.dask or "local", "workers": n_workers,
+            "dask": {"scheduler": self.scheduler or "local", "workers": n_workers,
                      "tasks": len(pending), "retries": TASK_RETRIES},
         })
         return summary
@@ -309,18 +231,18 @@ class DaskExtraction:
     def _create_store(self, job, n_workers):
         """Create a missing store with blocks small enough to keep every worker busy."""
         from featurestore.errors import StoreNotFoundError
-        from featurestore.store.feature_store import FeatureStore
+        from featurestore.store import FeatureStore
 
         try:
-            FeatureStore.open(self.args.store, mode="r").close()
+            FeatureStore.open(self.store, mode="r").close()
             return
         except StoreNotFoundError:
             pass
         _, clips = job._clips()
         per_task = -(-len(clips) // (TASKS_PER_WORKER * max(n_workers, 1)))
         block_clips = min(DEFAULT_BLOCK_CLIPS, max(MIN_BLOCK_CLIPS, per_task))
-        FeatureStore.open(self.args.store, mode="w-", block_clips=block_clips).close()
-        LOG.info("created %s with blocks of %d clips (one task per block)", self.args.store,
+        FeatureStore.open(self.store, mode="w-", block_clips=block_clips).close()
+        LOG.info("created %s with blocks of %d clips (one task per block)", self.store,
                  block_clips)
 
     def _submit(self, client, spec, pending, resources, progress):

@@ -16,17 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from featurestore.errors import AvsceneError
-from featurestore.provenance import utc_now
+from featurestore.errors import ShardSetupError
 from featurestore.extraction.batching import Batcher
 from featurestore.extraction.progress import Progress
 from featurestore.extraction.workers import WorkerPool
+from featurestore.provenance import utc_now
 
 LOG = logging.getLogger("avscene.extract")
-
-
-class ShardSetupError(AvsceneError, ValueError):
-    """A sharded run found clips or features it must not create itself (exit status 2)."""
 
 
 def probe_durations(clips, root, *, threads=8):
@@ -105,10 +101,11 @@ class Writers:
 class ExtractJob:
     """One run of the extraction (see the module docstring); :meth:`run` returns the summary."""
 
-    def __init__(self, root, store, plan, *, weights=None, device="auto", bf16=False, batch=32,
-                 workers=1, shard=None, limit=None, manifest=None, progress="auto",
-                 prepare_only=False, storage_dtype="float32", compression=None):
+    def __init__(self, root, store, plan, *, weights=None, random_weights=None, device="auto",
+                 bf16=False, batch=32, workers=1, shard=None, limit=None, manifest=None,
+                 progress="auto", prepare_only=False, storage_dtype="float32", compression=None):
         self.root, self.store_url, self.plan = root, store, plan
+        self.random_weights = random_weights
         self.storage = {"storage_dtype": storage_dtype}
         if compression is not None:
             self.storage["compression"] = compression
@@ -120,7 +117,7 @@ class ExtractJob:
     # --- setup -----------------------------------------------------------------------------
 
     def _clips(self):
-        from featurestore.datasets.manifest import load_manifest
+        from featurestore.datasets import load_manifest
 
         manifest = load_manifest(self.root, manifest=self.manifest)
         for line in manifest.problems[:20]:
@@ -193,13 +190,13 @@ class ExtractJob:
     def run(self):
         from featurestore.extraction.prepare import init_worker, prepare_task
         from featurestore.extraction.runners import load_runners
-        from featurestore.store.feature_store import FeatureStore
+        from featurestore.store import FeatureStore
 
         started = time.perf_counter()
         manifest, clips = self._clips()
         with FeatureStore.open(self.store_url, mode="a") as store:
             added = self._register(store, manifest, clips)
-            runners = load_runners(self.plan, weights=self.weights, device=self.device,
+            runners = load_runners(self.plan, weights=self._weights(), device=self.device,
                                    bf16=self.bf16, batch=self.batch)
             self._declare(store, runners)
             jobs, scope = self._jobs(store, clips, self._my_blocks(store))
@@ -230,6 +227,15 @@ class ExtractJob:
             LOG.warning("%d clips in scope failed in earlier runs (see the store's failure list)",
                         earlier)
         return summary
+
+    def _weights(self):
+        """The OpenL3 weights: the given ones, or a seeded random set (``random_weights``)."""
+        if self.random_weights is None or not any(
+                name.startswith("openl3") for name in self.plan.features):
+            return self.weights
+        from featurestore import openl3
+
+        return openl3.random_weights_folder(self.random_weights)
 
     def _scope_status(self, store, scope):
         """Per clip in scope: committed for every feature; failed for any feature."""

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestore.errors import MediaError
 from featurestore.frontends import logmel
 from featurestore.media import decode as media
-from featurestore.errors import MediaError
 from featurestore.openl3 import framing, image
 
 AUDIO, VIDEO = "audio", "video"
@@ -179,7 +179,7 @@ def openl3_audio_input(mono, plan):
 def logmel_input(mono, plan):
     params = plan.logmel
     if params["sample_rate"] != framing.SAMPLE_RATE:
-        from featurestore.media.resample import resample
+        from featurestore.media import resample
 
         mono = resample(mono, framing.SAMPLE_RATE, params["sample_rate"])
     stamps = logmel.frame_timestamps(len(mono), params)

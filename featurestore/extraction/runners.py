@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 
 from featurestore import __version__
-from featurestore.frontends import logmel
 from featurestore.extraction.prepare import Plan
+from featurestore.frontends import logmel
 
 #: Log-mel clips per batch (a clip yields ~1000 frames: batching by clip keeps memory flat).
 LOGMEL_CLIPS_PER_BATCH = 8

@@ -40,7 +40,9 @@ def kaiser_best_table():
     num_table : int
         Table entries per zero crossing (512).
     """
-    from scipy.special import i0  # scipy's i0 matches the shipped table far better than np.i0
+    from scipy.special import (
+        i0,  # scipy's i0 matches the shipped table far better than np.i0
+    )
 
     num_table = 2 ** KAISER_BEST_PRECISION
     n = num_table * KAISER_BEST_ZEROS

@@ -30,7 +30,8 @@ from featurestore.openl3.weights import ENV_VAR, find_weights, official_name
 __all__ = [
     "load_audio_model", "load_image_model", "audio_embeddings", "image_embeddings",
     "frame_audio", "count_windows", "embed_audio_frames", "preprocess_images", "embed_images",
-    "spectrogram", "bf16_is_fast", "find_weights", "official_name", "random_weights_file", "ENV_VAR",
+    "spectrogram", "bf16_is_fast", "find_weights", "official_name", "random_weights_file",
+    "random_weights_folder", "ENV_VAR",
     "INPUT_REPRS", "CONTENT_TYPES", "EMBEDDING_SIZES",
 ]
 
@@ -230,3 +231,34 @@ def random_weights_file(path, *, kind="audio", input_repr=None, seed=0):
     from featurestore.openl3.weights import write_random
 
     return write_random(path, kind=kind, seed=seed, input_repr=input_repr)
+
+
+_RANDOM_FOLDERS = {}
+
+
+def random_weights_folder(seed, *, folder=None):
+    """A folder holding seeded RANDOM audio and image weights under their official names.
+
+    With ``folder`` the files are written there; without, into a temporary folder made once per
+    process and seed (removed when the process exits), so that every caller of one process
+    shares one set of files.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import atexit
+    import pathlib
+    import shutil
+    import tempfile
+
+    if folder is None:
+        if seed not in _RANDOM_FOLDERS:
+            made = pathlib.Path(tempfile.mkdtemp(prefix="avscene-weights-"))
+            atexit.register(shutil.rmtree, made, ignore_errors=True)
+            _RANDOM_FOLDERS[seed] = random_weights_folder(seed, folder=made)
+        return _RANDOM_FOLDERS[seed]
+    folder = pathlib.Path(folder)
+    for kind in ("audio", "image"):
+        random_weights_file(folder / official_name(kind, "mel256", "env"), kind=kind, seed=seed)
+    return folder

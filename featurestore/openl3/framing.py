@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from featurestore.errors import MediaError
-from featurestore.media.resample import resample
+from featurestore.media import resample
 
 SAMPLE_RATE = 48000
 WINDOW = 48000

@@ -16,7 +16,7 @@ For each 1 s window of 48 kHz samples (float32):
 import torch
 from torch import nn
 
-from featurestore.frontends.melfilters import mel_filterbank
+from featurestore.frontends import mel_filterbank
 
 SAMPLE_RATE = 48000
 WINDOW = 48000

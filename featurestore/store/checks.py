@@ -2,10 +2,20 @@
 
 import numpy as np
 
+from featurestore.store.chunks import (
+    ChunkReader,
+    gather_rows,
+    list_keys,
+    run_all,
+    stored_bytes,
+)
 from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR
-from featurestore.store.chunks import ChunkReader, gather_rows, list_keys, run_all, stored_bytes
 from featurestore.store.layout import (
-    COMMITTED, FAILED, INDEX_ARRAYS, PENDING, fingerprint,
+    COMMITTED,
+    FAILED,
+    INDEX_ARRAYS,
+    PENDING,
+    fingerprint,
 )
 
 

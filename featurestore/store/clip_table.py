@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from featurestore.datasets.clips import Clip
+from featurestore.datasets import Clip
 from featurestore.errors import StoreFormatError
 from featurestore.store.layout import CLIP_CHUNK, string_compressors
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from featurestore.errors import StoreFormatError
-from featurestore.store.feature_store import FeatureStore
 from featurestore.store.feature import Feature
+from featurestore.store.feature_store import FeatureStore
 from featurestore.store.layout import COMMITTED, n_segments
 from featurestore.store.opening import resolve_location
 from featurestore.store.segments import SegmentTable, pool_rows, segment_keys

@@ -7,8 +7,14 @@ from featurestore.errors import StoreFormatError
 from featurestore.provenance import package_versions, utc_now
 from featurestore.store.chunks import ChunkReader, gather_rows
 from featurestore.store.layout import (
-    INDEX_ARRAYS, ROW_MARGIN, block_regions, chunk_rows_for, compressors, fingerprint,
-    reserved_rows, string_compressors,
+    INDEX_ARRAYS,
+    ROW_MARGIN,
+    block_regions,
+    chunk_rows_for,
+    compressors,
+    fingerprint,
+    reserved_rows,
+    string_compressors,
 )
 
 #: Feature attributes every reader can rely on.

@@ -22,26 +22,49 @@ import numpy as np
 import zarr
 
 from featurestore.errors import (
-    ProvenanceMismatchError, StoreError, StoreExistsError, StoreFormatError, StoreNotFoundError,
+    ProvenanceMismatchError,
+    StoreError,
+    StoreExistsError,
+    StoreFormatError,
+    StoreNotFoundError,
 )
 from featurestore.store.clip_table import (
-    ClipTable, as_unicode, encode_clips, merge_new_clips, read_clip_table, write_clip_rows,
+    ClipTable,
+    as_unicode,
+    encode_clips,
+    merge_new_clips,
+    read_clip_table,
+    write_clip_rows,
 )
 from featurestore.store.feature import Feature, create_feature_group
-from featurestore.store.hdf5 import export_hdf5, import_hdf5
 from featurestore.store.layout import (
-    COMMITTED, COMPRESSIONS, DEFAULT_BLOCK_CLIPS, DEFAULT_COMPRESSION, FAILED, FORMAT,
-    FORMAT_VERSION, PENDING, STATUS_NAMES, STORAGE_DTYPES, check_name, definition,
-    definition_diff, describe_diff, n_segments, normalise_params,
+    COMMITTED,
+    COMPRESSIONS,
+    DEFAULT_BLOCK_CLIPS,
+    DEFAULT_COMPRESSION,
+    FAILED,
+    FORMAT,
+    FORMAT_VERSION,
+    PENDING,
+    STATUS_NAMES,
+    STORAGE_DTYPES,
+    check_name,
+    definition,
+    definition_diff,
+    describe_diff,
+    n_segments,
+    normalise_params,
 )
 from featurestore.store.opening import (
-    MODES, StoreAttrs, create_store_group, group_exists, resolve_location,
+    MODES,
+    StoreAttrs,
+    create_store_group,
+    group_exists,
+    resolve_location,
 )
 from featurestore.store.segments import Segments, join_keys, pool_feature
 from featurestore.store.writer import BlockWriter
 
-__all__ = ["FeatureStore", "Segments", "Block", "Frames", "ClipTable", "export_hdf5",
-           "import_hdf5", "PENDING", "COMMITTED", "FAILED"]
 
 @dataclass(frozen=True)
 class Block:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurestore.datasets.labels import DEVELOPMENT_CITIES, EVALUATION_ONLY_CITIES, SCENES
+from featurestore.datasets import DEVELOPMENT_CITIES, EVALUATION_ONLY_CITIES, SCENES
 from featurestore.provenance import package_versions
 
 log = logging.getLogger(__name__)

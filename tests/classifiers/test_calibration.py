@@ -5,9 +5,15 @@ import pytest
 from scipy.optimize import minimize
 
 from classifiers import metrics
-from classifiers.calibration import TemperatureScaledClassifier, fit_temperature, scale_probabilities
+from classifiers.calibration import (
+    TemperatureScaledClassifier,
+    fit_temperature,
+    scale_probabilities,
+)
 from classifiers.linear import LogisticClassifier
-from tests.classifiers_support import single_thread, small_av  # noqa: F401 (autouse fixture)
+from tests.helpers import small_av
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def miscalibrated(seed, *, sharpen=3.0, n=2000, n_classes=6):

@@ -21,7 +21,9 @@ from classifiers.boosting import LightGBMClassifier
 from classifiers.calibration import TemperatureScaledClassifier
 from classifiers.fusion import LateFusion
 from classifiers.linear import LogisticClassifier
-from tests.classifiers_support import single_thread, small_av  # noqa: F401 (autouse fixture)
+from tests.helpers import small_av
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 DIMS = {"audio": 8, "video": 8}
 

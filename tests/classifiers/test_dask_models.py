@@ -11,12 +11,16 @@ import numpy as np
 import pytest
 
 from classifiers.dask_models import (
-    DaskLogisticClassifier, _prefix_losses_block, early_stopping_iteration, lazy_zscore,
-    mix_classes)
+    DaskLogisticClassifier,
+    _prefix_losses_block,
+    early_stopping_iteration,
+    lazy_zscore,
+    mix_classes,
+)
 from classifiers.preprocessing import ZScore
-from featurestore.datasets.clips import Clip
+from featurestore.datasets import Clip
 from featurestore.errors import StoreFormatError
-from featurestore.store.feature_store import FeatureStore
+from featurestore.store import FeatureStore
 from featurestore.store.dask_views import dask_frames, dask_segments
 
 SCENES = ("airport", "bus", "park")

@@ -5,11 +5,17 @@ import numpy as np
 import pytest
 
 from classifiers import metrics, splits, systems
-from classifiers.fusion import LateFusion, ProposedFusion, StackingFusion, fit_fusion_weights
+from classifiers.fusion import (
+    LateFusion,
+    ProposedFusion,
+    StackingFusion,
+    fit_fusion_weights,
+)
 from classifiers.linear import LogisticClassifier
 from classifiers.mlp import baseline_network
 from classifiers.synthetic import make_av_features
-from tests.classifiers_support import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 torch = pytest.importorskip("torch")
 

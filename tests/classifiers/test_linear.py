@@ -10,7 +10,8 @@ from sklearn.preprocessing import StandardScaler
 
 from classifiers.linear import LogisticClassifier
 from classifiers.preprocessing import ZScore
-from tests.classifiers_support import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize("seed, C", [(0, 0.3), (1, 20.0)])

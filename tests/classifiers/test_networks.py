@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from classifiers import presets, networks
+from classifiers import networks, presets
 from classifiers.mlp import TorchMLPClassifier
-from tests.classifiers_support import single_thread, small_av  # noqa: F401 (autouse fixture)
+from tests.helpers import small_av
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_numpy_forward_equals_torch_eval_mode():

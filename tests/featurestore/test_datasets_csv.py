@@ -2,9 +2,8 @@
 
 import pytest
 
-from featurestore.datasets.clips import Clip
+from featurestore.datasets import Clip, load_manifest
 from featurestore.errors import ManifestError
-from featurestore.datasets.manifest import load_manifest
 
 
 def make_media(root, *paths):

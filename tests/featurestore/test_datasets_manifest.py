@@ -5,10 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from featurestore.datasets.clips import Clip
+from featurestore.datasets import Clip, load_manifest, parse_tau_name
 from featurestore.errors import DatasetNotFoundError, ManifestError
-from featurestore.datasets.manifest import load_manifest
-from featurestore.datasets.tables import parse_tau_name
 from featurestore.provenance import sha256_file, sha256_json
 
 META_HEADER = "filename_audio\tfilename_video\tscene_label\tidentifier"

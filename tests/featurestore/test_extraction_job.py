@@ -14,10 +14,10 @@ import soundfile
 
 from featurestore import openl3
 from featurestore.frontends import logmel
-from featurestore.store.feature_store import FeatureStore
-from featurestore.synth.corpus import synth_corpus
+from featurestore.store import FeatureStore
+from featurestore.synth import synth_corpus
 from pipelines import cli
-from tests import mediakit
+from tests import helpers
 
 FAST = ["--hop", "0.5", "--fps", "2", "--device", "cpu", "--progress", "log"]
 
@@ -139,11 +139,11 @@ def real_layout(corpus, tmp_path):
     stems = sorted(p.stem for p in (root / "audio").glob("*.wav"))
     long_stem, mono_stem, cd_stem = stems
     rng = np.random.default_rng()
-    mediakit.write_wav(root / "audio" / f"{long_stem}.wav", rng.uniform(-.5, .5, (480001, 2)))
-    mediakit.write_mp4(root / "video" / f"{long_stem}.mp4", width=320, height=260, rate=2,
+    helpers.write_wav(root / "audio" / f"{long_stem}.wav", rng.uniform(-.5, .5, (480001, 2)))
+    helpers.write_mp4(root / "video" / f"{long_stem}.mp4", width=320, height=260, rate=2,
                        n_frames=20)
-    mediakit.write_wav(root / "audio" / f"{mono_stem}.wav", rng.uniform(-.5, .5, (96000, 1)))
-    mediakit.write_wav(root / "audio" / f"{cd_stem}.wav", rng.uniform(-.5, .5, (88200, 2)),
+    helpers.write_wav(root / "audio" / f"{mono_stem}.wav", rng.uniform(-.5, .5, (96000, 1)))
+    helpers.write_wav(root / "audio" / f"{cd_stem}.wav", rng.uniform(-.5, .5, (88200, 2)),
                        sr=44100, subtype="PCM_16")
     return root, stems
 
@@ -225,30 +225,30 @@ def bad_dataset(root):
     rng = np.random.default_rng()
 
     def wav(stem, seconds=1.0, sr=48000, channels=2, subtype="PCM_24"):
-        return mediakit.write_wav(audio / f"{stem}.wav",
+        return helpers.write_wav(audio / f"{stem}.wav",
                                   rng.uniform(-.5, .5, (int(seconds * sr), channels)), sr, subtype)
 
     def mp4(stem, **options):
         spec = dict(width=256, height=224, rate=4, n_frames=4) | options
-        mediakit.write_mp4(video / f"{stem}.mp4", **spec)
+        helpers.write_mp4(video / f"{stem}.mp4", **spec)
         return video / f"{stem}.mp4"
 
     for stem in list(GOOD) + list(BAD):
         wav(stem)
         mp4(stem)
     stems = list(BAD)
-    mediakit.truncate(audio / f"{stems[0]}.wav", 0.5)
+    helpers.truncate(audio / f"{stems[0]}.wav", 0.5)
     (audio / f"{stems[1]}.wav").write_bytes(b"")
     samples = rng.uniform(-.5, .5, (48000, 2))
     samples[100, 0] = np.nan
-    mediakit.write_wav(audio / f"{stems[2]}.wav", samples, subtype="FLOAT")
+    helpers.write_wav(audio / f"{stems[2]}.wav", samples, subtype="FLOAT")
     wav(stems[3], seconds=0.2)
     wav(stems[4], sr=8000)
     wav(stems[5], channels=4)
     (audio / f"{stems[6]}.wav").write_bytes(rng.bytes(3000))
-    mediakit.truncate(video / f"{stems[7]}.mp4", 0.5)
+    helpers.truncate(video / f"{stems[7]}.mp4", 0.5)
     (video / f"{stems[8]}.mp4").write_bytes(b"")
-    mediakit.write_mp4(video / f"{stems[9]}.mp4", video=False, audio=(np.zeros((4800, 2)), 48000))
+    helpers.write_mp4(video / f"{stems[9]}.mp4", video=False, audio=(np.zeros((4800, 2)), 48000))
     mp4(stems[10], width=64, height=48)
     (video / f"{stems[11]}.mp4").unlink()
     mp4(stems[12], n_frames=1)

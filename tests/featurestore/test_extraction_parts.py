@@ -7,10 +7,10 @@ import signal
 import numpy as np
 import pytest
 
-from featurestore.extraction.prepare import AudioWindows, FeatureInput
-from featurestore.openl3 import framing
 from featurestore.extraction.batching import Batcher
+from featurestore.extraction.prepare import AudioWindows, FeatureInput
 from featurestore.extraction.workers import TaskError, WorkerCrash, WorkerPool
+from featurestore.openl3 import framing
 
 
 def clip_input(n_items, rows_per_item=1, *, seed):

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from featurestore.frontends import logmel
-from featurestore.frontends.melfilters import mel_filterbank
+from featurestore.frontends import logmel, mel_filterbank
 
 
 def numpy_logmel(samples, *, sr, n_mels, n_fft, win_length, hop_length, amin=1e-10):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from featurestore.frontends.melfilters import hz_to_mel, mel_filterbank, mel_to_hz
-from tests.reference import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR
 
 REFERENCE = REFERENCE_DIR / "kapre_mel_filterbank.npz"
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference data absent: {REFERENCE}")
+@pytest.mark.needs_reference(REFERENCE)
 def test_equals_librosa_matrix_bit_for_bit():
     expected = np.load(REFERENCE)["mel_filterbank"]          # librosa 0.10.2, (1025, 256)
     weights = mel_filterbank(sr=48000, n_fft=2048, n_mels=256, fmin=0.0, fmax=None)

@@ -5,9 +5,9 @@ import fractions
 import numpy as np
 import pytest
 
-from featurestore.media import decode as media
 from featurestore.errors import MediaError
-from tests import mediakit
+from featurestore.media import decode as media
+from tests import helpers
 
 
 def expected_pick(frame_times, sample_times):
@@ -33,8 +33,8 @@ def expected_times(duration, fps):
     (480001 / 48000, 48000, 2, "PCM_24"),  # the 480,001-sample file
 ])
 def test_read_audio_returns_what_was_written(tmp_path, seconds, sr, channels, subtype):
-    samples = mediakit.noise(seconds, sr=sr, channels=channels, seed=int(seconds * 7))
-    path = mediakit.write_wav(tmp_path / "clip.wav", samples, sr, subtype)
+    samples = helpers.noise(seconds, sr=sr, channels=channels, seed=int(seconds * 7))
+    path = helpers.write_wav(tmp_path / "clip.wav", samples, sr, subtype)
     info = media.probe_audio(path)
     assert (info.sample_rate, info.channels, info.frames) == (sr, channels, len(samples))
     assert info.duration == pytest.approx(len(samples) / sr)
@@ -45,26 +45,26 @@ def test_read_audio_returns_what_was_written(tmp_path, seconds, sr, channels, su
 
 
 def test_480001_samples_are_kept(tmp_path):
-    samples = mediakit.noise(480001 / 48000, seed=3)
+    samples = helpers.noise(480001 / 48000, seed=3)
     assert len(samples) == 480001
-    decoded, _ = media.read_audio(mediakit.write_wav(tmp_path / "long.wav", samples))
+    decoded, _ = media.read_audio(helpers.write_wav(tmp_path / "long.wav", samples))
     assert len(decoded) == 480001
 
 
 def test_audio_from_an_mp4_container(tmp_path):
-    samples = mediakit.noise(0.5, sr=44100, channels=2, seed=4, amplitude=0.3)
+    samples = helpers.noise(0.5, sr=44100, channels=2, seed=4, amplitude=0.3)
     path = tmp_path / "a.mp4"
-    mediakit.write_mp4(path, video=False, audio=(samples, 44100))
+    helpers.write_mp4(path, video=False, audio=(samples, 44100))
     decoded, rate = media.read_audio(path)
     assert rate == 44100 and decoded.shape[1] == 2 and decoded.dtype == np.float32
     assert len(decoded) >= len(samples)  # AAC adds priming/padding samples
 
 
 def bad_audio_cases(tmp_path):
-    good = mediakit.write_wav(tmp_path / "good.wav", mediakit.noise(1.0, seed=5))
+    good = helpers.write_wav(tmp_path / "good.wav", helpers.noise(1.0, seed=5))
     cases = {
-        "truncated": mediakit.truncate(good, 0.5, out=tmp_path / "cut.wav"),
-        "header only": mediakit.truncate(good, 30 / good.stat().st_size, out=tmp_path / "hdr.wav"),
+        "truncated": helpers.truncate(good, 0.5, out=tmp_path / "cut.wav"),
+        "header only": helpers.truncate(good, 30 / good.stat().st_size, out=tmp_path / "hdr.wav"),
         "empty": tmp_path / "empty.wav",
         "missing": tmp_path / "missing.wav",
         "not audio": tmp_path / "text.wav",
@@ -72,9 +72,9 @@ def bad_audio_cases(tmp_path):
     cases["empty"].write_bytes(b"")
     cases["not audio"].write_text("this is not a wav file\n")
     for name, value in (("nan", np.nan), ("inf", np.inf)):
-        samples = mediakit.noise(1.0, seed=6)
+        samples = helpers.noise(1.0, seed=6)
         samples[1234, 1] = value
-        cases[name] = mediakit.write_wav(tmp_path / f"{name}.wav", samples, subtype="FLOAT")
+        cases[name] = helpers.write_wav(tmp_path / f"{name}.wav", samples, subtype="FLOAT")
     return cases
 
 
@@ -90,7 +90,7 @@ def test_bad_audio_raises_one_line_media_error_naming_the_file(tmp_path, case):
 
 
 def test_audio_shorter_than_needed(tmp_path):
-    path = mediakit.write_wav(tmp_path / "short.wav", mediakit.noise(0.2, seed=7))
+    path = helpers.write_wav(tmp_path / "short.wav", helpers.noise(0.2, seed=7))
     with pytest.raises(MediaError, match="shorter than the 0.5 s needed"):
         media.read_audio(path, min_duration=0.5)
     assert len(media.read_audio(path, min_duration=0.2)[0]) == 9600
@@ -98,9 +98,9 @@ def test_audio_shorter_than_needed(tmp_path):
 
 def test_audio_only_container_has_no_video_and_video_only_has_no_audio(tmp_path):
     audio_only = tmp_path / "a.mp4"
-    mediakit.write_mp4(audio_only, video=False, audio=(mediakit.noise(0.3, seed=8), 48000))
+    helpers.write_mp4(audio_only, video=False, audio=(helpers.noise(0.3, seed=8), 48000))
     video_only = tmp_path / "v.mp4"
-    mediakit.write_mp4(video_only, n_frames=5)
+    helpers.write_mp4(video_only, n_frames=5)
     with pytest.raises(MediaError, match="no video stream"):
         media.read_video(audio_only, fps=10)
     with pytest.raises(MediaError, match="no video stream"):
@@ -125,7 +125,7 @@ VIDEOS = {
 def test_frames_are_picked_by_presentation_time(tmp_path, name, fps):
     spec = VIDEOS[name]
     path = tmp_path / "v.mp4"
-    times = mediakit.write_mp4(path, **spec)
+    times = helpers.write_mp4(path, **spec)
     info = media.probe_video(path)
     assert (info.width, info.height) == (spec["width"], spec["height"])
     assert info.frame_rate == pytest.approx(float(spec["rate"]), rel=1e-3)
@@ -135,23 +135,23 @@ def test_frames_are_picked_by_presentation_time(tmp_path, name, fps):
     np.testing.assert_allclose(stamps, expected_times(info.duration, fps), rtol=0, atol=1e-12)
     assert frames.dtype == np.uint8
     assert frames.shape == (len(stamps), spec["height"], spec["width"], 3)
-    assert [mediakit.frame_index(f) for f in frames] == expected_pick(times, stamps)
+    assert [helpers.frame_index(f) for f in frames] == expected_pick(times, stamps)
 
 
 def test_variable_frame_rate(tmp_path):
     rng = np.random.default_rng(11)
     times = 0.05 + np.cumsum(rng.uniform(0.01, 0.12, 25))
     path = tmp_path / "vfr.mp4"
-    mediakit.write_mp4(path, times=times)
+    helpers.write_mp4(path, times=times)
     frames, stamps = media.read_video(path, fps=20, duration=times[-1] - times[0])
-    assert [mediakit.frame_index(f) for f in frames] == expected_pick(times, stamps)
+    assert [helpers.frame_index(f) for f in frames] == expected_pick(times, stamps)
 
 
 def test_duration_from_the_audio_clock(tmp_path):
     path = tmp_path / "v.mp4"
-    mediakit.write_mp4(path, rate=25, n_frames=25)  # 1.0 s of video
+    helpers.write_mp4(path, rate=25, n_frames=25)  # 1.0 s of video
     frames, stamps = media.read_video(path, fps=10, duration=1.2)  # held 0.15 s past the end
-    assert len(stamps) == 12 and [mediakit.frame_index(f) for f in frames[-3:]] == [23, 24, 24]
+    assert len(stamps) == 12 and [helpers.frame_index(f) for f in frames[-3:]] == [23, 24, 24]
     frames, stamps = media.read_video(path, fps=10, duration=0.55)  # shorter: stop early
     np.testing.assert_allclose(stamps, [0.05, 0.15, 0.25, 0.35, 0.45])
     with pytest.raises(MediaError, match="shorter than the 2.000 s needed"):
@@ -160,7 +160,7 @@ def test_duration_from_the_audio_clock(tmp_path):
 
 def test_transform_is_applied_per_picked_frame(tmp_path):
     path = tmp_path / "v.mp4"
-    mediakit.write_mp4(path, width=64, height=48, rate=25, n_frames=50)
+    helpers.write_mp4(path, width=64, height=48, rate=25, n_frames=50)
     calls = []
 
     def shrink(rgb):
@@ -173,9 +173,9 @@ def test_transform_is_applied_per_picked_frame(tmp_path):
 
 def test_truncated_video_with_index_first_is_shorter_than_needed(tmp_path):
     path = tmp_path / "v.mp4"
-    mediakit.write_mp4(path, width=160, height=90, n_frames=50, faststart=True)
+    helpers.write_mp4(path, width=160, height=90, n_frames=50, faststart=True)
     info = media.probe_video(path)
-    mediakit.truncate(path, 0.4)
+    helpers.truncate(path, 0.4)
     with pytest.raises(MediaError) as error:
         media.read_video(path, fps=10, duration=info.duration)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
@@ -185,9 +185,9 @@ def test_truncated_video_with_index_first_is_shorter_than_needed(tmp_path):
 def test_bad_video_raises_one_line_media_error_naming_the_file(tmp_path, case):
     path = tmp_path / "v.mp4"
     if case != "missing":
-        mediakit.write_mp4(path, n_frames=30)
+        helpers.write_mp4(path, n_frames=30)
     if case == "truncated":
-        mediakit.truncate(path, 0.5)
+        helpers.truncate(path, 0.5)
     elif case == "empty":
         path.write_bytes(b"")
     elif case == "garbage":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featurestore.media.resample import kaiser_best_table, resample
-from tests.reference import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR
 
 REFERENCE = REFERENCE_DIR / "audio_stereo_44k1.npz"
 
@@ -57,7 +57,7 @@ def test_axis_and_channels(resampy):
     assert np.array_equal(resample(x.T, 32000, 48000, axis=0), expected.T)
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference data absent: {REFERENCE}")
+@pytest.mark.needs_reference(REFERENCE)
 def test_openl3_reference_mixdown_and_resampling_bit_exact():
     data = np.load(REFERENCE)
     mono = np.mean(data["audio"], axis=1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from featurestore import openl3
-from featurestore.frontends.melfilters import mel_filterbank
+from featurestore.frontends import mel_filterbank
 from featurestore.openl3 import architecture as arch
-from tests.reference import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR
 
 REFERENCE = REFERENCE_DIR
 

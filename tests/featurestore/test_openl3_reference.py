@@ -7,12 +7,10 @@ import torch
 
 from featurestore import openl3
 from featurestore.openl3 import architecture as arch
-from tests.featurestore.test_openl3_weights import renumbered_copy
-from tests.reference import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR, renumbered_copy
 
 REFERENCE = REFERENCE_DIR
-pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(),
-                                reason=f"OpenL3 reference data absent: {REFERENCE}")
+pytestmark = pytest.mark.needs_reference(REFERENCE)
 
 HOP_VARIANTS = [("", 0.1, True), ("_center_false_hop0p5", 0.5, False),
                 ("_center_true_hop0p25", 0.25, True)]

@@ -3,8 +3,6 @@ checks, finding real weights, random weights that say so."""
 
 import json
 import logging
-import pathlib
-import re
 
 import h5py
 import numpy as np
@@ -15,56 +13,10 @@ from featurestore.errors import WeightsFormatError, WeightsNotFoundError
 from featurestore.openl3 import architecture as arch
 from featurestore.openl3 import weights as wf
 from featurestore.provenance import sha256_file
-from tests.reference import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR, renumbered_copy
 
 REFERENCE = REFERENCE_DIR
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(),
-                                     reason=f"OpenL3 reference data absent: {REFERENCE}")
-
-
-def _strings(values, text):
-    if text == "bytes":
-        width = max([len(v) for v in values] + [1])
-        return np.array([v.encode() for v in values], dtype=f"S{width}")
-    return np.array(values, dtype=h5py.string_dtype())
-
-
-def renumbered_copy(src, dst, *, first_suffix, text="bytes", top_level_group=False, seed=0):
-    """Copy a Keras weights file under other layer numbering, written with h5py only.
-
-    ``first_suffix=0``: TF2 style (``conv2d``, ``conv2d_1``, ...); ``8``: a continuing counter
-    (``conv2d_8`` ... ``conv2d_15``, so ``conv2d_10`` sorts before ``conv2d_8``). Groups are
-    created in a shuffled order, so the file's own order cannot help a reader.
-    """
-    def rename(name):
-        match = re.fullmatch(r"(.*)_(\d+)", name)
-        if not match:
-            return name
-        number = int(match.group(2)) - 1 + first_suffix
-        return match.group(1) if number == 0 else f"{match.group(1)}_{number}"
-
-    with h5py.File(src, "r") as source, h5py.File(dst, "w") as target:
-        names = [n.decode() if isinstance(n, bytes) else n for n in source.attrs["layer_names"]]
-        target.attrs["layer_names"] = _strings([rename(n) for n in names], text)
-        for key in ("backend", "keras_version"):
-            value = source.attrs[key]
-            value = value.decode() if isinstance(value, bytes) else str(value)
-            target.attrs[key] = np.bytes_(value) if text == "bytes" else value
-        for index in np.random.default_rng(seed).permutation(len(names)):
-            old, new = names[index], rename(names[index])
-            group = target.create_group(new)
-            weight_names = [w.decode() for w in source[old].attrs["weight_names"]]
-            if not weight_names:
-                group.attrs["weight_names"] = np.zeros((0,), dtype=np.float64)
-                continue
-            renamed = [f"{new}/{w.split('/', 1)[1]}" for w in weight_names]
-            group.attrs["weight_names"] = _strings(renamed, text)
-            for old_weight, new_weight in zip(weight_names, renamed):
-                group.create_dataset(new_weight, data=source[old][old_weight][()])
-        if top_level_group:
-            target.create_group("top_level_model_weights").attrs["weight_names"] = \
-                np.zeros((0,), dtype=np.float64)
-    return pathlib.Path(dst)
+needs_reference = pytest.mark.needs_reference(REFERENCE)
 
 
 @pytest.fixture(scope="module")

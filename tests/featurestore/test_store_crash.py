@@ -2,7 +2,7 @@
 nothing."""
 
 import multiprocessing
-import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -12,19 +12,24 @@ import time
 import numpy as np
 import pytest
 
-from featurestore.store.feature_store import COMMITTED, PENDING, FeatureStore
-from tests.featurestore.test_store_helpers import (
-    all_arrays, assert_same_arrays, audio_like, fill_store, make_clips, new_store,
+from featurestore.store import COMMITTED, PENDING, FeatureStore
+from tests.helpers import (
+    all_arrays,
+    assert_same_arrays,
+    audio_like,
+    fill_store,
+    make_clips,
+    new_store,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 N_CLIPS, SEED = 14, 31
 
 WRITER = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, {root!r})
-    from featurestore.store.feature_store import FeatureStore
-    from tests.featurestore.test_store_helpers import audio_like, make_clips
+    from featurestore.store import FeatureStore
+    from tests.helpers import audio_like, make_clips
 
     where, kill_after, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     clips = {{c.clip_id: c for c in make_clips({n}, seed={seed})}}

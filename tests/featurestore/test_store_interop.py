@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import zarr
 
-from featurestore.store.feature_store import FeatureStore, export_hdf5, import_hdf5
+from featurestore.store import FeatureStore, export_hdf5, import_hdf5
 from pipelines import cli
-from tests.featurestore.test_store_helpers import (
-    all_arrays, assert_same_arrays, audio_like, fill_store, make_clips, new_store, video_like,
+from tests.helpers import (
+    all_arrays,
+    assert_same_arrays,
+    audio_like,
+    fill_store,
+    make_clips,
+    new_store,
+    video_like,
 )
 
 

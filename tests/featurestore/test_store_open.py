@@ -5,10 +5,14 @@ import pytest
 import zarr
 
 from featurestore.errors import (
-    ProvenanceMismatchError, StoreError, StoreExistsError, StoreFormatError, StoreNotFoundError,
+    ProvenanceMismatchError,
+    StoreError,
+    StoreExistsError,
+    StoreFormatError,
+    StoreNotFoundError,
 )
-from featurestore.store.feature_store import FeatureStore
-from tests.featurestore.test_store_helpers import make_clips
+from featurestore.store import FeatureStore
+from tests.helpers import make_clips
 
 
 def _where(kind, tmp_path, request):

@@ -5,9 +5,9 @@ import pytest
 import zarr
 
 from featurestore.errors import StoreError, StoreFormatError
-from featurestore.store.feature_store import COMMITTED, FAILED, PENDING, FeatureStore
+from featurestore.store import COMMITTED, FAILED, PENDING, FeatureStore
 from featurestore.store.chunks import ChunkReader, gather_rows, plan_pieces
-from tests.featurestore.test_store_helpers import audio_like, fill_store, make_clips, new_store, video_like
+from tests.helpers import audio_like, fill_store, make_clips, new_store, video_like
 
 
 @pytest.mark.parametrize("kind", ["path", "memorystore"])

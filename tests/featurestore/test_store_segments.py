@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from featurestore.store.feature_store import FeatureStore
-from tests.featurestore.test_store_helpers import audio_like, fill_store, make_clips, new_store, video_like
+from featurestore.store import FeatureStore
+from tests.helpers import audio_like, fill_store, make_clips, new_store, video_like
 
 POOLINGS = ("mean", "max", "meanstd", "center", "none")
 

@@ -6,11 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from featurestore.datasets.labels import SCENES
-from featurestore.datasets.manifest import load_manifest
-from featurestore.datasets.tables import parse_tau_name
-from featurestore.synth.corpus import AUDIO_ALIKE, VIDEO_ALIKE, plan_corpus, synth_corpus
+from featurestore.datasets import SCENES, load_manifest, parse_tau_name
 from featurestore.synth.audio import SCENE_AUDIO
+from featurestore.synth.corpus import (
+    AUDIO_ALIKE,
+    VIDEO_ALIKE,
+    plan_corpus,
+    synth_corpus,
+)
 from featurestore.synth.video import SCENE_VIDEO
 
 SMALL = dict(clips_per_class=3, seconds=2.0, size=(64, 48), fps=5.0, locations_per_class=3,

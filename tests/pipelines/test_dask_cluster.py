@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from classifiers.synthetic import make_av_features
-from featurestore.datasets.clips import Clip
-from featurestore.store.feature_store import FeatureStore
-from featurestore.synth.corpus import synth_corpus
-from featurestore.extraction import dask_job as extract_dask
+from featurestore.datasets import Clip
+from featurestore.extraction import dask_job
+from featurestore.store import FeatureStore
+from featurestore.synth import synth_corpus
 from pipelines import cli, runs
+from pipelines import extract as extract_command
 
 FAST = ["--random-weights", "7", "--hop", "1.0", "--fps", "1", "--batch", "4", "--device", "cpu",
         "--progress", "log"]
@@ -124,7 +125,7 @@ def kill_once(markers, spec, blocks):
         marker.write_text(str(os.getpid()))
         if blocks[0] == 0:
             os.kill(os.getpid(), signal.SIGKILL)
-    result = extract_dask.extract_blocks(spec, blocks)
+    result = dask_job.extract_blocks(spec, blocks)
     if first:
         os.kill(os.getpid(), signal.SIGKILL)
     return result
@@ -151,13 +152,7 @@ def test_killed_workers_tasks_are_rerun_and_the_store_is_complete(dataset, clust
     killed, alone = new_store(tmp_path / "killed"), new_store(tmp_path / "alone")
     args = cli.build_parser().parse_args(["extract", str(root), str(killed), *options,
                                           "--dask", cluster])
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    from pipelines.extract import build_plan, write_random_weights
-
-    job = extract_dask.DaskExtraction(args, build_plan(args),
-                                      weights=write_random_weights(weights, 7),
-                                      task=functools.partial(kill_once, str(tmp_path)))
+    job = extract_command.make_job(args, task=functools.partial(kill_once, str(tmp_path)))
     summary = job.run()
     pids = [int((tmp_path / f"block-{b}").read_text()) for b in (0, 1)]
     for pid in pids:                       # both attempts were killed ...
@@ -173,35 +168,33 @@ def fail_block_one(spec, blocks):
     """Task wrapper: block 1 always raises (a bug, not bad media)."""
     if blocks == [1]:
         raise RuntimeError("decoder exploded")
-    return extract_dask.extract_blocks(spec, blocks)
+    return dask_job.extract_blocks(spec, blocks)
 
 
 def other_dataset(spec, blocks):
     """Task wrapper: the worker sees a different manifest than the client."""
-    return extract_dask.extract_blocks({**spec, "manifest_checksum": "0" * 64}, blocks)
+    return dask_job.extract_blocks({**spec, "manifest_checksum": "0" * 64}, blocks)
 
 
-def dask_job(root, store, cluster, task, *options):
+def dask_extraction(root, store, cluster, task, *options):
     args = cli.build_parser().parse_args(["extract", str(root), str(store), *FAST,
                                           "--features", "logmel", "--n-mels", "16", *options,
                                           "--dask", cluster])
-    from pipelines.extract import build_plan
-
-    return extract_dask.DaskExtraction(args, build_plan(args), task=task)
+    return extract_command.make_job(args, task=task)
 
 
 def test_failed_tasks_leave_their_clips_pending_and_exit_1(dataset, cluster, tmp_path):
     from featurestore.errors import AvsceneError
 
     root = copies(dataset, tmp_path / "dataset", 3)
-    summary = dask_job(root, new_store(tmp_path / "store"), cluster, fail_block_one).run()
+    summary = dask_extraction(root, new_store(tmp_path / "store"), cluster, fail_block_one).run()
     assert [error["block"] for error in summary["errors"]] == [1]
     assert "decoder exploded" in summary["errors"][0]["reason"]
     assert summary["committed_in_scope"] == 2 and summary["failed_in_scope"] == 1
     with FeatureStore.open(tmp_path / "store") as store:
         assert store.status("logmel").tolist() == [1, 0, 1]
     with pytest.raises(AvsceneError, match="differs from the client"):
-        dask_job(root, new_store(tmp_path / "other"), cluster, other_dataset).run()
+        dask_extraction(root, new_store(tmp_path / "other"), cluster, other_dataset).run()
 
 
 @pytest.mark.parametrize("argv", [["--shard", "0/2"], ["--prepare-only"]])
@@ -221,7 +214,7 @@ def test_dask_local_option_starts_its_own_cluster(dataset, tmp_path):
     status, summary = extract(dataset, new_store(tmp_path / "store"), *FAST, "--features",
                               "logmel", "--dask-local", "2")
     assert status == 1 and summary["dask"] == {"scheduler": "local", "workers": 2, "tasks": 4,
-                                               "retries": extract_dask.TASK_RETRIES}
+                                               "retries": dask_job.TASK_RETRIES}
     assert summary["committed_in_scope"] == 3
 
 

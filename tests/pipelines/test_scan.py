@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from featurestore.datasets.labels import SCENES
+from featurestore.datasets import SCENES
 from pipelines import cli
 
 
@@ -116,8 +116,7 @@ def test_synth_usage_errors(tmp_path, capsys, args, message):
 def test_many_locations_are_summarised():
     from pathlib import Path
 
-    from featurestore.datasets.clips import Clip
-    from featurestore.datasets.manifest import Manifest
+    from featurestore.datasets import Clip, Manifest
     from pipelines.scan import format_scan
 
     clips = [Clip(f"park-lyon-{loc}-{loc * 10 + k}", None, None, scene="park", city="lyon",

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from classifiers.synthetic import make_av_features
-from featurestore.datasets.clips import Clip
+from featurestore.datasets import SCENES, Clip
 from featurestore.errors import ProvenanceMismatchError
-from featurestore.datasets.labels import SCENES
-from featurestore.store.feature_store import FeatureStore
+from featurestore.store import FeatureStore
 from pipelines import cli, runs
 from pipelines import train as train_command
-from tests.classifiers_support import single_thread  # noqa: F401 (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 DIM = 12
 PARAMS = {"content_type": "env", "input_repr": "mel256", "embedding_size": DIM,

@@ -1,0 +1,44 @@
+"""Fixtures and markers shared by every test package (helpers: :mod:`tests.helpers`)."""
+
+import os
+import pathlib
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "needs_reference(path): the test reads reference data at path; skipped "
+                   "where it is absent, failed under CI (CI=true)")
+
+
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("needs_reference"):
+        path = pathlib.Path(marker.args[0])
+        if path.exists():
+            continue
+        message = f"reference data absent: {path} (set $AVSCENE_OPENL3_REFERENCE)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def single_thread():
+    """Limit BLAS/OpenMP and torch to one thread for the test.
+
+    On a machine shared with other jobs, multi-threaded BLAS and torch calls on small arrays
+    spend most of their time waiting for a free core, so the classifier tests use one thread.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is installed in the dev environment
+        torch = None
+    previous = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    if torch:
+        torch.set_num_threads(previous)
