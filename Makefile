@@ -18,6 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-slow: install
