@@ -1,4 +1,4 @@
-"""Progress display for long jobs: one updating line on a terminal, plain log lines otherwise.
+"""Progress display for long jobs: a tqdm bar on a terminal, plain log lines otherwise.
 
 >>> progress = Progress(total=120, label="extract")          # doctest: +SKIP
 >>> progress.advance(media_seconds=10.0)                      # one clip done
@@ -67,7 +67,7 @@ class Progress:
         self.times = dict.fromkeys(PARTS, 0.0)
         self.started = clock()
         self._last_shown = self.started
-        self._width = 0
+        self._bar = None                 # the tqdm bar, made at the first terminal redraw
         self._finished = None
 
     def __enter__(self):
@@ -113,12 +113,17 @@ class Progress:
             return
         self._last_shown = now
         line = self.status_line()
-        if self.tty:
-            self.stream.write("\r" + line.ljust(self._width))
-            self.stream.flush()
-            self._width = len(line)
-        else:
+        if not self.tty:
             LOG.info(line)
+        elif self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, initial=self.done, desc=line, file=self.stream,
+                             bar_format="{desc} |{bar:24}|", mininterval=0, leave=True)
+        else:
+            self._bar.n = self.done
+            self._bar.set_description_str(line, refresh=False)
+            self._bar.refresh()
 
     def summary(self):
         """The final figures as a JSON-able dict (see the module docstring for the parts)."""
@@ -140,9 +145,8 @@ class Progress:
         if self._finished is not None:
             return self.summary()
         self._maybe_show(force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()            # draws the last line and ends it
         self._finished = self.elapsed()
         summary = self.summary()
         for line in summary_lines(summary, label=self.label, unit=self.unit):
