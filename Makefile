@@ -26,7 +26,7 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow || test $$? -eq 5
 
 demo: install
-	$(BIN)/avscene demo --workdir demo-output
+	$(BIN)/avscene demo --out demo-output
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -65,7 +65,7 @@ def make_corpus(folder, args):
 
     width, height = (int(v) for v in args.size.split("x"))
     synth_corpus(folder, clips_per_class=1, seconds=args.seconds, size=(width, height),
-                 fps=args.source_fps, seed=0, classes=SCENES[:args.clips], jobs=1)
+                 fps=args.source_fps, seed=0, classes=SCENES[:args.clips], workers=1)
     return folder / "development"
 
 

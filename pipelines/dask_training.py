@@ -15,7 +15,6 @@ fitted in-memory estimator (``LogisticClassifier`` / ``LightGBMClassifier``, wra
 """
 
 import logging
-import pathlib
 import time
 
 import numpy as np
@@ -50,10 +49,7 @@ class _Blockwise:
 
 def check_options(args, features):
     """Refuse what the Dask path does not train; return ``(estimator, models)`` of the options."""
-    if not 0.0 <= args.val_fraction < 1.0:
-        raise runs.RunFormatError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
-    if (pathlib.Path(args.out) / runs.RECORD_FILE).exists() and not args.force:
-        raise runs.RunFormatError(f"{args.out} holds a run already (use --force to overwrite)")
+    runs.check_out(args.out, overwrite=args.overwrite)
     estimator, models = training.build(args, features, {name: 1 for name in features})
     unsupported = sorted(set(models.values()) - set(DASK_MODELS))
     if unsupported or args.fusion not in DASK_FUSIONS:
@@ -145,7 +141,7 @@ def run(args):
     from featurestore.dask_cluster import dask_client
     from featurestore.store import FeatureStore
 
-    features = runs.parse_features(args.features)
+    features = list(args.features)
     check_options(args, features)
     started = time.perf_counter()
     with dask_client(address=args.dask, n_local=args.dask_local) as client, \

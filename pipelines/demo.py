@@ -30,6 +30,18 @@ import time
 
 from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
+from pipelines import runs, tables
+from pipelines.options import (
+    add_json,
+    add_out,
+    add_workers,
+    comma_list,
+    non_negative,
+    number,
+    positive,
+    print_json,
+    seed,
+)
 
 LOG = logging.getLogger("avscene.demo")
 
@@ -40,20 +52,26 @@ EXTRACT_OPTIONS = ["--hop", "1.0", "--no-center", "--fps", "1", "--progress", "l
 
 
 def add_arguments(parser):
-    parser.add_argument("--workdir", default="demo-output",
-                        help="folder for the corpus, store, runs, output file and report")
-    parser.add_argument("--clips-per-class", type=int, default=8, help="development clips per class")
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of development clips")
-    parser.add_argument("--eval-clips", type=int, default=20, help="one-second evaluation clips")
-    parser.add_argument("--classes", default=",".join(SCENES), help="comma-separated classes")
+    add_out(parser, what="the corpus, store, runs, output file and report", required=False,
+            default="demo-output", metavar="DIR")
+    parser.add_argument("--clips-per-class", type=positive(int), default=8,
+                        help="development clips per class")
+    parser.add_argument("--seconds", type=number(float, minimum=1.0), default=3.0,
+                        help="length of development clips")
+    parser.add_argument("--eval-clips", type=non_negative(int), default=20,
+                        help="one-second evaluation clips")
+    parser.add_argument("--classes", type=comma_list(choices=SCENES), default=SCENES,
+                        metavar="SCENE,...", help="scene classes")
     parser.add_argument("--weights", help="official OpenL3 weights (file or folder); default: "
                                           "found automatically, else RANDOM weights")
     parser.add_argument("--preset", default="small", help="classifier preset (see avscene train)")
-    parser.add_argument("--jobs", type=int, default=2, help="systems trained at the same time")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the models")
-    parser.add_argument("--force", action="store_true",
-                        help="delete everything in --workdir first, even files that are not a demo's")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_workers(parser, default=2, what="training systems, one thread each",
+                zero="train one system at a time in this process")
+    parser.add_argument("--seed", type=seed(), default=0, help="seed of the corpus and the models")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete everything in --out first, even files that are not a demo's "
+                             "(a previous demo's folder is always replaced)")
+    add_json(parser, what="the summary")
 
 
 def systems(classes):
@@ -70,12 +88,12 @@ def systems(classes):
     return chosen
 
 
-def prepare_workdir(workdir, *, force):
-    """Empty a previous demo's folder; refuse a folder with other content unless ``force``."""
+def prepare_workdir(workdir, *, overwrite):
+    """Empty a previous demo's folder; refuse a folder with other content unless ``overwrite``."""
     if workdir.exists() and any(workdir.iterdir()):
-        if not (workdir / MARKER).exists() and not force:
-            raise UsageError(f"{workdir} exists and is not a demo folder (--force deletes its "
-                             f"contents; or choose another --workdir)")
+        if not (workdir / MARKER).exists() and not overwrite:
+            raise UsageError(f"{workdir} exists and is not a demo folder (--overwrite deletes "
+                             f"its contents; or choose another --out)")
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True)
 
@@ -129,13 +147,14 @@ def train_and_evaluate(name, options, store, runs_dir, preset, seed):
 
 
 def train_all(chosen, store, runs_dir, args):
-    """Train and evaluate every system, ``args.jobs`` at a time; return the names that worked."""
+    """Train and evaluate every system, ``args.workers`` at a time; return the names that
+    worked."""
     from featurestore.extraction import Progress
 
     progress = Progress(len(chosen), label="train", unit="systems")
     done = []
     context = multiprocessing.get_context("spawn")   # no fork after torch has started threads
-    with concurrent.futures.ProcessPoolExecutor(max(1, args.jobs), mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max(1, args.workers), mp_context=context) as pool:
         futures = [pool.submit(train_and_evaluate, name, options, store, runs_dir, args.preset,
                                args.seed) for name, options in chosen]
         for future in concurrent.futures.as_completed(futures):
@@ -151,12 +170,10 @@ def train_all(chosen, store, runs_dir, args):
 
 
 def run(args):
-    from pipelines import report
-
     started = time.perf_counter()
-    workdir = pathlib.Path(args.workdir)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    prepare_workdir(workdir, force=args.force)
+    workdir = pathlib.Path(args.out)
+    classes = list(args.classes)
+    prepare_workdir(workdir, overwrite=args.overwrite)
     (workdir / MARKER).write_text(json.dumps({"status": "running"}))
     corpus, store, runs_dir = workdir / "corpus", workdir / "store.zarr", workdir / "runs"
     steps = {}
@@ -167,11 +184,11 @@ def run(args):
         steps[name] = {"status": status, "seconds": round(time.perf_counter() - began, 1)}
         return status
 
-    step("synth", ["synth", corpus, "--clips-per-class", args.clips_per_class,
+    step("synth", ["synth", "--out", corpus, "--clips-per-class", args.clips_per_class,
                    "--locations-per-class", args.clips_per_class,      # one clip per location
                    "--seconds", args.seconds, "--size", "400x224", "--fps", 10,
                    "--eval-clips", args.eval_clips, "--seed", args.seed,
-                   "--classes", *classes], log=workdir / "logs" / "synth.txt")
+                   "--classes", ",".join(classes)], log=workdir / "logs" / "synth.txt")
     if steps["synth"]["status"] != 0:
         raise UsageError(f"synth failed; see {workdir / 'logs' / 'synth.txt'}")
     extract = [*weights_option(args, workdir), *EXTRACT_OPTIONS, *bf16_option()]
@@ -183,8 +200,9 @@ def run(args):
     steps["train"] = {"systems": len(trained), "seconds": round(time.perf_counter() - began, 1)}
     if not trained:
         raise UsageError(f"no system could be trained; see {workdir / 'logs'}")
-    rows = [report.load_system(runs_dir / name, "evaluate")[0] for name in trained]
-    best = report.best_row(rows)
+    rows = [tables.system_row(runs_dir / name, runs.load_record(runs_dir / name), "evaluate")
+            for name in trained]
+    best = tables.best_system(rows)
     output = workdir / "output.csv"
     step("predict", ["predict", best["run"], store, "--fold", "eval", "--out", output],
          log=workdir / "logs" / "predict.txt")
@@ -194,7 +212,10 @@ def run(args):
                     "--out", workdir / "report.md", "--title", "avscene demo"],
          log=workdir / "logs" / "report.txt")
     summary = finish(workdir, rows, best, steps, time.perf_counter() - started)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary, rows, best))
+    if args.json:
+        print_json(summary)
+    else:
+        print(format_summary(summary, rows))
     failed = [name for name, s in steps.items() if s.get("status", 0) != 0]
     return 1 if failed or len(trained) < len(systems(classes)) else 0
 
@@ -218,8 +239,9 @@ def finish(workdir, rows, best, steps, seconds):
                 f"`{best['system']}` predicted `{workdir / 'output.csv'}` "
                 f"({scored['n_clips']} one-second clips): log loss {seg['log_loss']:.3f}, "
                 f"accuracy {100 * seg['accuracy']:.1f}% (`avscene score`).\n")
-    summary = {"workdir": str(workdir), "seconds": round(seconds, 1), "steps": steps,
-               "best": best["run"], "report": str(workdir / "report.md"),
+    summary = {"out": str(workdir), "seconds": round(seconds, 1), "steps": steps,
+               "best": best["run"], "best_system": best["system"],
+               "report": str(workdir / "report.md"),
                "store": str(workdir / "store.zarr"), "output": str(workdir / "output.csv"),
                "evaluation_set": scored and {"log_loss": scored["segment"]["log_loss"],
                                              "accuracy": scored["segment"]["accuracy"],
@@ -229,18 +251,13 @@ def finish(workdir, rows, best, steps, seconds):
     return summary
 
 
-def format_summary(summary, rows, best):
-    from pipelines.tables import number, percent
-
-    lines = ["", f"{'system':<48} {'val LL':>7} {'seg LL':>7} {'seg acc':>8} {'clip acc':>9}"]
-    for r in rows:
-        mark = " <- best (validation)" if r is best else ""
-        lines.append(f"{r['system']:<48} {number(r['val_log_loss']):>7} "
-                     f"{number(r['log_loss']):>7} {percent(r['accuracy']):>8} "
-                     f"{percent(r['clip_accuracy']):>9}{mark}")
+def format_summary(summary, rows):
+    """The lines printed at the end: the systems table, the evaluation-set score, the files."""
+    lines = ["", *tables.systems_table(rows, fold="evaluate", style="text"),
+             "* lowest validation log loss"]
     scored = summary["evaluation_set"]
     if scored:
-        lines.append(f"evaluation clips ({best['system']}): log loss "
+        lines.append(f"evaluation clips ({summary['best_system']}): log loss "
                      f"{scored['log_loss']:.3f}, accuracy {100 * scored['accuracy']:.1f}%")
     lines += [f"demo finished in {summary['seconds']:.0f} s",
               f"report: {summary['report']}", f"store:  {summary['store']}",

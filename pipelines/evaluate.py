@@ -8,25 +8,24 @@ marked, and PNG plots. Writes ``evaluation-<fold>.json``, ``confusion-<fold>.png
 summary to its ``run.json``.
 """
 
-import json
 import pathlib
 import time
 
 import numpy as np
 
-from pipelines import runs
-from pipelines.tables import interval, number, percent
+from pipelines import runs, tables
+from pipelines.options import add_json, add_threads, non_negative, print_json, seed
 
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by avscene train")
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default="evaluate", help="fold of the store to evaluate")
-    parser.add_argument("--bootstrap", type=int, default=1000,
+    parser.add_argument("--bootstrap", type=non_negative(int), default=1000,
                         help="bootstrap draws for the 95%% intervals (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: libraries')")
-    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--seed", type=seed(), default=0, help="seed of the bootstrap")
+    add_threads(parser)
+    add_json(parser, what="the full report")
 
 
 def run(args):
@@ -50,7 +49,10 @@ def run(args):
     runs.write_json(pathlib.Path(args.run_dir) / f"evaluation-{args.fold}.json", report)
     record["evaluations"][args.fold] = summary(report)
     runs.write_json(pathlib.Path(args.run_dir) / runs.RECORD_FILE, record)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json:
+        print_json(report)
+    else:
+        print(format_report(report))
     return 0
 
 
@@ -99,41 +101,15 @@ def summary(report):
 
 
 def format_report(report):
-    """Per-class table (like the baseline's Table 1), averages with intervals, per-city lines."""
-    seg, clip = report["segment"], report["clip"]
-
-    def line(name, n, s_loss, s_acc, c_loss, c_acc):
-        return (f"{name:<18} {n:>8} {number(s_loss):>9} {percent(s_acc):>9} "
-                f"{number(c_loss):>14} {percent(c_acc):>9}")
-
+    """Per-class table (like the baseline's Table 1), averages with intervals, per-city table."""
+    seg = report["segment"]
     lines = [f"{report['system']} on {report['store']}, fold {report['fold']}: "
              f"{report['n_clips']} clips, {seg['n']} segments",
-             f"{'class':<18} {'segments':>8} {'log loss':>9} {'accuracy':>9} "
-             f"{'clip log loss':>14} {'clip acc':>9}"]
-    for name in report["classes"]:
-        s, c = seg["per_class"][name], clip["per_class"][name]
-        lines.append(line(name, s["n"], s["log_loss"], s["accuracy"], c["log_loss"],
-                          c["accuracy"]))
-    lines.append(line("average (DCASE)", seg["n"], seg["log_loss"], seg["accuracy"],
-                      clip["log_loss"], clip["accuracy"]))
-    lines.append(line("overall (rows)", seg["n"], seg["overall_log_loss"],
-                      seg["overall_accuracy"], clip["overall_log_loss"],
-                      clip["overall_accuracy"]))
-    ci_s, ci_c = seg.get("ci", {}), clip.get("ci", {})
-    if ci_s:
-        lines.append(
-            f"95% CI ({report['bootstrap']['n']} bootstrap draws over clips): segment log loss"
-            f"{interval(ci_s.get('log_loss'))}, accuracy"
-            f"{interval(ci_s.get('accuracy'), as_percent=True)}; clip log loss"
-            f"{interval(ci_c.get('log_loss'))}, accuracy"
-            f"{interval(ci_c.get('accuracy'), as_percent=True)}")
+             *tables.per_class_table(report, style="text")]
+    intervals = tables.intervals_line(report)
+    if intervals:
+        lines.append(intervals)
     if report.get("per_city"):
-        lines.append("per city (segment log loss, accuracy; clip accuracy; * = unseen in training):")
-        for city, values in report["per_city"].items():
-            mark = "*" if values["seen_in_training"] is False else " "
-            lines.append(f"  {city + mark:<14} {values['n_clips']:>6} clips "
-                         f"{number(values['segment']['log_loss'], width=6)} "
-                         f"{percent(values['segment']['accuracy'], width=6)}   "
-                         f"{percent(values['clip']['accuracy'], width=6)}")
+        lines += ["", *tables.per_city_table(report, style="text")]
     lines.append("plots: " + ", ".join(report["plots"].values()))
     return "\n".join(lines)

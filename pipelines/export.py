@@ -1,15 +1,15 @@
-"""``avscene export STORE OUT.h5``: copy a store, losslessly, into one HDF5 file."""
+"""``avscene export STORE --out FILE.h5``: copy a store, losslessly, into one HDF5 file."""
 
-import json
+from pipelines.options import add_json, add_out, add_overwrite, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
-    parser.add_argument("output", help="HDF5 file to write")
+    add_out(parser, what="the HDF5 file", metavar="FILE.h5")
     parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                         help="HDF5 filter of the datasets")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_overwrite(parser, what="the HDF5 file")
+    add_json(parser, what="what was written")
 
 
 def run(args):
@@ -17,12 +17,12 @@ def run(args):
     from featurestore.store.hdf5 import export_hdf5
 
     with FeatureStore.open(args.store, mode="r") as store:
-        summary = export_hdf5(store, args.output, compression=args.compression,
+        summary = export_hdf5(store, args.out, compression=args.compression,
                               overwrite=args.overwrite)
     if args.json:
-        print(json.dumps({"store": args.store, **summary}, indent=2))
+        print_json({"store": args.store, "out": args.out, **summary})
     else:
-        print(f"exported {args.store} to {args.output}: {summary['groups']} groups, "
+        print(f"exported {args.store} to {args.out}: {summary['groups']} groups, "
               f"{summary['arrays']} arrays, {summary['chunks']} chunks, "
               f"{summary['bytes'] / 2**20:.1f} MiB")
     return 0

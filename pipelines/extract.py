@@ -14,14 +14,22 @@ interrupted.
 """
 
 import argparse
-import json
 import logging
 import os
-import sys
 
 from featurestore.errors import UsageError
 from featurestore.extraction import FEATURES
-from pipelines.options import add_dask_arguments, positive, shard
+from pipelines.options import (
+    add_dask_arguments,
+    add_json,
+    add_workers,
+    comma_list,
+    non_negative,
+    positive,
+    print_json,
+    seed,
+    shard,
+)
 
 LOG = logging.getLogger("avscene.extract")
 
@@ -31,26 +39,17 @@ def default_workers():
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def _features(text):
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in FEATURES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown feature(s) {', '.join(unknown) or '(none)'}; "
-                                         f"choose from {', '.join(FEATURES)}")
-    return names
-
-
 def add_arguments(parser):
     parser.add_argument("root", help="dataset folder (TAU development/evaluation layout), or a "
                                      "CSV manifest file")
     parser.add_argument("store", help="feature store: path or fsspec URL (created if missing)")
-    parser.add_argument("--features", type=_features, default=",".join(FEATURES),
+    parser.add_argument("--features", type=comma_list(choices=FEATURES), default=FEATURES,
                         help=f"comma-separated subset of {','.join(FEATURES)}")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--weights", metavar="PATH",
                          help="OpenL3 .h5 file or directory of official weight files "
                               "(None: $AVSCENE_OPENL3_WEIGHTS, then an installed openl3)")
-    weights.add_argument("--random-weights", type=int, metavar="SEED",
+    weights.add_argument("--random-weights", type=seed(), metavar="SEED",
                          help="seeded RANDOM OpenL3 weights (tests and demos only)")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N]")
     parser.add_argument("--bf16", action="store_true",
@@ -69,16 +68,16 @@ def add_arguments(parser):
                         help="log-mel window in samples at 48 kHz (40 ms)")
     parser.add_argument("--hop-length", type=positive(int), default=480,
                         help="log-mel hop in samples at 48 kHz (10 ms)")
-    parser.add_argument("--min-duration", type=float, default=0.5,
+    parser.add_argument("--min-duration", type=non_negative(float), default=0.5,
                         help="audio shorter than this (seconds) is reported as bad input")
     parser.add_argument("--storage-dtype", choices=("float32", "float16"), default="float32",
                         help="dtype on disk (float16 halves the bytes; reads return float32)")
     parser.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4",
-                        help="chunk codec: lz4 reads ~3x faster, zstd makes smaller archives")
+                        help="chunk codec: lz4 reads faster, zstd makes smaller archives")
     parser.add_argument("--batch", type=positive(int), default=32,
                         help="OpenL3 windows / frames per network call")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="decoding processes (0: decode in this process, no overlap)")
+    add_workers(parser, default=default_workers(), what="decoding media",
+                zero="decode in this process, no overlap with the networks")
     parser.add_argument("--shard", type=shard, metavar="I/N",
                         help="process only store blocks b with b %% N == I (0 <= I < N)")
     parser.add_argument("--prepare-only", action="store_true",
@@ -90,7 +89,7 @@ def add_arguments(parser):
                         help="CSV manifest with paths relative to ROOT")
     parser.add_argument("--progress", choices=("auto", "bar", "log"), default="auto",
                         help="progress display: updating line on a terminal, or log lines")
-    parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add_json(parser, what="the run summary")
     add_dask_arguments(parser, what="extract")
 
 
@@ -115,8 +114,6 @@ def make_job(args, **extra):
     """
     from featurestore.extraction import DaskExtraction, ExtractJob
 
-    if args.workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {args.workers}")
     plan = build_plan(args)
     options = dict(weights=args.weights, random_weights=args.random_weights, device=args.device,
                    bf16=args.bf16, batch=args.batch, workers=args.workers, shard=args.shard,
@@ -132,6 +129,5 @@ def make_job(args, **extra):
 def run(args):
     summary = make_job(args).run()
     if args.json:
-        json.dump(summary, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        print_json(summary)
     return 1 if summary["failed_in_scope"] else 0

@@ -2,10 +2,12 @@
 
 import json
 
+from pipelines.options import add_json, print_json
+
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json(parser, what="the description")
 
 
 def run(args):
@@ -13,7 +15,10 @@ def run(args):
 
     with FeatureStore.open(args.store, mode="r") as store:
         info = store.info()
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    if args.json:
+        print_json(info)
+    else:
+        print(format_info(info))
     return 0
 
 

@@ -15,7 +15,6 @@ video file's, else the clip id. Works on stores without labels.
 """
 
 import csv
-import json
 import os
 import pathlib
 import time
@@ -23,15 +22,16 @@ import time
 import numpy as np
 
 from pipelines import runs
+from pipelines.options import add_json, add_out, add_threads, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by avscene train")
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default=None, help="fold of the store (default: every clip)")
-    parser.add_argument("--out", required=True, help="output CSV file (tab-separated)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: libraries')")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_out(parser, what="the DCASE output file (tab-separated)", metavar="FILE.csv")
+    add_threads(parser)
+    add_json(parser, what="a summary")
 
 
 def segment_filenames(segments, clips):
@@ -44,7 +44,7 @@ def segment_filenames(segments, clips):
     """
     position = clips.positions(np.asarray(segments.clip_id).astype(str))
     audio, video = np.asarray(clips.audio)[position], np.asarray(clips.video)[position]
-    # A clip of duration D has floor(D + 1e-6) segments, at least 1 (CONTRACTS: one clock).
+    # A clip of duration D has floor(D + 1e-6) segments, at least 1 (the store's segment rule).
     single = np.floor(np.asarray(clips.duration, dtype=np.float64)[position] + 1e-6) <= 1
     names = []
     for clip_id, k, a, v, one in zip(segments.clip_id, segments.second, audio, video, single):
@@ -81,7 +81,7 @@ def run(args):
                "columns": ["filename", "scene_label", *classes],
                "system": runs.system_name(record), "seconds": time.perf_counter() - started}
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(f"wrote {summary['rows']} rows ({summary['clips']} clips) of {summary['system']} "
               f"to {args.out} in {summary['seconds']:.1f} s")

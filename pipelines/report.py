@@ -15,17 +15,16 @@ import os
 import pathlib
 
 from featurestore.errors import UsageError
-from pipelines import compare, runs
-from pipelines.tables import interval, number, percent
+from pipelines import runs, tables
+from pipelines.options import add_json, add_out, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="evaluated run directories")
-    parser.add_argument("--out", required=True, help="Markdown file to write")
+    add_out(parser, what="the Markdown report", metavar="FILE.md")
     parser.add_argument("--fold", default="evaluate", help="evaluated fold to report")
     parser.add_argument("--title", default="avscene report", help="first heading")
-    parser.add_argument("--json", action="store_true",
-                        help="print the systems table as JSON instead of a summary")
+    add_json(parser, what="the report's path, its systems and the best one")
 
 
 def load_system(run_dir, fold):
@@ -35,54 +34,7 @@ def load_system(run_dir, fold):
     if not path.is_file():
         raise UsageError(f"{run_dir}: not evaluated on fold {fold!r} "
                          f"(run: avscene evaluate {run_dir} STORE --fold {fold})")
-    return compare.row(run_dir, record, fold), record, json.loads(path.read_text())
-
-
-def best_row(rows):
-    """The row with the lowest validation log loss (rows without one come last)."""
-    return min(rows, key=lambda r: (r["val_log_loss"] is None, r["val_log_loss"] or 0.0))
-
-
-def systems_table(rows, best):
-    """Markdown table of all systems; the best (by validation log loss) is in bold."""
-    lines = ["| system | fit s | val log loss | segment log loss | segment accuracy | "
-             "clip log loss | clip accuracy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        name = f"**{r['system']}**" if r is best else r["system"]
-        lines.append(
-            f"| {name} | {r['fit_s']:.1f} | {number(r['val_log_loss'])} | "
-            f"{number(r['log_loss'])}{interval(r['log_loss_ci'])} | "
-            f"{percent(r['accuracy'])}{interval(r['accuracy_ci'], as_percent=True)} | "
-            f"{number(r['clip_log_loss'])}{interval(r['clip_log_loss_ci'])} | "
-            f"{percent(r['clip_accuracy'])}{interval(r['clip_accuracy_ci'], as_percent=True)} |")
-    return lines
-
-
-def per_class_table(evaluation):
-    """Per-class log loss and accuracy at both levels, like Table 1 of the DCASE baseline."""
-    seg, clip = evaluation["segment"], evaluation["clip"]
-    lines = ["| class | segments | segment log loss | segment accuracy | clip log loss | "
-             "clip accuracy |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name in evaluation["classes"]:
-        s, c = seg["per_class"][name], clip["per_class"][name]
-        lines.append(f"| {name} | {s['n']} | {number(s['log_loss'])} | {percent(s['accuracy'])} | "
-                     f"{number(c['log_loss'])} | {percent(c['accuracy'])} |")
-    lines.append(f"| **average (DCASE)** | {seg['n']} | {number(seg['log_loss'])} | "
-                 f"{percent(seg['accuracy'])} | {number(clip['log_loss'])} | "
-                 f"{percent(clip['accuracy'])} |")
-    return lines
-
-
-def per_city_table(evaluation):
-    """Per-city results; cities never seen in training are marked."""
-    lines = ["| city | clips | segment log loss | segment accuracy | clip accuracy |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for city, v in (evaluation.get("per_city") or {}).items():
-        mark = " (unseen in training)" if v["seen_in_training"] is False else ""
-        lines.append(f"| {city}{mark} | {v['n_clips']} | {number(v['segment']['log_loss'])} | "
-                     f"{percent(v['segment']['accuracy'])} | {percent(v['clip']['accuracy'])} |")
-    return lines
+    return tables.system_row(run_dir, record, fold), record, json.loads(path.read_text())
 
 
 def plot_lines(run_dir, evaluation, out_dir):
@@ -124,7 +76,7 @@ def build_report(run_dirs, *, fold, out_path, title):
     """Return ``(markdown text, rows, best row)`` for the evaluated ``run_dirs``."""
     loaded = [(run_dir, *load_system(run_dir, fold)) for run_dir in run_dirs]
     rows = [row for _, row, _, _ in loaded]
-    best = best_row(rows)
+    best = tables.best_system(rows)
     best_dir, _, best_record, best_eval = loaded[rows.index(best)]
     out_dir = pathlib.Path(out_path).resolve().parent
     lines = [f"# {title}", ""]
@@ -136,10 +88,10 @@ def build_report(run_dirs, *, fold, out_path, title):
               "one-second segments)", "",
               "DCASE 2021 Task 1B metrics: log loss and accuracy averaged over classes; clip "
               "level sums a clip's segment probabilities. Brackets: 95% bootstrap intervals over "
-              "clips. Bold: lowest validation log loss (the system one would pick).", "",
-              *systems_table(rows, best), "",
-              f"## Best system: {best['system']}", "", *per_class_table(best_eval), "",
-              "### Per city", "", *per_city_table(best_eval), "",
+              "clips. `*`: lowest validation log loss (the system one would pick).", "",
+              *tables.systems_table(rows, fold=fold), "",
+              f"## Best system: {best['system']}", "", *tables.per_class_table(best_eval), "",
+              "### Per city", "", *tables.per_city_table(best_eval), "",
               *plot_lines(best_dir, best_eval, out_dir),
               "## Provenance", "", *provenance_lines(best_record), ""]
     return "\n".join(lines), rows, best
@@ -150,7 +102,7 @@ def run(args):
                                     title=args.title)
     pathlib.Path(args.out).write_text(text)
     if args.json:
-        print(json.dumps({"report": args.out, "best": best["run"], "systems": rows}, indent=2))
+        print_json({"report": args.out, "best": best["run"], "systems": rows})
     else:
         print(f"wrote {args.out}: {len(rows)} systems; best by validation log loss: "
               f"{best['system']} ({best['run']})")

@@ -25,6 +25,7 @@ from featurestore.errors import (
     RunNotFoundError,
     StoreFormatError,
 )
+from pipelines.options import jsonable
 
 RUN_FORMAT = "avscene-run"
 RUN_FORMAT_VERSION = 1
@@ -32,12 +33,10 @@ RECORD_FILE = "run.json"
 MODEL_FILE = "model.joblib"
 
 
-def parse_features(text):
-    """Return the feature names of ``"openl3_audio,openl3_video"`` (order kept, no duplicates)."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names or len(set(names)) != len(names):
-        raise RunFormatError(f"--features must list distinct feature names, got {text!r}")
-    return names
+def check_out(run_dir, *, overwrite):
+    """Refuse to replace an existing run directory unless ``overwrite``."""
+    if (pathlib.Path(run_dir) / RECORD_FILE).exists() and not overwrite:
+        raise RunFormatError(f"{run_dir} holds a run already (--overwrite replaces it)")
 
 
 def store_location(where):
@@ -139,18 +138,8 @@ def write_json(path, document):
     """Write ``document`` as indented JSON via a temporary file (never a half-written file)."""
     path = pathlib.Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    temporary.write_text(json.dumps(document, indent=2, default=jsonable) + "\n")
     os.replace(temporary, path)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return repr(value)
 
 
 def save_run(run_dir, bundle, record):

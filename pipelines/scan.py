@@ -4,10 +4,10 @@ Exit status 0 when the manifest has no problems, 1 when it has some (each printe
 line), 2 when no dataset was found or a manifest file is unreadable or malformed.
 """
 
-import json
 import statistics
 
 from featurestore.datasets import FOLDS, SCENES, load_manifest
+from pipelines.options import add_json, non_negative, print_json
 
 #: More locations than this are summarised (min / median / max clips) instead of listed.
 LIST_LOCATIONS = 60
@@ -19,10 +19,9 @@ def add_arguments(parser):
     parser.add_argument("--manifest", metavar="CSV",
                         help="CSV manifest (columns audio, video, label, city, location, split) "
                              "with paths relative to ROOT")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (keys kind, root, checksum, clips, scenes, "
-                             "cities, locations, folds, problems)")
-    parser.add_argument("--max-problems", type=int, default=20, metavar="N",
+    add_json(parser, what="the summary (kind, root, checksum, clips, scenes, cities, locations, "
+                          "folds, problems)")
+    parser.add_argument("--max-problems", type=non_negative(int), default=20, metavar="N",
                         help="problems printed in text mode (0: all; --json prints all)")
 
 
@@ -30,7 +29,7 @@ def run(args):
     manifest = load_manifest(args.root, manifest=args.manifest)
     summary = manifest.summary()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print(format_scan(manifest, summary, max_problems=args.max_problems))
     return 1 if manifest.problems else 0

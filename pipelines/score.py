@@ -1,6 +1,6 @@
-"""``avscene score OUTPUT.csv TRUTH.csv``: DCASE 2021 Task 1B metrics of an output file.
+"""``avscene score PREDICTIONS.csv TRUTH.csv``: DCASE 2021 Task 1B metrics of an output file.
 
-OUTPUT.csv is a system output in the DCASE format (tab-separated: ``filename``, ``scene_label``,
+PREDICTIONS.csv is a system output in the DCASE format (tab-separated: ``filename``, ``scene_label``,
 then one probability column per class), as ``avscene predict`` writes it or any other system
 does. TRUTH.csv holds the true labels: a tab-separated file with ``filename_audio`` (or
 ``filename``) and ``scene_label`` columns, such as the development set's ``meta.csv``, the
@@ -12,7 +12,6 @@ and ``audio/17.wav``. Segments of one stem form a clip for the clip-level metric
 """
 
 import csv
-import json
 import pathlib
 import re
 
@@ -20,17 +19,20 @@ import numpy as np
 
 from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
+from pipelines.options import add_json, non_negative, print_json
 from pipelines.tables import interval, number, percent
 
 _SEGMENT_SUFFIX = re.compile(r"_(\d+)$")
 
 
 def add_arguments(parser):
-    parser.add_argument("output", help="system output file (DCASE format)")
-    parser.add_argument("truth", help="labels: tab-separated, filename_audio and scene_label")
-    parser.add_argument("--bootstrap", type=int, default=1000,
+    parser.add_argument("predictions", metavar="PREDICTIONS.csv",
+                        help="system output file (DCASE format)")
+    parser.add_argument("truth", metavar="TRUTH.csv",
+                        help="labels: tab-separated, filename_audio and scene_label")
+    parser.add_argument("--bootstrap", type=non_negative(int), default=1000,
                         help="bootstrap draws for the 95%% intervals (0: none)")
-    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    add_json(parser, what="the full report")
 
 
 def _rows(path):
@@ -102,6 +104,9 @@ def format_score(report):
 
 
 def run(args):
-    report = score(args.output, args.truth, n_bootstrap=args.bootstrap)
-    print(json.dumps(report, indent=2) if args.json else format_score(report))
+    report = score(args.predictions, args.truth, n_bootstrap=args.bootstrap)
+    if args.json:
+        print_json(report)
+    else:
+        print(format_score(report))
     return 0

@@ -7,13 +7,21 @@ validation segments (unless ``--no-temperature``), and writes the run directory.
 """
 
 import logging
-import pathlib
 import time
 
 import numpy as np
 
 from pipelines import dask_training, runs, training
-from pipelines.options import add_dask_arguments
+from pipelines.options import (
+    add_dask_arguments,
+    add_json,
+    add_out,
+    add_overwrite,
+    add_threads,
+    comma_list,
+    number,
+    seed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +30,8 @@ MODELS, FUSIONS = training.MODELS, training.FUSIONS
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
-    parser.add_argument("--features", required=True,
-                        help="comma-separated feature names, e.g. openl3_audio,openl3_video")
+    parser.add_argument("--features", required=True, type=comma_list(), metavar="NAME,...",
+                        help="feature names, e.g. openl3_audio,openl3_video")
     parser.add_argument("--model", default="lr",
                         help=f"one of {', '.join(MODELS)} for every feature, or one per feature: "
                              "video=lgbm,audio=lr (keys match a feature name or a unique part)")
@@ -34,21 +42,20 @@ def add_arguments(parser):
                              "proposed (DCASE 2021 baseline fusion of frozen baseline nets)")
     parser.add_argument("--preset", default="default",
                         help="fast (tests), default (TAU-sized data), small (a few thousand "
-                             "segments), paper (the baseline's exact training settings)")
+                             "segments), paper (the DCASE 2021 baseline's networks and training settings, on "
+                             "per-second segments)")
     parser.add_argument("--pooling", default="mean", choices=("mean", "max", "meanstd", "center"),
                         help="how a segment's frames are combined")
     parser.add_argument("--train-fold", default="train", help="fold of the store to train on")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
+    parser.add_argument("--val-fraction", type=number(float, minimum=0, below=1), default=0.1,
                         help="share of training rows held out as whole locations (0: none)")
     parser.add_argument("--no-temperature", action="store_true",
                         help="skip temperature scaling on the validation segments")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of splits and models")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: the libraries' own; 1 is often faster on a "
-                             "machine shared with other jobs)")
-    parser.add_argument("--out", required=True, help="run directory to write")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing run directory")
-    parser.add_argument("--json", action="store_true", help="print the run record as JSON")
+    parser.add_argument("--seed", type=seed(), default=0, help="random seed of splits and models")
+    add_threads(parser)
+    add_out(parser, what="the run directory", metavar="RUN_DIR")
+    add_overwrite(parser, what="the run directory")
+    add_json(parser, what="the run record")
     add_dask_arguments(parser, what="train (--model lr or lgbm, --fusion none or early)")
 
 
@@ -57,11 +64,8 @@ def run(args):
 
     if args.dask or args.dask_local:
         return dask_training.run(args)
-    if not 0.0 <= args.val_fraction < 1.0:
-        raise runs.RunFormatError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
-    if (pathlib.Path(args.out) / runs.RECORD_FILE).exists() and not args.force:
-        raise runs.RunFormatError(f"{args.out} holds a run already (use --force to overwrite)")
-    features = runs.parse_features(args.features)
+    runs.check_out(args.out, overwrite=args.overwrite)
+    features = list(args.features)
     # bad options fail before any reading
     training.build(args, features, {name: 1 for name in features})
     started = time.perf_counter()

@@ -6,12 +6,12 @@ held-out locations; :func:`save_trained` writes the run directory (:mod:`pipelin
 Dask path (:mod:`pipelines.dask_training`) reuses all four.
 """
 
-import json
 import sys
 
 import numpy as np
 
 from pipelines import runs
+from pipelines.options import print_json
 
 #: The vocabulary of :mod:`classifiers.systems` (repeated: ``--help`` needs no sklearn import).
 MODELS = ("lr", "mlp", "lgbm", "baseline")
@@ -53,8 +53,10 @@ def save_trained(args, fitted, *, models, dims, segments, split, validation, pro
         **(extra or {}),
     }
     runs.save_run(args.out, bundle, record)
-    print(json.dumps(record, indent=2, default=runs._jsonable) if args.json
-          else format_summary(record, args.out))
+    if args.json:
+        print_json(record)
+    else:
+        print(format_summary(record, args.out))
     return 0
 
 

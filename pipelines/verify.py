@@ -1,11 +1,11 @@
 """``avscene verify STORE``: re-read every chunk (crc32c checksums) and check the index."""
 
-import json
+from pipelines.options import add_json, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json(parser, what="the verdict and the problems found")
 
 
 def run(args):
@@ -15,7 +15,7 @@ def run(args):
         problems = store.verify()
         summary = f"{len(store.clips)} clips, {len(store.features)} features"
     if args.json:
-        print(json.dumps({"store": args.store, "ok": not problems, "problems": problems}, indent=2))
+        print_json({"store": args.store, "ok": not problems, "problems": problems})
     elif problems:
         print("\n".join(problems))
     else:

@@ -16,7 +16,7 @@ different, :data:`VIDEO_ALIKE` pairs look alike but sound different (recipes in
 by one modality alone; airport, tram and public_square need both. Each location has its own
 recording conditions, so location-grouped splits are harder than random ones, as in the real
 data. Everything derives from ``seed``: a clip's content depends only on the seed, its location
-and its index, not on ``jobs``.
+and its index, not on ``workers``.
 """
 
 import json
@@ -74,7 +74,7 @@ class SynthResult:
 
 
 def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=30.0, seed=0,
-                 eval_clips=0, classes=SCENES, locations_per_class=None, jobs=None,
+                 eval_clips=0, classes=SCENES, locations_per_class=None, workers=None,
                  overwrite=False):
     """Write a synthetic development set (and evaluation set) under ``out``.
 
@@ -99,8 +99,8 @@ def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=3
     locations_per_class : int, optional
         At most ``clips_per_class``; default ``ceil(clips_per_class / 3)``, at least 2 (at most
         ``clips_per_class``).
-    jobs : int, optional
-        Worker processes (default: all cores); 1 renders in this process.
+    workers : int, optional
+        Worker processes (default: one per core); 0 or 1 renders in this process.
     overwrite : bool
         Replace ``development/`` and ``evaluation/`` of an earlier synth run (one that wrote
         ``synth.json``); otherwise existing folders raise FileExistsError.
@@ -131,7 +131,7 @@ def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=3
         truth = out / "evaluation_truth.csv"
         _write_table(truth, META_HEADER, [_meta_row(p) for p in eval_plans])
         tasks += [(plan, evaluation, 1.0) for plan in eval_plans]
-    _render_all(tasks, seed=seed, size=tuple(size), fps=fps, jobs=jobs)
+    _render_all(tasks, seed=seed, size=tuple(size), fps=fps, workers=workers)
     return SynthResult(development, evaluation if eval_plans else None, truth, len(dev_plans),
                        len(eval_plans), time.perf_counter() - started)
 
@@ -241,18 +241,18 @@ def _write_development_lists(root, plans):
     _write_table(root / "evaluation_setup" / "fold1_test.csv", META_HEADER[:2], rows)
 
 
-def _render_all(tasks, *, seed, size, fps, jobs):
+def _render_all(tasks, *, seed, size, fps, workers):
     for folder in {root for _, root, _ in tasks}:
         (folder / "audio").mkdir(parents=True, exist_ok=True)
         (folder / "video").mkdir(parents=True, exist_ok=True)
-    jobs = min(jobs or os.cpu_count() or 1, len(tasks))
+    workers = min((os.cpu_count() or 1) if workers is None else workers, len(tasks))
     arguments = [(plan, str(root), clip_seconds, seed, size, fps)
                  for plan, root, clip_seconds in tasks]
-    if jobs <= 1:
+    if workers <= 1:
         done = map(render_clip, *zip(*arguments))
         _log_progress(done, len(arguments))
         return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         _log_progress(pool.map(render_clip, *zip(*arguments)), len(arguments))
 
 

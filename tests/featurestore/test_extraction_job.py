@@ -36,7 +36,7 @@ def corpus(tmp_path_factory):
     """3 development clips of 2 s (256x224 video, 10 fps) and one 1 s evaluation clip."""
     out = tmp_path_factory.mktemp("synth")
     synth_corpus(out, clips_per_class=1, seconds=2.0, size=(256, 224), fps=10, seed=3,
-                 eval_clips=1, classes=("airport", "bus", "park"), jobs=1)
+                 eval_clips=1, classes=("airport", "bus", "park"), workers=1)
     return out
 
 

@@ -140,10 +140,10 @@ def test_cli_info_verify_export_import(filled, tmp_path, capsys):
     assert cli.main(["verify", str(where)]) == 0
     assert capsys.readouterr().out.startswith("ok:")
     out = tmp_path / "cli.h5"
-    assert cli.main(["export", str(where), str(out)]) == 0
-    assert cli.main(["import", str(out), str(tmp_path / "cli.zarr"), "--json"]) == 0
+    assert cli.main(["export", str(where), "--out", str(out)]) == 0
+    assert cli.main(["import", str(out), "--out", str(tmp_path / "cli.zarr"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["arrays"] == 24
-    assert cli.main(["import", str(out), str(tmp_path / "cli.zarr")]) == 2
+    assert cli.main(["import", str(out), "--out", str(tmp_path / "cli.zarr")]) == 2
     assert cli.main(["info", str(tmp_path / "missing.zarr")]) == 2
     assert "no feature store" in capsys.readouterr().err
 

@@ -23,7 +23,7 @@ SMALL = dict(clips_per_class=3, seconds=2.0, size=(64, 48), fps=5.0, locations_p
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    result = synth_corpus(out, seed=7, jobs=1, **SMALL)
+    result = synth_corpus(out, seed=7, workers=1, **SMALL)
     return out, result
 
 
@@ -113,12 +113,12 @@ def test_evaluation_layout_and_hidden_labels(corpus):
     assert not {row[3] for row in truth} & dev_locations              # unseen locations
 
 
-def test_same_seed_same_corpus_whatever_the_jobs(corpus, tmp_path):
+def test_same_seed_same_corpus_whatever_the_workers(corpus, tmp_path):
     import soundfile
 
     out, _ = corpus
-    again = synth_corpus(tmp_path / "again", seed=7, jobs=2, **SMALL)
-    other = synth_corpus(tmp_path / "other", seed=8, jobs=1, **SMALL)
+    again = synth_corpus(tmp_path / "again", seed=7, workers=2, **SMALL)
+    other = synth_corpus(tmp_path / "other", seed=8, workers=1, **SMALL)
     for folder in ("development", "evaluation"):
         for wav in sorted((out / folder / "audio").iterdir()):
             copy = tmp_path / "again" / folder / "audio" / wav.name
@@ -139,13 +139,13 @@ def test_existing_output_is_refused_unless_overwrite(corpus, tmp_path):
     out, _ = corpus
     (tmp_path / "development").mkdir()
     with pytest.raises(FileExistsError, match="not written by synth"):
-        synth_corpus(tmp_path, clips_per_class=1, seconds=1, size=(16, 16), fps=1, jobs=1)
+        synth_corpus(tmp_path, clips_per_class=1, seconds=1, size=(16, 16), fps=1, workers=1)
     with pytest.raises(FileExistsError, match="exists; pass overwrite"):
-        synth_corpus(out, seed=7, jobs=1, **SMALL)
+        synth_corpus(out, seed=7, workers=1, **SMALL)
     small = tmp_path / "small"
-    synth_corpus(small, clips_per_class=1, seconds=1, size=(16, 16), fps=1, jobs=1,
+    synth_corpus(small, clips_per_class=1, seconds=1, size=(16, 16), fps=1, workers=1,
                  classes=["park"])
-    result = synth_corpus(small, clips_per_class=2, seconds=1, size=(16, 16), fps=1, jobs=1,
+    result = synth_corpus(small, clips_per_class=2, seconds=1, size=(16, 16), fps=1, workers=1,
                           classes=["park", "bus"], overwrite=True)
     assert result.clips == 4 and len(list((small / "development" / "audio").iterdir())) == 4
 

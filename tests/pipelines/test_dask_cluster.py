@@ -45,7 +45,7 @@ def dataset(tmp_path_factory):
     """Synth development layout: 3 clips of 2 s plus one clip whose media are not media."""
     out = tmp_path_factory.mktemp("synth")
     synth_corpus(out, clips_per_class=1, seconds=2.0, size=(256, 224), fps=10, seed=3,
-                 eval_clips=0, classes=("airport", "bus", "park"), jobs=1)
+                 eval_clips=0, classes=("airport", "bus", "park"), workers=1)
     root = out / "development"
     (root / "audio" / "park-milan-1-900.wav").write_bytes(b"RIFF not a wave file")
     (root / "video").mkdir(exist_ok=True)

@@ -11,9 +11,9 @@ from pipelines import cli
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("scan")
-    status = cli.main(["-q", "synth", str(out), "--clips-per-class", "4", "--seconds", "1",
-                       "--size", "32x24", "--fps", "2", "--seed", "3", "--eval-clips", "5",
-                       "--locations-per-class", "2", "--jobs", "1"])
+    status = cli.main(["-q", "synth", "--out", str(out), "--clips-per-class", "4", "--seconds",
+                       "1", "--size", "32x24", "--fps", "2", "--seed", "3", "--eval-clips", "5",
+                       "--locations-per-class", "2", "--workers", "1"])
     assert status == 0
     return out
 
@@ -91,24 +91,30 @@ def test_scan_with_a_csv_manifest(corpus, capsys):
 
 
 def test_synth_refuses_an_existing_corpus(corpus, capsys):
-    status = cli.main(["synth", str(corpus), "--clips-per-class", "1", "--seconds", "1"])
+    status = cli.main(["synth", "--out", str(corpus), "--clips-per-class", "1", "--seconds", "1"])
     assert status == 2
     assert "exists; pass overwrite/--overwrite" in capsys.readouterr().err
 
 
 def test_synth_rejects_bad_sizes(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.main(["synth", str(tmp_path), "--size", "33x24"])
+        cli.main(["synth", "--out", str(tmp_path), "--size", "33x24"])
     assert stop.value.code == 2
     assert "even" in capsys.readouterr().err
 
 
+def test_synth_refuses_a_repeated_class(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["synth", "--out", str(tmp_path / "out"), "--classes", "park,park"])
+    assert stop.value.code == 2 and "listed twice" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--classes", "park", "park"], "repeats a class"),
     (["--clips-per-class", "2", "--locations-per-class", "3"], "exceeds --clips-per-class"),
 ])
 def test_synth_usage_errors(tmp_path, capsys, args, message):
-    assert cli.main(["synth", str(tmp_path / "out"), *args]) == 2
+    assert cli.main(["synth", "--out", str(tmp_path / "out"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -157,7 +157,7 @@ def test_evaluate_report(trained, reports):
 def test_human_readable_evaluate_has_a_per_class_table(trained, store_path, capsys):
     assert cli.main(["evaluate", str(trained["audio"]), str(store_path), "--bootstrap", "50"]) == 0
     out = capsys.readouterr().out
-    assert "average (DCASE)" in out and "street_traffic" in out and "amsterdam*" in out
+    assert "average (DCASE)" in out and "street_traffic" in out and "amsterdam (unseen in training)" in out
 
 
 def test_fusion_beats_each_single_modality_end_to_end(reports):
@@ -251,9 +251,15 @@ def test_compare_lists_runs_side_by_side(trained, reports, capsys):
     capsys.readouterr()
     assert cli.main(["compare", *map(str, trained.values())]) == 0
     table = capsys.readouterr().out
-    assert table.count("\n") == 2 + len(trained) and "lr early" in table and " *" in table
+    assert table.count("\n") == 3 + len(trained) and "lr early" in table
+    assert table.count(" *") == 1
     assert cli.main(["compare", *map(str, trained.values()), "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    document = json.loads(capsys.readouterr().out)
+    rows = document["systems"]
+    best = min(rows, key=lambda row: row["val_log_loss"])     # validation, not the test fold
+    assert document["best"] == best["run"] and document["fold"] == "evaluate"
+    starred = next(line for line in table.splitlines() if " *" in line)
+    assert starred.startswith(f"| {best['run']} |")
     assert [row["system"] for row in rows] == [
         "lr none: openl3_audio", "lr none: openl3_video", "lr early: openl3_audio+openl3_video"]
     assert all(row["log_loss"] is not None for row in rows)
@@ -274,7 +280,7 @@ def test_bad_usage_exits_2_with_one_line(options, message, store_path, tmp_path,
     assert status == 2 and message in error and len(error.splitlines()) == 1
 
 
-def test_existing_run_needs_force_and_missing_run_is_reported(trained, store_path, tmp_path, capsys):
+def test_existing_run_needs_overwrite_and_missing_run_is_reported(trained, store_path, tmp_path, capsys):
     options = ["train", str(store_path), "--features", "openl3_audio", "--preset", "fast",
                "--out", str(trained["audio"])]
     assert cli.main(options) == 2
