@@ -1,11 +1,11 @@
-"""Gradient-boosted trees (LightGBM) sized for a 30-second budget on TAU-sized embeddings.
+"""Gradient-boosted trees (LightGBM) sized for an interactive budget on TAU-sized embeddings.
 
-LightGBM on raw 86,000 x 1024 OpenL3 rows costs ~2.5 s per boosting round (10 trees) on 2 cores and
-~25 s just to bin the data, so 200 rounds miss any interactive budget. The defaults here shrink
-the problem the ways that cost least accuracy on embeddings: a PCA projection fitted on the
-training rows (``n_components``, default 64), row bagging, a larger learning rate, fewer leaves and
-early stopping on validation data. ``n_jobs`` defaults to 1: LightGBM's OpenMP threads spin while
-waiting, and on this machine shared with other jobs 2 threads ran 20x slower than 1.
+Boosting on raw 1024-dimensional OpenL3 rows costs seconds per round and more just to bin the
+data (figures: docs/benchmarks.md), so the defaults here shrink the problem the ways that cost
+least accuracy on embeddings: a PCA projection fitted on the training rows (``n_components``,
+default 64), row bagging, a larger learning rate, fewer leaves and early stopping on validation
+data. ``n_jobs`` defaults to 1: LightGBM's OpenMP threads spin while waiting, which makes several
+threads much slower than one on a machine shared with other jobs.
 """
 
 import numpy as np

@@ -4,9 +4,8 @@ A thin wrapper of ``sklearn.linear_model.LogisticRegression`` (lbfgs, multinomia
 kept as float32) that adds what the other estimators of this package share: z-scoring with
 training statistics, the ``fit(X, y, *, groups=None, eval_set=None)`` signature, a thread limit
 (``n_jobs``), and an iteration cap that is a budget rather than a warning (``converged_`` tells).
-A float32 L-BFGS of our own with row-chunked loss and gradient was tried and measured no faster
-than scikit-learn's on 77,000 x 1024 (within 20% either way, 1 or 2 threads), so the library's
-solver is used.
+A float32 L-BFGS of our own with row-chunked loss and gradient was tried and was no faster than
+scikit-learn's on TAU-sized data, so the library's solver is used.
 """
 
 import warnings
@@ -43,7 +42,7 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
         Z-score the features with training statistics first.
     n_jobs : int or None
         BLAS/OpenMP threads during fit (None: the libraries' default). On a machine shared with
-        other jobs, 1 thread was up to 3x faster than 2 here (idle threads spin for a core).
+        other jobs one thread is often faster than several (idle threads spin for a core).
     random_state : int or None
         Accepted for a uniform interface; lbfgs is deterministic.
 

@@ -1,8 +1,8 @@
 """Multi-layer perceptron classifier trained with PyTorch (CPU or GPU), predicting with numpy.
 
-Chosen over ``sklearn.neural_network.MLPClassifier`` because, on 86,000 x 1024 rows on this
-machine's 2 cores, the same 1024-512-128-10 network trained ~2x faster in torch (fp32; more with
-bf16 autocast on AMX) and torch brings BatchNorm, weight decay and a GPU when one is present.
+Chosen over ``sklearn.neural_network.MLPClassifier`` because the same network trains faster in
+torch on CPU (bf16 autocast where the hardware has it; figures: docs/benchmarks.md) and torch
+brings BatchNorm, weight decay and a GPU when one is present.
 Without torch, :meth:`TorchMLPClassifier.fit` raises ImportError naming the fix; fitted models
 still load and predict without torch.
 

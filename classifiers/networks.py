@@ -216,18 +216,6 @@ def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, w
     return history
 
 
-def network_outputs(module, X, *, device="cpu", batch_rows=8192):
-    """Return ``module(X)`` in eval mode without gradients, as a float32 ndarray."""
-    torch = import_torch("network_outputs")
-    device = resolve_device(device)
-    module.to(device).eval()
-    X_t = torch.from_numpy(np.ascontiguousarray(X, np.float32))
-    with torch.no_grad():
-        parts = [module(X_t[s:s + batch_rows].to(device)).float().cpu().numpy()
-                 for s in range(0, len(X_t), batch_rows)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
 class torch_threads:
     """Context manager: ``torch.set_num_threads(n)`` inside, previous value restored (None: no-op)."""
 

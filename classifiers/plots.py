@@ -20,6 +20,11 @@ def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix"):
     matrix : array-like, shape (n_classes, n_classes), counts; rows = true class
     classes : sequence of str
     path : str or path-like
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written (its first axes holds the shares as an image).
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -41,6 +46,7 @@ def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix"):
                           fontsize=7, color="white" if share[row, col] > 0.5 else "black")
     figure.tight_layout()
     figure.savefig(path, format="png")
+    return figure
 
 
 def plot_classwise(per_class, path, *, title="Class-wise accuracy"):
@@ -51,6 +57,11 @@ def plot_classwise(per_class, path, *, title="Class-wise accuracy"):
     per_class : dict ``{series name: {class: accuracy or None}}``, e.g.
         ``{"1 s segments": {...}, "10 s clips": {...}}``
     path : str or path-like
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure written (one bar container per series, in order).
     """
     series = list(per_class)
     classes = list(per_class[series[0]])
@@ -70,3 +81,4 @@ def plot_classwise(per_class, path, *, title="Class-wise accuracy"):
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, format="png")
+    return figure

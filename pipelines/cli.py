@@ -34,7 +34,8 @@ COMMANDS = (
     ("demo", "pipelines.demo", "the whole product on a synthetic corpus, in one command"),
 )
 
-EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Exit statuses of bad usage and of an interrupted command (see the module docstring).
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 def build_parser():

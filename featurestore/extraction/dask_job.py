@@ -18,7 +18,7 @@ clip in scope failed).
 
 Decoding runs inside the task on CPU workers (the Dask worker processes are the parallelism);
 on CUDA workers started with ``distributed.worker.daemon: false``, the task starts ``--workers``
-decoding processes of its own (README, "Scale-out on Dask distributed"). The dataset root, the
+decoding processes of its own (docs/scale-out.md). The dataset root, the
 store and the weights must be reachable from every worker under the same path or URL.
 """
 

@@ -13,7 +13,8 @@ keeps the small raw frames of the clip, because openl3 divides that batch by its
 
 Every input is a :class:`FeatureInput`: ``items`` (sliceable along axis 0; the model consumes
 batches of items from many clips), ``item_rows`` (rows each item yields) and the ``timestamps``
-of those rows on the clip clock (CONTRACTS "One clock").
+of those rows on the clip clock (seconds from the clip's first presentation time, see
+:mod:`featurestore.media.decode`).
 """
 
 import time

@@ -6,7 +6,7 @@ NaN/inf samples, media shorter than needed). What can be handled correctly is ha
 sample rate and channel count (resampling and mixdown are the consumer's job), odd lengths
 (480,001 samples), one-second clips, odd frame sizes, variable frame rates, non-zero start times.
 
-The clock (see CONTRACTS "One clock"): time 0 of a file is the first presentation time of its
+The clock (shared by every feature of a store): time 0 of a file is the first presentation time of its
 stream (the stream's ``start_time``), so a video whose first frame has pts 0.2 s starts at 0.
 Video frames are sampled at ``t_j = (j + 0.5) / fps`` for ``t_j < duration``; sample j takes the
 frame on screen at ``t_j``: the last frame with presentation time ``<= t_j`` (the first frame for

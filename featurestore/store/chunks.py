@@ -1,6 +1,6 @@
 """Chunk-level reading: decode each needed row-chunk once, in threads, straight into the output.
 
-zarr's own read path costs about 3x np.load even for uncompressed data on this kind of machine,
+zarr's own read path costs several times np.load even for uncompressed data (docs/benchmarks.md),
 so for the arrays of a local store whose codec chain is one this module knows (bytes, optional
 blosc, crc32c) chunks are read from their files, checksummed and decompressed here, several at a
 time. Any other store or codec chain goes through zarr (still one decode per chunk, in threads).

@@ -10,7 +10,7 @@
 >>> train = store.segments(["openl3_audio"], selection=store.select(fold="train"))
 >>> train.X(), train.y, train.groups
 
-The on-disk layout is described in :mod:`featurestore.store.layout` and in the README; a reader
+The on-disk layout is described in :mod:`featurestore.store.layout` and docs/store-format.md; a reader
 needs only zarr (or xarray).
 """
 

@@ -54,14 +54,13 @@ STORAGE_DTYPES = ("float32", "float16")
 POOLINGS = ("mean", "max", "meanstd", "center", "none")
 
 INDEX_ARRAYS = ("offset", "count", "status", "reason")
-ROW_ARRAYS = ("values", "timestamps")
 
 
 def compressors(compression, itemsize):
     """Bytes-to-bytes codecs for numeric arrays: blosc (byte shuffle) then a crc32c checksum.
 
-    ``zstd`` uses level 1 with 256 KiB blosc blocks (higher levels gain ~1% on embeddings and
-    encode ~10x slower); ``lz4`` is faster and compresses dense float32 embeddings barely at all.
+    ``zstd`` uses level 1 with 256 KiB blosc blocks (higher levels gain little on embeddings and
+    encode much slower); ``lz4`` is faster and compresses dense float32 embeddings barely at all.
     """
     if compression == "none":
         return [Crc32cCodec()]
