@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo bench docs clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ demo: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache
