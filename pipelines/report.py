@@ -83,7 +83,7 @@ def build_report(run_dirs, *, fold, out_path, title):
     if random_weights_used([record for _, _, record, _ in loaded]):
         lines += ["> **Features made with RANDOM OpenL3 weights.** These numbers check the "
                   "pipeline; they say nothing about OpenL3. Install the official weights "
-                  "(README, 'Run it on the real data') and extract again.", ""]
+                  "(docs: Run it on the real data, in the README) and extract again.", ""]
     lines += [f"## Systems on fold `{fold}` ({best['n_clips']} clips, {best['n_segments']} "
               "one-second segments)", "",
               "DCASE 2021 Task 1B metrics: log loss and accuracy averaged over classes; clip "

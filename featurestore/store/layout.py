@@ -48,7 +48,7 @@ SEGMENT_EPS = 1e-6
 COMPRESSIONS = ("zstd", "lz4", "none")
 #: lz4+shuffle by default: the store is read many times on a laptop, and lz4 decodes ~3x faster
 #: than zstd (the only codec here that reaches half of np.load's speed on a full read); zstd+shuffle
-#: is the option for the smallest archives to ship (measured trade-off: README, `make bench`).
+#: is the option for the smallest archives to ship (measured trade-off: docs/benchmarks.md, `make bench`).
 DEFAULT_COMPRESSION = "lz4"
 STORAGE_DTYPES = ("float32", "float16")
 POOLINGS = ("mean", "max", "meanstd", "center", "none")

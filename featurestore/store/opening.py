@@ -89,7 +89,7 @@ def create_store_group(target, options, label, *, mode, block_clips):
         "format": FORMAT, "format_version": FORMAT_VERSION, "block_clips": int(block_clips),
         "n_clips": 0, "created": utc_now(), "avscene_version": __version__,
         "package_versions": package_versions(),
-        "layout": "see README: clips/<column> (clip,); features/<name>/{values (row, dim), "
+        "layout": "see docs/store-format.md: clips/<column> (clip,); features/<name>/{values (row, dim), "
                   "timestamps (row,), offset|count|status|reason (clip,)}",
     }
     return group

@@ -1,5 +1,5 @@
 """Parity with openl3 0.4.2 on TensorFlow: every output in the shared reference folder, within
-the tolerances of its README (section 8), also for weight files with other layer numbering."""
+the tolerances stated with the reference outputs, also for weight files with other layer numbering."""
 
 import numpy as np
 import pytest
@@ -75,7 +75,7 @@ def test_mixdown_resampling_and_spectrogram_44k1_stereo():
     np.testing.assert_allclose(timestamps, ref["timestamps"], rtol=1e-12, atol=0)
     spec = openl3.spectrogram(windows)[:, 0]
     expected = ref["spectrogram"][..., 0]
-    loud = expected > -50                  # below that sits float32 FFT noise (README, sect. 8)
+    loud = expected > -50                  # below that sits float32 FFT noise (as stated with the reference outputs)
     assert np.abs(spec - expected)[loud].max() <= 2e-3
 
 
@@ -115,7 +115,7 @@ def check_stereo_embeddings(keep):
         assert len(windows) == len(expected)
         np.testing.assert_allclose(ts, ref[f"timestamps{suffix}"], rtol=1e-12, atol=0)
         diff = np.abs(emb - expected[pick])
-        # README: atol 0.25 or 2 % of max|embedding| (top mel bands hold FFT noise); mean ~8e-3
+        # reference outputs: atol 0.25 or 2 % of max|embedding| (top mel bands hold FFT noise); mean ~8e-3
         assert diff.max() <= min(0.25, 0.02 * np.abs(expected).max())
         assert diff.mean() <= 0.02
 
