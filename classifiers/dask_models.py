@@ -201,15 +201,9 @@ class DaskLogisticClassifier(_DaskEstimator):
         return self
 
     def _local_model(self):
-        """The equivalent fitted :class:`LogisticClassifier` (its sklearn model filled in)."""
-        from sklearn.linear_model import LogisticRegression
-
+        """The equivalent fitted :class:`LogisticClassifier`."""
         local = LogisticClassifier(**self.get_params())
-        model = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
-        model.classes_ = np.arange(len(self.classes_))
-        model.coef_, model.intercept_ = self.coef_, self.intercept_
-        model.n_features_in_, model.n_iter_ = self.n_features_in_, np.array([self.n_iter_])
-        local.classes_, local.scaler_, local.model_ = self.classes_, self.scaler_, model
+        local.classes_, local.scaler_ = self.classes_, self.scaler_
         local.coef_, local.intercept_ = self.coef_, self.intercept_
         local.n_iter_, local.converged_ = self.n_iter_, self.converged_
         local.n_features_in_ = self.n_features_in_

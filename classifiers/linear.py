@@ -52,7 +52,6 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
     coef_ : ndarray, shape (n_classes, dim) (one row for two classes), standardised space
     intercept_ : ndarray
     scaler_ : ZScore or None
-    model_ : the fitted ``sklearn.linear_model.LogisticRegression``
     n_iter_ : int
     converged_ : bool
     """
@@ -80,7 +79,6 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
         for w in caught:
             if not issubclass(w.category, ConvergenceWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        self.model_ = model
         self.coef_, self.intercept_ = model.coef_, model.intercept_
         self.n_iter_ = int(np.max(model.n_iter_))
         self.n_features_in_ = X.shape[1]
@@ -92,10 +90,10 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
         Computed in float64 from the logits, so rows sum to 1 to float64 precision even for
         float32 features.
         """
-        logits = self.model_.decision_function(maybe_standardize(X, self.scaler_))
-        logits = np.asarray(logits, dtype=np.float64)
-        if logits.ndim == 1:  # two classes: one logit for the second class
-            logits = np.stack([np.zeros_like(logits), logits], axis=1)
+        X = maybe_standardize(X, self.scaler_)
+        logits = np.asarray(X @ self.coef_.T + self.intercept_, dtype=np.float64)
+        if logits.shape[1] == 1:  # two classes: one logit for the second class
+            logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
         return softmax(logits)
 
     def predict(self, X):

@@ -66,6 +66,10 @@ class TorchMissingError(AvsceneError, ImportError):
     """A torch network was asked for but PyTorch is not installed."""
 
 
+class ModelFormatError(AvsceneError, ValueError):
+    """A saved model does not describe an estimator avscene writes (unknown class, missing array)."""
+
+
 class RunNotFoundError(AvsceneError, FileNotFoundError):
     """The run directory or its files do not exist."""
 

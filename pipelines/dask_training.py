@@ -10,8 +10,8 @@ validation segments' probabilities, computed blockwise.
 
 The run directory is the in-memory path's (:mod:`pipelines.training`, :mod:`pipelines.runs`): the
 fitted in-memory estimator (``LogisticClassifier`` / ``LightGBMClassifier``, wrapped in
-``TemperatureScaledClassifier`` as usual) in ``model.joblib``, and the same ``run.json`` plus a
-``dask`` entry; ``avscene evaluate`` and ``predict`` use it unchanged, without Dask.
+``TemperatureScaledClassifier`` as usual) in ``model.json``/``model.npz``, and the same
+``run.json`` plus a ``dask`` entry; ``avscene evaluate`` and ``predict`` use it unchanged, without Dask.
 """
 
 import logging

@@ -1,14 +1,19 @@
 """Run directories of ``avscene train``: the model, its JSON record, provenance checks, segments.
 
-A run directory holds:
+A run directory holds data only; nothing in it is unpickled or executed when it is read:
 
-- ``model.joblib``: ``{"estimator", "features", "dims", "pooling", "classes", "format_version"}``;
+- ``model.json``: the model's features, dims, pooling and classes, and the fitted estimator as a
+  tree of class names (from a closed list), parameters and attributes
+  (:mod:`classifiers.persistence`);
+- ``model.npz``: the estimator's arrays (read with ``allow_pickle=False``);
+- ``model-<name>.txt``: LightGBM boosters in LightGBM's own text format, when there are any;
 - ``run.json``: parameters, package versions, the store and the fingerprints of the features the
   model was trained on, training/validation counts and metrics, timings, and a summary of every
   later ``avscene evaluate`` (``evaluations``);
 - ``evaluation-<fold>.json`` and the plots written by ``avscene evaluate``.
 
-Applying a model to a store whose feature definition (extractor parameters, weights, dim, storage
+A run written by an older avscene (a pickled ``model.joblib``) is refused with a one-line error
+asking to retrain it. Applying a model to a store whose feature definition (extractor parameters, weights, dim, storage
 dtype: the store's fingerprint) differs from training raises ProvenanceMismatchError.
 """
 
@@ -20,6 +25,7 @@ import numpy as np
 
 from featurestore.datasets import SCENES
 from featurestore.errors import (
+    AvsceneError,
     ProvenanceMismatchError,
     RunFormatError,
     RunNotFoundError,
@@ -28,9 +34,12 @@ from featurestore.errors import (
 from pipelines.options import jsonable
 
 RUN_FORMAT = "avscene-run"
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2
 RECORD_FILE = "run.json"
-MODEL_FILE = "model.joblib"
+MODEL_FILE = "model.json"
+ARRAYS_FILE = "model.npz"
+#: Written by avscene before run format 2 (a pickle): never read.
+LEGACY_MODEL_FILE = "model.joblib"
 
 
 def check_out(run_dir, *, overwrite):
@@ -121,7 +130,11 @@ def scene_probabilities(bundle, X):
 
     estimator = bundle["estimator"]
     classes = output_classes(estimator.classes_)
-    proba = estimator.predict_proba(X)
+    try:
+        proba = estimator.predict_proba(X)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+        raise RunFormatError(f"the run's model cannot predict on these features "
+                             f"({type(error).__name__}: {error})") from None
     return align_proba(proba, [str(c) for c in estimator.classes_], classes), classes
 
 
@@ -143,15 +156,38 @@ def write_json(path, document):
 
 
 def save_run(run_dir, bundle, record):
-    """Write ``model.joblib`` and ``run.json`` into ``run_dir`` (created if needed)."""
-    import joblib
+    """Write the model files and ``run.json`` into ``run_dir`` (created if needed).
+
+    ``bundle`` is ``{"estimator", "features", "dims", "pooling", "classes"}``; every file goes
+    through a temporary name and a rename, ``run.json`` last.
+    """
+    from classifiers.persistence import dump_estimator
 
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    temporary = run_dir / (MODEL_FILE + ".tmp")
-    joblib.dump(bundle, temporary)
-    os.replace(temporary, run_dir / MODEL_FILE)
+    tree, arrays, texts = dump_estimator(bundle["estimator"])
+    model = {key: value for key, value in bundle.items() if key != "estimator"}
+    model.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, estimator=tree,
+                 texts={name: _text_file(name) for name in texts})
+    for name, text in texts.items():
+        _write_atomically(run_dir / _text_file(name), text.encode())
+    temporary = run_dir / (ARRAYS_FILE + ".tmp")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(temporary, run_dir / ARRAYS_FILE)
+    write_json(run_dir / MODEL_FILE, model)
     write_json(run_dir / RECORD_FILE, record)
+    (run_dir / LEGACY_MODEL_FILE).unlink(missing_ok=True)
+
+
+def _text_file(name):
+    return f"model-{name.replace('.', '-')}.txt"
+
+
+def _write_atomically(path, data):
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def load_record(run_dir):
@@ -159,27 +195,63 @@ def load_record(run_dir):
     path = pathlib.Path(run_dir) / RECORD_FILE
     if not path.is_file():
         raise RunNotFoundError(f"{run_dir} is not a run directory (no {RECORD_FILE})")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunFormatError(f"{path} is not valid JSON: {error}") from error
+    record = _read_json(path)
     if record.get("format") != RUN_FORMAT:
         raise RunFormatError(f"{path} is not an avscene run record")
+    _check_version(record, path)
     return record
 
 
+def _read_json(path):
+    try:
+        document = json.loads(pathlib.Path(path).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFormatError(f"{path} is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(document, dict):
+        raise RunFormatError(f"{path} does not hold a JSON object")
+    return document
+
+
+def _check_version(document, path):
+    version = document.get("format_version")
+    if version != RUN_FORMAT_VERSION:
+        raise RunFormatError(
+            f"{path} was written in run format {version}, this avscene reads format "
+            f"{RUN_FORMAT_VERSION} (older runs kept their model as a pickle): retrain it with "
+            "avscene train")
+
+
 def load_run(run_dir):
-    """Return ``(bundle, record)`` of a run directory."""
-    import joblib
+    """Return ``(bundle, record)`` of a run directory, read from data files only."""
+    from classifiers.persistence import load_estimator
 
     record = load_record(run_dir)
-    path = pathlib.Path(run_dir) / MODEL_FILE
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / MODEL_FILE
     if not path.is_file():
         raise RunNotFoundError(f"{run_dir} has no {MODEL_FILE}")
-    bundle = joblib.load(path)
-    if not isinstance(bundle, dict) or "estimator" not in bundle:
-        raise RunFormatError(f"{path} does not hold an avscene model")
+    model = _read_json(path)
+    _check_version(model, path)
+    arrays = _read_arrays(run_dir / ARRAYS_FILE)
+    try:
+        texts = {name: (run_dir / file).read_text() for name, file in model["texts"].items()
+                 if pathlib.PurePath(file).name == file}
+        bundle = {key: model[key] for key in ("features", "dims", "pooling", "classes")}
+        bundle["estimator"] = load_estimator(model["estimator"], arrays, texts)
+    except (KeyError, OSError, UnicodeDecodeError, AvsceneError) as error:
+        raise RunFormatError(f"{path} does not describe an avscene model ({error})") from None
     return bundle, record
+
+
+def _read_arrays(path):
+    """``{name: ndarray}`` of an npz file, refusing anything that would need unpickling."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise RunNotFoundError(f"{path.parent} has no {path.name}") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise RunFormatError(f"{path} is not a numpy .npz of plain arrays ({error})") from None
 
 
 def apply_threads(n_threads):

@@ -28,8 +28,7 @@ def save_trained(args, fitted, *, models, dims, segments, split, validation, pro
 
     features = list(dims)
     bundle = {"estimator": fitted, "features": features, "dims": dims, "pooling": args.pooling,
-              "classes": [str(c) for c in fitted.classes_],
-              "format_version": runs.RUN_FORMAT_VERSION}
+              "classes": [str(c) for c in fitted.classes_]}
     train_rows = split[0]
     record = {
         "format": runs.RUN_FORMAT, "format_version": runs.RUN_FORMAT_VERSION,
@@ -149,5 +148,6 @@ def format_summary(record, run_dir):
             f"clip log loss {clip['log_loss']:.3f}, accuracy {100 * clip['accuracy']:.1f}%"
             + (f"; temperature {temperature:.2f} (log loss before "
                f"{seg['log_loss_before_temperature']:.3f})" if temperature else ""))
-    lines.append(f"run directory {run_dir}: {runs.MODEL_FILE}, {runs.RECORD_FILE}")
+    lines.append(f"run directory {run_dir}: {runs.MODEL_FILE}, {runs.ARRAYS_FILE}, "
+                 f"{runs.RECORD_FILE}")
     return "\n".join(lines)

@@ -2,11 +2,14 @@
 
 Checked for each: constructor stores hyperparameters only (clone, get_params/set_params,
 nested ``<member>__<param>`` for fusions), fit returns self with ``classes_`` in sorted label order,
-probabilities of the right shape summing to 1, reproducible with a fixed random_state, joblib
-round trip, inside an sklearn Pipeline, and inside GridSearchCV with GroupKFold.
+probabilities of the right shape summing to 1, reproducible with a fixed random_state, a round
+trip through the data format of run directories (JSON + npz without pickle + LightGBM text), a
+joblib round trip (process pools pickle estimators), inside an sklearn Pipeline, and inside
+GridSearchCV with GroupKFold.
 """
 
 import io
+import json
 
 import joblib
 import numpy as np
@@ -21,6 +24,7 @@ from classifiers.boosting import LightGBMClassifier
 from classifiers.calibration import TemperatureScaledClassifier
 from classifiers.fusion import LateFusion
 from classifiers.linear import LogisticClassifier
+from classifiers.persistence import dump_estimator, load_estimator
 from tests.helpers import small_av
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -65,8 +69,19 @@ def data():
     return X, y, groups
 
 
+def through_files(estimator, folder):
+    """The estimator written as JSON + npz + text files and read back (no pickle anywhere)."""
+    tree, arrays, texts = dump_estimator(estimator)
+    (folder / "tree.json").write_text(json.dumps(tree))
+    np.savez(folder / "arrays.npz", **arrays)
+    with np.load(folder / "arrays.npz", allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    return load_estimator(json.loads((folder / "tree.json").read_text()), arrays,
+                          {key: str(text) for key, text in texts.items()})
+
+
 @pytest.mark.parametrize("name, factory, grid", CASES, ids=[c[0] for c in CASES])
-def test_estimator_contract(name, factory, grid, data):
+def test_estimator_contract(name, factory, grid, data, tmp_path):
     X, y, groups = data
     estimator = factory()
     params = estimator.get_params(deep=False)
@@ -85,6 +100,11 @@ def test_estimator_contract(name, factory, grid, data):
 
     again = clone(estimator).fit(X, y, groups=groups)
     np.testing.assert_allclose(again.predict_proba(X), proba, rtol=1e-5, atol=1e-6)
+
+    loaded = through_files(fitted, tmp_path)
+    assert type(loaded) is type(fitted) and list(loaded.classes_) == list(fitted.classes_)
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=1e-12, atol=1e-12)
+    assert loaded.get_params(deep=False).keys() == params.keys()
 
     buffer = io.BytesIO()
     joblib.dump(fitted, buffer)

@@ -79,11 +79,15 @@ def test_without_torch_fitting_raises_one_clear_error_and_fitted_models_still_pr
     import subprocess
     import sys
 
-    import joblib
+    import json
+
+    from classifiers.persistence import dump_estimator
 
     X, y, _, _ = small_av(seed=3)
     model = TorchMLPClassifier(hidden=(8,), max_epochs=1, random_state=0).fit(X, y)
-    joblib.dump((model, X), tmp_path / "model.joblib")
+    tree, arrays, _ = dump_estimator(model)
+    (tmp_path / "model.json").write_text(json.dumps(tree))
+    np.savez(tmp_path / "model.npz", X=X, **arrays)
     code = f"""
 import sys
 class BlockTorch:
@@ -91,10 +95,14 @@ class BlockTorch:
         if name == "torch" or name.startswith("torch."):
             raise ImportError("torch blocked for this test")
 sys.meta_path.insert(0, BlockTorch())
-import joblib, numpy as np
+import json, numpy as np
 from classifiers.mlp import TorchMLPClassifier
+from classifiers.persistence import load_estimator
 from featurestore.errors import AvsceneError
-model, X = joblib.load({str(tmp_path / "model.joblib")!r})
+with np.load({str(tmp_path / "model.npz")!r}, allow_pickle=False) as stored:
+    arrays = {{key: stored[key] for key in stored.files}}
+X = arrays.pop("X")
+model = load_estimator(json.loads(open({str(tmp_path / "model.json")!r}).read()), arrays, {{}})
 assert model.predict_proba(X).shape == (len(X), 4)
 try:
     TorchMLPClassifier().fit(X, model.predict(X))

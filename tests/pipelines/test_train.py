@@ -121,7 +121,8 @@ def evaluate(run_dir, store_path, capsys, fold="evaluate"):
 
 def test_run_directory_record_and_provenance(trained, store_path):
     record = json.loads((trained["early"] / "run.json").read_text())
-    assert (trained["early"] / "model.joblib").is_file()
+    assert {p.name for p in trained["early"].iterdir()} >= {"model.json", "model.npz", "run.json"}
+    assert not (trained["early"] / "model.joblib").exists()
     with FeatureStore.open(store_path, mode="r") as store:
         for name in ("openl3_audio", "openl3_video"):
             assert record["store"]["features"][name]["fingerprint"] == store.feature_fingerprint(name)
@@ -291,3 +292,65 @@ def test_existing_run_needs_overwrite_and_missing_run_is_reported(trained, store
 def test_cli_vocabulary_matches_classifiers():
     from classifiers import systems
     assert train_command.MODELS == systems.MODELS and train_command.FUSIONS == systems.FUSIONS
+
+
+class WritesMarker:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def hostile_copies(run_dir, tmp_path):
+    """Copies of a run with one file each replaced by a pickle that would write a marker."""
+    import pickle
+    import shutil
+
+    marker = tmp_path / "code-ran"
+    payload = pickle.dumps(WritesMarker(marker))
+    copies = {}
+    for name in ("model.json", "model.npz", "run.json"):
+        copy = tmp_path / f"run-{name}"
+        shutil.copytree(run_dir, copy)
+        (copy / name).write_bytes(payload)
+        copies[name] = copy
+    legacy = tmp_path / "run-legacy"                      # an older avscene's run: pickle + v1
+    shutil.copytree(run_dir, legacy)
+    for name in ("model.json", "model.npz"):
+        (legacy / name).unlink()
+    (legacy / "model.joblib").write_bytes(payload)
+    record = json.loads((legacy / "run.json").read_text())
+    (legacy / "run.json").write_text(json.dumps({**record, "format_version": 1}))
+    copies["legacy"] = legacy
+    objects = tmp_path / "run-object-array"              # an npz whose array needs unpickling
+    shutil.copytree(run_dir, objects)
+    arrays = dict(np.load(run_dir / "model.npz"))
+    first = sorted(arrays)[0]
+    arrays[first] = np.array([WritesMarker(marker)], dtype=object)
+    np.savez(objects / "model.npz", **arrays)
+    copies["object-array"] = objects
+    return copies, marker
+
+
+def test_no_file_of_a_run_is_unpickled(trained, store_path, tmp_path, capsys):
+    copies, marker = hostile_copies(trained["audio"], tmp_path)
+    reads_model = ("evaluate", "predict")            # report and compare read run.json only
+    for what, run_dir in copies.items():
+        for argv in (["evaluate", run_dir, store_path, "--bootstrap", "0"],
+                     ["predict", run_dir, store_path, "--out", tmp_path / "out.csv"],
+                     ["report", run_dir, "--out", tmp_path / "report.md"],
+                     ["compare", run_dir]):
+            capsys.readouterr()
+            status = cli.main([str(a) for a in argv])
+            error = capsys.readouterr().err.strip()
+            assert not marker.exists(), (what, argv[0])
+            if argv[0] in reads_model or what in ("run.json", "legacy"):
+                assert status == 2, (what, argv[0], error)
+                assert len(error.splitlines()) == 1 and str(run_dir) in error, (what, error)
+    capsys.readouterr()
+    cli.main(["evaluate", str(copies["legacy"]), str(store_path)])
+    assert "retrain it with avscene train" in capsys.readouterr().err
