@@ -55,6 +55,17 @@ def shared_path(name, *, env=None):
 REFERENCE_DIR = shared_path("openl3-reference", env="AVSCENE_OPENL3_REFERENCE")
 
 
+#: Python source that makes every later ``import torch`` fail (run it first in a subprocess).
+BLOCK_TORCH = """
+import sys
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch blocked for this test")
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
 # -- media files ---------------------------------------------------------------------------
 
 def noise(seconds, *, sr=48000, channels=2, seed=0, amplitude=0.5):

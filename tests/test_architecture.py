@@ -13,19 +13,11 @@ import sys
 
 import pytest
 
+from tests.helpers import BLOCK_TORCH
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("featurestore", "classifiers", "pipelines")
 LINT = pathlib.Path(sys.executable).with_name("lint-imports")
-
-BLOCK_TORCH = """
-import sys
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch blocked for this test")
-sys.meta_path.insert(0, BlockTorch())
-"""
-
 
 def lint(cwd):
     env = {**os.environ, "PYTHONPATH": str(cwd)}

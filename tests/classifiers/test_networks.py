@@ -5,7 +5,7 @@ import pytest
 
 from classifiers import networks, presets
 from classifiers.mlp import TorchMLPClassifier
-from tests.helpers import small_av
+from tests.helpers import BLOCK_TORCH, small_av
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -75,11 +75,10 @@ def test_presets_are_plain_dicts_with_every_model():
 
 
 def test_without_torch_fitting_raises_one_clear_error_and_fitted_models_still_predict(tmp_path):
+    import json
     import pathlib
     import subprocess
     import sys
-
-    import json
 
     from classifiers.persistence import dump_estimator
 
@@ -88,13 +87,7 @@ def test_without_torch_fitting_raises_one_clear_error_and_fitted_models_still_pr
     tree, arrays, _ = dump_estimator(model)
     (tmp_path / "model.json").write_text(json.dumps(tree))
     np.savez(tmp_path / "model.npz", X=X, **arrays)
-    code = f"""
-import sys
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch blocked for this test")
-sys.meta_path.insert(0, BlockTorch())
+    code = BLOCK_TORCH + f"""
 import json, numpy as np
 from classifiers.mlp import TorchMLPClassifier
 from classifiers.persistence import load_estimator

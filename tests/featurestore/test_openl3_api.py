@@ -10,15 +10,7 @@ import torch
 
 from featurestore import openl3
 from featurestore.errors import MediaError
-
-BLOCK_TORCH = """
-import sys
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch blocked for this test")
-sys.meta_path.insert(0, BlockTorch())
-"""
+from tests.helpers import BLOCK_TORCH
 
 
 @pytest.fixture(scope="module")
