@@ -6,7 +6,7 @@ renamed into place once complete, as zarr's ``LocalStore`` does for chunks and m
 (``<key>.<32 hex digits>.partial``). A name ending in ``.partial`` is therefore always the
 leftover of a write that did not finish (a kill, a full disk), never part of a store.
 
-A directory being built beside a target (``.<name>.<purpose>@<host>@<pid>@<hex>.partial``)
+A file or directory being built beside a target (``.<name>.<purpose>@<host>@<pid>@<hex>.partial``)
 names the process building it, so a later run can remove the leftovers of a killed one.
 """
 
@@ -77,19 +77,19 @@ def write_file_atomic(path, data, *, durable=False):
 
 
 def build_path(target, purpose):
-    """A fresh directory name beside ``target`` for building it (``purpose``: a word)."""
+    """A fresh name beside ``target`` for building it (``purpose``: a word)."""
     target = Path(target)
     return target.with_name(f".{target.name}.{purpose}@{socket.gethostname()}@{os.getpid()}@"
                             f"{secrets.token_hex(6)}{TEMP_SUFFIX}")
 
 
 def remove_stale_builds(target, purpose):
-    """Remove the build directories of ``target`` left by processes of this host that are gone.
+    """Remove what builds of ``target`` left, if their processes (of this host) are gone.
 
     Returns
     -------
     list of Path
-        The directories removed.
+        The files and directories removed.
     """
     target = Path(target)
     prefix = f".{target.name}.{purpose}@"
@@ -106,6 +106,9 @@ def remove_stale_builds(target, purpose):
         if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
             continue
         if not process_running(int(parts[1])):
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed

@@ -10,7 +10,7 @@ stored ones). Export is here; import, which checks everything it reads, is
 
 Export writes a temporary file beside the target, flushes it to the disk and renames it into
 place: the target is either the previous file or the complete new one, also after a kill, a
-full disk or a power loss.
+full disk or a power loss. A temporary file left by a killed export is removed by the next one.
 """
 
 import json
@@ -26,7 +26,7 @@ from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
 from featurestore.provenance import utc_now
 from featurestore.store.chunks import ChunkReader, list_keys
-from featurestore.store.files import fsync_directory, temp_path
+from featurestore.store.files import build_path, fsync_directory, remove_stale_builds
 from featurestore.store.layout import FORMAT
 
 META_ATTR = "_zarr"
@@ -61,7 +61,8 @@ def export_hdf5(store, path, *, compression="gzip", overwrite=False):
     path = Path(path)
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} exists already (pass overwrite to replace it)")
-    partial = temp_path(path)
+    remove_stale_builds(path, "export")
+    partial = build_path(path, "export")
     counts = {"groups": 0, "arrays": 0, "chunks": 0}
     try:
         with h5py.File(partial, "w") as h5:

@@ -92,9 +92,11 @@ class LocalLeaseFiles:
                 return False
             except FileNotFoundError:      # a release pruned the folder meanwhile: again
                 continue
-            except OSError as error:       # no hard links on this file system
+            except OSError as error:       # no hard links on this file system, or a full disk
                 if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
                                        errno.EMLINK, errno.EXDEV):
+                    temporary.unlink(missing_ok=True)
+                    self._prune(path.parent)
                     raise
                 return self._create_exclusive(path, data)
             finally:
