@@ -122,6 +122,10 @@ class FeatureStore:
             raise StoreFormatError(f"{label} has store format {meta.get('format_version')}; "
                                    f"this avscene reads up to {FORMAT_VERSION}")
         self._meta = dict(meta)
+        counts = [meta.get(key) for key in ("block_clips", "n_clips")]
+        if not all(type(value) is int for value in counts) or counts[0] < 1 or counts[1] < 0:
+            raise StoreFormatError(f"{label}: block_clips {counts[0]!r} and n_clips "
+                                   f"{counts[1]!r} must be a positive and a non-negative integer")
         self.block_clips = int(meta["block_clips"])
         self._clips = read_clip_table(group, int(meta["n_clips"]))
         self._features = {}

@@ -55,25 +55,13 @@ def fsync_directory(path):
         os.close(descriptor)
 
 
-def write_file_atomic(path, data, *, durable=False):
-    """Write ``data`` (bytes) to ``path`` through a temporary file and a rename.
-
-    ``durable`` also flushes the file and the rename to the disk (survives a power loss).
-    """
-    path = Path(path)
-    temporary = temp_path(path)
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_directory(path.parent)
+def fsync_tree(root):
+    """Flush every file and directory under ``root`` to the disk (before renaming it into
+    place, so that the rename never publishes data the disk does not hold yet)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            fsync_file(os.path.join(folder, name))
+        fsync_directory(folder)
 
 
 def build_path(target, purpose):

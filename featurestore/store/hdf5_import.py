@@ -16,6 +16,8 @@ time. The store is built in a temporary directory beside the target (for fsspec 
 objects: in a local temporary directory), checked with a full verify, and only then renamed
 into place (or, for other stores, copied with the root metadata last): an import that fails or
 is killed leaves no store at the target, and the next import removes what a killed one left.
+Every file of a local import is flushed to the disk before the rename, so a power loss leaves
+either no store or the complete one.
 """
 
 import json
@@ -34,7 +36,8 @@ from zarr.storage import FsspecStore, LocalStore
 from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
 from featurestore.store.chunks import list_keys
 from featurestore.store.feature_store import FeatureStore
-from featurestore.store.files import build_path, fsync_directory, remove_stale_builds
+from featurestore.store.files import build_path, fsync_directory, fsync_tree, \
+    remove_stale_builds
 from featurestore.store.hdf5 import CHUNKS_ATTR, META_ATTR
 from featurestore.store.layout import CODECS, MAX_CHUNK_BYTES
 from featurestore.store.opening import (
@@ -104,11 +107,13 @@ def import_hdf5(path, where, *, overwrite=False, storage_options=None):
 
 
 def _import_local(h5, path, local, label, *, overwrite):
-    for purpose in ("import", "replaced"):
-        remove_stale_builds(local, purpose)
+    remove_stale_builds(local, "import")
+    if overwrite:                         # a store a killed overwrite had moved aside
+        remove_stale_builds(local, "replaced")
     build = build_path(local, "import")
     try:
         counts = _build(h5, path, build)
+        fsync_tree(build)
         _move_into_place(build, local, label, overwrite=overwrite)
     finally:
         shutil.rmtree(build, ignore_errors=True)
