@@ -93,7 +93,7 @@ def remove_stale_builds(target, purpose):
         parts = name[len(prefix):-len(TEMP_SUFFIX)].rsplit("@", 2)
         if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
             continue
-        if not process_running(int(parts[1])):
+        if process_running(int(parts[1])) is False:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

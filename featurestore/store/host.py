@@ -65,9 +65,12 @@ def same_machine(record):
 
 
 def process_running(pid, start=None):
-    """True if process ``pid`` of this machine runs (and, if ``start`` is given, started then)."""
+    """True if process ``pid`` of this machine runs (and, if ``start`` is given, started then);
+    None where this cannot be told (Windows, where signal 0 would end the process)."""
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
+    if os.name == "nt":
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

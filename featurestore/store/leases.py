@@ -245,8 +245,9 @@ def describe(record, age=None):
 
 def holder_state(record, age):
     """``live``, ``dead`` (a process of this machine that is gone) or ``expired``."""
-    if same_machine(record):
-        running = process_running(record.get("pid"), record.get("pid_start"))
+    running = process_running(record.get("pid"), record.get("pid_start")) \
+        if same_machine(record) else None
+    if running is not None:
         return "live" if running else "dead"
     here = identity()
     if record.get("host") == here["host"] and record.get("boot_id") and here["boot_id"] \
