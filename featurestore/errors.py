@@ -42,6 +42,18 @@ class StoreFormatError(StoreError, ValueError):
     """The store's contents are inconsistent or not an avscene store."""
 
 
+class LeaseError(StoreError):
+    """A block of a store is, or was meanwhile, written by another writer."""
+
+
+class BlockLeasedError(LeaseError):
+    """Another live writer holds the lease of the block (its message names the holder)."""
+
+
+class LeaseLostError(LeaseError):
+    """A writer's lease was taken over; it stopped before writing or committing anything more."""
+
+
 class ProvenanceMismatchError(StoreError, ValueError):
     """Features, parameters or weights differ from what the store or model was made with."""
 

@@ -8,8 +8,10 @@ after ``kill -9``); ``--shard I/N`` processes the store blocks ``b`` with ``b % 
 
 Bad input never stops the job: each clip that cannot be decoded is reported once on one line,
 recorded in the store's failure list (``writer.fail``) and skipped; the exit status is then 1.
-Exit statuses: 0 every clip in scope committed; 1 some clips failed (now or in an earlier run);
-2 bad usage (unknown feature, missing weights, store made with other parameters); 130
+A block that another live writer holds (a second run of the same command) is skipped: its clips
+stay pending and are listed under ``leased`` in the summary, not as failures.
+Exit statuses: 0 every clip in scope committed; 1 some clips failed (now or in an earlier run)
+or were left pending in blocks another writer held; 2 bad usage (unknown feature, missing weights, store made with other parameters); 130
 interrupted.
 """
 
@@ -130,4 +132,4 @@ def run(args):
     summary = make_job(args).run()
     if args.json:
         print_json(summary)
-    return 1 if summary["failed_in_scope"] else 0
+    return 1 if summary["failed_in_scope"] or summary.get("leased") else 0

@@ -12,7 +12,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store.hdf5 import import_hdf5
+    from featurestore.store import import_hdf5
 
     summary = import_hdf5(args.input, args.out, overwrite=args.overwrite)
     if args.json:

@@ -221,7 +221,7 @@ class DaskExtraction:
             "clips_in_scope": len(scope), "registered": prepared["registered"],
             "committed_in_scope": int(committed_all.sum()),
             "failed_in_scope": int(failed_any.sum()) + left,
-            "failures": failures, "errors": errors,
+            "failures": failures, "errors": errors, "leased": self.leased,
             "total_seconds": time.perf_counter() - started, "params": prepared["params"],
             "dask": {"scheduler": self.scheduler or "local", "workers": n_workers,
                      "tasks": len(pending), "retries": TASK_RETRIES},
@@ -253,7 +253,7 @@ class DaskExtraction:
         futures = {client.submit(self.task, spec, [index], key=f"avscene-extract-{run}-{index}",
                                  retries=TASK_RETRIES, resources=resources, pure=False): index
                    for index in sorted(pending)}
-        errors, raised = [], []
+        errors, raised, self.leased = [], [], []
         for future in as_completed(futures):
             index = futures[future]
             try:
@@ -270,6 +270,7 @@ class DaskExtraction:
             for part in PARTS:
                 progress.add_time(part, result[f"{part}_seconds"])
             errors += result["errors"]
+            self.leased += result.get("leased", [])
         if raised and len(raised) == len(futures) and isinstance(raised[0], AvsceneError):
             raise raised[0]                # e.g. every worker refuses the store: bad usage
         return errors

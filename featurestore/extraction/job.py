@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from featurestore.errors import ShardSetupError
+from featurestore.errors import LeaseError, ShardSetupError
 from featurestore.extraction.batching import Batcher
 from featurestore.extraction.progress import Progress
 from featurestore.extraction.workers import WorkerPool
@@ -49,13 +49,25 @@ def probe_durations(clips, root, *, threads=8):
 
 
 class Writers:
-    """Open each (feature, block) writer on first use; close it when its last clip is done."""
+    """Open each (feature, block) writer on first use; close it when its last clip is done.
+
+    A block leased by another live writer (or whose lease this job loses) is skipped: its clips
+    stay pending, listed in :attr:`leased`, and are neither written nor counted as failures.
+    """
 
     def __init__(self, store, outstanding):
         self.store, self.outstanding = store, dict(outstanding)
         self._open = {}
         self._stack = contextlib.ExitStack()
         self.seconds = 0.0
+        self.leased = {}                   # (feature, block index) -> one-line reason
+
+    def _skip_block(self, key, error):
+        if key not in self.leased:
+            LOG.warning("%s; its clips are left pending for a rerun", error)
+            self.leased[key] = str(error)
+        if key in self._open:
+            self._open.pop(key)[0].close()
 
     def __enter__(self):
         self._stack.__enter__()
@@ -65,33 +77,56 @@ class Writers:
         return self._stack.__exit__(*exc)
 
     def _writer(self, name, block):
+        """The open writer of (name, block), or None if the block is skipped (leased)."""
         key = (name, block.index)
+        if key in self.leased:
+            return None
         if key not in self._open:
+            try:
+                writer = self.store.block_writer(name, block)
+            except LeaseError as error:
+                self._skip_block(key, error)
+                return None
             stack = contextlib.ExitStack()
-            self._open[key] = (stack, stack.enter_context(self.store.block_writer(name, block)))
+            self._open[key] = (stack, stack.enter_context(writer))
             self._stack.push(stack)
         return self._open[key][1]
 
     def _done(self, name, block):
         key = (name, block.index)
         self.outstanding[key] -= 1
-        if self.outstanding[key] == 0:
+        if self.outstanding[key] == 0 and key in self._open:
             stack, _ = self._open.pop(key)
-            stack.close()
+            try:
+                stack.close()
+            except LeaseError as error:
+                self._skip_block(key, error)
 
     def write(self, name, block, clip_id, values, timestamps):
-        """Store a clip's frames; False when the store refused them (recorded as failed)."""
+        """Store a clip's frames; False when the store refused them (recorded as failed), None
+        when another writer has the block or committed the clip first."""
         started = time.perf_counter()
-        stored = self._writer(name, block).write(clip_id, values, timestamps)
+        stored = self._call(name, block, "write", clip_id, values, timestamps)
         self._done(name, block)
         self.seconds += time.perf_counter() - started
         return stored
 
     def fail(self, name, block, clip_id, reason):
         started = time.perf_counter()
-        self._writer(name, block).fail(clip_id, reason)
+        self._call(name, block, "fail", clip_id, reason)
         self._done(name, block)
         self.seconds += time.perf_counter() - started
+
+    def _call(self, name, block, method, clip_id, *args):
+        writer = self._writer(name, block)
+        if writer is None:
+            return None
+        try:
+            done = getattr(writer, method)(clip_id, *args)
+        except LeaseError as error:
+            self._skip_block((name, block.index), error)
+            return None
+        return None if not done and writer.committed(clip_id) else done
 
     def skip(self, name, block):
         """A clip left pending (unexpected error, not recorded): just count it done."""
@@ -113,6 +148,7 @@ class ExtractJob:
         self.weights, self.device, self.bf16, self.batch = weights, device, bf16, batch
         self.workers, self.shard, self.limit, self.manifest = workers, shard, limit, manifest
         self.progress_mode = progress
+        self.leased = []                   # blocks skipped because another writer held them
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -218,7 +254,7 @@ class ExtractJob:
             "clips_in_scope": len(scope), "registered": added,
             "committed_in_scope": int(committed_all.sum()),
             "failed_in_scope": int(failed_any.sum()) + len(errors),
-            "failures": failures, "errors": errors,
+            "failures": failures, "errors": errors, "leased": self.leased,
             "total_seconds": time.perf_counter() - started,
             "params": {name: runner.params for name, runner in runners.items()},
         })
@@ -268,6 +304,8 @@ class ExtractJob:
             progress.add_time("write", writers.seconds)
         progress.add_time("model", sum(b.model_seconds for b in loop.batchers.values()))
         self._report_refused(store, loop.refused, loop.failures)
+        self.leased = [{"feature": name, "block": index, "reason": reason}
+                       for (name, index), reason in sorted(writers.leased.items())]
         return loop.failures, loop.errors
 
     @staticmethod
@@ -326,7 +364,7 @@ class _Loop:
         while batcher.full() or (final and batcher):
             for clip_id, values, stamps in batcher.step():
                 block = self.blocks[clip_id][1]
-                if not self.writers.write(name, block, clip_id, values, stamps):
+                if self.writers.write(name, block, clip_id, values, stamps) is False:
                     self.refused.append((name, clip_id))
                     self.failed_ids.add(clip_id)
                 self._finished(clip_id)

@@ -1,7 +1,19 @@
-"""``info`` and ``verify`` of a feature store."""
+"""``info``, ``verify`` and ``verify --repair`` of a feature store.
+
+Verify reads what is stored, never what the metadata merely declares: stored chunks are found by
+listing the store, and the index is checked before any row is read. Leases and temporary files
+(names ending in ``.partial``, left by a kill or a full disk) are not part of the store: verify
+ignores them, repair removes the temporary files and the leases of writers that are gone.
+"""
+
+import os
+from pathlib import Path
 
 import numpy as np
+from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
+from featurestore.errors import StoreError
 from featurestore.store.chunks import (
     ChunkReader,
     gather_rows,
@@ -10,6 +22,8 @@ from featurestore.store.chunks import (
     stored_bytes,
 )
 from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR
+from featurestore.store.files import is_temporary
+from featurestore.store.leases import LEASE_DIR, live_leases, remove_stale, stale_leases
 from featurestore.store.layout import (
     COMMITTED,
     FAILED,
@@ -66,7 +80,7 @@ def store_info(store):
     }
     for name in store.features:
         feature = store._feature(name)
-        _, count, status = feature.index()
+        _, count, status = store._index(name)
         rows = int(count[status == COMMITTED].sum())
         on_disk = stored_bytes(zstore, _join(prefix, f"features/{name}"))
         raw = rows * (feature.dim * feature.storage_dtype.itemsize + 8)
@@ -124,13 +138,11 @@ def _check_chunks(group, names, label, stored=None):
     problems = []
     for name in names:
         reader = ChunkReader(group[name])
-        keys = set(list_keys(group.store, _join(group.path, name) + "/c"))
-        indices = [i for i in range(reader.nchunks) if reader.key(i) in keys]
+        indices, outside = _stored_chunks(group.store, _join(group.path, name), reader)
         if stored is not None:
-            stored[name] = set(indices)
-        extra = len(keys) - len(indices)
-        if extra > 0:
-            problems.append(f"{label}/{name}: {extra} stored chunks lie outside the array")
+            stored[name] = indices
+        if outside:
+            problems.append(f"{label}/{name}: {outside} stored chunks lie outside the array")
 
         def decode(index, reader=reader):
             try:
@@ -141,8 +153,25 @@ def _check_chunks(group, names, label, stored=None):
                     message = f"{reader.key(index)}: {message}"
                 problems.append(f"corrupt chunk {message}")
 
-        run_all(decode, indices)
+        run_all(decode, sorted(indices))
     return sorted(problems)
+
+
+def _stored_chunks(store, path, reader):
+    """(set of chunk indices stored, number of other objects) under ``<path>/c/``, from the
+    store's listing; temporary files are left out."""
+    prefix = f"{path}/c/"
+    indices, outside = set(), 0
+    for key in list_keys(store, prefix.rstrip("/")):
+        if is_temporary(key):
+            continue
+        parts = key[len(prefix):].split("/")
+        if len(parts) == len(reader.shape) and all(part.isdigit() for part in parts) and \
+                all(part == "0" for part in parts[1:]) and int(parts[0]) < reader.nchunks:
+            indices.add(int(parts[0]))
+        else:
+            outside += 1
+    return indices, outside
 
 
 def _verify_feature(store, name):
@@ -179,22 +208,42 @@ def _check_rows(feature, offset, count, status, stored, label, ids):
     if not rows.size:
         return []
     chunk_rows = feature.chunk_rows
-    first, last = offset[rows] // chunk_rows, (offset[rows] + count[rows] - 1) // chunk_rows
-    cover = np.zeros(feature.values.shape[0] // chunk_rows + 2, np.int64)
-    np.add.at(cover, first, 1)
-    np.add.at(cover, last + 1, -1)
-    needed = np.flatnonzero(np.cumsum(cover) > 0)
+    runs = _merge_runs(offset[rows] // chunk_rows, (offset[rows] + count[rows] - 1) // chunk_rows)
     problems = []
     for name in ("values", "timestamps"):
         reader = ChunkReader(feature.arrays[name])
-        missing = [index for index in needed if index not in stored[name]]
+        missing, examples = _missing_in_runs(runs, stored[name])
         problems += [f"missing chunk {reader.key(index)} (holds committed rows)"
-                     for index in missing[:5]]
-        if len(missing) > 5:
-            problems.append(f"{label}/{name}: {len(missing) - 5} more chunks missing")
+                     for index in examples]
+        if missing > len(examples):
+            problems.append(f"{label}/{name}: {missing - len(examples)} more chunks missing")
     if problems:
         return problems
     return _check_timestamps(feature, offset[rows], count[rows], ids[rows], label)
+
+
+def _merge_runs(first, last):
+    """Union of the chunk ranges ``[first[i], last[i]]`` as sorted, disjoint (start, stop) runs."""
+    order = np.argsort(first, kind="stable")
+    first, last = first[order], np.maximum.accumulate(last[order])
+    starts = np.flatnonzero(np.concatenate([[True], first[1:] > last[:-1] + 1]))
+    stops = np.append(starts[1:], first.size) - 1
+    return list(zip(first[starts].tolist(), last[stops].tolist()))
+
+
+def _missing_in_runs(runs, stored, limit=5):
+    """(number of chunks of ``runs`` not in ``stored``, the first ``limit`` of them)."""
+    present = np.array(sorted(stored), dtype=np.int64)
+    missing, examples = 0, []
+    for start, stop in runs:
+        inside = present[np.searchsorted(present, start):np.searchsorted(present, stop, "right")]
+        missing += stop - start + 1 - inside.size
+        index, have = start, set(inside.tolist())
+        while len(examples) < limit and index <= stop and index - start <= inside.size + limit:
+            if index not in have:
+                examples.append(index)
+            index += 1
+    return missing, examples
 
 
 def _check_index(store, feature, offset, count, status, starts, stops):
@@ -246,3 +295,44 @@ def _check_timestamps(feature, offset, count, ids, label):
     for clip in np.unique(clip_of_row[1:][backwards])[:5]:
         problems.append(f"{label}: clip {str(ids[clip])!r} has decreasing timestamps")
     return problems
+
+
+# -- temporary files and repair ---------------------------------------------------------------
+
+def temporary_files(store):
+    """Keys of leftover temporary files in the store (names ending in ``.partial``), sorted."""
+    zstore, prefix = store._group.store, store._group.path
+    if isinstance(zstore, LocalStore):
+        root = Path(zstore.root).joinpath(*prefix.split("/")) if prefix else Path(zstore.root)
+        found = [Path(folder, name).relative_to(root).as_posix()
+                 for folder, _, names in os.walk(root) for name in names if is_temporary(name)]
+    else:
+        found = [key[len(prefix) + 1:] if prefix else key
+                 for key in list_keys(zstore, prefix) if is_temporary(key)]
+    return sorted(found)
+
+
+def repair_store(store):
+    """Remove leftover temporary files and the leases of writers that are gone.
+
+    Refused while a live writer holds a lease (its temporary files may be in flight).
+
+    Returns
+    -------
+    list of str
+        One line per file removed.
+    """
+    live = live_leases(store._leases)
+    if live:
+        key, holder = live[0]
+        raise StoreError(f"{store.label}: {LEASE_DIR}/{key} is held by {holder}; a writer is "
+                         f"running, repair when it has finished")
+    zstore, prefix = store._group.store, store._group.path
+    removed = []
+    for key in temporary_files(store):
+        sync(zstore.delete(_join(prefix, key)))
+        removed.append(f"removed temporary file {key}")
+    for key, holder in stale_leases(store._leases):
+        if remove_stale(store._leases, key):
+            removed.append(f"removed the lease {LEASE_DIR}/{key} of {holder} (no longer running)")
+    return removed

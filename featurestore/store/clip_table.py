@@ -6,7 +6,7 @@ import numpy as np
 
 from featurestore.datasets import Clip
 from featurestore.errors import StoreFormatError
-from featurestore.store.layout import CLIP_CHUNK, string_compressors
+from featurestore.store.layout import CLIP_CHUNK, check_array, string_compressors
 
 #: Column name -> kind. Strings are "" when unknown, sizes -1 when unknown.
 CLIP_COLUMNS = {
@@ -156,9 +156,11 @@ def read_clip_table(group, n_clips):
     clips = group["clips"]
     columns = {}
     for name, kind in CLIP_COLUMNS.items():
-        values = np.asarray(clips[name][:n_clips])
-        if len(values) != n_clips:
-            raise StoreFormatError(f"clips/{name} has {len(values)} rows, the store has {n_clips}")
+        array = check_array(clips[name], f"clips/{name}")
+        if array.ndim != 1 or array.shape[0] < n_clips:
+            raise StoreFormatError(f"clips/{name} has shape {array.shape}, the store has "
+                                   f"{n_clips} clips")
+        values = np.asarray(array[:n_clips])
         columns[name] = as_unicode(values) if kind == "str" else values
     return ClipTable(columns)
 

@@ -24,7 +24,7 @@ from featurestore.errors import StoreFormatError
 from featurestore.store.feature import Feature
 from featurestore.store.feature_store import FeatureStore
 from featurestore.store.layout import COMMITTED, n_segments
-from featurestore.store.opening import resolve_location
+from featurestore.store.opening import resolve_location, zarr_options
 from featurestore.store.segments import SegmentTable, pool_rows, segment_keys
 
 #: Poolings with one row per segment (``none`` gives 3-D arrays: in-memory reads only).
@@ -103,9 +103,8 @@ def open_views(where, names, *, storage_options=None):
     import zarr
 
     store = FeatureStore.open(where, mode="r", storage_options=storage_options)
-    target, _ = resolve_location(where)
-    options = {"storage_options": storage_options} if storage_options else {}
-    group = zarr.open_group(target, mode="r", **options)
+    target, label = resolve_location(where)
+    group = zarr.open_group(target, mode="r", **zarr_options(target, storage_options, label))
     missing = [name for name in names if name not in store.features]
     if missing:
         raise StoreFormatError(f"{store.label} has no feature {missing[0]!r} "
@@ -113,9 +112,9 @@ def open_views(where, names, *, storage_options=None):
     views = {}
     for name in names:
         feature = Feature(group["features"][name], block_clips=store.block_clips)
+        offset, count, status = feature.checked_index(store.clips)
         starts, stops = feature.regions(store.clips.duration)
         sizes = tuple(int(size) for size in stops - starts) or (0,)
-        offset, count, status = feature.index()
         views[name] = _Feature(
             name=name, dim=feature.dim,
             values=da.from_zarr(feature.values, chunks=(sizes, (feature.dim,))),

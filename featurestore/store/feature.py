@@ -7,9 +7,12 @@ from featurestore.errors import StoreFormatError
 from featurestore.provenance import package_versions, utc_now
 from featurestore.store.chunks import ChunkReader, gather_rows
 from featurestore.store.layout import (
+    COMMITTED,
     INDEX_ARRAYS,
     ROW_MARGIN,
     block_regions,
+    check_array,
+    check_durations,
     chunk_rows_for,
     compressors,
     fingerprint,
@@ -79,13 +82,31 @@ class Feature:
         self.margin = int(self.attrs["row_margin"])
         self.block_clips = block_clips
         try:
-            self.arrays = {name: group[name] for name in ("values", "timestamps") + INDEX_ARRAYS}
+            self.arrays = {name: check_array(group[name], f"features/{self.name}/{name}")
+                           for name in ("values", "timestamps") + INDEX_ARRAYS}
         except KeyError as error:
             raise StoreFormatError(f"feature {self.name!r} lacks array {error}") from None
+        self._check_shapes()
         for name in ("values", "timestamps"):   # every chunk holding rows is stored, even all-0
             self.arrays[name] = self.arrays[name].with_config({"write_empty_chunks": True})
         for key, value in self.arrays.items():
             setattr(self, key, value)
+
+    def _check_shapes(self):
+        """The row arrays are 2-D / 1-D with the attributes' dim and chunk rows; the index 1-D
+        with integer entries (or strings, for ``reason``)."""
+        label = f"features/{self.name}"
+        values, timestamps = self.arrays["values"], self.arrays["timestamps"]
+        if values.ndim != 2 or values.shape[1] != self.dim or timestamps.ndim != 1 or \
+                values.chunks[0] != self.chunk_rows or timestamps.chunks[0] != self.chunk_rows:
+            raise StoreFormatError(f"{label}: values {values.shape} chunks {values.chunks} and "
+                                   f"timestamps {timestamps.shape} disagree with dim {self.dim} "
+                                   f"and chunk_rows {self.chunk_rows}")
+        for name in ("offset", "count", "status"):
+            array = self.arrays[name]
+            if array.ndim != 1 or np.dtype(array.dtype).kind not in "iu":
+                raise StoreFormatError(f"{label}/{name}: shape {array.shape} dtype {array.dtype}; "
+                                       f"the index needs 1-D integer arrays")
 
     def definition(self):
         """The stored definition (dim, frame_rate, storage_dtype, params)."""
@@ -115,8 +136,14 @@ class Feature:
             self.values.resize((total, self.dim))
             self.timestamps.resize((total,))
 
-    def index(self, positions=None):
-        """offset, count, status of all clips (or of ``positions``), read chunk by chunk.
+    def index(self, positions=None, *, n_clips=None):
+        """offset, count, status of all clips (or of ``positions``), read chunk by chunk, as
+        stored (:meth:`checked_index` is the one for reading rows).
+
+        Parameters
+        ----------
+        n_clips : int, optional
+            Read the first ``n_clips`` entries (default: all of them).
 
         Returns
         -------
@@ -124,16 +151,68 @@ class Feature:
         count : ndarray, shape (n,), int64
         status : ndarray, shape (n,), int8
         """
-        n_clips = self.status.shape[0]
+        if n_clips is None:
+            n_clips = self.status.shape[0]
         columns = []
         for name in ("offset", "count", "status"):
             reader = ChunkReader(self.arrays[name])
             columns.append(gather_rows(reader, [0], [n_clips]))
         offset, count, status = columns
-        count = count.astype(np.int64)
+        offset, count = offset.astype(np.int64), count.astype(np.int64)
         if positions is not None:
             offset, count, status = offset[positions], count[positions], status[positions]
         return offset, count, status
+
+    def checked_index(self, clips, positions=None):
+        """:meth:`index` of the store's clips, after checking every committed entry.
+
+        Every committed clip's rows must lie inside its block's region and within its
+        reservation (so no read can ask for more rows than the array holds), which is checked
+        before anything is read from ``values``.
+
+        Parameters
+        ----------
+        clips : ClipTable
+            The store's clip table (its durations give the block regions).
+        positions : ndarray of int, optional
+
+        Raises
+        ------
+        StoreFormatError
+            Naming the feature and the first clip whose entry is impossible.
+        """
+        n_clips = len(clips)
+        label = f"features/{self.name}"
+        for name in ("offset", "count", "status"):
+            if self.arrays[name].shape[0] < n_clips:
+                raise StoreFormatError(f"{label}/{name} has {self.arrays[name].shape[0]} "
+                                       f"entries for {n_clips} clips")
+        durations = check_durations(clips.duration, clips.clip_id)
+        starts, stops = self.regions(durations)
+        total = int(stops[-1]) if stops.size else 0
+        if self.values.shape[0] < total or self.timestamps.shape[0] < total:
+            raise StoreFormatError(f"{label}: values hold {self.values.shape[0]} rows, the block "
+                                   f"layout of {n_clips} clips needs {total}")
+        offset, count, status = self.index(n_clips=n_clips)
+        block = np.arange(n_clips) // self.block_clips
+        self.check_committed(offset, count, status, low=starts[block], high=stops[block],
+                             reserved=self.reserved(durations), clip_ids=clips.clip_id)
+        if positions is not None:
+            offset, count, status = offset[positions], count[positions], status[positions]
+        return offset, count, status
+
+    def check_committed(self, offset, count, status, *, low, high, reserved, clip_ids):
+        """Refuse committed entries whose rows ``[offset, offset + count)`` leave the region
+        ``[low, high)`` of their block or exceed their ``reserved`` rows (all shape (n,))."""
+        bad = (status == COMMITTED) & ((count < 0) | (count > reserved) | (offset < low)
+                                       | (offset > high - count))
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise StoreFormatError(
+                f"features/{self.name}: clip {str(clip_ids[i])!r} is committed with {count[i]} "
+                f"rows from row {offset[i]}, outside its block's rows [{low[i]}, {high[i]}) or "
+                f"its {reserved[i]} reserved rows: the index is corrupt ({int(bad.sum())} "
+                f"such clips; avscene verify lists them)")
 
     def rows(self, offset, count):
         """Rows ``[offset[i], offset[i] + count[i])`` for every i, concatenated.

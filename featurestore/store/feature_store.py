@@ -14,6 +14,7 @@ The on-disk layout is described in :mod:`featurestore.store.layout` and docs/sto
 needs only zarr (or xarray).
 """
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -37,6 +38,7 @@ from featurestore.store.clip_table import (
     write_clip_rows,
 )
 from featurestore.store.feature import Feature, create_feature_group
+from featurestore.store.leases import STORE_KEY, acquire, block_key, lease_files
 from featurestore.store.layout import (
     COMMITTED,
     COMPRESSIONS,
@@ -61,9 +63,13 @@ from featurestore.store.opening import (
     create_store_group,
     group_exists,
     resolve_location,
+    zarr_options,
 )
 from featurestore.store.segments import Segments, join_keys, pool_feature
 from featurestore.store.writer import BlockWriter
+
+#: How long adding clips or declaring a feature waits for another process doing the same.
+SETUP_WAIT_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,10 @@ class FeatureStore:
     """Frame-level features of clips, with their clip table, index and provenance.
 
     Create or open one with :meth:`open`. Writers of different blocks may run at once in
-    different processes (each opens the store with mode ``r+``); adding clips or features must
-    not run concurrently with writers.
+    different processes (each opens the store with mode ``r+``); a second writer of the same
+    block is refused (:class:`~featurestore.errors.BlockLeasedError`). Adding clips, declaring
+    features and setting attributes take turns between processes; they must not run while
+    writers of the last block run.
     """
 
     def __init__(self, group, *, label, mode, owned_store=None):
@@ -114,9 +122,14 @@ class FeatureStore:
             raise StoreFormatError(f"{label} has store format {meta.get('format_version')}; "
                                    f"this avscene reads up to {FORMAT_VERSION}")
         self._meta = dict(meta)
+        counts = [meta.get(key) for key in ("block_clips", "n_clips")]
+        if not all(type(value) is int for value in counts) or counts[0] < 1 or counts[1] < 0:
+            raise StoreFormatError(f"{label}: block_clips {counts[0]!r} and n_clips "
+                                   f"{counts[1]!r} must be a positive and a non-negative integer")
         self.block_clips = int(meta["block_clips"])
         self._clips = read_clip_table(group, int(meta["n_clips"]))
         self._features = {}
+        self._leases = lease_files(group)
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -126,8 +139,8 @@ class FeatureStore:
         Parameters
         ----------
         where : str, os.PathLike or zarr Store
-            A local directory, an fsspec URL (``memory://x``, ``s3://bucket/x``) or a zarr
-            store object (e.g. ``zarr.storage.MemoryStore()``).
+            A local directory (also as a ``file://`` URL), an fsspec URL (``memory://x``,
+            ``s3://bucket/x``) or a zarr store object (e.g. ``zarr.storage.MemoryStore()``).
         mode : {"r", "r+", "a", "w", "w-"}
             zarr's meaning: read only; read/write, must exist; read/write, create if needed;
             create, replacing anything there; create, failing if something is there.
@@ -148,7 +161,7 @@ class FeatureStore:
         if mode not in MODES:
             raise StoreFormatError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         target, label = resolve_location(where)
-        options = {"storage_options": storage_options} if storage_options else {}
+        options = zarr_options(target, storage_options, label)
         exists = group_exists(target, options, label)
         if mode in ("r", "r+") and not exists:
             raise StoreNotFoundError(f"no feature store at {label}")
@@ -188,6 +201,24 @@ class FeatureStore:
         if self.read_only:
             raise StoreError(f"{self.label} is open read-only (mode 'r')")
 
+    @contextlib.contextmanager
+    def _setup(self):
+        """Hold the store's setup lease (one process at a time appends clips, declares features
+        or sets attributes) and re-read what another process may have changed meanwhile."""
+        what = f"setup of {self.label} (adding clips, declaring features, setting attributes)"
+        with acquire(self._leases, STORE_KEY, what, wait=SETUP_WAIT_SECONDS):
+            self._refresh()
+            yield
+
+    def _refresh(self):
+        """Re-read the root attributes and, if another process appended clips, the clip table."""
+        group = zarr.open_group(self._group.store, path=self._group.path, mode="r+")
+        meta = dict(group.attrs["avscene"])
+        if int(meta["n_clips"]) != len(self._clips):
+            self._clips = read_clip_table(group, int(meta["n_clips"]))
+            self._features = {}
+        self._group, self._meta = group, meta
+
     # -- clips ------------------------------------------------------------------------------
     @property
     def clips(self):
@@ -221,7 +252,12 @@ class FeatureStore:
             A clip has no duration or conflicts with the stored clip of the same id.
         """
         self._require_writable()
-        new = merge_new_clips(self._clips, encode_clips(clips, sources))
+        encoded = encode_clips(clips, sources)
+        with self._setup():
+            return self._append_clips(encoded)
+
+    def _append_clips(self, encoded):
+        new = merge_new_clips(self._clips, encoded)
         added = len(new["clip_id"])
         if not added:
             return 0
@@ -330,17 +366,25 @@ class FeatureStore:
                                    f"positive (got {dim!r}, {frame_rate!r}, {chunk_mib!r})")
         wanted = definition(dim=dim, frame_rate=frame_rate, storage_dtype=storage_dtype,
                             params=normalise_params(params, name=name))
-        if name in self.features:
-            differences = definition_diff(self._feature(name).definition(), wanted)
-            if differences:
-                raise ProvenanceMismatchError(
-                    f"feature {name!r} in {self.label} was made with a different definition: "
-                    f"{describe_diff(differences)}; use a new feature name or a new store")
-            return
-        self._require_writable()
-        self._features[name] = create_feature_group(
-            self._group["features"], name, wanted, compression=compression, chunk_mib=chunk_mib,
-            block_clips=self.block_clips, n_clips=len(self._clips), durations=self._clips.duration)
+        if self.read_only:
+            return self._same_definition(name, wanted)
+        with self._setup():              # another process may be declaring it right now
+            if name in self.features:
+                return self._same_definition(name, wanted)
+            self._features[name] = create_feature_group(
+                self._group["features"], name, wanted, compression=compression,
+                chunk_mib=chunk_mib, block_clips=self.block_clips, n_clips=len(self._clips),
+                durations=self._clips.duration)
+
+    def _same_definition(self, name, wanted):
+        """Refuse a redeclaration of ``name`` with another definition (or an unknown name)."""
+        if name not in self.features:
+            self._require_writable()
+        differences = definition_diff(self._feature(name).definition(), wanted)
+        if differences:
+            raise ProvenanceMismatchError(
+                f"feature {name!r} in {self.label} was made with a different definition: "
+                f"{describe_diff(differences)}; use a new feature name or a new store")
 
     def feature_params(self, name):
         """The extractor parameters a feature was made with (a copy)."""
@@ -358,19 +402,39 @@ class FeatureStore:
     def block_writer(self, name, block, *, commit_seconds=1.0):
         """A :class:`~featurestore.store.writer.BlockWriter` for ``block`` (Block or index).
 
+        The writer holds the block's lease until it closes; the lease of a writer that died
+        (this machine) or stopped renewing it (another machine, see
+        :data:`~featurestore.store.leases.LEASE_EXPIRY_SECONDS`) is taken over.
+
         Parameters
         ----------
         commit_seconds : float
             Least time between two index updates while writing (0: after every chunk flush);
             the index is always updated when the writer closes.
+
+        Raises
+        ------
+        BlockLeasedError
+            Another live writer holds the block (the message names it).
         """
         self._require_writable()
         feature = self._feature(name)
         index = block.index if isinstance(block, Block) else int(block)
         block = self._block(index)
         starts, stops = feature.regions(self._clips.duration)
-        return BlockWriter(feature, block, durations=self._clips.duration,
-                           region=(starts[index], stops[index]), commit_seconds=commit_seconds)
+        lease = acquire(self._leases, block_key(name, index),
+                        f"features/{name} block {index} of {self.label}")
+        try:
+            return BlockWriter(feature, block, durations=self._clips.duration,
+                               region=(starts[index], stops[index]), lease=lease,
+                               commit_seconds=commit_seconds)
+        except BaseException:
+            lease.release()
+            raise
+
+    def _index(self, name, positions=None):
+        """Checked offset, count, status of a feature (see :meth:`Feature.checked_index`)."""
+        return self._feature(name).checked_index(self._clips, positions)
 
     def status(self, name):
         """Per-clip status of a feature: 0 pending, 1 committed, 2 failed.
@@ -379,7 +443,7 @@ class FeatureStore:
         -------
         ndarray of int8, shape (n_clips,)
         """
-        return self._feature(name).index()[2]
+        return self._index(name)[2]
 
     def pending(self, name, *, block=None):
         """Ids of clips neither committed nor failed for ``name`` (optionally in one block)."""
@@ -397,7 +461,7 @@ class FeatureStore:
         found = []
         for feature_name in self.features if name is None else [name]:
             feature = self._feature(feature_name)
-            failed = np.flatnonzero(feature.index()[2] == FAILED)
+            failed = np.flatnonzero(self._index(feature_name)[2] == FAILED)
             if failed.size:
                 reasons = np.asarray(feature.reason[:])
                 found += [(feature_name, str(self._clips.clip_id[p]), str(reasons[p]))
@@ -414,7 +478,7 @@ class FeatureStore:
         timestamps : ndarray, shape (n_frames,), float64
         """
         position = self._clips.positions([clip_id])
-        offset, count, status = self._feature(name).index(position)
+        offset, count, status = self._index(name, position)
         if status[0] != COMMITTED:
             raise StoreError(f"clip {clip_id!r} has no {name} frames in {self.label} "
                              f"({STATUS_NAMES.get(int(status[0]), status[0])})")
@@ -436,7 +500,7 @@ class FeatureStore:
         """
         feature = self._feature(name)
         positions = self._positions(selection)
-        offset, count, status = feature.index(positions)
+        offset, count, status = self._index(name, positions)
         keep = status == COMMITTED
         values, timestamps = feature.rows(offset[keep], count[keep])
         return Frames(values, timestamps, positions[keep], count[keep])
@@ -464,7 +528,8 @@ class FeatureStore:
         positions = self._positions(selection)
         durations = self._clips.duration
         stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
-        pooled = {name: pool_feature(self._feature(name), positions, durations, stride, pooling)
+        pooled = {name: pool_feature(self._feature(name), self._index(name, positions),
+                                     positions, durations, stride, pooling)
                   for name in names}
         keys, where = join_keys({name: pooled[name][0] for name in names})
         clip = keys // stride
@@ -496,9 +561,34 @@ class FeatureStore:
         return store_info(self)
 
     def verify(self):
-        """Re-read every chunk and check the index; return the problems found (one per line)."""
+        """Re-read every chunk and check the index; return the problems found (one per line).
+
+        Leases and leftover temporary files are not problems (see :meth:`repair`).
+        """
         from featurestore.store.checks import verify_store
         return verify_store(self)
+
+    def temporary_files(self):
+        """Keys of leftover temporary files (names ending in ``.partial``), sorted."""
+        from featurestore.store.checks import temporary_files
+        return temporary_files(self)
+
+    def repair(self):
+        """Remove leftover temporary files and the leases of writers that are gone.
+
+        Returns
+        -------
+        list of str
+            One line per file removed.
+
+        Raises
+        ------
+        StoreError
+            The store is open read-only, or a live writer holds a lease.
+        """
+        from featurestore.store.checks import repair_store
+        self._require_writable()
+        return repair_store(self)
 
 
 def _as_list(value):

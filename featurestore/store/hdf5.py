@@ -5,22 +5,28 @@ Every zarr group becomes an HDF5 group and every array a dataset of the same sha
 holding its JSON text; the reserved attribute ``_zarr`` holds the JSON of the zarr metadata
 (chunking, codecs, fill value, dimension names), which import uses to rebuild identical arrays.
 Chunks that zarr never stored are not written either way (``_zarr_stored_chunks`` lists the
-stored ones).
+stored ones). Export is here; import, which checks everything it reads, is
+:mod:`featurestore.store.hdf5_import`.
+
+Export writes a temporary file beside the target, flushes it to the disk and renames it into
+place: the target is either the previous file or the complete new one, also after a kill, a
+full disk or a power loss. A temporary file left by a killed export is removed by the next one.
 """
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
-from zarr.core.metadata.v3 import ArrayV3Metadata
+from zarr.errors import ZarrUserWarning
 
 from featurestore import __version__
-from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
+from featurestore.errors import StoreExistsError, StoreFormatError
 from featurestore.provenance import utc_now
 from featurestore.store.chunks import ChunkReader, list_keys
+from featurestore.store.files import build_path, fsync_directory, remove_stale_builds
 from featurestore.store.layout import FORMAT
 
 META_ATTR = "_zarr"
@@ -55,21 +61,38 @@ def export_hdf5(store, path, *, compression="gzip", overwrite=False):
     path = Path(path)
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} exists already (pass overwrite to replace it)")
-    partial = path.with_name(path.name + ".partial")
+    remove_stale_builds(path, "export")
+    partial = build_path(path, "export")
     counts = {"groups": 0, "arrays": 0, "chunks": 0}
-    with h5py.File(partial, "w") as h5:
-        h5.attrs["avscene_export"] = json.dumps(
-            {"format": FORMAT, "source": store.label, "exported": utc_now(),
-             "avscene_version": __version__})
-        _export_group(store._group, h5, compression, counts)
-    os.replace(partial, path)
+    try:
+        with h5py.File(partial, "w") as h5:
+            h5.attrs["avscene_export"] = json.dumps(
+                {"format": FORMAT, "source": store.label, "exported": utc_now(),
+                 "avscene_version": __version__})
+            _export_group(store._group, h5, compression, counts)
+            h5.flush()
+        with open(partial, "rb+") as handle:      # on the disk before it takes the name
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
     return {**counts, "bytes": path.stat().st_size, "path": str(path)}
+
+
+def _members(group):
+    """Arrays and groups of ``group`` by name; leases and temporary files are not members."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Object at .* is not recognized",
+                                category=ZarrUserWarning)
+        return sorted(group.members(), key=lambda item: item[0])
 
 
 def _export_group(group, h5group, compression, counts):
     counts["groups"] += 1
     _write_attrs(h5group, dict(group.attrs), {"node_type": "group", "zarr_format": 3})
-    for name, member in sorted(group.members(), key=lambda item: item[0]):
+    for name, member in _members(group):
         if isinstance(member, zarr.Group):
             _export_group(member, h5group.create_group(name), compression, counts)
         else:
@@ -123,98 +146,3 @@ def _write_attrs(h5object, attributes, meta):
             raise StoreFormatError(f"attribute name {META_ATTR!r} is reserved for HDF5 export")
         h5object.attrs[key] = json.dumps(value, sort_keys=True)
     h5object.attrs[META_ATTR] = json.dumps(meta, sort_keys=True)
-
-
-def import_hdf5(path, where, *, overwrite=False, storage_options=None):
-    """Rebuild a store from a file written by :func:`export_hdf5`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The HDF5 file.
-    where : str, os.PathLike or zarr Store
-        Where to create the store (see :meth:`FeatureStore.open`).
-    overwrite : bool
-        Replace an existing store (mode ``w``) instead of refusing (mode ``w-``).
-
-    Returns
-    -------
-    dict
-        ``arrays``, ``groups``, ``chunks`` written.
-    """
-    import h5py
-
-    from featurestore.store.feature_store import FeatureStore
-    from featurestore.store.opening import group_exists, resolve_location
-
-    path = Path(path)
-    if not path.is_file():
-        raise StoreNotFoundError(f"{path} does not exist")
-    target, label = resolve_location(where)
-    options = {"storage_options": storage_options} if storage_options else {}
-    if not overwrite and group_exists(target, options, label):
-        raise StoreExistsError(f"{label} exists already (pass overwrite to replace it)")
-    counts = {"groups": 0, "arrays": 0, "chunks": 0}
-    with h5py.File(path, "r") as h5:
-        if META_ATTR not in h5.attrs or "avscene_export" not in h5.attrs:
-            raise StoreFormatError(f"{path} was not written by avscene export")
-        try:
-            root = zarr.open_group(target, mode="w" if overwrite else "w-", **options)
-        except FileExistsError:
-            raise StoreExistsError(f"{label} exists already") from None
-        _import_group(h5, root, counts, path)
-    FeatureStore.open(where, mode="r", storage_options=storage_options).close()   # validates
-    return counts
-
-
-def _read_attrs(h5object, path):
-    try:
-        attributes = {key: json.loads(value) for key, value in h5object.attrs.items()
-                      if key not in (META_ATTR, CHUNKS_ATTR, "avscene_export")}
-        return attributes, json.loads(h5object.attrs[META_ATTR])
-    except (KeyError, TypeError, ValueError) as error:
-        raise StoreFormatError(f"{path}:{h5object.name}: attributes are not avscene JSON "
-                               f"({error})") from None
-
-
-def _import_group(h5group, group, counts, path):
-    import h5py
-
-    counts["groups"] += 1
-    attributes, _ = _read_attrs(h5group, path)
-    if attributes:
-        group.attrs.update(attributes)
-    for name, member in h5group.items():
-        if isinstance(member, h5py.Group):
-            _import_group(member, group.create_group(name), counts, path)
-        else:
-            _import_array(member, group, name, counts, path)
-
-
-def _import_array(dataset, group, name, counts, path):
-    counts["arrays"] += 1
-    attributes, meta = _read_attrs(dataset, path)
-    metadata = ArrayV3Metadata.from_dict({**meta, "attributes": attributes})
-    codecs = list(metadata.codecs)
-    array = group.create_array(
-        name, shape=metadata.shape, chunks=metadata.chunks, dtype=metadata.data_type,
-        fill_value=metadata.fill_value,
-        filters=[c for c in codecs if isinstance(c, ArrayArrayCodec)],
-        serializer=next(c for c in codecs if isinstance(c, ArrayBytesCodec)),
-        compressors=[c for c in codecs if isinstance(c, BytesBytesCodec)],
-        dimension_names=metadata.dimension_names, attributes=attributes,
-        chunk_key_encoding=metadata.chunk_key_encoding,
-    )
-    if array.size == 0:
-        return
-    if meta["data_type"] == "string":
-        array[...] = np.asarray(dataset.asstr()[...], dtype=object)
-        counts["chunks"] += 1
-        return
-    rows = array.chunks[0]
-    array = array.with_config({"write_empty_chunks": True})    # the same chunks as the export
-    for index in json.loads(dataset.attrs.get(CHUNKS_ATTR, "[]")):
-        start = int(index) * rows
-        data = dataset[start:start + rows]
-        array[start:start + data.shape[0]] = data
-        counts["chunks"] += 1

@@ -55,6 +55,12 @@ POOLINGS = ("mean", "max", "meanstd", "center", "none")
 
 INDEX_ARRAYS = ("offset", "count", "status", "reason")
 
+#: The only codecs avscene writes, and the only ones it reads (others are refused at open).
+CODECS = ("bytes", "blosc", "zstd", "crc32c", "vlen-utf8")
+#: A chunk of any array avscene reads decodes to at most this many bytes (string arrays: this
+#: many elements); the default chunks hold 4 MiB.
+MAX_CHUNK_BYTES = 1 << 30
+
 
 def compressors(compression, itemsize):
     """Bytes-to-bytes codecs for numeric arrays: blosc (byte shuffle) then a crc32c checksum.
@@ -173,6 +179,35 @@ def describe_diff(differences, *, limit=6):
     if len(differences) > limit:
         parts.append(f"and {len(differences) - limit} more")
     return ", ".join(parts)
+
+
+def check_array(array, label):
+    """Refuse an array avscene should not decode: not zarr v3, a codec outside :data:`CODECS`,
+    or chunks that decode to more than :data:`MAX_CHUNK_BYTES`."""
+    metadata = array.metadata
+    if getattr(metadata, "zarr_format", None) != 3:
+        raise StoreFormatError(f"{label} is not a zarr v3 array")
+    names = [codec.to_dict().get("name") for codec in metadata.codecs]
+    unknown = [name for name in names if name not in CODECS]
+    if unknown:
+        raise StoreFormatError(f"{label} uses codec {unknown[0]!r}; avscene reads only "
+                               f"{', '.join(CODECS)}")
+    itemsize = 1 if "vlen-utf8" in names else np.dtype(array.dtype).itemsize
+    if int(np.prod(array.chunks, dtype=np.float64)) * itemsize > MAX_CHUNK_BYTES:
+        raise StoreFormatError(f"{label} has chunks {array.chunks} larger than "
+                               f"{MAX_CHUNK_BYTES >> 20} MiB")
+    return array
+
+
+def check_durations(durations, clip_ids):
+    """Refuse clip durations that are not finite and positive (they size the block regions)."""
+    durations = np.asarray(durations, dtype=np.float64)
+    bad = ~(np.isfinite(durations) & (durations > 0))
+    if np.any(bad):
+        position = int(np.flatnonzero(bad)[0])
+        raise StoreFormatError(f"clips/duration: clip {str(clip_ids[position])!r} has duration "
+                               f"{durations[position]!r}; the store is corrupt")
+    return durations
 
 
 def check_name(name):

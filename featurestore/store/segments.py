@@ -105,12 +105,14 @@ class Segments(SegmentTable):
         return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
-def pool_feature(feature, positions, durations, stride, pooling):
+def pool_feature(feature, index, positions, durations, stride, pooling):
     """Segments of one feature for the clips at ``positions``, read and pooled in row batches.
 
     Parameters
     ----------
     feature : featurestore.store.feature.Feature
+    index : (offset, count, status), each shape (n,)
+        The checked index entries of ``positions`` (:meth:`Feature.checked_index`).
     positions : ndarray, shape (n,)
         Sorted clip positions; clips not committed for this feature are skipped.
     durations : ndarray, shape (n_clips,)
@@ -124,7 +126,7 @@ def pool_feature(feature, positions, durations, stride, pooling):
     pooled : ndarray, shape (n_segments, ...)
     counts : ndarray, shape (n_segments,)
     """
-    offset, count, status = feature.index(positions)
+    offset, count, status = index
     keep = status == COMMITTED
     positions, offset, count = positions[keep], offset[keep], count[keep]
     segments_of_clip = n_segments(durations)

@@ -2,11 +2,13 @@
 
 A writer owns the rows of its block's region and the block's chunk of the index arrays, so
 writers of different blocks (threads, processes, machines sharing a file system) never touch the
-same chunk. Rows are buffered and written in whole chunks; a clip's status turns to committed in
-the index only after every one of its rows is on disk, and ``status`` is written after the
-other index arrays. After a crash, a new writer of the block reloads the partial chunk that
-follows the last committed clip and carries on from there: nothing is duplicated or lost, and
-the arrays end up identical to those of an uninterrupted run.
+same chunk; a lease (:mod:`featurestore.store.leases`) makes sure there is one writer per block,
+and the writer checks it still holds the lease before every write. Rows are buffered and written
+in whole chunks; a clip's status turns to committed in the index only after every one of its
+rows is on disk, and ``status`` is written after the other index arrays. After a crash, a new
+writer of the block reloads the partial chunk that follows the last committed clip and carries
+on from there: nothing is duplicated or lost, and the arrays end up identical to those of an
+uninterrupted run.
 """
 
 import logging
@@ -14,7 +16,7 @@ import time
 
 import numpy as np
 
-from featurestore.errors import StoreError, StoreFormatError
+from featurestore.errors import LeaseLostError, StoreError, StoreFormatError
 from featurestore.store.chunks import ChunkReader, delete_chunks, gather_rows
 from featurestore.store.layout import COMMITTED, FAILED
 
@@ -27,11 +29,13 @@ FLUSH_CHUNKS = 4
 class BlockWriter:
     """Writes the frames of the clips of one block for one feature. Use as a context manager.
 
-    Obtained from :meth:`FeatureStore.block_writer`; see the module docstring for guarantees.
+    Obtained from :meth:`FeatureStore.block_writer`, which takes the block's lease; see the
+    module docstring for guarantees. The writer releases the lease when it closes.
     """
 
-    def __init__(self, feature, block, *, durations, region, commit_seconds=1.0):
+    def __init__(self, feature, block, *, durations, region, lease, commit_seconds=1.0):
         self.feature = feature
+        self._lease = lease
         self.commit_seconds = commit_seconds
         self._last_commit = time.monotonic()
         self.block = block
@@ -44,6 +48,11 @@ class BlockWriter:
         self._count = np.asarray(feature.count[span], np.int64)
         self._status = np.asarray(feature.status[span], np.int8)
         self._reason = [str(text) for text in np.asarray(feature.reason[span])]
+        n_clips = block.stop - block.start
+        feature.check_committed(self._offset, self._count, self._status,
+                                low=np.full(n_clips, self.region_start),
+                                high=np.full(n_clips, self.region_stop),
+                                reserved=self._reserved, clip_ids=block.clip_ids)
         committed = self._status == COMMITTED
         ends = self._offset[committed] + self._count[committed]
         self._next_row = int(ends.max()) if ends.size else self.region_start
@@ -77,6 +86,7 @@ class BlockWriter:
         i = self._local_index(clip_id)
         if self._status[i] == COMMITTED or self._in_buffer(i):
             return False
+        self._lease.heartbeat()
         values = np.asarray(values)
         timestamps = np.asarray(timestamps, dtype=np.float64)
         n_rows = self._check_shapes(clip_id, values, timestamps)
@@ -108,13 +118,29 @@ class BlockWriter:
         log.debug("%s: clip %s failed: %s", self.feature.name, clip_id, text)
         return True
 
+    def committed(self, clip_id):
+        """True if ``clip_id`` is committed in this writer's view of the index."""
+        return bool(self._status[self._local_index(clip_id)] == COMMITTED)
+
     def close(self):
-        """Write buffered rows (last chunk padded), commit their clips, clear the region tail."""
-        if self.closed:
+        """Write buffered rows (last chunk padded), commit their clips, clear the region tail,
+        release the lease.
+
+        Raises
+        ------
+        LeaseLostError
+            The lease was taken over: nothing more was written (the clips not committed yet
+            stay pending).
+        """
+        if self.closed or self._lease.lost:          # a lost lease was reported already
+            self.closed = True
             return
-        self._flush(final=True)
-        self._clear_tail()
-        self.closed = True
+        try:
+            self._flush(final=True)
+            self._clear_tail()
+        finally:
+            self.closed = True
+            self._lease.release()
 
     def __enter__(self):
         return self
@@ -122,6 +148,9 @@ class BlockWriter:
     def __exit__(self, exc_type, exc, traceback):
         if exc_type is None:
             self.close()
+            return False
+        if self._lease.lost:               # nothing may be written any more
+            self.closed = True
             return False
         try:                               # keep the clips that were complete before the error
             self.close()
@@ -136,6 +165,8 @@ class BlockWriter:
 
     # -- internals --------------------------------------------------------------------------
     def _local_index(self, clip_id):
+        if self._lease.lost:
+            raise LeaseLostError(f"{self._lease.what}: this writer lost its lease")
         if self.closed:
             raise StoreError(f"writer of block {self.block.index} is closed")
         try:
@@ -195,6 +226,7 @@ class BlockWriter:
                 out_values = np.concatenate([out_values, np.zeros((pad, self.feature.dim),
                                                                   out_values.dtype)])
                 out_times = np.concatenate([out_times, np.full(pad, np.nan)])
+            self._lease.confirm()
             self.feature.values[self._buffer_start:stop] = out_values
             self.feature.timestamps[self._buffer_start:stop] = out_times
             self._values = [values[whole:]] if whole < len(values) else []
@@ -220,6 +252,7 @@ class BlockWriter:
             self._write_index()
 
     def _write_index(self):
+        self._lease.confirm()              # a writer declared dead never commits
         span = slice(self.block.start, self.block.stop)
         feature = self.feature
         feature.offset[span] = self._offset
@@ -234,5 +267,6 @@ class BlockWriter:
         rows = self.feature.chunk_rows
         tail = range(-(-self._next_row // rows), self.region_stop // rows)
         if len(tail):
+            self._lease.confirm()
             for array in (self.feature.values, self.feature.timestamps):
                 delete_chunks(ChunkReader(array), tail)
