@@ -9,6 +9,7 @@ from featurestore.store.chunks import ChunkReader, gather_rows
 from featurestore.store.layout import (
     INDEX_ARRAYS,
     ROW_MARGIN,
+    STATUS_NAMES,
     block_regions,
     chunk_rows_for,
     compressors,
@@ -33,7 +34,7 @@ def create_feature_group(features_group, name, definition, *, compression, chunk
         "compression": compression, "chunk_rows": chunk_rows, "row_margin": ROW_MARGIN,
         "created": utc_now(), "avscene_version": __version__,
         "package_versions": package_versions(),
-        "status_codes": {"0": "pending", "1": "committed", "2": "failed"},
+        "status_codes": {str(code): name for code, name in STATUS_NAMES.items()},
     }
     group = features_group.create_group(name, attributes=attrs)
     itemsize = np.dtype(storage_dtype).itemsize

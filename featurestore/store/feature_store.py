@@ -373,7 +373,7 @@ class FeatureStore:
                            region=(starts[index], stops[index]), commit_seconds=commit_seconds)
 
     def status(self, name):
-        """Per-clip status of a feature: 0 pending, 1 committed, 2 failed.
+        """Per-clip status of a feature: 0 pending, 1 committed, 2 failed, 3 not applicable.
 
         Returns
         -------
