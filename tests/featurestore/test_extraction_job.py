@@ -433,7 +433,8 @@ def test_changed_parameters_are_refused(corpus, weights, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--features", "mfcc"], ["--shard", "2/2"], ["--shard", "x"],
-                                  ["--hop", "0"]])
+                                  ["--hop", "0"], ["--clip-timeout", "-1"],
+                                  ["--clip-timeout", "nan"], ["--min-duration", "-0.1"]])
 def test_bad_usage_exits_2(argv, tmp_path):
     with pytest.raises(SystemExit) as stop:
         cli.main(["extract", str(tmp_path), str(tmp_path / "s"), *argv])
