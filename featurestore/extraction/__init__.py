@@ -6,11 +6,11 @@
 Modules, in the order a clip meets them: :mod:`~featurestore.extraction.prepare` (the
 :class:`Plan`, per-clip decoding and preprocessing, run in worker processes without torch),
 :mod:`~featurestore.extraction.workers` (the probing and decoding process pool that survives
-crashing decoders and stops hanging ones), :mod:`~featurestore.extraction.batching` (network batches formed across clips),
-:mod:`~featurestore.extraction.runners` (one loaded network per feature), :mod:`~featurestore.
-extraction.progress` (progress display and time accounting), :mod:`~featurestore.extraction.job`
-(the loop tying them to the store's block writers) and :mod:`~featurestore.extraction.dask_job`
-(the same job as one Dask task per store block).
+crashing decoders and stops hanging ones), :mod:`~featurestore.extraction.batching` (network
+batches formed across clips), :mod:`~featurestore.extraction.runners` (one loaded network per
+feature), :mod:`~featurestore.extraction.progress` (progress display and time accounting),
+:mod:`~featurestore.extraction.job` (the loop tying them to the store's block writers) and
+:mod:`~featurestore.extraction.dask_job` (the same job as one Dask task per store block).
 """
 
 from featurestore.extraction.dask_job import DaskExtraction

@@ -3,13 +3,14 @@
 The client prepares the store exactly as ``--prepare-only`` does (registers new clips, probing
 them in ``--workers`` local processes; declares the features with their provenance; with
 ``--retry-failed``, turns failed clips back to pending): the steps that change the store's
-layout or its failure list, so they run before any task. It then submits one task per store block holding clips still pending in
-scope (a store this command creates gets blocks small enough for ~8 tasks per worker). Each
-task runs the single-process job (:class:`~featurestore.extraction.job.ExtractJob`)
-restricted to its block, inside the worker process: the same decoding, cross-clip batching,
-buffered block writer and failure records. Models are loaded once per worker process
-(:func:`featurestore.openl3.load_audio_model` caches them). Blocks are chunk-aligned, and one
-task owns one block, so writers never share a chunk of the one shared store.
+layout or its failure list, so they run before any task. It then submits one task per store
+block holding clips still pending in scope (a store this command creates gets blocks small
+enough for ~8 tasks per worker). Each task runs the single-process job
+(:class:`~featurestore.extraction.job.ExtractJob`) restricted to its block, inside the worker
+process: the same decoding, cross-clip batching, buffered block writer and failure records.
+Models are loaded once per worker process (:func:`featurestore.openl3.load_audio_model` caches
+them). Blocks are chunk-aligned, and one task owns one block, so writers never share a chunk of
+the one shared store.
 
 Tasks are idempotent: a block writer skips committed clips and resumes a partial chunk, so the
 task of a failed worker runs again (``retries``) and the task of a lost worker (killed, out of
@@ -20,8 +21,9 @@ clip in scope failed).
 Decoding runs inside the task on CPU workers (the Dask worker processes are the parallelism;
 no isolation from a crashing decoder and no per-clip time limit there: a crash costs the task,
 which Dask retries); on CUDA workers started with ``distributed.worker.daemon: false``, the task
-starts ``--workers`` decoding processes of its own (docs/scale-out.md), which have both. The dataset root, the
-store and the weights must be reachable from every worker under the same path or URL.
+starts ``--workers`` decoding processes of its own (docs/scale-out.md), which have both. The
+dataset root, the store and the weights must be reachable from every worker under the same path
+or URL.
 """
 
 import contextlib
