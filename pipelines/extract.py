@@ -6,13 +6,16 @@ processes while this process runs the networks on batches formed across clips; e
 clip is written to its store block at once. Rerunning the same command skips committed clips (also
 after ``kill -9``); ``--shard I/N`` processes the store blocks ``b`` with ``b % N == I`` only.
 
-Bad input never stops the job: each clip that cannot be decoded is reported once on one line,
+Bad input never stops the job: each clip that cannot be decoded (bad media, a decoder that
+crashes its worker process or overruns ``--clip-timeout``) is reported once on one line,
 recorded in the store's failure list (``writer.fail``) and skipped; the exit status is then 1.
-A block that another live writer holds (a second run of the same command) is skipped: its clips
-stay pending and are listed under ``leased`` in the summary, not as failures.
-Exit statuses: 0 every clip in scope committed; 1 some clips failed (now or in an earlier run)
-or were left pending in blocks another writer held; 2 bad usage (unknown feature, missing weights, store made with other parameters); 130
-interrupted.
+``--retry-failed`` runs the recorded failures again. A feature whose modality a clip has no file
+for in the manifest is recorded as not applicable, which is not a failure. A block that another
+live writer holds (a second run of the same command) is skipped: its clips stay pending and are
+listed under ``leased`` in the summary, not as failures.
+Exit statuses: 0 every clip in scope committed (or not applicable); 1 some clips failed (now or
+in an earlier run) or were left pending in blocks another writer held; 2 bad usage (unknown
+feature, missing weights, store made with other parameters); 130 interrupted.
 """
 
 import argparse
@@ -20,13 +23,14 @@ import logging
 import os
 
 from featurestore.errors import UsageError
-from featurestore.extraction import FEATURES
+from featurestore.extraction import CLIP_TIMEOUT, FEATURES
 from pipelines.options import (
     add_dask_arguments,
     add_json,
     add_workers,
     comma_list,
     non_negative,
+    number,
     positive,
     print_json,
     seed,
@@ -70,16 +74,25 @@ def add_arguments(parser):
                         help="log-mel window in samples at 48 kHz (40 ms)")
     parser.add_argument("--hop-length", type=positive(int), default=480,
                         help="log-mel hop in samples at 48 kHz (10 ms)")
-    parser.add_argument("--min-duration", type=non_negative(float), default=0.5,
-                        help="audio shorter than this (seconds) is reported as bad input")
+    parser.add_argument("--min-duration", type=non_negative(float), default=0.0,
+                        help="audio shorter than this (seconds) is reported as bad input "
+                             "(0: any non-empty audio; openl3 pads a short clip to one window)")
     parser.add_argument("--storage-dtype", choices=("float32", "float16"), default="float32",
                         help="dtype on disk (float16 halves the bytes; reads return float32)")
     parser.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4",
                         help="chunk codec: lz4 reads faster, zstd makes smaller archives")
     parser.add_argument("--batch", type=positive(int), default=32,
                         help="OpenL3 windows / frames per network call")
-    add_workers(parser, default=default_workers(), what="decoding media",
-                zero="decode in this process, no overlap with the networks")
+    add_workers(parser, default=default_workers(), what="probing and decoding media",
+                zero="decode in this process: no overlap with the networks, no isolation "
+                     "from a crashing decoder, no --clip-timeout")
+    parser.add_argument("--clip-timeout", type=number(float, minimum=0), default=CLIP_TIMEOUT,
+                        metavar="SECONDS",
+                        help="a worker busy probing or decoding one clip for longer is "
+                             "killed and replaced, the clip recorded as failed (0: no limit)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run the clips recorded as failed for these features again "
+                             "(e.g. after restoring a file)")
     parser.add_argument("--shard", type=shard, metavar="I/N",
                         help="process only store blocks b with b %% N == I (0 <= I < N)")
     parser.add_argument("--prepare-only", action="store_true",
@@ -121,7 +134,8 @@ def make_job(args, **extra):
                    bf16=args.bf16, batch=args.batch, workers=args.workers, shard=args.shard,
                    limit=args.limit, manifest=args.manifest, progress=args.progress,
                    prepare_only=args.prepare_only, storage_dtype=args.storage_dtype,
-                   compression=args.compression, **extra)
+                   compression=args.compression, clip_timeout=args.clip_timeout,
+                   retry_failed=args.retry_failed, **extra)
     if args.dask or args.dask_local:
         return DaskExtraction(args.root, args.store, plan, scheduler=args.dask,
                               local_workers=args.dask_local, **options)

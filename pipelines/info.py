@@ -59,7 +59,7 @@ def format_info(info):
             f"feature   {name}: dim {feature['dim']}, {feature['frame_rate']:g} frames/s, "
             f"stored {feature['storage_dtype']}, {feature['compression']}",
             f"  clips   committed {feature['committed']}, failed {feature['failed']}, "
-            f"pending {feature['pending']}",
+            f"pending {feature['pending']}, not applicable {feature['not_applicable']}",
             f"  rows    {feature['rows']} used of values {tuple(feature['values_shape'])}, chunks "
             f"{tuple(feature['values_chunks'])}, codecs {' + '.join(feature['codecs'])}",
             f"  disk    {_size(feature['bytes_on_disk'])} (rows + timestamps "

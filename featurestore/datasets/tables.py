@@ -8,7 +8,7 @@ with ``<file>`` relative to the dataset root.
 import csv
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from featurestore.datasets.labels import SCENES
@@ -165,15 +165,16 @@ class MediaIndex:
 
 
 def check_media(clips, media, problems):
-    """Return ``clips`` with each missing audio/video file set to None; report it in ``problems``.
+    """Report every media file the manifest names but the disk lacks; return ``clips`` as given.
 
     One line per missing file (``audio/x.wav: missing``), or one line per folder when the whole
-    folder is absent (``audio/: folder missing (120 files listed)``). A clip whose files are
-    all missing is kept (the extractor reports it again).
+    folder is absent (``audio/: folder missing (120 files listed)``). A missing file keeps its
+    path in the clip, so that the extractor reports it as a failure of that clip (and a rerun
+    with ``--retry-failed`` finds it once restored); a modality the manifest names no file for
+    is None, which the extractor records as not applicable.
     """
-    checked, absent_folders = [], {}
+    absent_folders = {}
     for clip in clips:
-        changes = {}
         for modality in ("audio", "video"):
             path = getattr(clip, modality)
             if path is not None and not media.exists(path):
@@ -182,8 +183,6 @@ def check_media(clips, media, problems):
                     absent_folders[folder] = absent_folders.get(folder, 0) + 1
                 else:
                     problems.append(f"{path}: missing")
-                changes[modality] = None
-        checked.append(replace(clip, **changes) if changes else clip)
     problems += [f"{folder}/: folder missing ({count} files listed)"
                  for folder, count in absent_folders.items()]
-    return checked
+    return list(clips)

@@ -5,16 +5,16 @@
 
 Modules, in the order a clip meets them: :mod:`~featurestore.extraction.prepare` (the
 :class:`Plan`, per-clip decoding and preprocessing, run in worker processes without torch),
-:mod:`~featurestore.extraction.workers` (the decoding process pool that survives crashing
-decoders), :mod:`~featurestore.extraction.batching` (network batches formed across clips),
-:mod:`~featurestore.extraction.runners` (one loaded network per feature), :mod:`~featurestore.
-extraction.progress` (progress display and time accounting), :mod:`~featurestore.extraction.job`
-(the loop tying them to the store's block writers) and :mod:`~featurestore.extraction.dask_job`
-(the same job as one Dask task per store block).
+:mod:`~featurestore.extraction.workers` (the probing and decoding process pool that survives
+crashing decoders and stops hanging ones), :mod:`~featurestore.extraction.batching` (network
+batches formed across clips), :mod:`~featurestore.extraction.runners` (one loaded network per
+feature), :mod:`~featurestore.extraction.progress` (progress display and time accounting),
+:mod:`~featurestore.extraction.job` (the loop tying them to the store's block writers) and
+:mod:`~featurestore.extraction.dask_job` (the same job as one Dask task per store block).
 """
 
 from featurestore.extraction.dask_job import DaskExtraction
-from featurestore.extraction.job import ExtractJob, ShardSetupError
+from featurestore.extraction.job import CLIP_TIMEOUT, ExtractJob, ShardSetupError
 from featurestore.extraction.prepare import (
            FEATURES,
            MODALITY,
@@ -26,4 +26,4 @@ from featurestore.extraction.progress import Progress
 from featurestore.extraction.runners import load_runners
 
 __all__ = ["ExtractJob", "DaskExtraction", "Plan", "FEATURES", "MODALITY", "prepare_clip",
-           "probe_duration", "load_runners", "Progress", "ShardSetupError"]
+           "probe_duration", "load_runners", "Progress", "ShardSetupError", "CLIP_TIMEOUT"]

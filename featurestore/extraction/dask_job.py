@@ -1,14 +1,16 @@
 """``avscene extract ROOT STORE ... --dask ADDRESS`` (or ``--dask-local N``): extraction on Dask.
 
-The client prepares the store exactly as ``--prepare-only`` does (registers new clips, declares
-the features with their provenance): the only steps that change the store's layout, so they run
-before any writer. It then submits one task per store block holding clips still pending in
-scope (a store this command creates gets blocks small enough for ~8 tasks per worker). Each
-task runs the single-process job (:class:`~featurestore.extraction.job.ExtractJob`)
-restricted to its block, inside the worker process: the same decoding, cross-clip batching,
-buffered block writer and failure records. Models are loaded once per worker process
-(:func:`featurestore.openl3.load_audio_model` caches them). Blocks are chunk-aligned, and one
-task owns one block, so writers never share a chunk of the one shared store.
+The client prepares the store exactly as ``--prepare-only`` does (registers new clips, probing
+them in ``--workers`` local processes; declares the features with their provenance; with
+``--retry-failed``, turns failed clips back to pending): the steps that change the store's
+layout or its failure list, so they run before any task. It then submits one task per store
+block holding clips still pending in scope (a store this command creates gets blocks small
+enough for ~8 tasks per worker). Each task runs the single-process job
+(:class:`~featurestore.extraction.job.ExtractJob`) restricted to its block, inside the worker
+process: the same decoding, cross-clip batching, buffered block writer and failure records.
+Models are loaded once per worker process (:func:`featurestore.openl3.load_audio_model` caches
+them). Blocks are chunk-aligned, and one task owns one block, so writers never share a chunk of
+the one shared store.
 
 Tasks are idempotent: a block writer skips committed clips and resumes a partial chunk, so the
 task of a failed worker runs again (``retries``) and the task of a lost worker (killed, out of
@@ -16,10 +18,12 @@ memory, machine gone) is reassigned by the scheduler and just resumes. The clien
 per finished block and ends with the single-process job's summary and exit status (1 if any
 clip in scope failed).
 
-Decoding runs inside the task on CPU workers (the Dask worker processes are the parallelism);
-on CUDA workers started with ``distributed.worker.daemon: false``, the task starts ``--workers``
-decoding processes of its own (docs/scale-out.md). The dataset root, the
-store and the weights must be reachable from every worker under the same path or URL.
+Decoding runs inside the task on CPU workers (the Dask worker processes are the parallelism;
+no isolation from a crashing decoder and no per-clip time limit there: a crash costs the task,
+which Dask retries); on CUDA workers started with ``distributed.worker.daemon: false``, the task
+starts ``--workers`` decoding processes of its own (docs/scale-out.md), which have both. The
+dataset root, the store and the weights must be reachable from every worker under the same path
+or URL.
 """
 
 import contextlib
@@ -30,7 +34,7 @@ import uuid
 
 from featurestore.dask_cluster import dask_client
 from featurestore.errors import AvsceneError, DatasetMismatchError, UsageError
-from featurestore.extraction.job import ExtractJob
+from featurestore.extraction.job import CLIP_TIMEOUT, ExtractJob
 from featurestore.extraction.progress import PARTS, Progress
 from featurestore.store.layout import DEFAULT_BLOCK_CLIPS
 
@@ -45,7 +49,8 @@ MIN_BLOCK_CLIPS = 16
 #: ExtractJob options a task receives when the client is not given them.
 TASK_DEFAULTS = {"weights": None, "random_weights": None, "device": "auto", "bf16": False,
                  "batch": 32, "workers": 0, "limit": None, "manifest": None, "progress": "auto",
-                 "storage_dtype": "float32", "compression": None}
+                 "storage_dtype": "float32", "compression": None,
+                 "clip_timeout": CLIP_TIMEOUT, "retry_failed": False}
 
 
 class BlockJob(ExtractJob):
@@ -84,7 +89,8 @@ class BlockJob(ExtractJob):
         return pending, scope
 
     def scope_status(self, store, scope):
-        """Per clip in scope: committed for every feature; failed for any feature."""
+        """Per clip in scope: done for every feature; failed for any feature; and per feature
+        the number of clips it does not apply to (see :meth:`ExtractJob._scope_status`)."""
         return self._scope_status(store, scope)
 
 
@@ -162,8 +168,10 @@ class DaskExtraction:
     **options
         The remaining keyword options of :class:`~featurestore.extraction.job.ExtractJob`
         (``weights``, ``random_weights``, ``device``, ``bf16``, ``batch``, ``workers``,
-        ``limit``, ``manifest``, ``progress``, ``storage_dtype``, ``compression``); ``shard``
-        and ``prepare_only`` do not apply (the client prepares, the cluster shards by block).
+        ``limit``, ``manifest``, ``progress``, ``storage_dtype``, ``compression``,
+        ``clip_timeout``, ``retry_failed``); ``shard`` and ``prepare_only`` do not apply (the
+        client prepares, the cluster shards by block). ``workers`` processes probe new clips
+        here and, on CUDA workers, decode in each task.
     """
 
     def __init__(self, root, store, plan, *, scheduler=None, local_workers=None,
@@ -176,13 +184,13 @@ class DaskExtraction:
         self.options = {**TASK_DEFAULTS, **options}
 
     def _job(self, **extra):
-        options = {**self.options, "device": "cpu", "workers": 0, **extra}
+        options = {**self.options, "device": "cpu", **extra}
         return BlockJob(self.root, self.store, self.plan, **options)
 
     def spec(self, checksum):
-        """The picklable options every task receives."""
+        """The picklable options every task receives (the client has done any retry reset)."""
         return {"root": self.root, "store": self.store, "plan": self.plan, **self.options,
-                "manifest_checksum": checksum}
+                "retry_failed": False, "manifest_checksum": checksum}
 
     def run(self):
         from featurestore.store import FeatureStore
@@ -208,19 +216,19 @@ class DaskExtraction:
             errors = self._submit(client, self.spec(manifest.checksum), pending, resources,
                                   progress)
         with FeatureStore.open(self.store, mode="r") as store:
-            committed_all, failed_any = job.scope_status(store, scope)
+            complete_all, failed_any, not_applicable = job.scope_status(store, scope)
             failures = self._failures(store, pending)
-        finished = self._finished(pending, scope, committed_all | failed_any)
+        finished = self._finished(pending, scope, complete_all | failed_any)
         if finished > progress.done:       # clips a lost task stored before it was lost
             progress.advance(finished - progress.done)
         summary = progress.finish()
-        left = int((~committed_all & ~failed_any).sum())
+        left = int((~complete_all & ~failed_any).sum())
         summary.update({
             "store": str(self.store), "root": prepared["root"],
             "features": list(self.plan.features), "shard": None,
             "clips_in_scope": len(scope), "registered": prepared["registered"],
-            "committed_in_scope": int(committed_all.sum()),
-            "failed_in_scope": int(failed_any.sum()) + left,
+            "retried": prepared["retried"], "committed_in_scope": int(complete_all.sum()),
+            "failed_in_scope": int(failed_any.sum()) + left, "not_applicable": not_applicable,
             "failures": failures, "errors": errors, "leased": self.leased,
             "total_seconds": time.perf_counter() - started, "params": prepared["params"],
             "dask": {"scheduler": self.scheduler or "local", "workers": n_workers,

@@ -1,51 +1,94 @@
 """The extraction job behind ``avscene extract`` (see :mod:`pipelines.extract` for the CLI).
 
-Steps: read the manifest; probe the durations of clips the store does not know yet and register
-them (``add_clips``); load one runner per feature and declare the features with their full
-provenance (``create_feature``); list what is still pending in this shard's blocks; decode the
-pending clips in worker processes while this process batches their items across clips through
-the networks; write each clip as soon as all its rows exist (``block_writer``), or record why
-it failed (``writer.fail``).
+Steps: read the manifest; probe the durations of clips the store does not know yet, in worker
+processes, and register them (``add_clips``); load one runner per feature and declare the
+features with their full provenance (``create_feature``); with ``retry_failed``, turn the clips
+recorded as failed back to pending (``writer.retry``); list what is still pending in this
+shard's blocks; record the features whose modality a clip has no file for as not applicable
+(``writer.not_applicable``); decode the other pending clips in worker processes (each clip
+within a time limit) while this process batches their items across clips through the networks;
+write each clip as soon as all its rows exist (``block_writer``), or record why it failed
+(``writer.fail``: bad media, a decoder crash, the time limit, non-finite rows).
 """
 
 import contextlib
 import logging
+import math
+import numbers
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from featurestore.errors import LeaseError, ShardSetupError
 from featurestore.extraction.batching import Batcher
+from featurestore.extraction.prepare import (
+    MODALITY,
+    PreparedClip,
+    init_worker,
+    prepare_task,
+    probe_task,
+)
 from featurestore.extraction.progress import Progress
-from featurestore.extraction.workers import WorkerPool
+from featurestore.extraction.workers import WorkerCrash, WorkerPool
 from featurestore.provenance import utc_now
+from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE
 
 LOG = logging.getLogger("avscene.extract")
 
+#: Default seconds one clip may take to probe or decode in a worker (``--clip-timeout``).
+CLIP_TIMEOUT = 600.0
 
-def probe_durations(clips, root, *, threads=8):
-    """Durations of ``clips`` (audio's, else video's); unprobeable clips get the median.
 
-    A clip whose media cannot be probed is still registered (so that its failure can be
-    recorded in the store): with the median duration of the others (1.0 s if none), flagged in
-    the returned ``unknown`` set. Decoding it later fails and reports the reason.
+def probe_durations(clips, root, *, workers=1, timeout=None, probe=probe_task):
+    """Durations of ``clips`` (audio's, else video's), probed in worker processes.
+
+    A clip whose media cannot be probed (bad media, a crash of the worker probing it, the time
+    limit) is still registered, so that its failure can be recorded in the store: with the
+    median duration of the others (1.0 s if none), its reason in the returned ``unknown``.
+    Decoding it later fails and reports the reason.
+
+    Parameters
+    ----------
+    clips : list of Clip
+    root : Path
+        The dataset root.
+    workers : int
+        Probing processes (0: in this process, no isolation from a crashing decoder).
+    timeout : float, optional
+        Seconds one clip's probe may take (None: no limit).
+    probe : callable
+        ``probe((clip, root))`` -> duration in seconds or a reason (str); default
+        :func:`~featurestore.extraction.prepare.probe_task`.
 
     Returns
     -------
     clips : list of Clip with durations
-    unknown : set of clip ids registered with a stand-in duration
+    unknown : dict clip id -> why it got a stand-in duration
     """
-    from featurestore.extraction.prepare import probe_task
-
-    with ThreadPoolExecutor(threads) as pool:
-        outcomes = list(pool.map(probe_task, [(clip, root) for clip in clips]))
-    known = [o for o in outcomes if not isinstance(o, str)]
+    with WorkerPool(probe, workers=workers, timeout=timeout) as pool:
+        outcomes = dict(pool.imap_unordered([(clip, root) for clip in clips]))
+    durations, unknown = {}, {}
+    for index, clip in enumerate(clips):
+        outcome = outcomes[index]
+        if isinstance(outcome, numbers.Real) and math.isfinite(outcome) and outcome > 0:
+            durations[clip.clip_id] = float(outcome)
+        elif isinstance(outcome, (str, Exception)):
+            unknown[clip.clip_id] = str(outcome)
+        else:
+            unknown[clip.clip_id] = f"probed duration {outcome!r} is not a positive number"
+    known = list(durations.values())
     stand_in = statistics.median(known) if known else 1.0
-    unknown = {clip.clip_id for clip, o in zip(clips, outcomes) if isinstance(o, str)}
-    return [clip.with_duration(stand_in if isinstance(o, str) else o)
-            for clip, o in zip(clips, outcomes)], unknown
+    return [clip.with_duration(durations.get(clip.clip_id, stand_in)) for clip in clips], unknown
+
+
+def non_finite_reason(values):
+    """Why rows ``values`` (n_rows, dim) may not be stored (NaN or inf in them), or ''."""
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if not bad.size:
+        return ""
+    shown = ", ".join(str(row) for row in bad[:5]) + (", ..." if bad.size > 5 else "")
+    return f"non-finite values in rows {shown} ({bad.size} of {len(values)} rows)"
 
 
 class Writers:
@@ -103,8 +146,13 @@ class Writers:
                 self._skip_block(key, error)
 
     def write(self, name, block, clip_id, values, timestamps):
-        """Store a clip's frames; False when the store refused them (recorded as failed), None
-        when another writer has the block or committed the clip first."""
+        """Store a clip's frames; False when refused (non-finite values, or by the store):
+        then recorded as failed, with the reason; None when another writer has the block or
+        committed the clip first."""
+        problem = non_finite_reason(values)
+        if problem:
+            self.fail(name, block, clip_id, problem)
+            return False
         started = time.perf_counter()
         stored = self._call(name, block, "write", clip_id, values, timestamps)
         self._done(name, block)
@@ -112,8 +160,16 @@ class Writers:
         return stored
 
     def fail(self, name, block, clip_id, reason):
+        """Record that a clip failed for feature ``name``, with a one-line reason."""
+        self._settle("fail", name, block, clip_id, reason)
+
+    def not_applicable(self, name, block, clip_id, reason):
+        """Record that a clip lacks the modality of feature ``name`` (done, not failed)."""
+        self._settle("not_applicable", name, block, clip_id, reason)
+
+    def _settle(self, how, name, block, clip_id, reason):
         started = time.perf_counter()
-        self._call(name, block, "fail", clip_id, reason)
+        self._call(name, block, how, clip_id, reason)
         self._done(name, block)
         self.seconds += time.perf_counter() - started
 
@@ -134,12 +190,36 @@ class Writers:
 
 
 class ExtractJob:
-    """One run of the extraction (see the module docstring); :meth:`run` returns the summary."""
+    """One run of the extraction (see the module docstring); :meth:`run` returns the summary.
+
+    Parameters
+    ----------
+    root, store : str or Path
+        The dataset (folder or CSV manifest) and the feature store (path or URL).
+    plan : Plan
+        What to extract and how.
+    workers : int
+        Processes that probe and decode media (0: this process, no isolation, no time limit).
+    clip_timeout : float
+        Seconds one clip may take to probe or decode before its worker is killed and the clip
+        recorded as failed (0 or None: no limit).
+    retry_failed : bool
+        Turn the clips recorded as failed for the plan's features back to pending first.
+    probe, prepare : callable
+        The worker functions (:func:`~featurestore.extraction.prepare.probe_task`,
+        :func:`~featurestore.extraction.prepare.prepare_task`); tests pass wrappers.
+
+    The other options are those of ``avscene extract`` (:mod:`pipelines.extract`).
+    """
 
     def __init__(self, root, store, plan, *, weights=None, random_weights=None, device="auto",
                  bf16=False, batch=32, workers=1, shard=None, limit=None, manifest=None,
-                 progress="auto", prepare_only=False, storage_dtype="float32", compression=None):
+                 progress="auto", prepare_only=False, storage_dtype="float32", compression=None,
+                 clip_timeout=CLIP_TIMEOUT, retry_failed=False, probe=probe_task,
+                 prepare=prepare_task):
         self.root, self.store_url, self.plan = root, store, plan
+        self.clip_timeout, self.retry_failed = clip_timeout or None, retry_failed
+        self.probe, self.prepare = probe, prepare
         self.random_weights = random_weights
         self.storage = {"storage_dtype": storage_dtype}
         if compression is not None:
@@ -172,10 +252,11 @@ class ExtractJob:
                 f"shards must not register clips concurrently: run the same command once with "
                 f"--prepare-only and without --shard, then start the shards")
         if new:
-            probed, unknown = probe_durations(new, manifest.root)
-            for clip_id in sorted(unknown):
-                LOG.info("clip %s: media cannot be probed; registered with a stand-in duration",
-                         clip_id)
+            probed, unknown = probe_durations(new, manifest.root, workers=self.workers,
+                                              timeout=self.clip_timeout, probe=self.probe)
+            for clip_id, reason in sorted(unknown.items()):
+                LOG.info("clip %s: media cannot be probed (%s); registered with a stand-in "
+                         "duration", clip_id, reason)
             store.add_clips(probed)
             datasets = store.attrs.get("datasets", [])
             datasets.append({"root": str(manifest.root), "kind": manifest.kind,
@@ -194,6 +275,30 @@ class ExtractJob:
         for runner in runners.values():
             store.create_feature(runner.name, dim=runner.dim, frame_rate=runner.frame_rate,
                                  params=runner.params, **self.storage)
+
+    def _retry_failed(self, store, clips, blocks):
+        """Turn the clips of ``clips`` recorded as failed in ``blocks`` back to pending, for
+        every feature of the plan; return how many clips that concerns."""
+        wanted = {clip.clip_id for clip in clips}
+        retried = set()
+        for name in self.plan.features:
+            failed = {clip_id for _, clip_id, _ in store.failures(name) if clip_id in wanted}
+            for block in blocks:
+                ids = [str(clip_id) for clip_id in block.clip_ids if str(clip_id) in failed]
+                if not ids:
+                    continue
+                try:
+                    with store.block_writer(name, block) as writer:
+                        for clip_id in ids:
+                            writer.retry(clip_id)
+                except LeaseError as error:     # the other writer's run decides about them
+                    LOG.warning("%s; its failed clips are not retried", error)
+                    continue
+                retried.update(ids)
+        if retried:
+            LOG.info("%d clips recorded as failed are pending again (--retry-failed)",
+                     len(retried))
+        return len(retried)
 
     def _my_blocks(self, store):
         blocks = store.blocks()
@@ -224,7 +329,6 @@ class ExtractJob:
     # --- the loop --------------------------------------------------------------------------
 
     def run(self):
-        from featurestore.extraction.prepare import init_worker, prepare_task
         from featurestore.extraction.runners import load_runners
         from featurestore.store import FeatureStore
 
@@ -235,33 +339,40 @@ class ExtractJob:
             runners = load_runners(self.plan, weights=self._weights(), device=self.device,
                                    bf16=self.bf16, batch=self.batch)
             self._declare(store, runners)
-            jobs, scope = self._jobs(store, clips, self._my_blocks(store))
+            blocks = self._my_blocks(store)
+            retried = self._retry_failed(store, clips, blocks) if self.retry_failed else 0
+            jobs, scope = self._jobs(store, clips, blocks)
             if self.prepare_only:
                 jobs = []
             LOG.info("%d clips in scope (%d newly registered), %d with pending features; "
                      "%d decoding workers", len(scope), added, len(jobs), self.workers)
             tty = {"auto": None, "bar": True, "log": False}[self.progress_mode]
             progress = Progress(len(jobs), label="extract", tty=tty)
-            pool = WorkerPool(prepare_task, workers=self.workers, initializer=init_worker,
-                              initargs=(manifest.root, self.plan))
+            pool = WorkerPool(self.prepare, workers=self.workers, initializer=init_worker,
+                              initargs=(manifest.root, self.plan), timeout=self.clip_timeout)
             with pool:
                 failures, errors = self._loop(store, runners, jobs, pool, progress)
             summary = progress.finish()
-            committed_all, failed_any = self._scope_status(store, scope)
+            complete_all, failed_any, not_applicable = self._scope_status(store, scope)
         summary.update({
             "store": str(self.store_url), "root": str(manifest.root),
             "features": list(self.plan.features), "shard": list(self.shard) if self.shard else None,
-            "clips_in_scope": len(scope), "registered": added,
-            "committed_in_scope": int(committed_all.sum()),
+            "clips_in_scope": len(scope), "registered": added, "retried": retried,
+            "committed_in_scope": int(complete_all.sum()),
             "failed_in_scope": int(failed_any.sum()) + len(errors),
+            "not_applicable": not_applicable,
             "failures": failures, "errors": errors, "leased": self.leased,
             "total_seconds": time.perf_counter() - started,
             "params": {name: runner.params for name, runner in runners.items()},
         })
         earlier = int(failed_any.sum()) - len({f["clip_id"] for f in failures})
         if earlier > 0:
-            LOG.warning("%d clips in scope failed in earlier runs (see the store's failure list)",
-                        earlier)
+            LOG.warning("%d clips in scope failed in earlier runs (see the store's failure list; "
+                        "--retry-failed runs them again)", earlier)
+        for name, count in not_applicable.items():
+            if count:
+                LOG.info("%s: not applicable to %d clips in scope (no %s file in the manifest)",
+                         name, count, MODALITY[name])
         return summary
 
     def _weights(self):
@@ -274,15 +385,18 @@ class ExtractJob:
         return openl3.random_weights_folder(self.random_weights)
 
     def _scope_status(self, store, scope):
-        """Per clip in scope: committed for every feature; failed for any feature."""
+        """Per clip in scope: done for every feature (committed or not applicable), failed for
+        any feature; and per feature, the number of clips in scope it does not apply to."""
         positions = store.clips.positions(scope) if scope else np.zeros(0, np.int64)
-        committed_all = np.ones(len(positions), bool)
+        complete_all = np.ones(len(positions), bool)
         failed_any = np.zeros(len(positions), bool)
+        not_applicable = {}
         for name in self.plan.features:
             status = store.status(name)[positions]
-            committed_all &= status == 1
-            failed_any |= status == 2
-        return committed_all, failed_any
+            complete_all &= (status == COMMITTED) | (status == NOT_APPLICABLE)
+            failed_any |= status == FAILED
+            not_applicable[name] = int(np.sum(status == NOT_APPLICABLE))
+        return complete_all, failed_any, not_applicable
 
     def _loop(self, store, runners, jobs, pool, progress):
         """Feed decoded clips through the batchers into the writers; return failures, errors."""
@@ -292,7 +406,7 @@ class ExtractJob:
                 outstanding[(name, block.index)] = outstanding.get((name, block.index), 0) + 1
         with Writers(store, outstanding) as writers:
             loop = _Loop(runners, jobs, writers, progress)
-            results = pool.imap_unordered([(clip, features) for clip, _, features in jobs])
+            results = pool.imap_unordered(loop.record_not_applicable())
             while True:
                 waited = time.perf_counter()
                 item = next(results, None)
@@ -329,13 +443,35 @@ class _Loop:
         self.jobs, self.writers, self.progress = jobs, writers, progress
         self.blocks = {clip.clip_id: (clip, block) for clip, block, _ in jobs}
         self.left = {clip.clip_id: len(features) for clip, _, features in jobs}
+        self.tasks = []             # (job index, features the clip has media for)
         self.failed_ids = set()
         self.failures, self.errors, self.refused = [], [], []
 
-    def handle(self, index, prepared):
-        """Route one worker result: failures to the writers, inputs to the batchers."""
-        clip, block, features = self.jobs[index]
-        if isinstance(prepared, Exception):     # a crash or a bug: report, leave pending
+    def record_not_applicable(self):
+        """Record the pending features whose modality a clip has no file for; return the
+        decoding tasks ``(clip, features)`` of the others."""
+        for index, (clip, block, features) in enumerate(self.jobs):
+            present = []
+            for name in features:
+                modality = MODALITY[name]
+                if getattr(clip, modality) is None:
+                    self.writers.not_applicable(name, block, clip.clip_id,
+                                                f"the manifest names no {modality} file")
+                    self._finished(clip.clip_id)
+                else:
+                    present.append(name)
+            if present:
+                self.tasks.append((index, tuple(present)))
+        return [(self.jobs[index][0], features) for index, features in self.tasks]
+
+    def handle(self, position, prepared):
+        """Route the worker result of task ``position``: failures to the writers, inputs to the
+        batchers. A crashed or stopped worker fails the clip; a bug leaves it pending."""
+        index, features = self.tasks[position]
+        clip, block, _ = self.jobs[index]
+        if isinstance(prepared, WorkerCrash):
+            prepared = PreparedClip(clip.clip_id, failures=dict.fromkeys(features, str(prepared)))
+        if isinstance(prepared, Exception):     # a bug: report, leave pending
             reason = f"{type(prepared).__name__}: {prepared}"
             LOG.error("clip %s: not extracted (%s); left pending for a rerun", clip.clip_id, reason)
             self.errors.append({"clip_id": clip.clip_id, "reason": reason})

@@ -54,7 +54,8 @@ class Plan:
     image_scaling : str
         "openl3" (0.4.2's quirk, default) or "paper" (see :mod:`featurestore.openl3.image`).
     min_duration : float
-        Audio shorter than this (seconds) is bad input.
+        Audio shorter than this (seconds) is bad input. Default 0: any non-empty audio, as
+        openl3 takes it (a clip shorter than one window is zero-padded to one window).
     min_sample_rate : int
         Audio sampled below this (Hz) is bad input (upsampling cannot restore the band).
     max_channels : int
@@ -71,7 +72,7 @@ class Plan:
     fps: float = 10.0
     logmel: dict = field(default_factory=logmel.logmel_params)
     image_scaling: str = "openl3"
-    min_duration: float = 0.5
+    min_duration: float = 0.0
     min_sample_rate: int = 16000
     max_channels: int = 2
     hold: float = media.HOLD_SECONDS

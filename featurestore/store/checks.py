@@ -28,6 +28,7 @@ from featurestore.store.layout import (
     COMMITTED,
     FAILED,
     INDEX_ARRAYS,
+    NOT_APPLICABLE,
     PENDING,
     fingerprint,
 )
@@ -95,6 +96,7 @@ def store_info(store):
             "committed": int(np.sum(status == COMMITTED)),
             "failed": int(np.sum(status == FAILED)),
             "pending": int(np.sum(status == PENDING)),
+            "not_applicable": int(np.sum(status == NOT_APPLICABLE)),
             "rows": rows,
             "bytes_on_disk": on_disk,
             "bytes_raw": raw,
@@ -257,7 +259,8 @@ def _check_index(store, feature, offset, count, status, starts, stops):
         if np.sum(mask) > limit:
             problems.append(f"{label}: {int(np.sum(mask)) - limit} more clips like the above")
 
-    report(~np.isin(status, [PENDING, COMMITTED, FAILED]), lambda p: f"has status {status[p]}")
+    known = [PENDING, COMMITTED, FAILED, NOT_APPLICABLE]
+    report(~np.isin(status, known), lambda p: f"has status {status[p]}")
     committed = status == COMMITTED
     block = np.arange(len(status)) // store.block_clips
     low, high = starts[block], stops[block]

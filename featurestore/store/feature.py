@@ -10,6 +10,7 @@ from featurestore.store.layout import (
     COMMITTED,
     INDEX_ARRAYS,
     ROW_MARGIN,
+    STATUS_NAMES,
     block_regions,
     check_array,
     check_durations,
@@ -36,7 +37,7 @@ def create_feature_group(features_group, name, definition, *, compression, chunk
         "compression": compression, "chunk_rows": chunk_rows, "row_margin": ROW_MARGIN,
         "created": utc_now(), "avscene_version": __version__,
         "package_versions": package_versions(),
-        "status_codes": {"0": "pending", "1": "committed", "2": "failed"},
+        "status_codes": {str(code): name for code, name in STATUS_NAMES.items()},
     }
     group = features_group.create_group(name, attributes=attrs)
     itemsize = np.dtype(storage_dtype).itemsize

@@ -437,7 +437,7 @@ class FeatureStore:
         return self._feature(name).checked_index(self._clips, positions)
 
     def status(self, name):
-        """Per-clip status of a feature: 0 pending, 1 committed, 2 failed.
+        """Per-clip status of a feature: 0 pending, 1 committed, 2 failed, 3 not applicable.
 
         Returns
         -------

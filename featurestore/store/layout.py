@@ -13,8 +13,8 @@ Layout (zarr v3 group)::
         values             (row, dim)  storage dtype, chunks (chunk_rows, dim)
         timestamps         (row,)      float64 seconds from the clip start, NaN where unwritten
         offset, count      (clip,)     first row and number of rows of each clip
-        status             (clip,)     int8: 0 pending, 1 committed, 2 failed
-        reason             (clip,)     failure reason ("" unless failed)
+        status             (clip,)     int8: 0 pending, 1 committed, 2 failed, 3 not applicable
+        reason             (clip,)     why a clip failed or is not applicable ("" otherwise)
 
 Clips are partitioned, in clip-table order, into blocks of ``block_clips`` clips. For every
 feature, block b owns the rows ``[region_start[b], region_stop[b])``: a region that starts on a
@@ -35,7 +35,10 @@ FORMAT = "avscene.featurestore"
 FORMAT_VERSION = 1
 
 PENDING, COMMITTED, FAILED = 0, 1, 2
-STATUS_NAMES = {PENDING: "pending", COMMITTED: "committed", FAILED: "failed"}
+#: The clip lacks the feature's modality (its manifest names no such file): done, not failed.
+NOT_APPLICABLE = 3
+STATUS_NAMES = {PENDING: "pending", COMMITTED: "committed", FAILED: "failed",
+                NOT_APPLICABLE: "not applicable"}
 
 DEFAULT_BLOCK_CLIPS = 256
 #: Rows reserved per clip beyond ``ceil(duration * frame_rate)`` (e.g. 480,001-sample clips).

@@ -18,7 +18,7 @@ import numpy as np
 
 from featurestore.errors import LeaseLostError, StoreError, StoreFormatError
 from featurestore.store.chunks import ChunkReader, delete_chunks, gather_rows
-from featurestore.store.layout import COMMITTED, FAILED
+from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,23 @@ class BlockWriter:
     def committed(self, clip_id):
         """True if ``clip_id`` is committed in this writer's view of the index."""
         return bool(self._status[self._local_index(clip_id)] == COMMITTED)
+
+    def not_applicable(self, clip_id, reason):
+        """Record that ``clip_id`` lacks this feature's modality (not a failure), with a reason."""
+        if not self.fail(clip_id, reason):
+            return False
+        self._status[self._local_index(clip_id)] = NOT_APPLICABLE
+        return True
+
+    def retry(self, clip_id):
+        """Turn a failed clip back to pending (``extract --retry-failed``); False if not failed."""
+        i = self._local_index(clip_id)
+        if self._status[i] != FAILED:
+            return False
+        self._status[i], self._reason[i] = PENDING, ""
+        self._offset[i] = self._count[i] = 0
+        self._index_dirty = True
+        return True
 
     def close(self):
         """Write buffered rows (last chunk padded), commit their clips, clear the region tail,

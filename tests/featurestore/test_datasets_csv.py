@@ -86,7 +86,7 @@ def test_csv_bad_rows(tmp_path):
         "gone.wav: missing",
     ]
     assert [c.clip_id for c in manifest.clips] == ["a", "gone"]
-    assert manifest.clips[1].audio is None
+    assert manifest.clips[1].audio == "gone.wav"       # kept: extraction reports it
 
 
 def test_any_labels_when_asked(tmp_path):

@@ -191,9 +191,10 @@ def test_missing_media_is_a_per_clip_problem(tmp_path):
                                  "audio/tram-milan-1132-43315.wav: missing"]
     by_id = {c.clip_id: c for c in manifest.clips}
     assert len(by_id) == len(STEMS)                                     # every clip kept
-    assert by_id["tram-milan-1132-43315"].audio is None
+    # a missing file keeps its path (a failure of that clip), unlike a modality never named
+    assert by_id["tram-milan-1132-43315"].audio == "audio/tram-milan-1132-43315.wav"
     assert by_id["tram-milan-1132-43315"].video == "video/tram-milan-1132-43315.mp4"
-    assert by_id["metro-helsinki-45-1333"].video is None
+    assert by_id["metro-helsinki-45-1333"].video == "video/metro-helsinki-45-1333.mp4"
 
 
 @pytest.mark.parametrize("header", [
@@ -242,10 +243,10 @@ def test_evaluation_layout_from_the_files(tmp_path):
     assert manifest.kind == "tau-evaluation"
     assert [c.clip_id for c in manifest.clips] == ["0", "1", "2", "10"]
     assert manifest.clips[1] == Clip("1", "audio/1.wav", "video/1.mp4", folds=("eval",))
-    assert manifest.clips[3].video is None
+    assert manifest.clips[3].video == "video/10.mp4"      # missing, not absent
     assert manifest.problems == [
-        "video/10.mp4: missing",
         "audio/notes.wav: file name 'notes' is not an integer evaluation id",
+        "video/10.mp4: missing",
     ]
     assert manifest.summary()["folds"] == {"eval": 4}
     assert manifest.summary()["scenes"] == {}

@@ -204,7 +204,7 @@ BAD = {   # stem -> (what is wrong, features that must fail)
     "airport-vienna-582-10": ("truncated WAV", "audio"),
     "airport-vienna-582-11": ("empty WAV", "audio"),
     "airport-vienna-582-12": ("NaN samples", "audio"),
-    "airport-vienna-582-13": ("0.2 s clip (no video frame either)", "both"),
+    "airport-vienna-582-13": ("0.2 s clip: audio padded to a window, no video frame", "video"),
     "airport-vienna-582-14": ("8 kHz audio", "audio"),
     "airport-vienna-582-15": ("4 audio channels", "audio"),
     "airport-vienna-582-16": ("garbage WAV", "audio"),
@@ -433,7 +433,8 @@ def test_changed_parameters_are_refused(corpus, weights, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--features", "mfcc"], ["--shard", "2/2"], ["--shard", "x"],
-                                  ["--hop", "0"]])
+                                  ["--hop", "0"], ["--clip-timeout", "-1"],
+                                  ["--clip-timeout", "nan"], ["--min-duration", "-0.1"]])
 def test_bad_usage_exits_2(argv, tmp_path):
     with pytest.raises(SystemExit) as stop:
         cli.main(["extract", str(tmp_path), str(tmp_path / "s"), *argv])

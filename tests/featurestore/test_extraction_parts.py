@@ -3,6 +3,7 @@
 import os
 import pickle
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -78,3 +79,38 @@ def test_pool_survives_crashes_and_errors(workers):
             assert isinstance(results[index], TaskError) and "five is bad" in str(results[index])
         else:
             assert results[index] == task * task
+
+
+def sleep_on_two(x):
+    if x == 2:
+        time.sleep(3600)
+    return x * x
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pool_stops_a_task_past_the_time_limit_and_carries_on(workers):
+    with WorkerPool(sleep_on_two, workers=workers, timeout=1) as pool:
+        results = dict(pool.imap_unordered(range(6)))
+    assert sorted(results) == list(range(6))
+    assert isinstance(results[2], WorkerCrash)
+    assert str(results[2]) == "decoding took longer than 1 s (worker stopped)"
+    assert {i: r for i, r in results.items() if i != 2} == {i: i * i for i in (0, 1, 3, 4, 5)}
+
+
+def big_result_after(seconds):
+    time.sleep(seconds)
+    return np.full(200_000, seconds)                # 1.6 MB: the worker blocks in send
+
+
+def test_a_result_waiting_for_a_slow_consumer_is_not_timed():
+    """Only a task's own time counts. Both tasks take well under the limit; the pool sees the
+    1 s task running, then the consumer spends 4 s on the other result while that task's
+    result waits in its worker: the wait must not count."""
+    got = {}
+    with WorkerPool(big_result_after, workers=2, timeout=2.5) as pool:
+        for index, result in pool.imap_unordered([1.0, 0.6]):
+            got[index] = result
+            time.sleep(4)                           # the consumer (the model) falls behind
+    assert sorted(got) == [0, 1]
+    assert all(isinstance(r, np.ndarray) for r in got.values()), got
+    assert got[0][0] == 1.0 and got[1][0] == 0.6

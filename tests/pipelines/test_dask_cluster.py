@@ -105,7 +105,7 @@ def test_extraction_equals_a_single_process_run(features, dataset, cluster, tmp_
     assert status == status_alone == 1                     # the broken clip failed in both
     assert set(summary) - {"dask"} == set(summary_alone)
     for key in ("clips", "done", "failed", "clips_in_scope", "registered", "committed_in_scope",
-                "failed_in_scope", "features", "params", "errors"):
+                "failed_in_scope", "not_applicable", "retried", "features", "params", "errors"):
         assert summary[key] == summary_alone[key], key
     assert summary["dask"]["workers"] == 2 and summary["dask"]["tasks"] == 4
     key = lambda failure: (failure["clip_id"], failure["reason"])  # noqa: E731
@@ -114,6 +114,18 @@ def test_extraction_equals_a_single_process_run(features, dataset, cluster, tmp_
     assert_same_store(contents(on_dask), contents(alone))
     status, again = extract(dataset, on_dask, *options, "--dask", cluster)
     assert status == 1 and again["done"] == 0 and again["dask"]["tasks"] == 0
+
+
+def test_retry_failed_resets_in_the_client_and_reruns_on_the_cluster(dataset, cluster,
+                                                                      tmp_path):
+    options = [*FAST, "--features", "logmel", "--n-mels", "16"]
+    store = new_store(tmp_path / "dask")
+    status, first = extract(dataset, store, *options, "--dask", cluster)
+    assert status == 1 and [f["clip_id"] for f in first["failures"]] == ["park-milan-1-900"]
+    status, again = extract(dataset, store, *options, "--dask", cluster, "--retry-failed")
+    assert status == 1 and again["retried"] == 1                 # the media are still broken
+    assert again["dask"]["tasks"] == 1 and again["done"] == 1
+    assert again["failures"] == first["failures"]
 
 
 def kill_once(markers, spec, blocks):
