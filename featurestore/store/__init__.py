@@ -16,9 +16,11 @@ reading), :mod:`~featurestore.store.segments` (the per-second view),
 
 from featurestore.store.clip_table import ClipTable
 from featurestore.store.feature_store import Block, FeatureStore, Frames
+from featurestore.store.frame_table import FrameTable, read_frame_table
 from featurestore.store.hdf5 import export_hdf5, import_hdf5
 from featurestore.store.layout import COMMITTED, FAILED, PENDING
 from featurestore.store.segments import Segments
 
 __all__ = ["FeatureStore", "Segments", "Block", "Frames", "ClipTable", "export_hdf5",
            "import_hdf5", "PENDING", "COMMITTED", "FAILED"]
+__all__ += ["FrameTable", "read_frame_table"]
