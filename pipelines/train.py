@@ -62,7 +62,7 @@ def add_arguments(parser):
                         help="the validation split: a clip_id,role file (avscene split, a run's "
                              "split.csv) or the baseline's val.csv (its clips are validation, "
                              "the rest of the fold training)")
-    parser.add_argument("--from-checkpoint", type=comma_list(), metavar="PATH,...",
+    parser.add_argument("--from-checkpoint", type=comma_list(unique=False), metavar="PATH,...",
                         help="make the run from the baseline's trained PyTorch state dicts "
                              "instead of training: one per feature in --features order, then "
                              "the head for --fusion proposed; one for --fusion none or early")
@@ -113,6 +113,10 @@ def run(args):
     started = time.perf_counter()
     with runs.apply_threads(args.threads), FeatureStore.open(args.store, mode="r") as store:
         provenance = runs.feature_provenance(store, features)
+        declared = {name: int(store.feature_attrs(name)["dim"]) for name in features}
+        given = recipe.load_mean_std(args.mean_std, features, declared)
+        network = (checkpoint_runs.system(loaded_states, features, declared)
+                   if loaded_states else None)
         rows = recipe.read_rows(store, features, fold=args.train_fold, protocol=protocol,
                                 pooling=args.pooling)
         store_attrs = dict(store.attrs)
@@ -124,7 +128,7 @@ def run(args):
                  "frames" if recipe.uses_frames(protocol) else "segments",
                  len(np.unique(rows.clip_id)), "+".join(features), loaded - started)
         fitted, models, protocol, extra = fit_system(args, features, dims, X, rows, split,
-                                                     protocol, loaded_states)
+                                                     protocol, given, loaded_states, network)
         fit_done = time.perf_counter()
         validation = training.validate(fitted, X, rows, split, protocol=protocol)
         finished = time.perf_counter()
@@ -136,20 +140,19 @@ def run(args):
                                  split_record=split_record, extra=extra)
 
 
-def fit_system(args, features, dims, X, rows, split, protocol, loaded_states):
-    """``(fitted, models, protocol, extra record keys)``: trained, or made from checkpoints."""
+def fit_system(args, features, dims, X, rows, split, protocol, given, loaded_states, network):
+    """``(fitted, models, protocol, extra record keys)``: trained, or the checked ``network``
+    of the ``--from-checkpoint`` files (``given``: the ``--mean-std`` statistics)."""
     if not training.is_recipe(args):
         estimator, models = training.build(args, features, dims)
         protocol["normalisation"] = training.ESTIMATOR_NORMALISATION
         return training.fit(estimator, X, rows, split), models, protocol, None
     from classifiers.systems import feature_columns
 
-    given = recipe.load_mean_std(args.mean_std, features, dims)
     mean, std, normalisation = recipe.normalisation(X, split[0], feature_columns(dims), given)
     protocol["normalisation"] = normalisation
     models = {name: "baseline" for name in features}
-    if loaded_states is not None:
-        network = checkpoint_runs.system(loaded_states, features, dims)
+    if network is not None:
         return (checkpoint_runs.normalised_run(network, mean, std), models, protocol,
                 {"checkpoints": checkpoint_runs.record(loaded_states)})
     estimator, models = training.build(args, features, dims)
