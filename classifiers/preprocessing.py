@@ -13,6 +13,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 
 from classifiers.checks import check_features
 
+#: Rows normalised at a time (bounds the float64 temporaries).
+CHUNK_ROWS = 1 << 15
+
 
 class ZScore(TransformerMixin, BaseEstimator):
     """Per-dimension z-score: ``(X - mean_) / scale_``.
@@ -106,11 +109,14 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """Return ``(X - mean_) / scale_`` computed in float64, as float32."""
+        """Return ``(X - mean_) / scale_`` computed in float64, as float32 (in row chunks)."""
         X = check_features(X)
         if X.shape[1] != len(self.mean_):
             raise ValueError(f"X has {X.shape[1]} columns, the statistics have {len(self.mean_)}")
-        return ((X - self.mean_) / self.scale_).astype(np.float32)
+        out = np.empty(X.shape, dtype=np.float32)
+        for start in range(0, len(X), CHUNK_ROWS):
+            out[start:start + CHUNK_ROWS] = (X[start:start + CHUNK_ROWS] - self.mean_) / self.scale_
+        return out
 
     def predict_proba(self, X):
         """Return the classifier's probabilities on normalised ``X``, shape (n_rows, n_classes)."""

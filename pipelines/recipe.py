@@ -247,11 +247,21 @@ def normalisation(X, train_rows, columns, given):
         if not len(train_rows):
             raise UsageError(f"no training frames to compute the statistics of {feature} "
                              "(give --mean-std)")
-        scaler = ZScore().fit(X[train_rows, cols])
-        mean[cols], std[cols] = scaler.mean_, scaler.scale_
+        mean[cols], deviation = _column_statistics(X, train_rows, cols)
+        std[cols] = np.where(deviation < ZScore().min_scale, 1.0, deviation)
         record[feature] = {"source": "training frames", "n_frames": int(len(train_rows)),
-                           "statistic": "per-dimension mean and population std (ddof 0)"}
+                           "statistic": "per-dimension mean and population std (ddof 0); "
+                                        "dimensions with std below 1e-6 are only centred"}
     return mean, std, record
+
+
+def _column_statistics(X, rows, cols, *, chunk=1 << 15):
+    """Mean and population std of ``X[rows, cols]`` in float64, two passes over row chunks."""
+    parts = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
+    total = sum(X[part, cols].sum(axis=0, dtype=np.float64) for part in parts)
+    mean = total / len(rows)
+    squares = sum(np.square(X[part, cols] - mean).sum(axis=0) for part in parts)
+    return mean, np.sqrt(squares / len(rows))
 
 
 def file_sha256(path, *, block=1 << 20):

@@ -265,28 +265,38 @@ def test_evaluate_and_predict_apply_the_recorded_protocol(recipe_run, store12, t
     assert status == 0 and "the k-th picked frame" in text and "Test protocols" in text
 
 
-def test_given_mean_std_files_normalise_the_recipe(store12, tmp_path, capsys):
+@pytest.mark.parametrize("fusion", ["none", "early"])
+def test_given_mean_std_files_normalise_the_recipe(fusion, store12, tmp_path, capsys):
     rng = np.random.default_rng(5)
     mean = rng.normal(size=12)
     np.savez(tmp_path / "audio.npz", global_mean=mean, global_std=np.float64(3.0))
-    run_dir = tmp_path / "audio"
-    status, stdout, _ = run_cli(["train", store12, "--features", "openl3_audio", "--model",
-                                 "baseline", "--preset", "dcase2021", "--mean-std",
-                                 f"audio={tmp_path / 'audio.npz'}", "--out", run_dir, "--json"],
-                                capsys)
+    features = ["openl3_audio"] if fusion == "none" else list(FEATURES)
+    run_dir = tmp_path / "run"
+    status, stdout, _ = run_cli(["train", store12, "--features", ",".join(features), "--model",
+                                 "baseline", "--fusion", fusion, "--preset", "dcase2021",
+                                 "--mean-std", f"audio={tmp_path / 'audio.npz'}", "--out",
+                                 run_dir, "--json"], capsys)
     assert status == 0
     record = json.loads(stdout)
     given = record["protocol"]["normalisation"]["openl3_audio"]
     assert given["source"] == "given" and given["sha256"] == hashlib.sha256(
         (tmp_path / "audio.npz").read_bytes()).hexdigest()
     model = runs.load_run(run_dir)[0]["estimator"]
-    np.testing.assert_array_equal(model.mean_, mean)
-    np.testing.assert_array_equal(model.scale_, np.full(12, 3.0))
-    frames = clip_frames(store12, "evaluate", ("openl3_audio",))
+    expected_mean, expected_std = mean, np.full(12, 3.0)
+    if fusion == "early":        # video: the statistics of the training frames
+        assert record["protocol"]["normalisation"]["openl3_video"]["source"] == "training frames"
+        roles = {r["clip_id"]: r["role"] for r in read_csv(run_dir / "split.csv")}
+        video = np.concatenate([x[:, 12:] for c, (_, x) in clip_frames(store12, "train").items()
+                                if roles[c] == "train"]).astype(np.float64)
+        expected_mean = np.concatenate([mean, video.mean(axis=0)])
+        expected_std = np.concatenate([expected_std, video.std(axis=0)])
+        assert model.estimator_.n_features_in_ == 24 and len(model.estimator_.history_) == 199
+    np.testing.assert_allclose(model.mean_, expected_mean, rtol=1e-9)
+    np.testing.assert_allclose(model.scale_, expected_std, rtol=1e-9)
+    frames = clip_frames(store12, "evaluate", features)
     X = next(iter(frames.values()))[1]
-    network = model.estimator_
-    np.testing.assert_allclose(model.predict_proba(X), network.predict_proba(
-        ((X - mean) / 3.0).astype(np.float32)), rtol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(X), model.estimator_.predict_proba(
+        ((X - expected_mean) / expected_std).astype(np.float32)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("arrays, message", [
