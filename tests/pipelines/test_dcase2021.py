@@ -508,3 +508,17 @@ def test_bad_split_files_fail_with_one_line(content, message, store12, tmp_path,
     status, _, err = run_cli(["train", store12, "--features", "openl3_audio", "--preset", "fast",
                               "--split", split, "--out", tmp_path / "r"], capsys)
     assert status == 2 and len(err) == 1 and message in err[0] and str(split) in err[0], err
+
+
+def test_split_location_is_the_split_train_makes_by_default(store12, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", str(store12), "--features", "openl3_audio", "--model", "lr",
+                     "--preset", "fast", "--out", str(run_dir)]) == 0
+    status, _, _ = run_cli(["split", store12, "--method", "location", "--out",
+                            tmp_path / "split.csv"], capsys)
+    assert status == 0
+    written = {r["clip_id"]: r["role"] for r in read_csv(tmp_path / "split.csv")}
+    assert written == {r["clip_id"]: r["role"] for r in read_csv(run_dir / "split.csv")}
+    assert "validation" in written.values()
+    record = runs.load_record(run_dir)
+    assert record["split"]["method"] == "location" and record["protocol"]["rows"] == "segments"
