@@ -5,8 +5,9 @@ one ``nn.Sequential`` named ``model``: keys ``model.0.weight`` ... ``model.12.bi
 proposed fusion head ``l3_combine`` (``model.0`` Linear(256, 128), ``model.1`` Linear(128, 10)).
 :func:`l3_dense_classifier` and :func:`proposed_fusion` check every key and shape of such a
 state dict (given as numpy arrays, e.g. from :func:`classifiers.networks.read_state_dict`)
-against the architecture and return estimators that predict with the numpy forward pass, exactly
-as if avscene had trained them. Output column k is the baseline's class index k.
+against the architecture and return fitted estimators (the numpy forward pass of
+:mod:`classifiers.networks`, as for networks avscene trains). Output column k is the baseline's
+class index k.
 """
 
 import numpy as np

@@ -206,8 +206,10 @@ def rows_of_roles(row_clip_ids, clip_ids, roles, *, where):
         Rows whose clip has no role.
     """
     role_of = dict(zip(np.asarray(clip_ids).astype(str).tolist(), np.asarray(roles).tolist()))
-    row_roles = np.asarray([role_of.get(c, "") for c in np.asarray(row_clip_ids).astype(str)])
-    unassigned = sorted(set(np.asarray(row_clip_ids).astype(str)[row_roles == ""].tolist()))
+    names, inverse = np.unique(np.asarray(row_clip_ids).astype(str), return_inverse=True)
+    row_roles = np.asarray([role_of.get(name, "") for name in names.tolist()],
+                           dtype="U10")[inverse.reshape(-1)]
+    unassigned = names[[role_of.get(name, "") == "" for name in names.tolist()]].tolist()
     if unassigned:
         raise SplitFileError(f"{where} gives no role to {len(unassigned)} clips with features: "
                              f"{_some(unassigned)}")
