@@ -32,6 +32,7 @@ from classifiers.checks import (
 )
 from classifiers.fitting import validation_rows
 from classifiers.linear import LogisticClassifier, softmax
+from classifiers.protocols import log_softmax
 
 #: Floor before logs of probabilities (stacking meta-features, weight fitting).
 PROBA_FLOOR = 1e-7
@@ -325,6 +326,9 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     n_jobs : int or None
         torch threads while training the head.
     random_state : int or None
+    val_loss, ties :
+        How the head's validation loss is measured and ties are broken (see
+        :class:`classifiers.mlp.TorchMLPClassifier`; the members have their own).
 
     Attributes
     ----------
@@ -338,7 +342,8 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
     def __init__(self, estimators, *, head_hidden=128, learning_rate=1e-4, weight_decay=1e-4,
                  batch_size=64, max_epochs=99, patience=None, validation_fraction=0.1,
-                 drop_last=True, bf16=False, device="auto", n_jobs=None, random_state=None):
+                 drop_last=True, bf16=False, device="auto", n_jobs=None, random_state=None,
+                 val_loss="rows", ties="first"):
         self.estimators = estimators
         self.head_hidden = head_hidden
         self.learning_rate = learning_rate
@@ -352,6 +357,8 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.val_loss = val_loss
+        self.ties = ties
 
     #: Modules of each branch kept by the baseline (Linear, BN, ReLU, Dropout, Linear).
     TRUNK_MODULES = 5
@@ -403,19 +410,27 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
                 head, H_fit, y_index, X_val=H_val, y_val=y_val, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
-                bf16=self.bf16, device=self.device, seed=seed)
+                bf16=self.bf16, device=self.device, seed=seed, val_loss=self.val_loss,
+                ties=self.ties)
         self.head_ = head.cpu().eval()
         self.head_kinds_ = networks.module_kinds(head)
         self.head_state_ = networks.state_to_numpy(head)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict_proba(self, X):
-        """Return class probabilities, shape (n_rows, n_classes)."""
+    def decision_function(self, X):
+        """Return the head's logits, shape (n_rows, n_classes)."""
         X = check_features(X, dtype=np.float32)
         hidden = self._hidden(X, [cols for _, _, cols in self.estimators])
-        logits = networks.numpy_forward(self.head_kinds_, self.head_state_, hidden)
-        return softmax(logits.astype(np.float64))
+        return networks.numpy_forward(self.head_kinds_, self.head_state_, hidden)
+
+    def predict_proba(self, X):
+        """Return class probabilities, shape (n_rows, n_classes)."""
+        return softmax(self.decision_function(X).astype(np.float64))
+
+    def predict_log_proba(self, X):
+        """Return the log-softmax of the head's logits, shape (n_rows, n_classes), float64."""
+        return log_softmax(self.decision_function(X))
 
     def predict(self, X):
         """Return the most probable class of each row."""

@@ -12,7 +12,9 @@ baseline's ``test_DCASE.py``):
 - **Accuracy**: class-wise averaged accuracy (mean over classes of each class's recall), as
   ``sed_eval``'s ``class_wise_average`` accuracy; overall (row) accuracy is reported too.
 - **Segment level**: every 1-s segment is one prediction (the challenge unit).
-  **Clip level**: a clip's segment probabilities are summed and renormalised.
+  **Clip level**: by default a clip's segment probabilities are summed and renormalised; a
+  caller may give the clip probabilities and decisions instead (the baseline's clip rule over
+  all frames, :func:`classifiers.protocols.clip_decision`).
 - **Bootstrap**: confidence intervals resample *clips* with replacement, never single segments:
   the segments of a 10-s clip are consecutive seconds of one recording and strongly correlated, so
   resampling segments would treat them as independent and give intervals that are too narrow.
@@ -108,15 +110,17 @@ def clip_labels(y_index, segment_clip, n_clips):
     return labels
 
 
-def summarise(y_index, proba, classes):
+def summarise(y_index, proba, classes, *, pred=None):
     """Return the metrics of one set of predictions as a JSON-able dict.
 
-    Keys: ``log_loss`` (DCASE, macro), ``accuracy`` (class-wise averaged), ``overall_log_loss``,
-    ``overall_accuracy``, ``n``, ``per_class`` ({class: {log_loss, accuracy, n}}), ``confusion``.
+    ``pred`` (class indices) are the decisions scored for accuracy; default the arg-max of
+    ``proba``. Keys: ``log_loss`` (DCASE, macro), ``accuracy`` (class-wise averaged),
+    ``overall_log_loss``, ``overall_accuracy``, ``n``, ``per_class`` ({class: {log_loss,
+    accuracy, n}}), ``confusion``.
     """
     y_index = np.asarray(y_index)
     proba = np.asarray(proba, dtype=np.float64)
-    pred = proba.argmax(axis=1)
+    pred = proba.argmax(axis=1) if pred is None else np.asarray(pred)
     losses = class_wise_log_loss(y_index, proba)
     accuracies = class_wise_accuracy(y_index, pred, len(classes))
     counts = np.bincount(y_index, minlength=len(classes))
@@ -153,11 +157,12 @@ def _bootstrap_stats(weights, label_onehot, counts, losses, corrects):
 
 
 def bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y, *, n_bootstrap=1000,
-                        confidence=0.95, random_state=0, chunk=250):
+                        confidence=0.95, random_state=0, chunk=250, clip_pred=None):
     """Percentile bootstrap intervals of the segment- and clip-level metrics, resampling clips.
 
     Each draw picks ``n_clips`` clips with replacement; a clip drawn twice counts all its segments
-    twice. Returns ``{"segment": {metric: [low, high]}, "clip": {...}}``.
+    twice. ``clip_pred``: the clips' decisions (default the arg-max of ``clip_proba``). Returns
+    ``{"segment": {metric: [low, high]}, "clip": {...}}``.
     """
     n_clips, n_classes = clip_proba.shape
     onehot = np.eye(n_classes)[clip_y]
@@ -166,7 +171,8 @@ def bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y, *, n_b
     seg_correct = np.bincount(segment_clip, weights=(np.asarray(proba).argmax(axis=1) == y_index),
                               minlength=n_clips)
     clip_losses = row_log_loss(clip_y, clip_proba)
-    clip_correct = (clip_proba.argmax(axis=1) == clip_y).astype(np.float64)
+    clip_pred = clip_proba.argmax(axis=1) if clip_pred is None else np.asarray(clip_pred)
+    clip_correct = (clip_pred == clip_y).astype(np.float64)
     rng = np.random.default_rng(random_state)
     draws = {"segment": [], "clip": []}
     for start in range(0, n_bootstrap, chunk):
@@ -187,7 +193,7 @@ def bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y, *, n_b
 
 
 def evaluate(y, proba, *, classes, clip_ids, cities=None, seen_cities=None, n_bootstrap=1000,
-             confidence=0.95, random_state=0):
+             confidence=0.95, random_state=0, clip_proba=None, clip_pred=None):
     """Evaluate segment probabilities the DCASE 2021 Task 1B way, plus CIs and a per-city breakdown.
 
     Parameters
@@ -201,6 +207,12 @@ def evaluate(y, proba, *, classes, clip_ids, cities=None, seen_cities=None, n_bo
     n_bootstrap : int (0 disables the intervals)
     confidence : float
     random_state : int
+    clip_proba : ndarray, shape (n_clips, len(classes)), optional
+        Clip probabilities in the order of ``np.unique(clip_ids)``; default: each clip's segment
+        probabilities summed and renormalised.
+    clip_pred : ndarray of int, shape (n_clips,), optional
+        Clip decisions (column indices) in the same order; default the arg-max of the clip
+        probabilities.
 
     Returns
     -------
@@ -217,15 +229,16 @@ def evaluate(y, proba, *, classes, clip_ids, cities=None, seen_cities=None, n_bo
     if proba.shape != (len(y), len(classes)):
         raise ValueError(f"proba has shape {proba.shape}, expected {(len(y), len(classes))}")
     y_index = np.array([column[label] for label in y], dtype=np.int64)
-    clip_proba, clip_names, segment_clip = clip_probabilities(proba, clip_ids)
+    summed, clip_names, segment_clip = clip_probabilities(proba, clip_ids)
+    clip_proba, clip_pred = _clip_level(summed, clip_proba, clip_pred, len(classes))
     clip_y = clip_labels(y_index, segment_clip, len(clip_names))
     report = {"classes": classes, "n_clips": int(len(clip_names)),
               "segment": summarise(y_index, proba, classes),
-              "clip": summarise(clip_y, clip_proba, classes)}
+              "clip": summarise(clip_y, clip_proba, classes, pred=clip_pred)}
     if n_bootstrap:
         intervals = bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y,
                                         n_bootstrap=n_bootstrap, confidence=confidence,
-                                        random_state=random_state)
+                                        random_state=random_state, clip_pred=clip_pred)
         report["segment"]["ci"] = intervals["segment"]
         report["clip"]["ci"] = intervals["clip"]
     report["bootstrap"] = {
@@ -233,11 +246,26 @@ def evaluate(y, proba, *, classes, clip_ids, cities=None, seen_cities=None, n_bo
         "note": "clips resampled with replacement (segments of a clip are correlated)"}
     if cities is not None:
         report["per_city"] = per_city(y_index, proba, segment_clip, clip_proba, clip_y,
-                                      np.asarray(cities).astype(str), classes, seen_cities)
+                                      np.asarray(cities).astype(str), classes, seen_cities,
+                                      clip_pred=clip_pred)
     return report
 
 
-def per_city(y_index, proba, segment_clip, clip_proba, clip_y, cities, classes, seen_cities):
+def _clip_level(summed, clip_proba, clip_pred, n_classes):
+    """The clip probabilities and decisions to score: given ones (checked) or the defaults."""
+    if clip_proba is None:
+        return summed, summed.argmax(axis=1) if clip_pred is None else np.asarray(clip_pred)
+    clip_proba = np.asarray(clip_proba, dtype=np.float64)
+    if clip_proba.shape != summed.shape:
+        raise ValueError(f"clip_proba has shape {clip_proba.shape}, expected {summed.shape}")
+    clip_pred = clip_proba.argmax(axis=1) if clip_pred is None else np.asarray(clip_pred)
+    if clip_pred.shape != (len(summed),) or (clip_pred < 0).any() or (clip_pred >= n_classes).any():
+        raise ValueError(f"clip_pred must hold {len(summed)} class indices below {n_classes}")
+    return clip_proba, clip_pred
+
+
+def per_city(y_index, proba, segment_clip, clip_proba, clip_y, cities, classes, seen_cities, *,
+             clip_pred=None):
     """Return ``{city: {seen_in_training, n_clips, segment: {...}, clip: {...}}}``.
 
     Within a city, averages run over the classes recorded there (cities lack some scenes).
@@ -249,7 +277,8 @@ def per_city(y_index, proba, segment_clip, clip_proba, clip_y, cities, classes, 
         rows = cities == city
         clips = clip_city == city
         seg = summarise(y_index[rows], proba[rows], classes)
-        clip = summarise(clip_y[clips], clip_proba[clips], classes)
+        clip = summarise(clip_y[clips], clip_proba[clips], classes,
+                         pred=None if clip_pred is None else clip_pred[clips])
         out[city] = {
             "seen_in_training": None if seen_cities is None else city in set(seen_cities),
             "n_clips": int(clips.sum()),

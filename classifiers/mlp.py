@@ -16,6 +16,7 @@ from classifiers import networks
 from classifiers.fitting import start_fit
 from classifiers.linear import softmax
 from classifiers.preprocessing import maybe_standardize
+from classifiers.protocols import log_softmax
 
 
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
@@ -47,6 +48,12 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     n_jobs : int or None
         torch CPU threads while fitting (None: torch's default).
     random_state : int or None
+    val_loss : {"rows", "batches"}
+        Validation loss as the exact mean over rows, or the baseline's mean of per-batch losses
+        (see :func:`classifiers.networks.train_network`).
+    ties : {"first", "last"}
+        Which epoch is kept when several share the lowest validation loss ("last": the
+        baseline's rule).
 
     Attributes
     ----------
@@ -61,7 +68,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, *, hidden=(256,), dropout=0.2, batch_norm=True, learning_rate=1e-3,
                  weight_decay=1e-4, batch_size=512, max_epochs=10, patience=None,
                  validation_fraction=0.1, drop_last=True, bf16=False, standardize=True,
-                 device="auto", n_jobs=None, random_state=None):
+                 device="auto", n_jobs=None, random_state=None, val_loss="rows", ties="first"):
         self.hidden = hidden
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -77,6 +84,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.val_loss = val_loss
+        self.ties = ties
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); see the class doc for groups/eval_set."""
@@ -91,12 +100,12 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
                 module, X_fit, y_fit, X_val=X_val, y_val=y_val, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
-                bf16=self.bf16, device=self.device, seed=seed)
+                bf16=self.bf16, device=self.device, seed=seed, val_loss=self.val_loss,
+                ties=self.ties)
         self.module_ = module.cpu().eval()
         self.kinds_ = networks.module_kinds(module)
         self.state_ = networks.state_to_numpy(module)
-        losses = [h["val_loss"] for h in self.history_ if h["val_loss"] is not None]
-        self.best_epoch_ = int(np.argmin(losses)) + 1 if losses else len(self.history_)
+        self.best_epoch_ = networks.best_epoch(self.history_, ties=self.ties)
         self.n_features_in_ = X_fit.shape[1]
         return self
 
@@ -112,6 +121,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Return class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
         return softmax(self.decision_function(X).astype(np.float64))
+
+    def predict_log_proba(self, X):
+        """Return the log-softmax of the logits, shape (n_rows, n_classes), float64."""
+        return log_softmax(self.decision_function(X))
 
     def predict(self, X):
         """Return the most probable class of each row."""

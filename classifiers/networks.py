@@ -10,7 +10,14 @@ Networks (``shanwangshan/TAU-urban-audio-visual-scenes``, ``train/model.py`` and
   nets (Linear 512->512, BN, ReLU, Dropout, Linear 512->128) -- :func:`proposed_head`.
 
 Training (:func:`train_network`): cross-entropy, Adam, optional weight decay, shuffled batches with
-``drop_last``, the state with the lowest validation loss kept (the baseline's rule).
+``drop_last``, the state with the lowest validation loss kept. The baseline's own selection
+(``train/train.py``) keeps the later epoch on a tie (``ties="last"``) and measures the
+validation loss as the mean of per-batch losses over shuffled batches with ``drop_last``
+(``val_loss="batches"``); avscene's default is the exact mean over all validation rows and the
+earlier epoch on a tie.
+
+:func:`read_state_dict` reads a saved PyTorch state dict (the baseline's checkpoints) with
+``torch.load(weights_only=True)``, never unpickling anything else.
 
 torch is imported inside the functions only. A trained network is kept as a numpy state dict plus
 a list of module kinds; :func:`numpy_forward` runs it without torch (eval mode: BatchNorm with
@@ -139,6 +146,11 @@ def _batches(n_rows, batch_size, generator, *, drop_last):
             yield batch
 
 
+#: How :func:`train_network` measures the validation loss and breaks ties between epochs.
+VAL_LOSSES = ("rows", "batches")
+TIES = ("first", "last")
+
+
 def mean_loss(module, X, y, *, device, batch_rows=8192):
     """Return the mean cross-entropy of ``module`` (eval mode) on tensors ``X``, ``y``."""
     torch = import_torch("mean_loss")
@@ -152,9 +164,32 @@ def mean_loss(module, X, y, *, device, batch_rows=8192):
     return total / max(len(X), 1)
 
 
+def mean_batch_loss(module, X, y, *, device, batch_size, generator):
+    """Mean of the per-batch mean cross-entropies over one shuffled pass with ``drop_last``
+    (the baseline's validation loss); a set smaller than a batch is one batch."""
+    torch = import_torch("mean_batch_loss")
+    module.eval()
+    losses = []
+    with torch.no_grad():
+        for batch in _batches(len(X), batch_size, generator, drop_last=True):
+            logits = module(X[batch].to(device))
+            losses.append(float(torch.nn.functional.cross_entropy(logits, y[batch].to(device))))
+    return float(np.mean(losses))
+
+
+def best_epoch(history, *, ties="first"):
+    """The epoch (1-based) whose state :func:`train_network` kept; the last one without validation."""
+    losses = [h["val_loss"] for h in history]
+    if not history or losses[0] is None:
+        return len(history)
+    losses = np.asarray(losses, dtype=np.float64)
+    lowest = np.flatnonzero(losses == losses.min())
+    return int(lowest[-1 if ties == "last" else 0]) + 1
+
+
 def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, weight_decay=1e-4,
                   batch_size=64, max_epochs=100, patience=None, drop_last=True, bf16=False,
-                  device="cpu", seed=0):
+                  device="cpu", seed=0, val_loss="rows", ties="first"):
     """Train ``module`` in place with Adam on cross-entropy; keep the lowest-validation-loss state.
 
     Parameters
@@ -169,12 +204,21 @@ def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, w
         bfloat16 autocast for the forward pass (parameters and optimiser stay float32).
     seed : int
         Seeds the batch order and dropout (inside a forked RNG: global state is untouched).
+    val_loss : {"rows", "batches"}
+        The exact mean over the validation rows, or the baseline's mean of per-batch losses
+        (shuffled batches of ``batch_size``, incomplete last batch dropped).
+    ties : {"first", "last"}
+        Which of several epochs with the lowest validation loss is kept ("last": the baseline's
+        ``==`` minimum-so-far rule).
 
     Returns
     -------
     list of dict, one per epoch: ``epoch``, ``train_loss``, ``val_loss`` (None without validation)
     """
     torch = import_torch("train_network")
+    if val_loss not in VAL_LOSSES or ties not in TIES:
+        raise ValueError(f"val_loss must be one of {VAL_LOSSES} and ties one of {TIES}, got "
+                         f"{val_loss!r}, {ties!r}")
     device = resolve_device(device)
     X_t, y_t = torch.from_numpy(np.ascontiguousarray(X, np.float32)), torch.from_numpy(y)
     has_val = X_val is not None and len(X_val) > 0
@@ -201,10 +245,15 @@ def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, w
                 optimiser.step()
                 total += float(loss.detach()) * len(batch)
                 seen += len(batch)
-            val_loss = mean_loss(module, X_v, y_v, device=device) if has_val else None
-            history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": val_loss})
-            if has_val and val_loss < best_loss:
-                best_loss, stale = val_loss, 0
+            loss_now = None
+            if has_val and val_loss == "batches":
+                loss_now = mean_batch_loss(module, X_v, y_v, device=device,
+                                           batch_size=batch_size, generator=generator)
+            elif has_val:
+                loss_now = mean_loss(module, X_v, y_v, device=device)
+            history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": loss_now})
+            if has_val and (loss_now < best_loss or (ties == "last" and loss_now == best_loss)):
+                best_loss, stale = min(loss_now, best_loss), 0
                 best_state = copy.deepcopy(module.state_dict())
             elif has_val:
                 stale += 1
@@ -214,6 +263,34 @@ def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, w
         module.load_state_dict(best_state)
     module.eval()
     return history
+
+
+def read_state_dict(path):
+    """The tensors of a saved PyTorch state dict, as ``{key: ndarray}`` (CPU copies).
+
+    Read with ``torch.load(path, map_location="cpu", weights_only=True)``: nothing but tensors
+    and plain containers is ever unpickled. Raises ValueError (one line naming the file) when
+    the file is not a state dict of tensors; OSError when it cannot be read.
+    """
+    torch = import_torch("reading a PyTorch checkpoint")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as error:       # UnpicklingError, RuntimeError, EOFError, ... of bad files
+        reason = " ".join(str(error).split())[:120]
+        raise ValueError(f"{path}: not a PyTorch checkpoint readable with weights_only=True "
+                         f"({type(error).__name__}: {reason})") from None
+    if not isinstance(loaded, dict) or not loaded:
+        raise ValueError(f"{path}: holds a {type(loaded).__name__}, not a state dict "
+                         "(a mapping of parameter names to tensors)")
+    state = {}
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path}: entry {str(key)[:60]!r} is a {type(value).__name__}, not a "
+                             "tensor: not a state dict")
+        state[key] = value.detach().cpu().numpy().copy()
+    return state
 
 
 class torch_threads:

@@ -20,13 +20,13 @@ from classifiers.calibration import TemperatureScaledClassifier
 from classifiers.fusion import LateFusion, ProposedFusion, StackingFusion
 from classifiers.linear import LogisticClassifier
 from classifiers.mlp import TorchMLPClassifier
-from classifiers.preprocessing import ZScore
+from classifiers.preprocessing import NormalisedClassifier, ZScore
 from featurestore.errors import ModelFormatError
 
 #: The classes a tree may name.
 ESTIMATORS = {cls.__name__: cls for cls in (
     ZScore, LogisticClassifier, TorchMLPClassifier, LightGBMClassifier, LateFusion,
-    StackingFusion, ProposedFusion, TemperatureScaledClassifier)}
+    StackingFusion, ProposedFusion, TemperatureScaledClassifier, NormalisedClassifier)}
 
 #: Fitted attributes written and read per class (what ``predict_proba`` needs, plus small
 #: diagnostics). StackingFusion's ``oof_proba_`` (one row per training segment) is not kept.
@@ -44,6 +44,8 @@ FITTED = {
     "ProposedFusion": ("classes_", "branches_", "trunk_modules_", "head_kinds_", "head_state_",
                        "history_", "n_features_in_"),
     "TemperatureScaledClassifier": ("estimator_", "classes_", "temperature_", "n_features_in_"),
+    "NormalisedClassifier": ("estimator_", "classes_", "mean_", "scale_", "source_",
+                             "n_features_in_"),
 }
 
 

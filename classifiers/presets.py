@@ -1,4 +1,5 @@
-"""Named hyperparameter presets as plain dicts: ``fast`` (tests), ``default``, ``small``, ``paper``.
+"""Named hyperparameter presets as plain dicts: ``fast`` (tests), ``default``, ``small``, ``paper``,
+``dcase2021``.
 
 Each preset maps a model or fusion name to keyword arguments of its estimator:
 
@@ -21,7 +22,15 @@ instead of up to 199 epochs with batch 64 at lr 1e-4 (~5 s per epoch per branch 
 batch 64 costs ~7 s per epoch); stacking uses 3 grouped folds (2 folds saved ~20% of the time
 but raised the benchmark's test log loss from 0.34 to 0.40). ``small`` suits corpora of a few thousand segments (the demo's): batch 64 and enough epochs,
 with early stopping on the validation locations, for the networks to converge. ``paper`` restores the baseline's
-exact training settings (hours on a CPU) and 5-fold stacking.
+training settings (hours on a CPU) and 5-fold stacking, on per-second segments.
+
+``dcase2021`` is the baseline recipe (``--model baseline`` with ``--fusion none``, ``early`` or
+``proposed`` only): the settings of its ``train/train.py`` and ``train_combine/train.py`` (Adam
+lr 1e-4, weight decay 1e-4, batch 64, ``drop_last``, 199 epochs per network and 99 for the
+fusion head, validation loss as the mean of per-batch losses, ties to the later epoch) and no
+standardisation inside the networks: the pipeline normalises every frame first
+(:class:`classifiers.preprocessing.NormalisedClassifier`) and trains on frames, not segments
+(:data:`RECIPES`).
 """
 
 import copy
@@ -69,7 +78,19 @@ PRESETS = {
         "proposed": {"max_epochs": 99, "batch_size": 64, "learning_rate": 1e-4},
         "stack": {"n_splits": 5},
     },
+    "dcase2021": {
+        "baseline": {"max_epochs": 199, "batch_size": 64, "learning_rate": 1e-4,
+                     "weight_decay": 1e-4, "drop_last": True, "standardize": False,
+                     "val_loss": "batches", "ties": "last", "validation_fraction": 0.0},
+        "proposed": {"max_epochs": 99, "batch_size": 64, "learning_rate": 1e-4,
+                     "weight_decay": 1e-4, "drop_last": True, "val_loss": "batches",
+                     "ties": "last", "validation_fraction": 0.0},
+    },
 }
+
+#: Presets that are whole recipes (frame-level rows, fixed normalisation, their own split and
+#: test protocol), with the models and fusions they cover.
+RECIPES = {"dcase2021": {"models": ("baseline",), "fusions": ("none", "early", "proposed")}}
 
 
 def get_preset(name):
@@ -77,3 +98,16 @@ def get_preset(name):
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
+
+
+def check_recipe(name, models, fusion):
+    """ValueError (one line) when a recipe preset is asked for a model or fusion it lacks."""
+    recipe = RECIPES.get(name)
+    if recipe is None:
+        return
+    bad = sorted(set(models) - set(recipe["models"]))
+    if bad or fusion not in recipe["fusions"]:
+        raise ValueError(f"--preset {name} is the DCASE 2021 baseline recipe: --model "
+                         f"{' or '.join(recipe['models'])} with --fusion "
+                         f"{', '.join(recipe['fusions'])} (got model {', '.join(bad) or 'baseline'}"
+                         f", fusion {fusion})")

@@ -3,10 +3,16 @@
 Segments of one location are consecutive cuts of one ~5-minute recording, and city is
 confounded with scene: a row-wise random split leaks a recording into both sides and flatters
 every model. The DCASE 2021 Task 1B baseline (``create_data/split_data.py``) holds out about 10%
-of each scene's files as whole locations; :func:`location_split` does the same.
+of each scene's files as whole locations: :func:`dcase2021_split` is its rule, re-stated;
+:func:`location_split` is avscene's own per-class variant.
 """
 
+import random
+
 import numpy as np
+
+#: The seed of Python's ``random`` in the baseline's ``split_data.py``.
+DCASE2021_SEED = 30
 
 
 def _majority_label(y, group_index, n_groups):
@@ -62,6 +68,55 @@ def location_split(y, groups, *, val_fraction=0.1, random_state=0):
         in_val[members[:n_val]] = True
     val_row = in_val[group_index]
     return np.flatnonzero(~val_row), np.flatnonzero(val_row)
+
+
+def dcase2021_split(scenes, location_keys, *, val_fraction=0.1, seed=DCASE2021_SEED):
+    """Split clips as the DCASE 2021 Task 1B baseline's ``split_data.py`` does.
+
+    The rule: one ``random.Random(seed)`` stream for the whole split. Scenes are visited in
+    sorted order. Within a scene the clips are grouped by location key and the groups are put in
+    sorted order of their keys (string order: ``"1000"`` comes before ``"6"``), numbered 0..G-1.
+    Numbers are then drawn with ``random.choice`` from those still unused, each drawn group
+    going to training, until training holds at least ``int((1 - val_fraction) * n_scene)``
+    clips (at least one group is always drawn). The groups never drawn are validation.
+
+    The baseline keys a location by the number in the file name only
+    (``filename.split('-')[2]``), so the same number recorded in two cities is one group; pass
+    such keys to reproduce its split.
+
+    Parameters
+    ----------
+    scenes : array-like of str, shape (n_clips,)
+    location_keys : array-like, shape (n_clips,)
+        Compared as strings.
+    val_fraction : float in [0, 1)
+    seed : int
+
+    Returns
+    -------
+    train_rows, val_rows : ndarray of int, sorted row indices
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    scenes = np.asarray(scenes).astype(str)
+    keys = np.asarray(location_keys).astype(str)
+    if len(scenes) != len(keys):
+        raise ValueError(f"scenes has {len(scenes)} rows but location_keys has {len(keys)}")
+    stream = random.Random(seed)
+    in_val = np.zeros(len(scenes), dtype=bool)
+    for scene in sorted(set(scenes.tolist())):
+        rows = np.flatnonzero(scenes == scene)
+        names, sizes = np.unique(keys[rows], return_counts=True)   # sorted as strings
+        unused = list(range(len(names)))
+        wanted, taken = int((1 - val_fraction) * len(rows)), 0
+        while True:
+            drawn = stream.choice(unused)
+            unused.remove(drawn)
+            taken += int(sizes[drawn])
+            if taken >= wanted:
+                break
+        in_val[rows] = np.isin(keys[rows], names[unused])
+    return np.flatnonzero(~in_val), np.flatnonzero(in_val)
 
 
 def stratified_row_split(y, *, val_fraction=0.1, random_state=0):

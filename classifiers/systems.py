@@ -17,7 +17,7 @@ from classifiers.boosting import LightGBMClassifier
 from classifiers.fusion import LateFusion, ProposedFusion, StackingFusion
 from classifiers.linear import LogisticClassifier
 from classifiers.mlp import TorchMLPClassifier, baseline_network
-from classifiers.presets import get_preset
+from classifiers.presets import check_recipe, get_preset
 
 MODELS = ("lr", "mlp", "lgbm", "baseline")
 FUSIONS = ("none", "early", "late", "weighted", "stack", "proposed")
@@ -93,6 +93,7 @@ def make_system(dims, models, fusion, *, preset="default", random_state=0, n_job
         raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
     features = list(dims)
     kinds = sorted(set(models[f] for f in features))
+    check_recipe(preset, kinds, fusion)
     if fusion == "none" and len(features) != 1:
         raise ValueError(f"{len(features)} features need a fusion mode "
                          "(early, late, weighted, stack, proposed)")

@@ -88,3 +88,12 @@ class RunNotFoundError(AvsceneError, FileNotFoundError):
 
 class RunFormatError(AvsceneError, ValueError):
     """A run directory's files are not what ``avscene train`` writes, or its options are invalid."""
+
+
+class CheckpointError(AvsceneError, ValueError):
+    """A network checkpoint (a PyTorch state dict) does not fit the architecture it is loaded into."""
+
+
+class SplitFileError(AvsceneError, ValueError):
+    """A split file (``clip_id,role`` or the baseline's ``val.csv``) is malformed or names
+    clips the store does not hold."""

@@ -25,6 +25,7 @@ COMMANDS = (
     ("verify", "pipelines.verify", "re-read every chunk of a store and check its index"),
     ("export", "pipelines.export", "copy a feature store into one HDF5 file"),
     ("import", "pipelines.import_store", "rebuild a feature store from an exported HDF5 file"),
+    ("split", "pipelines.split", "write a validation split (clip_id,role) of a store's training fold"),
     ("train", "pipelines.train", "train a classifier or fusion system on cached features"),
     ("evaluate", "pipelines.evaluate", "DCASE 2021 Task 1B metrics of a trained run on a fold"),
     ("predict", "pipelines.predict", "write the DCASE output file (one row per 1-s segment)"),

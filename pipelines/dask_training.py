@@ -78,7 +78,7 @@ def read_segments(args, features):
 
 
 def split_rows(segments, args):
-    """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.training.fit`."""
+    """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.training.split_rows`."""
     from classifiers import splits
 
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)

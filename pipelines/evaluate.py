@@ -1,7 +1,10 @@
 """``avscene evaluate RUN_DIR STORE [--fold evaluate]``: DCASE 2021 Task 1B metrics of a trained run.
 
-Segment level (every 1-s segment) and clip level (a clip's segment probabilities summed and
-renormalised): class-wise averaged log loss and accuracy, overall values, a per-class table,
+Segment level (every 1-s segment) and clip level, as the run's recorded test protocol says
+(:mod:`pipelines.recipe`): by default a segment pools its second's frames and a clip sums its
+segment probabilities; a ``dcase2021`` run scores segment k with one picked frame and a clip with
+the baseline's rule over all its frames. Class-wise averaged log loss and accuracy, overall
+values, a per-class table,
 bootstrap 95% intervals (clips resampled), a per-city breakdown with cities unseen in training
 marked, and PNG plots. Writes ``evaluation-<fold>.json``, ``confusion-<fold>.png``,
 ``confusion-<fold>-clip.png`` and ``classwise-<fold>.png`` into the run directory and adds a
@@ -13,7 +16,7 @@ import time
 
 import numpy as np
 
-from pipelines import runs, tables
+from pipelines import recipe, runs, tables
 from pipelines.options import add_json, add_threads, non_negative, print_json, seed
 
 
@@ -33,14 +36,14 @@ def run(args):
 
     started = time.perf_counter()
     with runs.apply_threads(args.threads):
-        bundle, record, segments, X, _ = runs.read_for_run(args.run_dir, args.store,
-                                                           fold=args.fold)
+        bundle, record, rows, _ = recipe.read_for_run(args.run_dir, args.store, fold=args.fold)
         read = time.perf_counter()
-        proba, classes = runs.scene_probabilities(bundle, X)
+        scored = recipe.score(bundle, record, rows)
         predicted = time.perf_counter()
-    report = evaluate_segments(segments, proba, classes, record, args)
+    report = evaluate_segments(scored, record, args)
     report.update({
         "run": str(args.run_dir), "system": runs.system_name(record),
+        "protocol": recipe.protocol_of(record),
         "store": runs.store_location(args.store), "fold": args.fold, "created": utc_now(),
         "timings": {"read_s": read - started, "predict_s": predicted - read,
                     "metrics_s": time.perf_counter() - predicted},
@@ -56,19 +59,22 @@ def run(args):
     return 0
 
 
-def evaluate_segments(segments, proba, classes, record, args):
-    """The metrics report of segment probabilities (see :func:`classifiers.metrics.evaluate`)."""
+def evaluate_segments(scored, record, args):
+    """The metrics report of a fold's scored segments (:class:`pipelines.recipe.Scored`; see
+    :func:`classifiers.metrics.evaluate`)."""
     from classifiers import metrics
 
-    y = np.asarray(segments.y).astype(str)
+    y, classes = np.asarray(scored.y).astype(str), scored.classes
     unknown = sorted(set(y.tolist()) - set(classes))
     if unknown:
         raise runs.RunFormatError(f"fold {args.fold!r} holds label {unknown[0]!r}, not a class "
                                   f"of the model or of DCASE ({', '.join(classes)})")
-    return metrics.evaluate(y, proba, classes=classes, clip_ids=np.asarray(segments.clip_id),
-                            cities=np.asarray(segments.city).astype(str),
+    return metrics.evaluate(y, scored.proba, classes=classes,
+                            clip_ids=np.asarray(scored.clip_id),
+                            cities=np.asarray(scored.city).astype(str),
                             seen_cities=record.get("seen_cities"), n_bootstrap=args.bootstrap,
-                            random_state=args.seed)
+                            random_state=args.seed, clip_proba=scored.clip_proba,
+                            clip_pred=scored.clip_pred)
 
 
 def write_plots(report, run_dir, fold):

@@ -66,6 +66,10 @@ def add_arguments(parser):
                         help="OpenL3 audio: centred windows (timestamps = window centres)")
     parser.add_argument("--fps", type=positive(float), default=10.0,
                         help="video frames per second, sampled at (j + 0.5) / fps")
+    parser.add_argument("--video-frames", choices=("fps", "per-audio-window"), default="fps",
+                        help="fps: frames sampled at (j + 0.5) / fps; per-audio-window: one "
+                             "decoded frame per OpenL3 audio window, at the window's timestamp "
+                             "(the DCASE 2021 baseline's frames; --fps unused)")
     parser.add_argument("--image-scaling", choices=("openl3", "paper"), default="openl3",
                         help="OpenL3 image input range: openl3 0.4.2's ([-1, 1] only for exact "
                              "224x224 frames, else [0, 1]) or the paper's (always [-1, 1])")
@@ -119,7 +123,8 @@ def build_plan(args):
     except ValueError as error:
         raise UsageError(str(error)) from None
     return Plan(features=tuple(args.features), hop=args.hop, center=args.center, fps=args.fps,
-                logmel=params, image_scaling=args.image_scaling, min_duration=args.min_duration)
+                logmel=params, image_scaling=args.image_scaling, min_duration=args.min_duration,
+                video_frames=args.video_frames)
 
 
 def make_job(args, **extra):

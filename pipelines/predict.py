@@ -4,7 +4,8 @@ Tab-separated, header ``filename``, ``scene_label``, then one probability column
 order airport, bus, metro, metro_station, park, public_square, shopping_mall, street_pedestrian,
 street_traffic, tram (always all ten; a class training never saw gets probability 0; classes
 outside these ten, if the model has any, follow). One row per 1-s segment, ``scene_label`` is the
-most probable class.
+most probable class. A segment is what the run's test protocol says (:mod:`pipelines.recipe`):
+the pooled frames of the second, or, for a ``dcase2021`` run, the k-th picked frame.
 
 File names (our decision, from the 2021 sources): a clip of one segment (the evaluation set's 1-s
 clips) is named by its own audio file, ``<id>.wav`` (as 1B submissions, e.g.
@@ -21,7 +22,7 @@ import time
 
 import numpy as np
 
-from pipelines import runs
+from pipelines import recipe, runs
 from pipelines.options import add_json, add_out, add_threads, print_json
 
 
@@ -39,7 +40,7 @@ def segment_filenames(segments, clips):
 
     Parameters
     ----------
-    segments : featurestore.store.feature_store.Segments
+    segments : featurestore.store.Segments or pipelines.recipe.Scored (``clip_id``, ``second``)
     clips : featurestore.store.clip_table.ClipTable
     """
     position = clips.positions(np.asarray(segments.clip_id).astype(str))
@@ -70,15 +71,16 @@ def write_output(path, filenames, proba, classes):
 def run(args):
     started = time.perf_counter()
     with runs.apply_threads(args.threads):
-        bundle, record, segments, X, clips = runs.read_for_run(
-            args.run_dir, args.store, fold=args.fold, need_labels=False)
-        filenames = segment_filenames(segments, clips)
-        proba, classes = runs.scene_probabilities(bundle, X)
+        bundle, record, rows, clips = recipe.read_for_run(args.run_dir, args.store,
+                                                          fold=args.fold, need_labels=False)
+        scored = recipe.score(bundle, record, rows)
+        filenames = segment_filenames(scored, clips)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_output(args.out, filenames, proba, classes)
+    write_output(args.out, filenames, scored.proba, scored.classes)
     summary = {"output": str(args.out), "rows": len(filenames),
-               "clips": int(len(np.unique(segments.clip_id))),
-               "columns": ["filename", "scene_label", *classes],
+               "clips": int(len(np.unique(scored.clip_id))),
+               "protocol": recipe.protocol_of(record),
+               "columns": ["filename", "scene_label", *scored.classes],
                "system": runs.system_name(record), "seconds": time.perf_counter() - started}
     if args.json:
         print_json(summary)

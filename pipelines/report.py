@@ -3,8 +3,9 @@
 The report reads what ``avscene train`` and ``avscene evaluate`` wrote into each run directory
 (``run.json``, ``evaluation-<fold>.json`` and its plots) and never recomputes a number. Sections:
 systems side by side (1 s segments and 10 s clips, log loss and accuracy with 95% intervals), the
-per-class and per-city tables of the best system, its confusion matrices, and the provenance of
-the features (store, extractor parameters, weight checksums, package versions).
+test protocol of each (as its run recorded it and ``evaluate`` applied it), the per-class and
+per-city tables of the best system, its confusion matrices, and the provenance of the features
+(store, extractor parameters, weight checksums, package versions, imported checkpoints).
 
 The best system is the one with the lowest *validation* log loss: choosing on the evaluated fold
 itself would overstate what the choice achieves.
@@ -15,7 +16,7 @@ import os
 import pathlib
 
 from featurestore.errors import UsageError
-from pipelines import runs, tables
+from pipelines import recipe, runs, tables
 from pipelines.options import add_json, add_out, print_json
 
 
@@ -66,6 +67,40 @@ def provenance_lines(record):
     return lines
 
 
+#: How each test protocol value reads in the report.
+PROTOCOL_TEXT = {
+    "segments": "rows are 1 s segments (frames pooled per second)",
+    "frames": "rows are frames",
+    "pooled": "segment = the second's pooled frames",
+    "frame-pick": "segment k = the k-th picked frame (the baseline's test_DCASE.py)",
+    "sum-proba": "clip = its segment probabilities summed",
+    "sum-log-softmax": "clip = arg-max of the log-softmax summed over all its frames, "
+                       "probabilities averaged over them (the baseline's test.py)",
+}
+
+
+def protocol_lines(loaded):
+    """One line per run: its recorded test protocol and normalisation."""
+    lines = []
+    for run_dir, _, record, _ in loaded:
+        protocol = recipe.protocol_of(record)
+        text = "; ".join(PROTOCOL_TEXT.get(protocol[key], protocol[key])
+                         for key in ("rows", "segment", "clip"))
+        normalisation = protocol.get("normalisation")
+        if isinstance(normalisation, dict):
+            normalisation = ", ".join(f"{name} from {value['source']}"
+                                      for name, value in normalisation.items())
+        lines.append(f"- `{run_dir}`: {text}" + (f"; normalisation: {normalisation}"
+                                                 if normalisation else ""))
+    return lines
+
+
+def checkpoint_lines(record):
+    """The imported checkpoints of a run (``--from-checkpoint``), with their sha256."""
+    return [f"- checkpoint `{c['part']}`: `{c['path']}` (sha256 `{c['sha256']}`)"
+            for c in record.get("checkpoints", [])]
+
+
 def random_weights_used(records):
     """True when any feature of any run was made with random OpenL3 weights."""
     return any(((f["params"].get("model") or {}).get("random_weights") is not None)
@@ -86,14 +121,17 @@ def build_report(run_dirs, *, fold, out_path, title):
                   "(docs: Run it on the real data, in the README) and extract again.", ""]
     lines += [f"## Systems on fold `{fold}` ({best['n_clips']} clips, {best['n_segments']} "
               "one-second segments)", "",
-              "DCASE 2021 Task 1B metrics: log loss and accuracy averaged over classes; clip "
-              "level sums a clip's segment probabilities. Brackets: 95% bootstrap intervals over "
-              "clips. `*`: lowest validation log loss (the system one would pick).", "",
+              "DCASE 2021 Task 1B metrics: log loss and accuracy averaged over classes; the "
+              "segments and clips of each system as its test protocol says (below). Brackets: "
+              "95% bootstrap intervals over clips. `*`: lowest validation log loss (the system "
+              "one would pick).", "",
               *tables.systems_table(rows, fold=fold), "",
+              "### Test protocols", "", *protocol_lines(loaded), "",
               f"## Best system: {best['system']}", "", *tables.per_class_table(best_eval), "",
               "### Per city", "", *tables.per_city_table(best_eval), "",
               *plot_lines(best_dir, best_eval, out_dir),
-              "## Provenance", "", *provenance_lines(best_record), ""]
+              "## Provenance", "", *provenance_lines(best_record), *checkpoint_lines(best_record),
+              ""]
     return "\n".join(lines), rows, best
 
 

@@ -97,26 +97,6 @@ def read_segments(store, features, *, fold=None, pooling="mean", need_labels=Tru
     return segments
 
 
-def read_for_run(run_dir, store_path, *, fold, need_labels=True):
-    """Load a run and read one fold of a store it may be applied to (provenance checked).
-
-    Returns
-    -------
-    bundle, record : the run's model bundle and JSON record
-    segments : featurestore.store.feature_store.Segments of the fold
-    X : ndarray, shape (n_segments, n_columns), the model's input
-    clips : the store's clip table
-    """
-    from featurestore.store import FeatureStore
-
-    bundle, record = load_run(run_dir)
-    with FeatureStore.open(store_path, mode="r") as store:
-        check_provenance(record, store, run_dir)
-        segments = read_segments(store, bundle["features"], fold=fold,
-                                 pooling=bundle["pooling"], need_labels=need_labels)
-        return bundle, record, segments, features_matrix(segments, bundle), store.clips
-
-
 def output_classes(model_classes):
     """Columns of outputs: the ten DCASE scenes in order, then any other trained class (sorted)."""
     extra = sorted(str(c) for c in model_classes if str(c) not in SCENES)

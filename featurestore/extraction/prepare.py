@@ -64,6 +64,9 @@ class Plan:
         Seconds the last video frame may be held past the end of the video.
     decode_threads : int
         FFmpeg decoder threads per worker (0: FFmpeg decides).
+    video_frames : str
+        "fps" (frames sampled at ``(j + 0.5) / fps``) or "per-audio-window" (one decoded frame
+        per OpenL3 audio window, :func:`openl3_video_window_input`).
     """
 
     features: tuple = FEATURES
@@ -77,6 +80,7 @@ class Plan:
     max_channels: int = 2
     hold: float = media.HOLD_SECONDS
     decode_threads: int = 0
+    video_frames: str = "fps"
 
 
 class AudioWindows:
@@ -188,11 +192,14 @@ def logmel_input(mono, plan):
     return FeatureInput([mono], np.array([len(stamps)], np.int64), stamps)
 
 
-def openl3_video_input(path, duration, plan):
-    """Frames at (j + 0.5) / fps, preprocessed as openl3 0.4.2 does for one clip's batch."""
+def openl3_video_input(path, duration, plan, *, frames=None):
+    """Frames at (j + 0.5) / fps (or the given ``(time, rgb)`` pairs), preprocessed as openl3
+    0.4.2 does for one clip's batch."""
     rows, raw, stamps = [], [], []
-    for stamp, rgb in media.iter_video(path, fps=plan.fps, duration=duration, hold=plan.hold,
-                                       threads=plan.decode_threads):
+    if frames is None:
+        frames = media.iter_video(path, fps=plan.fps, duration=duration, hold=plan.hold,
+                                  threads=plan.decode_threads)
+    for stamp, rgb in frames:
         height, width = rgb.shape[:2]
         if min(height, width) < image.SIZE:
             raise MediaError(f"{path}: video is {width}x{height}, OpenL3 needs at least "
@@ -207,6 +214,23 @@ def openl3_video_input(path, duration, plan):
     frames = (image.preprocess_images(np.stack(raw), scaling=plan.image_scaling) if raw
               else np.stack(rows))
     return FeatureInput(frames, np.ones(len(stamps), np.int64), np.asarray(stamps, np.float64))
+
+
+def openl3_video_window_input(path, duration, plan):
+    """One frame per OpenL3 audio window, as the DCASE 2021 baseline picks them.
+
+    The clip's audio windows (hop ``plan.hop``, ``plan.center``) for ``duration`` seconds at
+    48 kHz are counted; of all the video's decoded frames, frame ``np.linspace(0, n_frames - 1,
+    n_windows).astype(int)[j]`` goes with window j and carries its timestamp ``j * hop``, so the
+    video rows line up one to one with the audio rows.
+    """
+    n_samples = int(np.floor(duration * framing.SAMPLE_RATE + 1e-6))
+    n_windows = framing.count_windows(n_samples, framing.SAMPLE_RATE, hop_size=plan.hop,
+                                      center=plan.center)
+    stamps = np.arange(n_windows) * plan.hop
+    picked = media.iter_spread_frames(path, n_windows, threads=plan.decode_threads)
+    return openl3_video_input(path, duration, plan,
+                              frames=zip(stamps, (rgb for _, rgb in picked)))
 
 
 def _crop_only(height, width, plan):
@@ -248,8 +272,9 @@ def prepare_clip(task):
         try:
             if clip.video is None:
                 raise MediaError(f"clip {clip.clip_id}: no video file")
-            result.inputs["openl3_video"] = openl3_video_input(root / clip.video,
-                                                              clip.duration, plan)
+            builder = (openl3_video_window_input if plan.video_frames == "per-audio-window"
+                       else openl3_video_input)
+            result.inputs["openl3_video"] = builder(root / clip.video, clip.duration, plan)
         except MediaError as error:
             result.failures["openl3_video"] = str(error)
     result.decode_seconds = time.perf_counter() - started

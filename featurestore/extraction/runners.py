@@ -53,6 +53,15 @@ def openl3_runner(name, plan, *, weights, device, bf16, batch):
                   "resample": "resampy 0.2.2 kaiser_best to 48 kHz (featurestore.resample)",
                   "timestamps": "window centre j*hop" if plan.center else "window start j*hop"}
         frame_rate = 1.0 / plan.hop
+    elif plan.video_frames == "per-audio-window":
+        model = openl3.load_image_model(weights, device=device, bf16=bf16)
+        embed = openl3.embed_images
+        params = {"video_frames": "per-audio-window", "hop": plan.hop, "center": plan.center,
+                  "image_scaling": plan.image_scaling,
+                  "timestamps": "the OpenL3 audio windows' j * hop for the clip duration at "
+                                "48 kHz; frame linspace(0, n_frames - 1, n_windows).astype(int)[j] "
+                                "of all decoded frames"}
+        frame_rate = 1.0 / plan.hop
     else:
         model = openl3.load_image_model(weights, device=device, bf16=bf16)
         embed = openl3.embed_images

@@ -10,6 +10,7 @@ from featurestore.media.decode import (
     HOLD_SECONDS,
     AudioInfo,
     VideoInfo,
+    iter_spread_frames,
     iter_video,
     probe_audio,
     probe_video,
@@ -21,3 +22,4 @@ from featurestore.media.resample import resample
 
 __all__ = ["AudioInfo", "VideoInfo", "probe_audio", "read_audio", "probe_video", "iter_video",
            "read_video", "sample_times", "resample", "HOLD_SECONDS"]
+__all__ += ["iter_spread_frames"]

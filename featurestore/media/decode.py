@@ -11,6 +11,7 @@ stream (the stream's ``start_time``), so a video whose first frame has pts 0.2 s
 Video frames are sampled at ``t_j = (j + 0.5) / fps`` for ``t_j < duration``; sample j takes the
 frame on screen at ``t_j``: the last frame with presentation time ``<= t_j`` (the first frame for
 times before it, the last frame for times up to ``hold`` seconds past the end of the video).
+:func:`iter_spread_frames` picks frames by position instead (the DCASE 2021 baseline's way).
 """
 
 import math
@@ -380,6 +381,65 @@ def iter_video(path, *, fps, duration=None, hold=HOLD_SECONDS, threads=0):
                 rgb = previous.to_ndarray(format="rgb24")
             for time in times[j:]:
                 yield time, rgb
+
+
+def iter_spread_frames(path, n_picks, *, threads=0):
+    """Decode every frame of a video and yield ``n_picks`` of them spread evenly over it.
+
+    Pick k is frame ``np.linspace(0, n_frames - 1, n_picks).astype(int)[k]`` of the video's
+    ``n_frames`` frames in presentation order, whatever their timestamps (the DCASE 2021
+    baseline's choice of one frame per audio window); a frame picked twice is yielded twice. The
+    frames are first counted from the stream's packets (no decoding), then decoded once, only the
+    picked ones converted to RGB; a video that decodes to another number of frames raises
+    MediaError rather than give frames picked for the wrong count.
+
+    Parameters
+    ----------
+    path : str or path-like
+    n_picks : int, at least 1
+    threads : int
+        Decoder threads (0: FFmpeg picks).
+
+    Yields
+    ------
+    index : int
+        The picked frame's position among all frames.
+    rgb : ndarray, shape (height, width, 3), uint8
+    """
+    import av
+
+    path = str(path)
+    if int(n_picks) < 1:
+        raise ValueError(f"n_picks must be at least 1, got {n_picks!r}")
+    with _open_av(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            n_frames = sum(1 for packet in container.demux(stream)
+                           if packet.size and not packet.is_discard)
+        except av.FFmpegError as error:
+            raise MediaError(f"{path}: unreadable video packets: {_one_line(error)}") from None
+    if n_frames == 0:
+        raise MediaError(f"{path}: video has zero frames")
+    picks = np.linspace(0, n_frames - 1, int(n_picks)).astype(int)
+    k = decoded = 0
+    with _open_av(path) as container:
+        stream = _video_stream(container, path)
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                decoded = index + 1
+                if k < len(picks) and picks[k] == index:
+                    rgb = frame.to_ndarray(format="rgb24")
+                    while k < len(picks) and picks[k] == index:
+                        yield index, rgb
+                        k += 1
+        except av.FFmpegError as error:
+            raise MediaError(f"{path}: video decode error after {decoded} of {n_frames} frames: "
+                             f"{_one_line(error)}") from None
+    if decoded != n_frames:
+        raise MediaError(f"{path}: {decoded} video frames decoded but the stream holds "
+                         f"{n_frames} packets; frames cannot be picked by position")
 
 
 def read_video(path, *, fps, duration=None, hold=HOLD_SECONDS, threads=0, transform=None):

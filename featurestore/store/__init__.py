@@ -19,10 +19,12 @@ itself is specified in the documentation (``docs/store-format.md``).
 
 from featurestore.store.clip_table import ClipTable
 from featurestore.store.feature_store import Block, FeatureStore, Frames
+from featurestore.store.frame_table import FrameTable, read_frame_table
 from featurestore.store.hdf5 import export_hdf5
 from featurestore.store.hdf5_import import import_hdf5
 from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE, PENDING
 from featurestore.store.segments import Segments
 
-__all__ = ["FeatureStore", "Segments", "Block", "Frames", "ClipTable", "export_hdf5",
-           "import_hdf5", "PENDING", "COMMITTED", "FAILED", "NOT_APPLICABLE"]
+__all__ = ["FeatureStore", "Segments", "FrameTable", "read_frame_table", "Block", "Frames",
+           "ClipTable", "export_hdf5", "import_hdf5", "PENDING", "COMMITTED", "FAILED",
+           "NOT_APPLICABLE"]

@@ -24,7 +24,8 @@ from classifiers.boosting import LightGBMClassifier
 from classifiers.calibration import TemperatureScaledClassifier
 from classifiers.fusion import LateFusion
 from classifiers.linear import LogisticClassifier
-from classifiers.persistence import dump_estimator, load_estimator
+from classifiers.persistence import ESTIMATORS, dump_estimator, load_estimator
+from classifiers.preprocessing import NormalisedClassifier
 from tests.helpers import small_av
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -58,7 +59,29 @@ CASES = [
     ("temperature-lr", lambda: TemperatureScaledClassifier(LogisticClassifier(max_iter=50),
                                                            random_state=0),
      {"estimator__C": [0.1, 1.0]}),
+    ("normalised-lr", lambda: NormalisedClassifier(LogisticClassifier(max_iter=50)),
+     {"estimator__C": [0.1, 1.0]}),
+    ("normalised-given-baseline", lambda: NormalisedClassifier(
+        systems.make_estimator("baseline", preset="fast",
+                               overrides={"standardize": False, "val_loss": "batches",
+                                          "ties": "last"}),
+        mean=np.full(16, 0.5), std=np.full(16, 2.0)), {"estimator__max_epochs": [1, 2]}),
+    ("normalised-proposed", lambda: NormalisedClassifier(system("baseline", "proposed")()),
+     {"estimator__max_epochs": [1, 2]}),
 ]
+
+
+def test_every_estimator_class_has_a_case():
+    covered = set()
+    for _, factory, _ in CASES:
+        stack = [factory()]
+        while stack:
+            estimator = stack.pop()
+            covered.add(type(estimator).__name__)
+            stack += [v for v in estimator.get_params(deep=False).values()
+                      if hasattr(v, "get_params")]
+            stack += [member for _, member, _ in getattr(estimator, "estimators", [])]
+    assert set(ESTIMATORS) - {"ZScore"} <= covered
 
 
 @pytest.fixture(scope="module")

@@ -108,3 +108,52 @@ assert "torch" not in sys.modules
     root = pathlib.Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_best_epoch_breaks_ties_as_asked():
+    history = [{"val_loss": v} for v in (0.9, 0.5, 0.7, 0.5, 0.6)]
+    assert networks.best_epoch(history, ties="first") == 2
+    assert networks.best_epoch(history, ties="last") == 4
+    assert networks.best_epoch([{"val_loss": None}] * 3) == 3
+
+
+@pytest.mark.parametrize("ties", ["first", "last"])
+def test_ties_keep_the_first_or_the_last_epoch_of_equal_validation_loss(ties, monkeypatch):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(96, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+
+    def trained(epochs, *, validation):
+        torch.manual_seed(0)
+        net = networks.build_mlp(6, (8,), 2)
+        networks.train_network(net, X, y, X_val=X[:10] if validation else None,
+                               y_val=y[:10] if validation else None, learning_rate=1e-2,
+                               batch_size=16, max_epochs=epochs, seed=3, ties=ties)
+        return networks.state_to_numpy(net)
+
+    after_one, after_four = trained(1, validation=False), trained(4, validation=False)
+    monkeypatch.setattr(networks, "mean_loss", lambda *a, **k: 0.25)   # every epoch ties
+    kept = trained(4, validation=True)
+    expected = after_one if ties == "first" else after_four
+    for key in expected:
+        np.testing.assert_array_equal(kept[key], expected[key])
+    assert not np.array_equal(after_one["0.weight"], after_four["0.weight"])
+
+
+def test_batch_validation_loss_is_the_mean_of_shuffled_full_batches():
+    rng = np.random.default_rng(3)
+    X = torch.from_numpy(rng.normal(size=(150, 6)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 3, 150))
+    torch.manual_seed(1)
+    net = networks.build_mlp(6, (8,), 3).eval()
+    found = networks.mean_batch_loss(net, X, y, device="cpu", batch_size=64,
+                                     generator=torch.Generator().manual_seed(9))
+    order = torch.randperm(150, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():     # the DataLoader's shuffle, drop_last: batches of 64 rows, 22 dropped
+        losses = [float(torch.nn.functional.cross_entropy(net(X[order[s:s + 64]]),
+                                                          y[order[s:s + 64]])) for s in (0, 64)]
+    assert found == pytest.approx(np.mean(losses), rel=1e-6)
+    exact = networks.mean_loss(net, X[:128], y[:128], device="cpu")
+    whole = networks.mean_batch_loss(net, X[:128], y[:128], device="cpu", batch_size=64,
+                                     generator=torch.Generator().manual_seed(9))
+    assert whole == pytest.approx(exact, rel=1e-5)      # equal batches cover every row once

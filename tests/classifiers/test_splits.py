@@ -87,3 +87,64 @@ def test_stratified_row_split_keeps_each_class_in_training():
     train, val = splits.stratified_row_split(y, val_fraction=0.5, random_state=0)
     assert set(y[train]) == {0, 1, 2}
     assert len(np.intersect1d(train, val)) == 0
+
+
+# -- the DCASE 2021 baseline's split (split_data.py), worked by hand -------------------------
+
+def tiny_fold():
+    """Two scenes; park has location number 5 in two cities (one group for the baseline)."""
+    names = ["bus-lisbon-10-1", "bus-lisbon-10-2", "bus-lyon-7-3", "bus-milan-8-4",
+             "bus-paris-9-5", "bus-paris-9-6", "bus-paris-9-7",
+             "park-lisbon-5-8", "park-lisbon-5-9", "park-lyon-5-10", "park-lyon-5-11",
+             "park-milan-12-12", "park-vienna-3-13"]
+    order = np.random.default_rng(4).permutation(len(names))       # row order is irrelevant
+    names = [names[i] for i in order]
+    scenes = [name.split("-")[0] for name in names]
+    numbers = [name.split("-")[2] for name in names]
+    return np.array(names), np.array(scenes), np.array(numbers)
+
+
+def test_dcase2021_split_worked_by_hand():
+    import random
+
+    # The draws of Python's random seeded 30: choice(seq) is seq[randrange(len(seq))].
+    stream = random.Random(30)
+    assert [stream.randrange(n) for n in (4, 3, 2, 3, 2)] == [2, 2, 0, 2, 0]
+    # bus (first in sorted order): groups in string order "10"(2) "7"(1) "8"(1) "9"(3) = 0..3,
+    # 7 clips, training needs int(0.9 * 7) = 6. Draw 2 of [0,1,2,3] -> "8" (training holds 1
+    # clip), draw 2 of [0,1,3] -> 3 = "9" (4 clips), draw 0 of [0,1] -> "10" (6): enough.
+    # Left for validation: "7".
+    # park: groups "12"(1) "3"(1) "5"(4: lisbon and lyon) = 0..2, 6 clips, needs int(5.4) = 5.
+    # Draw 2 of [0,1,2] -> "5" (4 clips), draw 0 of [0,1] -> "12" (5): enough. Left: "3".
+    names, scenes, numbers = tiny_fold()
+    train, val = splits.dcase2021_split(scenes, numbers, val_fraction=0.1, seed=30)
+    assert sorted(names[val]) == ["bus-lyon-7-3", "park-vienna-3-13"]
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(names)))
+    in_train = set(names[train])
+    assert {"park-lisbon-5-8", "park-lyon-5-10"} <= in_train     # one number, one group
+
+
+def test_dcase2021_split_one_number_in_two_cities_moves_together():
+    names, scenes, numbers = tiny_fold()
+    for seed in range(40):
+        train, val = splits.dcase2021_split(scenes, numbers, val_fraction=0.5, seed=seed)
+        sides = {("train" if i in set(train) else "val") for i, n in enumerate(numbers)
+                 if n == "5"}
+        assert len(sides) == 1, seed
+        assert not set(numbers[train]) & set(numbers[val])
+
+
+def test_dcase2021_split_fills_training_first():
+    names, scenes, numbers = tiny_fold()
+    train, val = splits.dcase2021_split(scenes, numbers, val_fraction=0.0)
+    assert len(val) == 0 and len(train) == len(names)
+    # a scene of one location: the first draw fills training, nothing is left to validate
+    train, val = splits.dcase2021_split(["bus"] * 5, ["1"] * 5, val_fraction=0.9)
+    assert len(val) == 0
+    for seed in range(20):
+        train, val = splits.dcase2021_split(scenes, numbers, val_fraction=0.4, seed=seed)
+        for scene in ("bus", "park"):
+            n = int(np.sum(scenes == scene))
+            assert np.sum(scenes[train] == scene) >= int(0.6 * n)
+    with pytest.raises(ValueError, match="val_fraction"):
+        splits.dcase2021_split(scenes, numbers, val_fraction=1.0)

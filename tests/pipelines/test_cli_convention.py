@@ -14,7 +14,7 @@ PARSER = cli.build_parser()
 SUBPARSERS = next(a for a in PARSER._actions if a.dest == "command").choices
 COMMANDS = [name for name, _, _ in cli.COMMANDS]
 #: Commands that create a file or folder name it with --out.
-CREATORS = ("synth", "export", "import", "train", "predict", "report", "demo")
+CREATORS = ("synth", "export", "import", "split", "train", "predict", "report", "demo")
 PARALLELISM = {"--workers": "processes", "--threads": "threads", "--dask-local": "processes"}
 
 
@@ -155,6 +155,7 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
               "--workers", 0, "--progress", "log")
     check("info", store)
     check("verify", store)
+    check("split", store, "--method", "dcase2021", "--out", workspace / "split.csv")
     check("train", store, "--features", "logmel", "--pooling", "meanstd", "--preset", "fast",
           "--val-fraction", 0, "--out", run)
     check("evaluate", run, store, "--bootstrap", 10)
