@@ -20,7 +20,8 @@ import numpy as np
 
 from featurestore.datasets import SCENES
 from featurestore.errors import CheckpointError
-from pipelines import recipe, runs
+from featurestore.provenance import sha256_file
+from pipelines import runs
 
 FUSIONS = ("none", "early", "proposed")
 
@@ -96,5 +97,5 @@ def normalised_run(network, mean, std):
 
 def record(loaded):
     """The run record's ``checkpoints``: part, absolute path and sha256 of every file."""
-    return [{"part": part, "path": os.path.abspath(path), "sha256": recipe.file_sha256(path),
+    return [{"part": part, "path": os.path.abspath(path), "sha256": sha256_file(path),
              "keys": len(state)} for part, path, state in loaded]

@@ -15,12 +15,12 @@ validation score a run the way it says (runs without one are segment runs):
 of the training frames.
 """
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from featurestore.errors import UsageError
+from featurestore.provenance import sha256_file
 from pipelines import runs
 
 SEGMENT_PROTOCOL = {"rows": "segments", "segment": "pooled", "clip": "sum-proba"}
@@ -216,7 +216,7 @@ def _read_mean_std(path, feature, dim):
     mean, std = values
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
         raise UsageError(f"{path}: {MEAN_KEY} must be finite and {STD_KEY} finite and > 0")
-    record = {"source": "given", "file": str(path), "sha256": file_sha256(path),
+    record = {"source": "given", "file": str(path), "sha256": sha256_file(path),
               "shape": list(arrays[MEAN_KEY].shape)}
     return mean, std, record
 
@@ -262,12 +262,3 @@ def _column_statistics(X, rows, cols, *, chunk=1 << 15):
     mean = total / len(rows)
     squares = sum(np.square(X[part, cols] - mean).sum(axis=0) for part in parts)
     return mean, np.sqrt(squares / len(rows))
-
-
-def file_sha256(path, *, block=1 << 20):
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from featurestore.provenance import sha256_file
 from pipelines import recipe, runs, splitting
 from pipelines.options import print_json
 
@@ -130,7 +131,7 @@ def split_rows(args, store, rows):
     if getattr(args, "split", None):
         roles, kind = splitting.read_split_file(args.split, clips, fold, fold=args.train_fold)
         record = {"method": "file", "source": str(args.split), "format": kind,
-                  "sha256": recipe.file_sha256(args.split)}
+                  "sha256": sha256_file(args.split)}
     elif is_recipe(args):
         roles = splitting.split_clips(clips, fold, method="dcase2021",
                                       val_fraction=args.val_fraction)

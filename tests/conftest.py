@@ -42,3 +42,11 @@ def single_thread():
         yield
     if torch:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """A folder of seeded RANDOM OpenL3 audio and image weights (seed 7, official file names)."""
+    from featurestore import openl3
+
+    return openl3.random_weights_folder(7, folder=tmp_path_factory.mktemp("weights"))

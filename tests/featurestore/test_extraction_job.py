@@ -23,15 +23,6 @@ FAST = ["--hop", "0.5", "--fps", "2", "--device", "cpu", "--progress", "log"]
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    for kind in ("audio", "image"):
-        openl3.random_weights_file(folder / openl3.official_name(kind, "mel256", "env"),
-                                   kind=kind, seed=7)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """3 development clips of 2 s (256x224 video, 10 fps) and one 1 s evaluation clip."""
     out = tmp_path_factory.mktemp("synth")

@@ -30,15 +30,6 @@ MELS = logmel.logmel_params(n_mels=16)
 LOGMEL = ["--features", "logmel", "--n-mels", "16", "--device", "cpu", "--progress", "log"]
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    for kind in ("audio", "image"):
-        openl3.random_weights_file(folder / openl3.official_name(kind, "mel256", "env"),
-                                   kind=kind, seed=11)
-    return folder
-
-
 def wav_corpus(root, seconds, *, video=None):
     """``root/clips.csv`` naming ``audio/c<i>.wav`` (and ``video/c<i>.mp4`` for ``i`` in
     ``video``) for clips of ``seconds``; returns the manifest path and the clip ids."""

@@ -12,8 +12,14 @@ import pytest
 from zarr.storage import LocalStore
 
 from featurestore.store import COMMITTED, PENDING, FeatureStore, export_hdf5
-from tests.helpers import all_arrays, assert_same_arrays, audio_like, fill_store, make_clips, \
-    new_store
+from tests.helpers import (
+    all_arrays,
+    assert_same_arrays,
+    audio_like,
+    fill_store,
+    make_clips,
+    new_store,
+)
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 N_CLIPS, SEED, DIM = 10, 61, 64

@@ -14,11 +14,16 @@ import numpy as np
 import pytest
 
 from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
-from featurestore.store import FeatureStore, export_hdf5, import_hdf5
-from featurestore.store import hdf5_import
+from featurestore.store import FeatureStore, export_hdf5, hdf5_import, import_hdf5
 from pipelines import cli
-from tests.helpers import all_arrays, assert_same_arrays, audio_like, fill_store, make_clips, \
-    new_store
+from tests.helpers import (
+    all_arrays,
+    assert_same_arrays,
+    audio_like,
+    fill_store,
+    make_clips,
+    new_store,
+)
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 N_CLIPS, SEED = 11, 91

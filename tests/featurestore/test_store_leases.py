@@ -26,8 +26,14 @@ from featurestore.store import COMMITTED, PENDING, FeatureStore
 from featurestore.store import leases as leases_module
 from featurestore.synth import synth_corpus
 from pipelines import cli
-from tests.helpers import all_arrays, assert_same_arrays, audio_like, fill_store, make_clips, \
-    new_store
+from tests.helpers import (
+    all_arrays,
+    assert_same_arrays,
+    audio_like,
+    fill_store,
+    make_clips,
+    new_store,
+)
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 pytestmark = pytest.mark.filterwarnings("ignore:Object at leases is not recognized")

@@ -12,8 +12,14 @@ import pytest
 from featurestore.errors import StoreError
 from featurestore.store import FeatureStore
 from pipelines import cli
-from tests.helpers import all_arrays, assert_same_arrays, audio_like, fill_store, make_clips, \
-    new_store
+from tests.helpers import (
+    all_arrays,
+    assert_same_arrays,
+    audio_like,
+    fill_store,
+    make_clips,
+    new_store,
+)
 
 N_CLIPS, SEED = 10, 83
 pytestmark = pytest.mark.filterwarnings("ignore:Object at .* is not recognized")

@@ -83,15 +83,6 @@ def test_prepared_video_takes_the_audio_windows_timestamps(seconds, hop, center,
     np.testing.assert_array_equal(got.items, image.preprocess_images(picked))
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    for kind in ("audio", "image"):
-        openl3.random_weights_file(folder / openl3.official_name(kind, "mel256", "env"),
-                                   kind=kind, seed=7)
-    return folder
-
-
 def test_extracted_video_rows_line_up_with_the_audio_rows(weights, tmp_path, capsys):
     from featurestore.synth import synth_corpus
 
