@@ -16,7 +16,7 @@ import numcodecs.blosc
 import numpy as np
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from zarr.storage import LocalStore, ZipStore
 
 from featurestore.errors import StoreFormatError
 
@@ -287,5 +287,29 @@ def list_keys(store, prefix):
 
 
 def stored_bytes(store, prefix):
-    """Total size in bytes of the objects stored under ``prefix`` (a group or array path)."""
-    return int(sync(store.getsize_prefix(prefix)))
+    """Total size in bytes of the objects stored under ``prefix`` (a group or array path), or
+    None where the store cannot list them (a web server without folder listings).
+
+    For a zip archive, the sizes come from its directory (nothing is read).
+    """
+    directory = zip_directory(store)
+    if directory is not None:
+        start = f"{prefix}/" if prefix else ""
+        return sum(entry.file_size for entry in directory.infolist()
+                   if entry.filename.startswith(start))
+    try:
+        return int(sync(store.getsize_prefix(prefix)))
+    except (OSError, NotImplementedError, ValueError):
+        return None
+
+
+def zip_directory(store):
+    """The ``zipfile.ZipFile`` of a store that is a zip archive (local or over fsspec), else
+    None."""
+    if isinstance(store, ZipStore):
+        if not store._is_open:
+            store._sync_open()
+        return store._zf
+    inner = getattr(getattr(store, "fs", None), "sync_fs", None)
+    return getattr(inner, "zip", None) if getattr(inner, "protocol", None) in \
+        ("zip", ("zip",)) else None

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import warnings
+import zipfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -135,7 +136,15 @@ def archive_store(location, *, storage_options=None):
     with range requests, never the whole file.
     """
     if "://" not in location and "::" not in location:
-        return ZipStore(location, mode="r")
+        store = ZipStore(location, mode="r")
+        try:
+            store._sync_open()             # zarr opens it lazily; list_keys needs it open
+        except FileNotFoundError:
+            return _MissingArchive(location)
+        except (OSError, zipfile.BadZipFile) as error:
+            raise StoreFormatError(f"{location} is not a readable zip archive: "
+                                   f"{error}") from None
+        return store
     import fsspec
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
@@ -143,7 +152,7 @@ def archive_store(location, *, storage_options=None):
         fs = fsspec.filesystem("zip", fo=location, target_options=storage_options or {})
     except FileNotFoundError:
         return _MissingArchive(location)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise StoreFormatError(f"{location} is not a readable zip archive: {error}") from None
     return FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), read_only=True, path="")
 

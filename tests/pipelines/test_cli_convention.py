@@ -14,7 +14,7 @@ PARSER = cli.build_parser()
 SUBPARSERS = next(a for a in PARSER._actions if a.dest == "command").choices
 COMMANDS = [name for name, _, _ in cli.COMMANDS]
 #: Commands that create a file or folder name it with --out.
-CREATORS = ("synth", "export", "import", "train", "predict", "report", "demo")
+CREATORS = ("synth", "export", "import", "pack", "unpack", "train", "predict", "report", "demo")
 PARALLELISM = {"--workers": "processes", "--threads": "threads", "--dask-local": "processes"}
 
 
@@ -164,4 +164,7 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
     check("report", run, "--out", workspace / "report.md")
     check("export", store, "--out", workspace / "s.h5")
     check("import", workspace / "s.h5", "--out", workspace / "back.zarr")
+    check("segments", store, "--pooling", "mean,meanstd")
+    check("pack", store, "--out", workspace / "s.zarr.zip")
+    check("unpack", workspace / "s.zarr.zip", "--out", workspace / "unpacked.zarr")
     assert set(seen) == set(COMMANDS) - {"demo"}       # demo: tests/pipelines/test_demo.py
