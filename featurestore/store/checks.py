@@ -139,8 +139,10 @@ def verify_store(store):
                         f"{table.duration[position]!r}")
     for name in store.features:
         problems += _verify_feature(store, name)
+    damaged = {problem.split()[2].split("/")[1] for problem in problems
+               if problem.startswith("corrupt chunk features/")}
     for (name, pooling), group in stored_segments.stored_groups(store._group).items():
-        problems += _verify_segments(store, name, pooling, group)
+        problems += _verify_segments(store, name, pooling, group, frames_ok=name not in damaged)
     return problems
 
 
@@ -315,7 +317,7 @@ def _check_timestamps(feature, offset, count, ids, label):
     return problems
 
 
-def _verify_segments(store, name, pooling, group):
+def _verify_segments(store, name, pooling, group, *, frames_ok=True):
     """Problems of one stored segment group: chunks that do not decode or are missing, arrays
     that disagree with its attributes, impossible entries and, when it was made from the
     current frames and the store has them, values that differ from pooling those frames now.
@@ -347,9 +349,12 @@ def _verify_segments(store, name, pooling, group):
                                                              positions, stride, pooling)
     except Exception as error:
         return [str(error)]
-    if not feature.has_frames:
+    if not feature.has_frames or not frames_ok:      # nothing to pool them from
         return []
-    expected = pool_feature(feature, index, positions, durations, stride, pooling)
+    try:
+        expected = pool_feature(feature, index, positions, durations, stride, pooling)
+    except Exception as error:                   # reported with the feature's problems
+        return [f"{label}: cannot pool the frames to compare ({str(error).splitlines()[0]})"]
     if not np.array_equal(keys, expected[0]) or not np.array_equal(counts, expected[2]):
         return [f"{label}: holds other segments ({keys.size}) than its frames give "
                 f"({expected[0].size}), although its frames fingerprint matches"]

@@ -9,6 +9,7 @@ time. Any other store or codec chain goes through zarr (still one decode per chu
 import os
 import sys
 import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -71,7 +72,11 @@ class ChunkReader:
         """Chunk ``index`` as an ndarray of shape (chunk_rows(index), *rest); fill if unwritten."""
         if not self.fast:
             start = index * self.rows
-            return np.asarray(self.array[start:start + self.chunk_rows(index)])
+            try:
+                return np.asarray(self.array[start:start + self.chunk_rows(index)])
+            except (ValueError, RuntimeError, zipfile.BadZipFile) as error:
+                first = str(error).split("\n")[0]
+                raise StoreFormatError(f"{self.key(index)}: {first} (corrupt chunk)") from None
         full = np.empty((self.rows,) + self.shape[1:], self.dtype)
         self.load_into(index, full)
         return full[:self.chunk_rows(index)]
