@@ -23,6 +23,27 @@ def add_arguments(parser):
     add_json(parser, what="what was written")
 
 
+def store_segments(where, features, poolings):
+    """Store the segments of the ``features`` of ``where`` that have no pending clips (the end
+    of ``avscene extract --segments``); return what was done, one dict per feature and pooling
+    (``skipped`` names the features left out)."""
+    import logging
+
+    from featurestore.store import FeatureStore
+
+    log = logging.getLogger("avscene.extract")
+    with FeatureStore.open(where, mode="r+") as store:
+        ready = [name for name in features if name in store.features and
+                 not store.pending(name)]
+        for name in sorted(set(features) - set(ready)):
+            log.info("segments of %s not stored: it has pending clips", name)
+        done = store.write_segments(ready, poolings=poolings) if ready else []
+    for entry in done:
+        log.info("segments/%s/%s: %d segments %s", entry["feature"], entry["pooling"],
+                 entry["segments"], "written" if entry["written"] else "up to date")
+    return {"stored": done, "skipped": sorted(set(features) - set(ready))}
+
+
 def run(args):
     from featurestore.store import FeatureStore
 

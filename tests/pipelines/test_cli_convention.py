@@ -151,8 +151,10 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
           "--seconds", 1, "--size", "64x48", "--fps", 5, "--eval-clips", 3, "--workers", 1)
     check("scan", corpus / "development")
     for part in ("development", "evaluation"):
-        check("extract", corpus / part, store, "--features", "logmel", "--n-mels", 16,
-              "--workers", 0, "--progress", "log")
+        extracted = check("extract", corpus / part, store, "--features", "logmel", "--n-mels",
+                          16, "--workers", 0, "--progress", "log", "--segments", "max")
+        assert [(e["feature"], e["pooling"], e["written"]) for e in
+                extracted["segments"]["stored"]] == [("logmel", "max", True)]
     check("info", store)
     check("verify", store)
     check("train", store, "--features", "logmel", "--pooling", "meanstd", "--preset", "fast",
