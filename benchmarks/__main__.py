@@ -8,6 +8,7 @@ MODULES = (
     ("openl3", "benchmarks.bench_openl3"),
     ("extract", "benchmarks.bench_extract"),
     ("store", "benchmarks.bench_store"),
+    ("remote", "benchmarks.bench_remote"),
     ("classifiers", "benchmarks.bench_classifiers"),
 )
 

@@ -12,7 +12,9 @@ It runs, and prints, the same commands a user runs on the real data:
    time in separate processes with one thread each (the fastest use of 2 cores);
 4. ``avscene predict`` with the system of lowest validation log loss on the evaluation clips,
    then ``avscene score`` of that output file against the hidden labels;
-5. ``avscene report``: ``report.md`` with the comparison, per-class tables and plots.
+5. ``avscene report``: ``report.md`` with the comparison, per-class tables and plots;
+6. ``avscene pack``: the store as one zip archive (``store.zarr.zip``) to share, which every
+   command reads in place.
 
 To stay within a few minutes on 2 CPU cores the extraction takes one 1 s OpenL3 window
 (``--hop 1 --no-center``) and one video frame (``--fps 1``) per second of media, in bf16 where
@@ -46,6 +48,8 @@ from pipelines.options import (
 LOG = logging.getLogger("avscene.demo")
 
 MARKER = "demo.json"
+#: The demo's store packed into one file (step 6).
+ARCHIVE = "store.zarr.zip"
 AUDIO, VIDEO, LOGMEL = "openl3_audio", "openl3_video", "logmel"
 #: Extraction settings of the demo (see the module docstring).
 EXTRACT_OPTIONS = ["--hop", "1.0", "--no-center", "--fps", "1", "--progress", "log"]
@@ -211,6 +215,8 @@ def run(args):
     step("report", ["report", *[runs_dir / name for name in trained],
                     "--out", workdir / "report.md", "--title", "avscene demo"],
          log=workdir / "logs" / "report.txt")
+    step("pack", ["pack", store, "--out", workdir / ARCHIVE, "--overwrite"],
+         log=workdir / "logs" / "pack.txt")
     summary = finish(workdir, rows, best, steps, time.perf_counter() - started)
     if args.json:
         print_json(summary)
@@ -239,7 +245,11 @@ def finish(workdir, rows, best, steps, seconds):
                 f"`{best['system']}` predicted `{workdir / 'output.csv'}` "
                 f"({scored['n_clips']} one-second clips): log loss {seg['log_loss']:.3f}, "
                 f"accuracy {100 * seg['accuracy']:.1f}% (`avscene score`).\n")
+    archive = workdir / ARCHIVE
+    packed = steps.get("pack", {}).get("status") == 0 and archive.is_file()
     summary = {"out": str(workdir), "seconds": round(seconds, 1), "steps": steps,
+               "archive": str(archive) if packed else None,
+               "archive_bytes": archive.stat().st_size if packed else None,
                "best": best["run"], "best_system": best["system"],
                "report": str(workdir / "report.md"),
                "store": str(workdir / "store.zarr"), "output": str(workdir / "output.csv"),
@@ -260,6 +270,9 @@ def format_summary(summary, rows):
         lines.append(f"evaluation clips ({summary['best_system']}): log loss "
                      f"{scored['log_loss']:.3f}, accuracy {100 * scored['accuracy']:.1f}%")
     lines += [f"demo finished in {summary['seconds']:.0f} s",
-              f"report: {summary['report']}", f"store:  {summary['store']}",
-              f"output: {summary['output']}"]
+              f"report: {summary['report']}", f"store:  {summary['store']}"]
+    if summary.get("archive"):
+        lines.append(f"archive: {summary['archive']} ({summary['archive_bytes'] / 2**20:.1f} "
+                     f"MiB; every command reads it in place, avscene unpack restores the store)")
+    lines.append(f"output: {summary['output']}")
     return "\n".join(lines)

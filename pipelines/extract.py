@@ -24,6 +24,7 @@ import os
 
 from featurestore.errors import UsageError
 from featurestore.extraction import CLIP_TIMEOUT, FEATURES
+from pipelines.segments import STORED_POOLINGS, store_segments
 from pipelines.options import (
     add_dask_arguments,
     add_json,
@@ -108,6 +109,9 @@ def add_arguments(parser):
                         help="CSV manifest with paths relative to ROOT")
     parser.add_argument("--progress", choices=("auto", "bar", "log"), default="auto",
                         help="progress display: updating line on a terminal, or log lines")
+    parser.add_argument("--segments", type=comma_list(choices=STORED_POOLINGS), metavar="NAME,...",
+                        help="at the end, store the pooled 1-s segments of every feature with "
+                             "no pending clips (as avscene segments --pooling NAME,...)")
     add_json(parser, what="the run summary")
     add_dask_arguments(parser, what="extract")
 
@@ -149,6 +153,8 @@ def make_job(args, **extra):
 
 def run(args):
     summary = make_job(args).run()
+    if args.segments and not args.prepare_only:
+        summary["segments"] = store_segments(args.store, args.features, args.segments)
     if args.json:
         print_json(summary)
     return 1 if summary["failed_in_scope"] or summary.get("leased") else 0

@@ -23,6 +23,8 @@ def run(args):
 
 
 def _size(n_bytes):
+    if n_bytes is None:
+        return "? (not listed)"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n_bytes < 1024 or unit == "GiB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
@@ -48,6 +50,9 @@ def format_info(info):
         f"  scenes  {_counts(clips['by_scene'])}",
         f"  cities  {_counts(clips['by_city'])}",
     ]
+    if info.get("segments_only"):
+        lines.append("contents  stored segments only (frames omitted): train, evaluate and "
+                     "predict work, reading frames does not")
     for key, value in info["attrs"].items():
         lines.append(f"attr      {key} = {json.dumps(value)}")
     for name, feature in info["features"].items():
@@ -60,13 +65,27 @@ def format_info(info):
             f"stored {feature['storage_dtype']}, {feature['compression']}",
             f"  clips   committed {feature['committed']}, failed {feature['failed']}, "
             f"pending {feature['pending']}, not applicable {feature['not_applicable']}",
-            f"  rows    {feature['rows']} used of values {tuple(feature['values_shape'])}, chunks "
-            f"{tuple(feature['values_chunks'])}, codecs {' + '.join(feature['codecs'])}",
-            f"  disk    {_size(feature['bytes_on_disk'])} (rows + timestamps "
-            f"{_size(feature['bytes_raw'])} raw, ratio {ratio if ratio else '-'})",
+        ]
+        if feature.get("frames", True):
+            lines += [
+                f"  rows    {feature['rows']} used of values {tuple(feature['values_shape'])}, "
+                f"chunks {tuple(feature['values_chunks'])}, codecs "
+                f"{' + '.join(feature['codecs'])}",
+                f"  disk    {_size(feature['bytes_on_disk'])} (rows + timestamps "
+                f"{_size(feature['bytes_raw'])} raw, ratio {ratio if ratio else '-'})",
+            ]
+        else:
+            lines.append(f"  rows    {feature['rows']} frames, not in this store (index "
+                         f"{_size(feature['bytes_on_disk'])})")
+        lines += [
             f"  params  {json.dumps(feature['params'], sort_keys=True)}",
             f"  made    {feature['created']} with {made_with}; fingerprint "
             f"{feature['fingerprint'][:16]}",
         ]
+    for entry in info.get("segments", []):
+        lines.append(f"segments  {entry['feature']} {entry['pooling']}: {entry['segments']} x "
+                     f"{entry['dim']}, {_size(entry['bytes_on_disk'])}, "
+                     + ("up to date" if entry["fresh"] else
+                        "STALE (made from other frames, not used; avscene segments rewrites it)"))
     lines.append(f"total     {_size(info['bytes_on_disk'])} on disk")
     return "\n".join(lines)

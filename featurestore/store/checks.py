@@ -14,6 +14,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from featurestore.errors import StoreError
+from featurestore.store import stored_segments
 from featurestore.store.chunks import (
     ChunkReader,
     gather_rows,
@@ -31,7 +32,9 @@ from featurestore.store.layout import (
     NOT_APPLICABLE,
     PENDING,
     fingerprint,
+    n_segments,
 )
+from featurestore.store.segments import pool_feature
 
 
 def _counts(values):
@@ -77,7 +80,9 @@ def store_info(store):
         },
         "blocks": -(-len(table) // store.block_clips),
         "block_clips": store.block_clips,
+        "segments_only": store.segments_only,
         "features": {},
+        "segments": [],
     }
     for name in store.features:
         feature = store._feature(name)
@@ -85,14 +90,16 @@ def store_info(store):
         rows = int(count[status == COMMITTED].sum())
         on_disk = stored_bytes(zstore, _join(prefix, f"features/{name}"))
         raw = rows * (feature.dim * feature.storage_dtype.itemsize + 8)
+        values = feature.values
         info["features"][name] = {
             "dim": feature.dim,
             "frame_rate": feature.frame_rate,
             "storage_dtype": str(feature.storage_dtype),
             "compression": feature.attrs["compression"],
-            "values_shape": list(feature.values.shape),
-            "values_chunks": list(feature.values.chunks),
-            "codecs": _codec_names(feature.values),
+            "frames": feature.has_frames,
+            "values_shape": list(values.shape) if values is not None else None,
+            "values_chunks": list(values.chunks) if values is not None else None,
+            "codecs": _codec_names(values) if values is not None else [],
             "committed": int(np.sum(status == COMMITTED)),
             "failed": int(np.sum(status == FAILED)),
             "pending": int(np.sum(status == PENDING)),
@@ -100,12 +107,17 @@ def store_info(store):
             "rows": rows,
             "bytes_on_disk": on_disk,
             "bytes_raw": raw,
-            "compression_ratio": round(raw / on_disk, 3) if on_disk else None,
+            "compression_ratio": round(raw / on_disk, 3) if on_disk and feature.has_frames
+            else None,
             "fingerprint": feature.attrs["fingerprint"],
             "params": feature.attrs["params"],
             "created": feature.attrs.get("created"),
             "package_versions": feature.attrs.get("package_versions", {}),
         }
+    for entry in store.stored_segments():
+        path = stored_segments.group_path(entry["feature"], entry["pooling"])
+        info["segments"].append({**entry, "bytes_on_disk": stored_bytes(zstore,
+                                                                          _join(prefix, path))})
     info["bytes_on_disk"] = stored_bytes(zstore, prefix)
     return info
 
@@ -129,6 +141,10 @@ def verify_store(store):
                         f"{table.duration[position]!r}")
     for name in store.features:
         problems += _verify_feature(store, name)
+    damaged = {problem.split()[2].split("/")[1] for problem in problems
+               if problem.startswith("corrupt chunk features/")}
+    for (name, pooling), group in stored_segments.stored_groups(store._group).items():
+        problems += _verify_segments(store, name, pooling, group, frames_ok=name not in damaged)
     return problems
 
 
@@ -180,12 +196,16 @@ def _verify_feature(store, name):
     feature = store._feature(name)
     label = f"features/{name}"
     stored = {}
-    problems = _check_chunks(feature.group, ("values", "timestamps") + INDEX_ARRAYS, label, stored)
+    problems = _check_chunks(feature.group, tuple(feature.arrays), label, stored)
     n_clips = len(store.clips)
     for array_name in INDEX_ARRAYS:
         if feature.arrays[array_name].shape[0] != n_clips:
             return problems + [f"{label}/{array_name}: {feature.arrays[array_name].shape[0]} "
                                f"entries for {n_clips} clips"]
+    if not feature.has_frames:                     # a segments-only store: the index alone
+        if fingerprint(feature.definition()) != feature.attrs["fingerprint"]:
+            problems.append(f"{label}: fingerprint does not match the stored definition")
+        return problems
     starts, stops = feature.regions(store.clips.duration)
     total = int(stops[-1]) if stops.size else 0
     if feature.values.shape != (total, feature.dim) or feature.timestamps.shape != (total,):
@@ -298,6 +318,64 @@ def _check_timestamps(feature, offset, count, ids, label):
     for clip in np.unique(clip_of_row[1:][backwards])[:5]:
         problems.append(f"{label}: clip {str(ids[clip])!r} has decreasing timestamps")
     return problems
+
+
+def _verify_segments(store, name, pooling, group, *, frames_ok=True):
+    """Problems of one stored segment group: chunks that do not decode or are missing, arrays
+    that disagree with its attributes, impossible entries and, when it was made from the
+    current frames and the store has them, values that differ from pooling those frames now.
+    A copy made from other frames (stale) is no problem: readers do not use it."""
+    label = group.path
+    if name not in store.features:
+        return [f"{label}: segments of {name!r}, which is not a feature of the store"]
+    stored = {}
+    arrays = [key for key in stored_segments.SEGMENT_ARRAYS if key in group.array_keys()]
+    problems = _check_chunks(group, arrays, label, stored)
+    try:
+        checked = stored_segments.checked_arrays(group, store._feature(name).dim, pooling)
+    except Exception as error:
+        return problems + [str(error)]
+    for array_name, array in checked.items():
+        missing = sorted(set(range(ChunkReader(array).nchunks)) - stored[array_name])
+        problems += [f"missing chunk {ChunkReader(array).key(index)} (holds segments)"
+                     for index in missing[:5]]
+    if problems:
+        return problems
+    feature, index = store._feature(name), store._index(name)
+    if not stored_segments.is_fresh(group, feature, store.clips, index):
+        return []
+    durations = store.clips.duration
+    stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
+    positions = np.arange(len(store.clips), dtype=np.int64)
+    try:
+        keys, values, counts = stored_segments.read_segments(group, feature, store.clips, index,
+                                                             positions, stride, pooling)
+    except Exception as error:
+        return [str(error)]
+    if not feature.has_frames or not frames_ok:      # nothing to pool them from
+        return []
+    try:
+        expected = pool_feature(feature, index, positions, durations, stride, pooling)
+    except Exception as error:                   # reported with the feature's problems
+        return [f"{label}: cannot pool the frames to compare ({str(error).splitlines()[0]})"]
+    if not np.array_equal(keys, expected[0]) or not np.array_equal(counts, expected[2]):
+        return [f"{label}: holds other segments ({keys.size}) than its frames give "
+                f"({expected[0].size}), although its frames fingerprint matches"]
+    differ = ~np.all((values == expected[1]) | (np.isnan(values) & np.isnan(expected[1])),
+                     axis=1)
+    if np.any(differ):
+        first = int(np.flatnonzero(differ)[0])
+        return [f"{label}: {int(differ.sum())} segments differ from pooling the frames, e.g. "
+                f"clip {str(store.clips.clip_id[keys[first] // stride])!r} second "
+                f"{int(keys[first] % stride)}"]
+    return []
+
+
+def stale_segments(store):
+    """``feature pooling`` of each stored segment group made from other frames than the
+    store's current ones (never read; ``avscene segments`` rewrites them)."""
+    return [f"{entry['feature']} {entry['pooling']}" for entry in store.stored_segments()
+            if not entry["fresh"]]
 
 
 # -- temporary files and repair ---------------------------------------------------------------

@@ -9,6 +9,7 @@ time. Any other store or codec chain goes through zarr (still one decode per chu
 import os
 import sys
 import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numcodecs.blosc
 import numpy as np
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from zarr.storage import LocalStore, ZipStore
 
 from featurestore.errors import StoreFormatError
 
@@ -71,7 +72,11 @@ class ChunkReader:
         """Chunk ``index`` as an ndarray of shape (chunk_rows(index), *rest); fill if unwritten."""
         if not self.fast:
             start = index * self.rows
-            return np.asarray(self.array[start:start + self.chunk_rows(index)])
+            try:
+                return np.asarray(self.array[start:start + self.chunk_rows(index)])
+            except (ValueError, RuntimeError, zipfile.BadZipFile) as error:
+                first = str(error).split("\n")[0]
+                raise StoreFormatError(f"{self.key(index)}: {first} (corrupt chunk)") from None
         full = np.empty((self.rows,) + self.shape[1:], self.dtype)
         self.load_into(index, full)
         return full[:self.chunk_rows(index)]
@@ -287,5 +292,29 @@ def list_keys(store, prefix):
 
 
 def stored_bytes(store, prefix):
-    """Total size in bytes of the objects stored under ``prefix`` (a group or array path)."""
-    return int(sync(store.getsize_prefix(prefix)))
+    """Total size in bytes of the objects stored under ``prefix`` (a group or array path), or
+    None where the store cannot list them (a web server without folder listings).
+
+    For a zip archive, the sizes come from its directory (nothing is read).
+    """
+    directory = zip_directory(store)
+    if directory is not None:
+        start = f"{prefix}/" if prefix else ""
+        return sum(entry.file_size for entry in directory.infolist()
+                   if entry.filename.startswith(start))
+    try:
+        return int(sync(store.getsize_prefix(prefix)))
+    except (OSError, NotImplementedError, ValueError):
+        return None
+
+
+def zip_directory(store):
+    """The ``zipfile.ZipFile`` of a store that is a zip archive (local or over fsspec), else
+    None."""
+    if isinstance(store, ZipStore):
+        if not store._is_open:
+            store._sync_open()
+        return store._zf
+    inner = getattr(getattr(store, "fs", None), "sync_fs", None)
+    return getattr(inner, "zip", None) if getattr(inner, "protocol", None) in \
+        ("zip", ("zip",)) else None

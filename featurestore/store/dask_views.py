@@ -24,7 +24,7 @@ from featurestore.errors import StoreFormatError
 from featurestore.store.feature import Feature
 from featurestore.store.feature_store import FeatureStore
 from featurestore.store.layout import COMMITTED, n_segments
-from featurestore.store.opening import resolve_location, zarr_options
+from featurestore.store.opening import open_existing, resolve_location, zarr_options
 from featurestore.store.segments import SegmentTable, pool_rows, segment_keys
 
 #: Poolings with one row per segment (``none`` gives 3-D arrays: in-memory reads only).
@@ -100,11 +100,11 @@ class _Feature:
 def open_views(where, names, *, storage_options=None):
     """Open a store read-only: ``(store, {name: _Feature})`` with lazy arrays per feature."""
     import dask.array as da
-    import zarr
 
     store = FeatureStore.open(where, mode="r", storage_options=storage_options)
-    target, label = resolve_location(where)
-    group = zarr.open_group(target, mode="r", **zarr_options(target, storage_options, label))
+    target, label = resolve_location(where, storage_options=storage_options)
+    group = open_existing(target, zarr_options(target, storage_options, label), label,
+                          writable=False)
     missing = [name for name in names if name not in store.features]
     if missing:
         raise StoreFormatError(f"{store.label} has no feature {missing[0]!r} "

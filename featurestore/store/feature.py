@@ -67,9 +67,12 @@ class Feature:
         The feature's group.
     block_clips : int
         Clips per block of the store.
+    frames : bool
+        False for a store that holds segments only: its features keep their attributes and
+        index, but no ``values`` or ``timestamps``.
     """
 
-    def __init__(self, group, *, block_clips):
+    def __init__(self, group, *, block_clips, frames=True):
         self.group = group
         self.attrs = dict(group.attrs)
         missing = [key for key in REQUIRED_ATTRS if key not in self.attrs]
@@ -82,13 +85,16 @@ class Feature:
         self.chunk_rows = int(self.attrs["chunk_rows"])
         self.margin = int(self.attrs["row_margin"])
         self.block_clips = block_clips
+        self.has_frames = bool(frames)
+        row_arrays = ("values", "timestamps") if frames else ()
         try:
             self.arrays = {name: check_array(group[name], f"features/{self.name}/{name}")
-                           for name in ("values", "timestamps") + INDEX_ARRAYS}
+                           for name in row_arrays + INDEX_ARRAYS}
         except KeyError as error:
             raise StoreFormatError(f"feature {self.name!r} lacks array {error}") from None
+        self.values = self.timestamps = None
         self._check_shapes()
-        for name in ("values", "timestamps"):   # every chunk holding rows is stored, even all-0
+        for name in row_arrays:             # every chunk holding rows is stored, even all-0
             self.arrays[name] = self.arrays[name].with_config({"write_empty_chunks": True})
         for key, value in self.arrays.items():
             setattr(self, key, value)
@@ -97,17 +103,19 @@ class Feature:
         """The row arrays are 2-D / 1-D with the attributes' dim and chunk rows; the index 1-D
         with integer entries (or strings, for ``reason``)."""
         label = f"features/{self.name}"
+        for name in ("offset", "count", "status"):
+            array = self.arrays[name]
+            if array.ndim != 1 or np.dtype(array.dtype).kind not in "iu":
+                raise StoreFormatError(f"{label}/{name}: shape {array.shape} dtype {array.dtype}; "
+                                       f"the index needs 1-D integer arrays")
+        if not self.has_frames:
+            return
         values, timestamps = self.arrays["values"], self.arrays["timestamps"]
         if values.ndim != 2 or values.shape[1] != self.dim or timestamps.ndim != 1 or \
                 values.chunks[0] != self.chunk_rows or timestamps.chunks[0] != self.chunk_rows:
             raise StoreFormatError(f"{label}: values {values.shape} chunks {values.chunks} and "
                                    f"timestamps {timestamps.shape} disagree with dim {self.dim} "
                                    f"and chunk_rows {self.chunk_rows}")
-        for name in ("offset", "count", "status"):
-            array = self.arrays[name]
-            if array.ndim != 1 or np.dtype(array.dtype).kind not in "iu":
-                raise StoreFormatError(f"{label}/{name}: shape {array.shape} dtype {array.dtype}; "
-                                       f"the index needs 1-D integer arrays")
 
     def definition(self):
         """The stored definition (dim, frame_rate, storage_dtype, params)."""
@@ -191,7 +199,7 @@ class Feature:
         durations = check_durations(clips.duration, clips.clip_id)
         starts, stops = self.regions(durations)
         total = int(stops[-1]) if stops.size else 0
-        if self.values.shape[0] < total or self.timestamps.shape[0] < total:
+        if self.has_frames and (self.values.shape[0] < total or self.timestamps.shape[0] < total):
             raise StoreFormatError(f"{label}: values hold {self.values.shape[0]} rows, the block "
                                    f"layout of {n_clips} clips needs {total}")
         offset, count, status = self.index(n_clips=n_clips)
@@ -223,6 +231,9 @@ class Feature:
         values : ndarray, shape (sum(count), dim), float32
         timestamps : ndarray, shape (sum(count),), float64
         """
+        if not self.has_frames:
+            raise StoreFormatError(f"features/{self.name}: this store holds segments only, "
+                                   f"its frames were left out")
         values = gather_rows(ChunkReader(self.values), offset, count, dtype=np.float32)
         timestamps = gather_rows(ChunkReader(self.timestamps), offset, count)
         return values, timestamps

@@ -60,12 +60,16 @@ from featurestore.store.layout import (
 from featurestore.store.opening import (
     MODES,
     StoreAttrs,
+    consolidate,
     create_store_group,
-    group_exists,
+    drop_consolidated,
+    is_archive,
+    open_existing,
     resolve_location,
     zarr_options,
 )
 from featurestore.store.segments import Segments, join_keys, pool_feature
+from featurestore.store import stored_segments
 from featurestore.store.writer import BlockWriter
 
 #: How long adding clips or declaring a feature waits for another process doing the same.
@@ -127,6 +131,8 @@ class FeatureStore:
             raise StoreFormatError(f"{label}: block_clips {counts[0]!r} and n_clips "
                                    f"{counts[1]!r} must be a positive and a non-negative integer")
         self.block_clips = int(meta["block_clips"])
+        #: True for a store (or archive) that holds the stored segments but no frames.
+        self.segments_only = meta.get("segments_only") is True
         self._clips = read_clip_table(group, int(meta["n_clips"]))
         self._features = {}
         self._leases = lease_files(group)
@@ -160,18 +166,19 @@ class FeatureStore:
         """
         if mode not in MODES:
             raise StoreFormatError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        target, label = resolve_location(where)
+        target, label = resolve_location(where, storage_options=storage_options)
+        if is_archive(target) and mode != "r":
+            raise StoreError(f"{label} is a zip archive, which is read-only (mode 'r'); "
+                             f"avscene unpack ARCHIVE --out STORE makes a writable store")
         options = zarr_options(target, storage_options, label)
-        exists = group_exists(target, options, label)
-        if mode in ("r", "r+") and not exists:
+        group = open_existing(target, options, label, writable=mode != "r")
+        if mode in ("r", "r+") and group is None:
             raise StoreNotFoundError(f"no feature store at {label}")
-        if mode == "w-" and exists:
+        if mode == "w-" and group is not None:
             raise StoreExistsError(f"{label} exists already (mode 'w-')")
-        if mode == "w" or not exists:
+        if mode == "w" or group is None:
             group = create_store_group(target, options, label, mode=mode,
                                        block_clips=block_clips)
-        else:
-            group = zarr.open_group(target, mode="r" if mode == "r" else "r+", **options)
         owned = group.store if not hasattr(where, "list_prefix") else None
         return cls(group, label=label, mode=mode, owned_store=owned)
 
@@ -200,6 +207,9 @@ class FeatureStore:
     def _require_writable(self):
         if self.read_only:
             raise StoreError(f"{self.label} is open read-only (mode 'r')")
+        if self.segments_only:
+            raise StoreError(f"{self.label} holds stored segments only (frames omitted); it "
+                             f"cannot be extended or rewritten")
 
     @contextlib.contextmanager
     def _setup(self):
@@ -209,10 +219,12 @@ class FeatureStore:
         with acquire(self._leases, STORE_KEY, what, wait=SETUP_WAIT_SECONDS):
             self._refresh()
             yield
+            consolidate(self._group)      # readers of the consolidated metadata see the change
 
     def _refresh(self):
         """Re-read the root attributes and, if another process appended clips, the clip table."""
-        group = zarr.open_group(self._group.store, path=self._group.path, mode="r+")
+        group = zarr.open_group(self._group.store, path=self._group.path, mode="r+",
+                                zarr_format=3, use_consolidated=False)
         meta = dict(group.attrs["avscene"])
         if int(meta["n_clips"]) != len(self._clips):
             self._clips = read_clip_table(group, int(meta["n_clips"]))
@@ -325,7 +337,8 @@ class FeatureStore:
                 raise StoreFormatError(f"{self.label} has no feature {name!r} "
                                        f"(it has {', '.join(self.features) or 'none'})")
             group = self._group["features"][name]
-            self._features[name] = Feature(group, block_clips=self.block_clips)
+            self._features[name] = Feature(group, block_clips=self.block_clips,
+                                           frames=not self.segments_only)
         return self._features[name]
 
     def create_feature(self, name, *, dim, frame_rate, params, storage_dtype="float32",
@@ -528,9 +541,7 @@ class FeatureStore:
         positions = self._positions(selection)
         durations = self._clips.duration
         stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
-        pooled = {name: pool_feature(self._feature(name), self._index(name, positions),
-                                     positions, durations, stride, pooling)
-                  for name in names}
+        pooled = {name: self._pooled(name, positions, stride, pooling) for name in names}
         keys, where = join_keys({name: pooled[name][0] for name in names})
         clip = keys // stride
         columns = self._clips.columns
@@ -542,6 +553,89 @@ class FeatureStore:
             location=columns["location"][clip], folds=columns["folds"][clip], position=clip,
             pooling=pooling, names=tuple(names),
         )
+
+    def _pooled(self, name, positions, stride, pooling):
+        """(keys, pooled, counts) of one feature: from its stored segments when they were made
+        from the current frames, else pooled from the frames."""
+        feature = self._feature(name)
+        index = self._index(name)
+        group = stored_segments.open_group(self._group, name, pooling)
+        stored = stored_segments.read_segments(group, feature, self._clips, index, positions,
+                                               stride, pooling)
+        if stored is not None:
+            return stored
+        if not feature.has_frames:
+            raise StoreFormatError(
+                f"{self.label} holds segments only, and has no up-to-date {pooling} segments "
+                f"of {name!r} (it has {self._stored_names() or 'none'})")
+        subset = tuple(part[positions] for part in index)
+        return pool_feature(feature, subset, positions, self._clips.duration, stride, pooling)
+
+    def _stored_names(self):
+        return ", ".join(f"{name} {pooling}" for name, pooling in
+                         stored_segments.stored_groups(self._group))
+
+    def stored_segments(self):
+        """The stored segment groups and whether each was made from the current frames.
+
+        Returns
+        -------
+        list of dict
+            ``feature``, ``pooling``, ``segments``, ``dim``, ``fresh``, ``created``, sorted.
+        """
+        found = []
+        for (name, pooling), group in stored_segments.stored_groups(self._group).items():
+            fresh = name in self.features and stored_segments.is_fresh(
+                group, self._feature(name), self._clips, self._index(name))
+            found.append({"feature": name, "pooling": pooling, "fresh": fresh,
+                          "segments": group.attrs.get("n_segments"),
+                          "dim": group.attrs.get("dim"), "created": group.attrs.get("created")})
+        return found
+
+    def write_segments(self, names=None, *, poolings=("mean",), overwrite=False):
+        """Store the pooled 1-s segments of features, for later reads of the same pooling.
+
+        :meth:`segments` reads a stored copy instead of pooling the frames as long as the frames
+        have not changed since (their fingerprint is recorded); a stale copy is never used.
+
+        Parameters
+        ----------
+        names : list of str, optional
+            Features (default: all).
+        poolings : list of {"mean", "max", "meanstd", "center"}
+        overwrite : bool
+            Rewrite copies that are up to date too (otherwise they are left as they are).
+
+        Returns
+        -------
+        list of dict
+            Per (feature, pooling): ``feature``, ``pooling``, ``segments``, ``dim``,
+            ``frames_fingerprint`` and ``written`` (False: it was up to date).
+        """
+        self._require_writable()
+        names = list(self.features) if names is None else \
+            [names] if isinstance(names, str) else list(names)
+        unknown = [p for p in poolings if p not in stored_segments.STORED_POOLINGS]
+        if unknown:
+            raise StoreFormatError(f"pooling {unknown[0]!r} cannot be stored; choose from "
+                                   f"{', '.join(stored_segments.STORED_POOLINGS)}")
+        done = []
+        with self._setup():
+            for name in names:
+                feature, index = self._feature(name), self._index(name)
+                for pooling in poolings:
+                    group = stored_segments.open_group(self._group, name, pooling)
+                    if group is not None and not overwrite and \
+                            stored_segments.is_fresh(group, feature, self._clips, index):
+                        done.append({"feature": name, "pooling": pooling, "written": False,
+                                     "segments": group.attrs["n_segments"],
+                                     "dim": group.attrs["dim"],
+                                     "frames_fingerprint": group.attrs["frames_fingerprint"]})
+                        continue
+                    drop_consolidated(self._group)     # no reader trusts the old copy's attrs
+                    done.append({**stored_segments.write_segments(
+                        self._group, feature, self._clips, index, pooling), "written": True})
+        return done
 
     def _positions(self, selection):
         if selection is None:

@@ -41,14 +41,16 @@ from featurestore.store.files import build_path, fsync_directory, fsync_tree, \
 from featurestore.store.hdf5 import CHUNKS_ATTR, META_ATTR
 from featurestore.store.layout import CODECS, MAX_CHUNK_BYTES
 from featurestore.store.opening import (
+    consolidate,
     group_exists,
     local_directory,
     resolve_location,
     zarr_options,
 )
 
-#: Groups below the root in a store: features/<name>/ (arrays sit one level deeper).
-MAX_DEPTH = 2
+#: Groups below the root in a store: features/<name>/ and segments/<name>/<pooling>/ (arrays
+#: sit one level deeper).
+MAX_DEPTH = 3
 #: HDF5 filters an export may use: deflate (gzip), shuffle, fletcher32, lzf.
 FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 #: zarr data types avscene stores.
@@ -176,9 +178,12 @@ def _copy_store(source, destination, *, overwrite):
 
 
 def _build(h5, path, build):
-    """Write the store of ``h5`` at the local directory ``build`` and verify it."""
+    """Write the store of ``h5`` at the local directory ``build`` (with consolidated metadata)
+    and verify it."""
     counts = {"groups": 0, "arrays": 0, "chunks": 0}
-    _import_group(h5, zarr.open_group(str(build), mode="w-"), counts, path, depth=0)
+    root = zarr.open_group(str(build), mode="w-")
+    _import_group(h5, root, counts, path, depth=0)
+    consolidate(root)
     with FeatureStore.open(str(build), mode="r") as store:
         problems = store.verify()
     if problems:

@@ -5,15 +5,34 @@ which writes every chunk and metadata document to a temporary file and renames i
 (zarr >= 3.1.3): a kill or a full disk never leaves a half-written chunk. A new local store is
 built in a temporary directory beside its target and renamed into place, so two processes
 creating it at once end up sharing one complete store.
+
+A path or URL ending in ``.zip`` is a one-file archive written by ``avscene pack``
+(:mod:`~featurestore.store.archive`): it is opened in place, read-only, with zarr's ``ZipStore``
+(a local file) or fsspec's zip file system over the URL's own file system (``http://``,
+``s3://``...).
+
+A finished store carries zarr's consolidated metadata: the metadata of every group and array,
+inline in the root ``zarr.json``, rewritten after every change of the store's structure
+(:func:`consolidate`). Read-only opens of a URL or an archive use it, so that opening a store over
+HTTP or from object storage costs one request instead of one per array; local directories and
+writable opens read every document.
 """
 
+import contextlib
 import copy
+import json
 import os
 import shutil
+import warnings
+import zipfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
 import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.errors import ZarrUserWarning
+from zarr.storage import FsspecStore, ZipStore
 
 from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
@@ -25,6 +44,8 @@ from featurestore.store.layout import FORMAT, FORMAT_VERSION, normalise_params
 MODES = ("r", "r+", "a", "w", "w-")
 #: URL schemes that name a local directory (opened with zarr's LocalStore, not through fsspec).
 LOCAL_SCHEMES = ("file://", "local://")
+#: A store location ending in this (any case) is a one-file zip archive, opened read-only.
+ARCHIVE_SUFFIX = ".zip"
 
 
 class StoreAttrs(MutableMapping):
@@ -67,10 +88,12 @@ class StoreAttrs(MutableMapping):
         return repr(dict(self))
 
 
-def resolve_location(where):
+def resolve_location(where, *, storage_options=None):
     """(what zarr opens, a label for messages) for a path, URL or store object.
 
-    A local path comes back as an absolute path string; a ``file://`` URL as the same path.
+    A local path comes back as an absolute path string; a ``file://`` URL as the same path; a
+    path or URL ending in ``.zip`` as a read-only zarr store over the archive
+    (:func:`archive_store`; ``storage_options`` then go to the URL's file system).
     """
     if isinstance(where, (str, os.PathLike)):
         text = os.fspath(where)
@@ -78,12 +101,68 @@ def resolve_location(where):
         if scheme:
             text = text[len(scheme):]
         elif "://" in text or "::" in text:
+            if is_archive_name(text):
+                return archive_store(text, storage_options=storage_options), text
             return text, text
         path = str(Path(text).expanduser().absolute())
+        if is_archive_name(path):
+            if storage_options:
+                raise StoreFormatError(f"storage_options apply to fsspec URLs, not to the "
+                                       f"local file {path}")
+            return archive_store(path), path
         return path, path
     if hasattr(where, "list_prefix"):
         return where, f"<{type(where).__name__}>"
     raise StoreFormatError(f"cannot open a feature store from a {type(where).__name__}")
+
+
+def is_archive_name(text):
+    """True for a path or URL naming a zip archive (it ends in ``.zip``)."""
+    return str(text).rstrip("/").lower().endswith(ARCHIVE_SUFFIX)
+
+
+def is_archive(target):
+    """True when ``target`` (from :func:`resolve_location`) is a zip archive."""
+    if isinstance(target, (ZipStore, _MissingArchive)):
+        return True
+    return isinstance(target, FsspecStore) and target.fs.protocol in ("zip", ("zip",))
+
+
+def archive_store(location, *, storage_options=None):
+    """A read-only zarr store over the zip archive at a local path or an fsspec URL.
+
+    A local file is read with zarr's ``ZipStore``; a URL with fsspec's ``zip`` file system
+    layered on the URL's file system, which reads the archive's directory and then each entry
+    with range requests, never the whole file.
+    """
+    if "://" not in location and "::" not in location:
+        store = ZipStore(location, mode="r")
+        try:
+            store._sync_open()             # zarr opens it lazily; list_keys needs it open
+        except FileNotFoundError:
+            return _MissingArchive(location)
+        except (OSError, zipfile.BadZipFile) as error:
+            raise StoreFormatError(f"{location} is not a readable zip archive: "
+                                   f"{error}") from None
+        return store
+    import fsspec
+    from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+    try:
+        fs = fsspec.filesystem("zip", fo=location, target_options=storage_options or {})
+    except FileNotFoundError:
+        return _MissingArchive(location)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise StoreFormatError(f"{location} is not a readable zip archive: {error}") from None
+    return FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), read_only=True, path="")
+
+
+class _MissingArchive(zarr.storage.MemoryStore):
+    """Stands for an archive URL that does not exist: an empty, read-only store."""
+
+    def __init__(self, location):
+        super().__init__(read_only=True)
+        self.location = location
 
 
 def local_directory(target):
@@ -94,7 +173,7 @@ def local_directory(target):
 
 def zarr_options(target, storage_options, label):
     """Keyword arguments of ``zarr.open_group`` for ``target``."""
-    if not storage_options:
+    if not storage_options or not isinstance(target, str):
         return {}
     if local_directory(target) is not None:
         raise StoreFormatError(f"storage_options apply to fsspec URLs, not to the local "
@@ -104,13 +183,60 @@ def zarr_options(target, storage_options, label):
 
 def group_exists(target, options, label):
     """True if ``target`` holds a zarr group."""
+    return open_existing(target, options, label, writable=False) is not None
+
+
+def open_existing(target, options, label, *, writable):
+    """The root group at ``target``, or None if there is none.
+
+    A read-only open of a store elsewhere than in a local directory (a URL, an archive, a
+    store object) uses the consolidated metadata when the store has it. A local directory and
+    every writable open read each group's and array's own metadata, which costs nothing
+    locally and sees changes made by writers that do not keep the consolidated copy current.
+    """
+    consolidated = None if not writable and local_directory(target) is None else False
     try:
-        zarr.open_group(target, mode="r", **options)
-    except FileNotFoundError:
-        return False
+        with _quiet():
+            return zarr.open_group(target, mode="r+" if writable else "r", zarr_format=3,
+                                   use_consolidated=consolidated, **options)
+    except (FileNotFoundError, KeyError):
+        return None
     except (ValueError, TypeError) as error:
         raise StoreFormatError(f"{label} is not a zarr v3 group: {error}") from None
-    return True
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence zarr's notes that consolidated metadata is not part of the v3 specification
+    and that ``leases/`` is not a zarr node."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ZarrUserWarning)
+        yield
+
+
+def consolidate(group):
+    """Rewrite the consolidated metadata of the store whose root group is ``group``.
+
+    Called after every change of the store's structure (clips appended, a feature declared,
+    attributes set, segments written); readers that ignore consolidated metadata never see it.
+    """
+    with _quiet():
+        zarr.consolidate_metadata(group.store, path=group.path or None, zarr_format=3)
+
+
+def drop_consolidated(group):
+    """Remove the consolidated metadata from the root document (before a change that rewrites
+    metadata a consolidated reader would trust), so that readers read each document until
+    :func:`consolidate` runs again."""
+    key = f"{group.path}/zarr.json" if group.path else "zarr.json"
+    store = group.store
+    buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+    if buffer is None:
+        return
+    document = json.loads(buffer.to_bytes())
+    if document.pop("consolidated_metadata", None) is not None:
+        data = json.dumps(document, indent=2).encode()
+        sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
 
 
 def create_store_group(target, options, label, *, mode, block_clips):
@@ -142,10 +268,11 @@ def create_store_group(target, options, label, *, mode, block_clips):
                 raise StoreExistsError(f"{label} exists already (mode 'w-')") from None
     finally:
         shutil.rmtree(build, ignore_errors=True)
-    return zarr.open_group(str(local), mode="r+")
+    return zarr.open_group(str(local), mode="r+", zarr_format=3, use_consolidated=False)
 
 
 def _initialise(group, block_clips):
+    """Write an empty store's root attributes, clip arrays and features group (consolidated)."""
     create_clip_arrays(group)
     group.create_group("features")
     group.attrs["avscene"] = {
@@ -153,6 +280,8 @@ def _initialise(group, block_clips):
         "n_clips": 0, "created": utc_now(), "avscene_version": __version__,
         "package_versions": package_versions(),
         "layout": "see docs/store-format.md: clips/<column> (clip,); features/<name>/{values (row, dim), "
-                  "timestamps (row,), offset|count|status|reason (clip,)}",
+                  "timestamps (row,), offset|count|status|reason (clip,)}; segments/<feature>/"
+                  "<pooling>/{values (segment, dim), position|second|count (segment,)}",
     }
+    consolidate(group)
     return group

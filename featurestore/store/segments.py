@@ -104,6 +104,77 @@ class Segments(SegmentTable):
             parts = [pad_to(part, longest) for part in parts]
         return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
+    def _coordinates(self):
+        """{name: (n_segments,) array} of what describes each segment."""
+        return {"clip_id": self.clip_id, "second": self.second, "scene": self.scene,
+                "city": self.city, "location": self.location, "folds": self.folds,
+                "position": self.position}
+
+    def to_xarray(self):
+        """The segments as an ``xarray.Dataset`` (xarray is an optional dependency).
+
+        Returns
+        -------
+        xarray.Dataset
+            One variable per feature, dims ``("segment", "dim")`` (``("segment", "frame",
+            "dim")`` for pooling none; each feature has its own ``dim`` coordinate length, so
+            a feature's dimension is named ``dim`` when all share one width and
+            ``dim_<feature>`` otherwise), ``count_<feature>`` (segment,) frames per segment,
+            and the coordinates ``clip_id``, ``second``, ``scene``, ``city``, ``location``,
+            ``folds`` and ``position`` along ``segment``. Attributes: ``pooling``, ``names``.
+        """
+        import xarray as xr
+
+        widths = {self.features[name].shape[-1] for name in self.names}
+        variables = {}
+        for name in self.names:
+            dim = "dim" if len(widths) == 1 else f"dim_{name}"
+            dims = ("segment", "frame", dim) if self.pooling == "none" else ("segment", dim)
+            if self.pooling == "none" and len(self.names) > 1:
+                dims = ("segment", f"frame_{name}", dim)
+            variables[name] = (dims, self.features[name])
+            variables[f"count_{name}"] = ("segment", np.asarray(self.counts[name]))
+        coords = {key: ("segment", np.asarray(value)) for key, value in
+                  self._coordinates().items()}
+        return xr.Dataset(variables, coords=coords,
+                          attrs={"pooling": self.pooling, "names": list(self.names)})
+
+    def to_pandas(self, *, wide=False):
+        """The segments as a ``pandas.DataFrame``, one row per segment.
+
+        Parameters
+        ----------
+        wide : bool
+            False: one column per feature whose cells are the segment's vector (an ndarray of
+            shape (dim,), or (frames, dim) for pooling none). True: one float column per value,
+            named ``<feature>_<i>`` (``i`` from 0; not for pooling none).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``clip_id``, ``second``, ``scene``, ``city``, ``location``, ``folds``,
+            ``position``, ``count_<feature>`` per feature, then the feature columns.
+        """
+        import pandas as pd
+
+        frame = pd.DataFrame({key: np.asarray(value) for key, value in
+                              self._coordinates().items()})
+        for name in self.names:
+            frame[f"count_{name}"] = np.asarray(self.counts[name])
+        parts = [frame]
+        for name in self.names:
+            values = self.features[name]
+            if wide:
+                if values.ndim != 2:
+                    raise StoreFormatError("wide columns need pooled segments, not pooling none")
+                parts.append(pd.DataFrame(values, columns=[f"{name}_{i}" for i in
+                                                           range(values.shape[1])]))
+            else:
+                column = np.empty(len(values), dtype=object)
+                column[:] = list(values)
+                parts.append(pd.DataFrame({name: column}))
+        return pd.concat(parts, axis=1)
+
 
 def pool_feature(feature, index, positions, durations, stride, pooling):
     """Segments of one feature for the clips at ``positions``, read and pooled in row batches.

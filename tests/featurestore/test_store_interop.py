@@ -96,8 +96,11 @@ def _walk(group, prefix=""):
 
 
 def _metadata(store):
-    return {path: member.metadata.to_dict() for path, member in _walk(store._group)} | \
+    documents = {path: member.metadata.to_dict() for path, member in _walk(store._group)} | \
         {"": store._group.metadata.to_dict()}
+    for document in documents.values():           # consolidated copies: derived, kept current
+        document.pop("consolidated_metadata", None)
+    return documents
 
 
 def test_hdf5_round_trip_is_lossless(filled, tmp_path):

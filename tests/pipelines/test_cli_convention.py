@@ -14,7 +14,8 @@ PARSER = cli.build_parser()
 SUBPARSERS = next(a for a in PARSER._actions if a.dest == "command").choices
 COMMANDS = [name for name, _, _ in cli.COMMANDS]
 #: Commands that create a file or folder name it with --out.
-CREATORS = ("synth", "export", "import", "split", "train", "predict", "report", "demo")
+CREATORS = ("synth", "export", "import", "split", "pack", "unpack", "train", "predict", "report",
+            "demo")
 PARALLELISM = {"--workers": "processes", "--threads": "threads", "--dask-local": "processes"}
 
 
@@ -151,8 +152,10 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
           "--seconds", 1, "--size", "64x48", "--fps", 5, "--eval-clips", 3, "--workers", 1)
     check("scan", corpus / "development")
     for part in ("development", "evaluation"):
-        check("extract", corpus / part, store, "--features", "logmel", "--n-mels", 16,
-              "--workers", 0, "--progress", "log")
+        extracted = check("extract", corpus / part, store, "--features", "logmel", "--n-mels",
+                          16, "--workers", 0, "--progress", "log", "--segments", "max")
+        assert [(e["feature"], e["pooling"], e["written"]) for e in
+                extracted["segments"]["stored"]] == [("logmel", "max", True)]
     check("info", store)
     check("verify", store)
     check("split", store, "--method", "dcase2021", "--out", workspace / "split.csv")
@@ -165,4 +168,7 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
     check("report", run, "--out", workspace / "report.md")
     check("export", store, "--out", workspace / "s.h5")
     check("import", workspace / "s.h5", "--out", workspace / "back.zarr")
+    check("segments", store, "--pooling", "mean,meanstd")
+    check("pack", store, "--out", workspace / "s.zarr.zip")
+    check("unpack", workspace / "s.zarr.zip", "--out", workspace / "unpacked.zarr")
     assert set(seen) == set(COMMANDS) - {"demo"}       # demo: tests/pipelines/test_demo.py

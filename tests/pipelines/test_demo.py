@@ -34,6 +34,15 @@ def test_demo_runs_every_step_reports_and_a_second_run_replaces_the_first(tmp_pa
     lines = (workdir / "output.csv").read_text().splitlines()
     assert lines[0].split("\t")[:3] == ["filename", "scene_label", "airport"]
     assert sorted(line.split("\t")[0] for line in lines[1:]) == ["0.wav", "1.wav", "2.wav"]
+    # the store is packed into one archive that reads like the store
+    from featurestore.store import FeatureStore
+    archive = workdir / "store.zarr.zip"
+    assert summary["archive"] == str(archive) and summary["archive_bytes"] == \
+        archive.stat().st_size
+    packed, store = FeatureStore.open(archive), FeatureStore.open(workdir / "store.zarr")
+    assert packed.features == store.features and packed.verify() == []
+    assert (packed.segments(list(store.features)).X() ==
+            store.segments(list(store.features)).X()).all()
     # a second run replaces the first demo's folder: nothing of the first one is left
     (workdir / "runs" / "left-over.txt").write_text("from the first run")
     status, again = demo(workdir, capsys, "--eval-clips", "2")
