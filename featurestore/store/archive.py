@@ -19,30 +19,29 @@ it into place, so neither leaves a half-written result.
 """
 
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import FsspecStore, LocalStore, MemoryStore, ZipStore
+from zarr.storage import LocalStore, MemoryStore, ZipStore
 
 from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
+from featurestore.store.building import build_into_place, new_store_target
 from featurestore.store.chunks import list_keys
 from featurestore.store.feature_store import FeatureStore
-from featurestore.store.files import build_path, fsync_tree, is_temporary, remove_stale_builds
-from featurestore.store.hdf5_import import _copy_store, _move_into_place
+from featurestore.store.files import (
+    build_path,
+    is_temporary,
+    remove_stale_builds,
+)
 from featurestore.store.leases import LEASE_DIR
 from featurestore.store.opening import (
     archive_store,
     consolidate,
-    group_exists,
     is_archive_name,
-    local_directory,
     open_existing,
     resolve_location,
-    zarr_options,
 )
 
 ROOT_KEY = "zarr.json"
@@ -208,24 +207,16 @@ def unpack_archive(path, where, *, overwrite=False, storage_options=None):
     location = os.fspath(path)
     if "://" not in location and not Path(location).is_file():
         raise StoreNotFoundError(f"{location} does not exist")
-    source = archive_store(location, storage_options=storage_options)
-    target, label = resolve_location(where)
+    _, label = resolve_location(where)
     if is_archive_name(label):
         raise StoreFormatError(f"{label}: unpack writes a store, not another archive")
-    options = zarr_options(target, None, label)
-    exists = group_exists(target, options, label)
-    if exists and not overwrite:
-        raise StoreExistsError(f"{label} exists already (pass overwrite to replace it)")
-    local = local_directory(target)
-    if local is not None and not exists and local.exists() and \
-            (not local.is_dir() or any(local.iterdir())):
-        raise StoreExistsError(f"{label} exists already and is not a zarr group; not replacing it")
-    keys = [_checked_key(key, location) for key in list_keys(source, "")
-            if not key.endswith("/")]                   # folder entries of other zip tools
+    new = new_store_target(where, overwrite=overwrite)
+    source = archive_store(location, storage_options=storage_options)
     try:
-        if local is not None:
-            return _unpack_local(source, keys, location, local, label, overwrite=overwrite)
-        return _unpack_elsewhere(source, keys, location, target, options, overwrite=overwrite)
+        keys = [_checked_key(key, location) for key in list_keys(source, "")
+                if not key.endswith("/")]               # folder entries of other zip tools
+        return build_into_place(new, lambda folder: _build(source, keys, location, folder),
+                                overwrite=overwrite, kind="unpack")
     finally:
         source.close()
 
@@ -237,33 +228,6 @@ def _checked_key(key, location):
         raise StoreFormatError(f"{location}: entry {key!r} is not a plain relative key; "
                                f"refusing to unpack it")
     return key
-
-
-def _unpack_local(source, keys, location, local, label, *, overwrite):
-    remove_stale_builds(local, "unpack")
-    if overwrite:
-        remove_stale_builds(local, "replaced")
-    build = build_path(local, "unpack")
-    try:
-        summary = _build(source, keys, location, build)
-        fsync_tree(build)
-        _move_into_place(build, local, label, overwrite=overwrite)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return summary
-
-
-def _unpack_elsewhere(source, keys, location, target, options, *, overwrite):
-    scratch = Path(tempfile.mkdtemp(prefix="avscene-unpack-"))
-    try:
-        build = scratch / "store.zarr"
-        summary = _build(source, keys, location, build)
-        destination = target if hasattr(target, "list_prefix") else FsspecStore.from_url(
-            target, read_only=False, storage_options=options.get("storage_options"))
-        _copy_store(LocalStore(build), destination, overwrite=overwrite)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return summary
 
 
 def _build(source, keys, location, build):

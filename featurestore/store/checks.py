@@ -24,7 +24,6 @@ from featurestore.store.chunks import (
 )
 from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR
 from featurestore.store.files import is_temporary
-from featurestore.store.leases import LEASE_DIR, live_leases, remove_stale, stale_leases
 from featurestore.store.layout import (
     COMMITTED,
     FAILED,
@@ -34,6 +33,7 @@ from featurestore.store.layout import (
     fingerprint,
     n_segments,
 )
+from featurestore.store.leases import LEASE_DIR, live_leases, remove_stale, stale_leases
 from featurestore.store.segments import pool_feature
 
 

@@ -29,6 +29,7 @@ from featurestore.errors import (
     StoreFormatError,
     StoreNotFoundError,
 )
+from featurestore.store import stored_segments
 from featurestore.store.clip_table import (
     ClipTable,
     as_unicode,
@@ -38,7 +39,6 @@ from featurestore.store.clip_table import (
     write_clip_rows,
 )
 from featurestore.store.feature import Feature, create_feature_group
-from featurestore.store.leases import STORE_KEY, acquire, block_key, lease_files
 from featurestore.store.layout import (
     COMMITTED,
     COMPRESSIONS,
@@ -57,6 +57,7 @@ from featurestore.store.layout import (
     n_segments,
     normalise_params,
 )
+from featurestore.store.leases import STORE_KEY, acquire, block_key, lease_files
 from featurestore.store.opening import (
     MODES,
     StoreAttrs,
@@ -69,7 +70,6 @@ from featurestore.store.opening import (
     zarr_options,
 )
 from featurestore.store.segments import Segments, join_keys, pool_feature
-from featurestore.store import stored_segments
 from featurestore.store.writer import BlockWriter
 
 #: How long adding clips or declaring a feature waits for another process doing the same.

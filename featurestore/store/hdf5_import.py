@@ -21,31 +21,20 @@ either no store or the complete one.
 """
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
-from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata.v3 import ArrayV3Metadata
-from zarr.core.sync import sync
-from zarr.storage import FsspecStore, LocalStore
 
-from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
-from featurestore.store.chunks import list_keys
+from featurestore.errors import StoreFormatError, StoreNotFoundError
+from featurestore.store.building import build_into_place, new_store_target
 from featurestore.store.feature_store import FeatureStore
-from featurestore.store.files import build_path, fsync_directory, fsync_tree, \
-    remove_stale_builds
 from featurestore.store.hdf5 import CHUNKS_ATTR, META_ATTR
 from featurestore.store.layout import CODECS, MAX_CHUNK_BYTES
 from featurestore.store.opening import (
     consolidate,
-    group_exists,
-    local_directory,
-    resolve_location,
-    zarr_options,
 )
 
 #: Groups below the root in a store: features/<name>/ and segments/<name>/<pooling>/ (arrays
@@ -90,91 +79,12 @@ def import_hdf5(path, where, *, overwrite=False, storage_options=None):
     path = Path(path)
     if not path.is_file():
         raise StoreNotFoundError(f"{path} does not exist")
-    target, label = resolve_location(where)
-    options = zarr_options(target, storage_options, label)
-    exists = group_exists(target, options, label)
-    if exists and not overwrite:
-        raise StoreExistsError(f"{label} exists already (pass overwrite to replace it)")
-    local = local_directory(target)
-    if local is not None and not exists and local.exists() and \
-            (not local.is_dir() or any(local.iterdir())):
-        raise StoreExistsError(f"{label} exists already and is not a zarr group; not replacing it")
+    new = new_store_target(where, overwrite=overwrite, storage_options=storage_options)
     with h5py.File(path, "r") as h5:
         if META_ATTR not in h5.attrs or "avscene_export" not in h5.attrs:
             raise StoreFormatError(f"{path} was not written by avscene export")
-        if local is not None:
-            return _import_local(h5, path, local, label, overwrite=overwrite)
-        return _import_elsewhere(h5, path, where if hasattr(where, "list_prefix") else target,
-                                 options, label, overwrite=overwrite)
-
-
-def _import_local(h5, path, local, label, *, overwrite):
-    remove_stale_builds(local, "import")
-    if overwrite:                         # a store a killed overwrite had moved aside
-        remove_stale_builds(local, "replaced")
-    build = build_path(local, "import")
-    try:
-        counts = _build(h5, path, build)
-        fsync_tree(build)
-        _move_into_place(build, local, label, overwrite=overwrite)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return counts
-
-
-def _move_into_place(build, local, label, *, overwrite):
-    """Rename ``build`` to ``local``; with ``overwrite``, the old store is moved aside first
-    and deleted after (put back if the second rename fails)."""
-    try:
-        build.rename(local)              # nothing there, or an empty directory
-    except OSError:
-        if not overwrite or not group_exists(str(local), {}, label):
-            raise StoreExistsError(f"{label} exists already") from None
-        old = build_path(local, "replaced")
-        local.rename(old)
-        try:
-            build.rename(local)
-        except BaseException:
-            old.rename(local)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    fsync_directory(local.parent)
-
-
-def _import_elsewhere(h5, path, target, options, label, *, overwrite):
-    """Build in a local temporary directory, verify, then copy into the target store."""
-    scratch = Path(tempfile.mkdtemp(prefix="avscene-import-"))
-    try:
-        build = scratch / "store.zarr"
-        counts = _build(h5, path, build)
-        if hasattr(target, "list_prefix"):
-            destination = target
-        else:
-            destination = FsspecStore.from_url(target, read_only=False,
-                                               storage_options=options.get("storage_options"))
-        _copy_store(LocalStore(build), destination, overwrite=overwrite)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return counts
-
-
-def _copy_store(source, destination, *, overwrite):
-    """Copy every key, the root ``zarr.json`` last (until then there is no group at the
-    destination); on failure delete what was copied."""
-    if overwrite:
-        for key in list_keys(destination, ""):
-            sync(destination.delete(key))
-    keys = sorted(list_keys(source, ""), key=lambda key: (key == "zarr.json", key))
-    written = []
-    try:
-        for key in keys:
-            value = sync(source.get(key, prototype=default_buffer_prototype()))
-            sync(destination.set(key, value))
-            written.append(key)
-    except BaseException:
-        for key in reversed(written):
-            sync(destination.delete(key))
-        raise
+        return build_into_place(new, lambda folder: _build(h5, path, folder),
+                                overwrite=overwrite, kind="import")
 
 
 def _build(h5, path, build):

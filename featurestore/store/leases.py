@@ -34,8 +34,8 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from featurestore.errors import BlockLeasedError, LeaseLostError, StoreError
-from featurestore.store.chunks import list_keys
 from featurestore.provenance import utc_now
+from featurestore.store.chunks import list_keys
 from featurestore.store.files import is_temporary, temp_path
 from featurestore.store.host import identity, process_running, same_machine
 
