@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU build on this machine's disk; set TORCH_SPEC='torch' (or a CUDA index) on a GPU machine.
-TORCH_SPEC ?= torch==2.13.0
+# torch with the torchvision build that imports beside it (the registry's torchvision is built
+# against the CUDA torch, which runs on a CPU too); see docs/extractors.md, "The environment".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: install test test-slow demo bench docs clean
@@ -13,8 +14,8 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[extract,dask,dev]"
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[extract,backbones,dask,dev]"
 	touch $(STAMP)
 
 test: install

@@ -6,6 +6,7 @@ import sys
 #: Benchmark modules in the order of the data flow; each has ``main(argv) -> int``.
 MODULES = (
     ("openl3", "benchmarks.bench_openl3"),
+    ("extractors", "benchmarks.bench_extractors"),
     ("extract", "benchmarks.bench_extract"),
     ("store", "benchmarks.bench_store"),
     ("remote", "benchmarks.bench_remote"),

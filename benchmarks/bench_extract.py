@@ -69,17 +69,17 @@ def make_corpus(folder, args):
     return folder / "development"
 
 
-def pure_model(root, plan, runners):
+def pure_model(root, plan, extractors, runners):
     """Decode everything first (untimed), then time the runners on cross-clip batches."""
     from featurestore.datasets import load_manifest
     from featurestore.extraction import probe_duration
     from featurestore.extraction.batching import Batcher
     from featurestore.extraction.prepare import init_worker, prepare_task
 
-    init_worker(root, plan)
+    init_worker(root, plan, extractors)
     clips = [c.with_duration(probe_duration(c, root)) for c in load_manifest(root).clips]
     started = time.perf_counter()
-    prepared = [prepare_task((clip, plan.features)) for clip in clips]
+    prepared = [prepare_task((clip, [e.name for e in extractors])) for clip in clips]
     decode = time.perf_counter() - started
     for result in prepared:
         if result.failures:
@@ -102,10 +102,10 @@ def pure_model(root, plan, runners):
             "media_per_second": media / model, "decode_media_per_second": media / decode}
 
 
-def extraction(root, store, plan, weights, args, workers):
+def extraction(root, store, plan, extractors, args, workers):
     from featurestore.extraction import ExtractJob
 
-    job = ExtractJob(root, store, plan, weights=weights, device="cpu", bf16=not args.fp32,
+    job = ExtractJob(root, store, plan, extractors=extractors, device="cpu",
                      batch=args.batch, workers=workers, progress="log")
     summary = job.run()
     if summary["failed_in_scope"]:
@@ -117,21 +117,21 @@ def extraction(root, store, plan, weights, args, workers):
 
 def run(args, workdir):
     from featurestore import openl3
-    from featurestore.extraction import Plan, load_runners
+    from featurestore.extraction import Plan, load_runners, plan_extractors
     from pipelines.extract import default_workers
 
     workers = default_workers() if args.workers is None else args.workers
     root = make_corpus(workdir / "corpus", args)
     weights = openl3.random_weights_folder(0, folder=workdir)
     plan = Plan(features=tuple(args.features.split(",")), hop=args.hop, fps=args.fps)
-    runners = load_runners(plan, weights=weights, device="cpu", bf16=not args.fp32,
-                           batch=args.batch)
+    extractors = plan_extractors(plan, weights=weights, bf16=not args.fp32)
+    runners = load_runners(extractors, device="cpu", batch=args.batch)
     phases = {
-        "pure model": lambda k: pure_model(root, plan, runners),
-        "extract, no workers": lambda k: extraction(root, workdir / f"s0-{k}", plan, weights,
+        "pure model": lambda k: pure_model(root, plan, extractors, runners),
+        "extract, no workers": lambda k: extraction(root, workdir / f"s0-{k}", plan, extractors,
                                                     args, 0),
         f"extract, {workers} workers": lambda k: extraction(root, workdir / f"s1-{k}", plan,
-                                                            weights, args, workers),
+                                                            extractors, args, workers),
     }
     names = list(phases)
     results = {}

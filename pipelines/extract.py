@@ -1,4 +1,4 @@
-"""``avscene extract``: dataset -> OpenL3 audio/video embeddings and log-mel arrays -> store.
+"""``avscene extract``: dataset -> frame-wise embeddings (OpenL3, log-mel, backbones, HEAR).
 
 The job itself is :class:`featurestore.extraction.ExtractJob` (or, with ``--dask`` /
 ``--dask-local``, :class:`featurestore.extraction.DaskExtraction`): decoding runs in worker
@@ -24,7 +24,7 @@ import os
 
 from featurestore.errors import UsageError
 from featurestore.extraction import CLIP_TIMEOUT, FEATURES
-from pipelines.segments import STORED_POOLINGS, store_segments
+from featurestore.extractors import check_name, names
 from pipelines.options import (
     add_dask_arguments,
     add_json,
@@ -37,6 +37,7 @@ from pipelines.options import (
     seed,
     shard,
 )
+from pipelines.segments import STORED_POOLINGS, store_segments
 
 LOG = logging.getLogger("avscene.extract")
 
@@ -50,23 +51,29 @@ def add_arguments(parser):
     parser.add_argument("root", help="dataset folder (TAU development/evaluation layout), or a "
                                      "CSV manifest file")
     parser.add_argument("store", help="feature store: path or fsspec URL (created if missing)")
-    parser.add_argument("--features", type=comma_list(choices=FEATURES), default=FEATURES,
-                        help=f"comma-separated subset of {','.join(FEATURES)}")
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument("--weights", metavar="PATH",
-                         help="OpenL3 .h5 file or directory of official weight files "
-                              "(None: $AVSCENE_OPENL3_WEIGHTS, then an installed openl3)")
-    weights.add_argument("--random-weights", type=seed(), metavar="SEED",
-                         help="seeded RANDOM OpenL3 weights (tests and demos only)")
+    parser.add_argument("--features", type=comma_list(check=check_name), default=FEATURES,
+                        metavar="NAME,...",
+                        help=f"comma-separated features (default {','.join(FEATURES)}); "
+                             f"built in: {','.join(names())}")
+    parser.add_argument("--weights", type=weight_list, default={}, metavar="[NAME=]PATH,...",
+                        help="local weight files: NAME=PATH per feature (e.g. "
+                             "resnet50=resnet50-11ad3fa6.pth, hear:MODULE=PATH); a bare PATH is "
+                             "the OpenL3 .h5 file or folder (default: $AVSCENE_OPENL3_WEIGHTS, "
+                             "then an installed openl3)")
+    parser.add_argument("--random-weights", type=seed(), metavar="SEED",
+                        help="seeded RANDOM weights for every feature --weights does not name "
+                             "(tests and demos only)")
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N]")
     parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast for the OpenL3 convolutions")
+                        help="bfloat16 autocast for the networks (recorded in the provenance)")
     parser.add_argument("--hop", type=positive(float), default=0.1,
-                        help="OpenL3 audio hop in seconds")
+                        help="hop in seconds of the windowed audio embeddings (OpenL3, PANNs)")
     parser.add_argument("--center", action=argparse.BooleanOptionalAction, default=True,
-                        help="OpenL3 audio: centred windows (timestamps = window centres)")
+                        help="windowed audio embeddings: centred windows (timestamps = window "
+                             "centres)")
     parser.add_argument("--fps", type=positive(float), default=10.0,
-                        help="video frames per second, sampled at (j + 0.5) / fps")
+                        help="video frames per second, sampled at (j + 0.5) / fps (every video "
+                             "feature)")
     parser.add_argument("--video-frames", choices=("fps", "per-audio-window"), default="fps",
                         help="fps: frames sampled at (j + 0.5) / fps; per-audio-window: one "
                              "decoded frame per OpenL3 audio window, at the window's timestamp "
@@ -87,7 +94,7 @@ def add_arguments(parser):
     parser.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4",
                         help="chunk codec: lz4 reads faster, zstd makes smaller archives")
     parser.add_argument("--batch", type=positive(int), default=32,
-                        help="OpenL3 windows / frames per network call")
+                        help="audio windows / video frames per network call")
     add_workers(parser, default=default_workers(), what="probing and decoding media",
                 zero="decode in this process: no overlap with the networks, no isolation "
                      "from a crashing decoder, no --clip-timeout")
@@ -114,6 +121,27 @@ def add_arguments(parser):
                              "no pending clips (as avscene segments --pooling NAME,...)")
     add_json(parser, what="the run summary")
     add_dask_arguments(parser, what="extract")
+
+
+def weight_list(text):
+    """``--weights``: ``NAME=PATH`` items and at most one bare PATH (key None, the OpenL3 one)."""
+    found = {}
+    for item in comma_list(unique=True)(text):
+        name, equals, path = item.partition("=")
+        key, path = (name.strip(), path.strip()) if equals else (None, item)
+        if key is not None:
+            try:
+                check_name(key)
+            except UsageError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        if key in found or not path:
+            raise argparse.ArgumentTypeError(f"{item!r}: give each feature one PATH (and at "
+                                             f"most one bare OpenL3 PATH)")
+        found[key] = path
+    return found
+
+
+weight_list.comma_list = True
 
 
 def build_plan(args):

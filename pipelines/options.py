@@ -70,8 +70,9 @@ def seed():
     return number(int, minimum=0)
 
 
-def comma_list(*, choices=None, unique=True):
-    """An argparse type for ``a,b,c``: a tuple of non-empty names, optionally from ``choices``."""
+def comma_list(*, choices=None, unique=True, check=None):
+    """An argparse type for ``a,b,c``: a tuple of non-empty names, optionally from ``choices``
+    or accepted by ``check(name)`` (which raises ValueError, e.g. UsageError, to refuse one)."""
     def parse(text):
         names = tuple(part.strip() for part in text.split(",") if part.strip())
         if not names:
@@ -83,6 +84,11 @@ def comma_list(*, choices=None, unique=True):
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from "
                                              f"{','.join(choices)}")
+        for name in names if check is not None else ():
+            try:
+                check(name)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
         return names
 
     parse.__name__ = "list"

@@ -8,9 +8,10 @@ block holding clips still pending in scope (a store this command creates gets bl
 enough for ~8 tasks per worker). Each task runs the single-process job
 (:class:`~featurestore.extraction.job.ExtractJob`) restricted to its block, inside the worker
 process: the same decoding, cross-clip batching, buffered block writer and failure records.
-Models are loaded once per worker process (:func:`featurestore.openl3.load_audio_model` caches
-them). Blocks are chunk-aligned, and one task owns one block, so writers never share a chunk of
-the one shared store.
+The client builds the extractors once and every task receives them (so every task computes
+the features the client declared); each extractor's ``load`` caches its network, so models are
+loaded once per worker process. Blocks are chunk-aligned, and one task owns one block, so
+writers never share a chunk of the one shared store.
 
 Tasks are idempotent: a block writer skips committed clips and resumes a partial chunk, so the
 task of a failed worker runs again (``retries``) and the task of a lost worker (killed, out of
@@ -47,7 +48,8 @@ TASKS_PER_WORKER = 8
 #: ... but no smaller than this (a block's rows are rounded up to whole chunks).
 MIN_BLOCK_CLIPS = 16
 #: ExtractJob options a task receives when the client is not given them.
-TASK_DEFAULTS = {"weights": None, "random_weights": None, "device": "auto", "bf16": False,
+TASK_DEFAULTS = {"extractors": None, "weights": None, "random_weights": None, "device": "auto",
+                 "bf16": False,
                  "batch": 32, "workers": 0, "limit": None, "manifest": None, "progress": "auto",
                  "storage_dtype": "float32", "compression": None,
                  "clip_timeout": CLIP_TIMEOUT, "retry_failed": False}
@@ -167,8 +169,8 @@ class DaskExtraction:
         The task function (tests wrap :func:`extract_blocks`).
     **options
         The remaining keyword options of :class:`~featurestore.extraction.job.ExtractJob`
-        (``weights``, ``random_weights``, ``device``, ``bf16``, ``batch``, ``workers``,
-        ``limit``, ``manifest``, ``progress``, ``storage_dtype``, ``compression``,
+        (``extractors``, ``weights``, ``random_weights``, ``device``, ``bf16``, ``batch``,
+        ``workers``, ``limit``, ``manifest``, ``progress``, ``storage_dtype``, ``compression``,
         ``clip_timeout``, ``retry_failed``); ``shard`` and ``prepare_only`` do not apply (the
         client prepares, the cluster shards by block). ``workers`` processes probe new clips
         here and, on CUDA workers, decode in each task.
@@ -187,10 +189,11 @@ class DaskExtraction:
         options = {**self.options, "device": "cpu", **extra}
         return BlockJob(self.root, self.store, self.plan, **options)
 
-    def spec(self, checksum):
-        """The picklable options every task receives (the client has done any retry reset)."""
+    def spec(self, checksum, extractors):
+        """The picklable options every task receives (the client has done any retry reset, and
+        built the extractors: every task computes the features the client declared)."""
         return {"root": self.root, "store": self.store, "plan": self.plan, **self.options,
-                "retry_failed": False, "manifest_checksum": checksum}
+                "extractors": extractors, "retry_failed": False, "manifest_checksum": checksum}
 
     def run(self):
         from featurestore.store import FeatureStore
@@ -202,6 +205,7 @@ class DaskExtraction:
                          resources=resources) as client:
             n_workers = len(client.scheduler_info()["workers"])
             job = self._job(prepare_only=True)
+            job.extractors                 # bad weights or names stop here, before any write
             self._create_store(job, n_workers)
             with quiet_loggers(["avscene.extract", "avscene.progress"], logging.WARNING):
                 prepared = job.run()   # registers clips, declares features (device-free params)
@@ -213,8 +217,9 @@ class DaskExtraction:
             LOG.info("%d clips in scope, %d with pending features in %d blocks; %d Dask "
                      "workers at %s", len(scope), progress.total, len(pending), n_workers,
                      client.scheduler.address)
-            errors = self._submit(client, self.spec(manifest.checksum), pending, resources,
-                                  progress)
+            self.names = job.names
+            errors = self._submit(client, self.spec(manifest.checksum, job.extractors), pending,
+                                  resources, progress)
         with FeatureStore.open(self.store, mode="r") as store:
             complete_all, failed_any, not_applicable = job.scope_status(store, scope)
             failures = self._failures(store, pending)
@@ -225,7 +230,7 @@ class DaskExtraction:
         left = int((~complete_all & ~failed_any).sum())
         summary.update({
             "store": str(self.store), "root": prepared["root"],
-            "features": list(self.plan.features), "shard": None,
+            "features": job.names, "shard": None,
             "clips_in_scope": len(scope), "registered": prepared["registered"],
             "retried": prepared["retried"], "committed_in_scope": int(complete_all.sum()),
             "failed_in_scope": int(failed_any.sum()) + left, "not_applicable": not_applicable,
@@ -288,7 +293,7 @@ class DaskExtraction:
         (features in the order of the plan, as the single-process job lists them)."""
         wanted = {clip.clip_id for clips in pending.values() for clip in clips}
         grouped = {}
-        for name in self.plan.features:
+        for name in self.names:
             for _, clip_id, reason in store.failures(name):
                 if clip_id in wanted:
                     grouped.setdefault((clip_id, reason), []).append(name)

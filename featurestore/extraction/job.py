@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
-from featurestore.errors import LeaseError, ShardSetupError
+from featurestore.errors import LeaseError, ShardSetupError, UsageError
 from featurestore.extraction.batching import Batcher
 from featurestore.extraction.prepare import (
-    MODALITY,
     PreparedClip,
     init_worker,
+    plan_extractors,
     prepare_task,
     probe_task,
 )
@@ -197,7 +197,10 @@ class ExtractJob:
     root, store : str or Path
         The dataset (folder or CSV manifest) and the feature store (path or URL).
     plan : Plan
-        What to extract and how.
+        What to extract (``plan.features``, unless ``extractors`` are given) and how to decode.
+    extractors : list of Extractor, optional
+        The features to extract, instead of the built-in ones named by ``plan.features`` (then
+        ``weights``, ``random_weights`` and ``bf16`` are theirs to decide and unused here).
     workers : int
         Processes that probe and decode media (0: this process, no isolation, no time limit).
     clip_timeout : float
@@ -212,7 +215,8 @@ class ExtractJob:
     The other options are those of ``avscene extract`` (:mod:`pipelines.extract`).
     """
 
-    def __init__(self, root, store, plan, *, weights=None, random_weights=None, device="auto",
+    def __init__(self, root, store, plan, *, extractors=None, weights=None, random_weights=None,
+                 device="auto",
                  bf16=False, batch=32, workers=1, shard=None, limit=None, manifest=None,
                  progress="auto", prepare_only=False, storage_dtype="float32", compression=None,
                  clip_timeout=CLIP_TIMEOUT, retry_failed=False, probe=probe_task,
@@ -229,6 +233,24 @@ class ExtractJob:
         self.workers, self.shard, self.limit, self.manifest = workers, shard, limit, manifest
         self.progress_mode = progress
         self.leased = []                   # blocks skipped because another writer held them
+        self._extractors = None if extractors is None else list(extractors)
+
+    @property
+    def extractors(self):
+        """The job's extractors (the given ones, else those of ``plan.features``)."""
+        if self._extractors is None:
+            self._extractors = plan_extractors(self.plan, weights=self.weights,
+                                               random_weights=self.random_weights,
+                                               bf16=self.bf16)
+        names = [e.name for e in self._extractors]
+        if len(set(names)) != len(names):
+            raise UsageError(f"feature names must be unique, got {', '.join(names)}")
+        return self._extractors
+
+    @property
+    def names(self):
+        """Feature names in the store, in extractor order."""
+        return [extractor.name for extractor in self.extractors]
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -281,7 +303,7 @@ class ExtractJob:
         every feature of the plan; return how many clips that concerns."""
         wanted = {clip.clip_id for clip in clips}
         retried = set()
-        for name in self.plan.features:
+        for name in self.names:
             failed = {clip_id for _, clip_id, _ in store.failures(name) if clip_id in wanted}
             for block in blocks:
                 ids = [str(clip_id) for clip_id in block.clip_ids if str(clip_id) in failed]
@@ -314,13 +336,13 @@ class ExtractJob:
         durations = dict(zip(table.clip_id.tolist(), table.duration.tolist()))
         scope, jobs = [], []
         for block in blocks:
-            pending = {name: set(store.pending(name, block=block)) for name in self.plan.features}
+            pending = {name: set(store.pending(name, block=block)) for name in self.names}
             for clip_id in block.clip_ids:
                 clip_id = str(clip_id)
                 if clip_id not in wanted:
                     continue
                 scope.append(clip_id)
-                features = tuple(n for n in self.plan.features if clip_id in pending[n])
+                features = tuple(n for n in self.names if clip_id in pending[n])
                 if features:
                     clip = wanted[clip_id].with_duration(durations[clip_id])
                     jobs.append((clip, block, features))
@@ -334,10 +356,10 @@ class ExtractJob:
 
         started = time.perf_counter()
         manifest, clips = self._clips()
+        extractors = self.extractors        # bad weights or names stop here, before any write
         with FeatureStore.open(self.store_url, mode="a") as store:
             added = self._register(store, manifest, clips)
-            runners = load_runners(self.plan, weights=self._weights(), device=self.device,
-                                   bf16=self.bf16, batch=self.batch)
+            runners = load_runners(extractors, device=self.device, batch=self.batch)
             self._declare(store, runners)
             blocks = self._my_blocks(store)
             retried = self._retry_failed(store, clips, blocks) if self.retry_failed else 0
@@ -349,14 +371,15 @@ class ExtractJob:
             tty = {"auto": None, "bar": True, "log": False}[self.progress_mode]
             progress = Progress(len(jobs), label="extract", tty=tty)
             pool = WorkerPool(self.prepare, workers=self.workers, initializer=init_worker,
-                              initargs=(manifest.root, self.plan), timeout=self.clip_timeout)
+                              initargs=(manifest.root, self.plan, extractors),
+                              timeout=self.clip_timeout)
             with pool:
                 failures, errors = self._loop(store, runners, jobs, pool, progress)
             summary = progress.finish()
             complete_all, failed_any, not_applicable = self._scope_status(store, scope)
         summary.update({
             "store": str(self.store_url), "root": str(manifest.root),
-            "features": list(self.plan.features), "shard": list(self.shard) if self.shard else None,
+            "features": self.names, "shard": list(self.shard) if self.shard else None,
             "clips_in_scope": len(scope), "registered": added, "retried": retried,
             "committed_in_scope": int(complete_all.sum()),
             "failed_in_scope": int(failed_any.sum()) + len(errors),
@@ -369,20 +392,12 @@ class ExtractJob:
         if earlier > 0:
             LOG.warning("%d clips in scope failed in earlier runs (see the store's failure list; "
                         "--retry-failed runs them again)", earlier)
+        modality = {e.name: e.modality for e in self.extractors}
         for name, count in not_applicable.items():
             if count:
                 LOG.info("%s: not applicable to %d clips in scope (no %s file in the manifest)",
-                         name, count, MODALITY[name])
+                         name, count, modality[name])
         return summary
-
-    def _weights(self):
-        """The OpenL3 weights: the given ones, or a seeded random set (``random_weights``)."""
-        if self.random_weights is None or not any(
-                name.startswith("openl3") for name in self.plan.features):
-            return self.weights
-        from featurestore import openl3
-
-        return openl3.random_weights_folder(self.random_weights)
 
     def _scope_status(self, store, scope):
         """Per clip in scope: done for every feature (committed or not applicable), failed for
@@ -391,7 +406,7 @@ class ExtractJob:
         complete_all = np.ones(len(positions), bool)
         failed_any = np.zeros(len(positions), bool)
         not_applicable = {}
-        for name in self.plan.features:
+        for name in self.names:
             status = store.status(name)[positions]
             complete_all &= (status == COMMITTED) | (status == NOT_APPLICABLE)
             failed_any |= status == FAILED
@@ -405,7 +420,8 @@ class ExtractJob:
             for name in features:
                 outstanding[(name, block.index)] = outstanding.get((name, block.index), 0) + 1
         with Writers(store, outstanding) as writers:
-            loop = _Loop(runners, jobs, writers, progress)
+            loop = _Loop(runners, {e.name: e.modality for e in self.extractors}, jobs, writers,
+                         progress)
             results = pool.imap_unordered(loop.record_not_applicable())
             while True:
                 waited = time.perf_counter()
@@ -437,7 +453,8 @@ class ExtractJob:
 class _Loop:
     """State of one extraction loop: batchers per feature, clips in flight, what failed."""
 
-    def __init__(self, runners, jobs, writers, progress):
+    def __init__(self, runners, modality, jobs, writers, progress):
+        self.modality = modality
         self.batchers = {name: Batcher(runner.run, batch_items=runner.batch_items)
                          for name, runner in runners.items()}
         self.jobs, self.writers, self.progress = jobs, writers, progress
@@ -453,7 +470,7 @@ class _Loop:
         for index, (clip, block, features) in enumerate(self.jobs):
             present = []
             for name in features:
-                modality = MODALITY[name]
+                modality = self.modality[name]
                 if getattr(clip, modality) is None:
                     self.writers.not_applicable(name, block, clip.clip_id,
                                                 f"the manifest names no {modality} file")
@@ -521,3 +538,4 @@ class _Loop:
             LOG.warning("failed: clip %s [%s]: %s", clip.clip_id, ",".join(names), reason)
             self.failures.append({"clip_id": clip.clip_id, "features": names, "reason": reason})
             self.failed_ids.add(clip.clip_id)
+

@@ -1,22 +1,21 @@
-"""Per-clip decoding and preprocessing for the extraction job (the part worker processes run).
+"""Per-clip decoding for the extraction job (the part worker processes run), without torch.
 
-:func:`prepare_clip` turns one :class:`~featurestore.datasets.clips.Clip` into network-ready inputs for
-each requested feature, plus a one-line reason for every feature it cannot serve. It never
-raises for bad media: a :class:`~featurestore.errors.MediaError` becomes the reason of the
-features that needed that file. Nothing here imports torch.
+:func:`prepare_clip` decodes one :class:`~featurestore.datasets.clips.Clip` once per modality
+and hands the result to every requested extractor's ``prepare``
+(:class:`~featurestore.extractors.Extractor`): the audio as one
+:class:`~featurestore.extractors.AudioSignal` (mono float32 at 48 kHz, resampled per extractor
+rate on demand), the video as one pass of sampled frames (:func:`sampled_frames`, fanned out to
+several video extractors by :func:`fan_out`). It never raises for bad media: a
+:class:`~featurestore.errors.MediaError` becomes the one-line reason of the features it affects.
 
-Inputs are kept small for shipping between processes: OpenL3 audio windows travel as one
-padded mono signal (the overlapping windows are a strided view rebuilt by the receiver, not ten
-copies of the audio); video frames are picked at ``(j + 0.5) / fps`` and preprocessed one at a
-time while decoding (only OpenL3's crop-only path, frames with a short side of 224..256 pixels,
-keeps the small raw frames of the clip, because openl3 divides that batch by its maximum).
-
-Every input is a :class:`FeatureInput`: ``items`` (sliceable along axis 0; the model consumes
-batches of items from many clips), ``item_rows`` (rows each item yields) and the ``timestamps``
-of those rows on the clip clock (seconds from the clip's first presentation time, see
-:mod:`featurestore.media.decode`).
+Every input is a :class:`~featurestore.extractors.FeatureInput`: ``items`` (sliceable along
+axis 0; the model consumes batches of items from many clips), ``item_rows`` (rows each item
+yields) and the ``timestamps`` of those rows on the clip clock (seconds from the clip's first
+presentation time, see :mod:`featurestore.media.decode`).
 """
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +23,25 @@ from pathlib import Path
 import numpy as np
 
 from featurestore.errors import MediaError
+from featurestore.extractors import (
+    AUDIO,
+    PER_AUDIO_WINDOW,
+    VIDEO,
+    AudioSignal,
+    FeatureInput,
+    VideoFrames,
+    VideoSampling,
+    Windows,
+)
 from featurestore.frontends import logmel
 from featurestore.media import decode as media
-from featurestore.openl3 import framing, image
+from featurestore.openl3 import framing
 
-AUDIO, VIDEO = "audio", "video"
-
-#: Feature name -> the media it reads.
-MODALITY = {"openl3_audio": AUDIO, "openl3_video": VIDEO, "logmel": AUDIO}
-FEATURES = tuple(MODALITY)
+#: The features ``avscene extract`` computes by default (the DCASE 2021 baseline's inputs).
+FEATURES = ("openl3_audio", "openl3_video", "logmel")
+AudioWindows = Windows.of      # the OpenL3 windows' shipping form (name kept for callers)
+__all__ = ["Plan", "PreparedClip", "FeatureInput", "prepare_clip", "sampled_frames", "fan_out",
+           "probe_duration", "FEATURES"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,13 @@ class Plan:
     Attributes
     ----------
     features : tuple of str
-        Subset of :data:`FEATURES`.
+        Feature names (:func:`featurestore.extractors.builtin`); default :data:`FEATURES`.
     hop : float
-        OpenL3 audio hop in seconds.
+        Audio hop in seconds of the windowed audio embeddings (OpenL3, PANNs CNN14).
     center : bool
-        OpenL3 audio centring (timestamps = window centres).
+        Their centring (timestamps = window centres).
     fps : float
-        Video sample rate in frames per second.
+        Video sample rate in frames per second (every video feature).
     logmel : dict
         :func:`featurestore.frontends.logmel.logmel_params` output.
     image_scaling : str
@@ -66,7 +75,7 @@ class Plan:
         FFmpeg decoder threads per worker (0: FFmpeg decides).
     video_frames : str
         "fps" (frames sampled at ``(j + 0.5) / fps``) or "per-audio-window" (one decoded frame
-        per OpenL3 audio window, :func:`openl3_video_window_input`).
+        per OpenL3 audio window, :func:`sampled_frames`), for every video feature.
     """
 
     features: tuple = FEATURES
@@ -81,45 +90,6 @@ class Plan:
     hold: float = media.HOLD_SECONDS
     decode_threads: int = 0
     video_frames: str = "fps"
-
-
-class AudioWindows:
-    """OpenL3 windows of one clip, shipped as the padded signal; ``[a:b]`` gives (b-a, 48000).
-
-    Pickling sends ``signal`` only (about one copy of the clip's audio), not the overlapping
-    windows (ten copies at hop 0.1 s).
-    """
-
-    def __init__(self, windows):
-        n, width = windows.shape
-        self.hop = int(windows.strides[0] // windows.itemsize) if n > 1 else width
-        self.width, self.n = width, n
-        if n > 1 and self.hop <= width and windows.strides[1] == windows.itemsize:
-            self.signal = np.concatenate([windows[:, :self.hop].ravel(), windows[-1, self.hop:]])
-        else:
-            self.signal, self.hop = np.ascontiguousarray(windows).ravel(), width
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, index):
-        view = np.lib.stride_tricks.as_strided(
-            self.signal, shape=(self.n, self.width),
-            strides=(self.hop * self.signal.itemsize, self.signal.itemsize), writeable=False)
-        return view[index]
-
-
-@dataclass
-class FeatureInput:
-    """Network input of one clip for one feature (see the module docstring)."""
-
-    items: object
-    item_rows: np.ndarray
-    timestamps: np.ndarray
-
-    @property
-    def n_rows(self):
-        return len(self.timestamps)
 
 
 @dataclass
@@ -176,123 +146,205 @@ def read_mono_48k(path, plan):
     return framing.mono_48k(samples, rate).astype(np.float32, copy=False)
 
 
-def openl3_audio_input(mono, plan):
-    windows, stamps = framing.frame_audio(mono, framing.SAMPLE_RATE, hop_size=plan.hop,
+def video_sampling(plan):
+    """The :class:`~featurestore.extractors.VideoSampling` of a plan."""
+    return VideoSampling(mode=plan.video_frames, fps=plan.fps, hop=plan.hop, center=plan.center)
+
+
+def sampled_frames(path, duration, plan):
+    """The clip's frames as every video extractor receives them (one decoding pass).
+
+    ``fps``: the frame on screen at ``(j + 0.5) / fps`` for each time below ``duration``.
+    ``per-audio-window``: the clip's OpenL3 audio windows (hop ``plan.hop``, ``plan.center``)
+    for ``duration`` seconds at 48 kHz are counted; of all the video's decoded frames, frame
+    ``np.linspace(0, n_frames - 1, n_windows).astype(int)[j]`` goes with window j and carries
+    its timestamp ``j * hop``, so the video rows line up one to one with the audio rows.
+    """
+    sampling = video_sampling(plan)
+    if plan.video_frames == PER_AUDIO_WINDOW:
+        n_samples = int(np.floor(duration * framing.SAMPLE_RATE + 1e-6))
+        n_windows = framing.count_windows(n_samples, framing.SAMPLE_RATE, hop_size=plan.hop,
                                           center=plan.center)
-    return FeatureInput(AudioWindows(windows), np.ones(len(stamps), np.int64), stamps)
-
-
-def logmel_input(mono, plan):
-    params = plan.logmel
-    if params["sample_rate"] != framing.SAMPLE_RATE:
-        from featurestore.media import resample
-
-        mono = resample(mono, framing.SAMPLE_RATE, params["sample_rate"])
-    stamps = logmel.frame_timestamps(len(mono), params)
-    return FeatureInput([mono], np.array([len(stamps)], np.int64), stamps)
-
-
-def openl3_video_input(path, duration, plan, *, frames=None):
-    """Frames at (j + 0.5) / fps (or the given ``(time, rgb)`` pairs), preprocessed as openl3
-    0.4.2 does for one clip's batch."""
-    rows, raw, stamps = [], [], []
-    if frames is None:
+        stamps = np.arange(n_windows) * plan.hop
+        picked = media.iter_spread_frames(path, n_windows, threads=plan.decode_threads)
+        frames = zip(stamps, (rgb for _, rgb in picked))
+    else:
         frames = media.iter_video(path, fps=plan.fps, duration=duration, hold=plan.hold,
                                   threads=plan.decode_threads)
-    for stamp, rgb in frames:
-        height, width = rgb.shape[:2]
-        if min(height, width) < image.SIZE:
-            raise MediaError(f"{path}: video is {width}x{height}, OpenL3 needs at least "
-                             f"224 pixels on the short side")
-        stamps.append(stamp)
-        if _crop_only(height, width, plan):
-            raw.append(rgb)   # small frames; normalised together below, as openl3 does
-        else:
-            rows.append(image.preprocess_images(rgb, scaling=plan.image_scaling)[0])
-    if not stamps:
-        raise MediaError(f"{path}: no video frame at {plan.fps:g} fps within {duration:.3f} s")
-    frames = (image.preprocess_images(np.stack(raw), scaling=plan.image_scaling) if raw
-              else np.stack(rows))
-    return FeatureInput(frames, np.ones(len(stamps), np.int64), np.asarray(stamps, np.float64))
+    return VideoFrames(_at_least_one(frames, path, duration, sampling), path=path,
+                       sampling=sampling.describe())
 
 
-def openl3_video_window_input(path, duration, plan):
-    """One frame per OpenL3 audio window, as the DCASE 2021 baseline picks them.
-
-    The clip's audio windows (hop ``plan.hop``, ``plan.center``) for ``duration`` seconds at
-    48 kHz are counted; of all the video's decoded frames, frame ``np.linspace(0, n_frames - 1,
-    n_windows).astype(int)[j]`` goes with window j and carries its timestamp ``j * hop``, so the
-    video rows line up one to one with the audio rows.
-    """
-    n_samples = int(np.floor(duration * framing.SAMPLE_RATE + 1e-6))
-    n_windows = framing.count_windows(n_samples, framing.SAMPLE_RATE, hop_size=plan.hop,
-                                      center=plan.center)
-    stamps = np.arange(n_windows) * plan.hop
-    picked = media.iter_spread_frames(path, n_windows, threads=plan.decode_threads)
-    return openl3_video_input(path, duration, plan,
-                              frames=zip(stamps, (rgb for _, rgb in picked)))
+def _at_least_one(frames, path, duration, sampling):
+    count = 0
+    for item in frames:
+        count += 1
+        yield item
+    if not count:
+        raise MediaError(f"{path}: no video frame at {sampling.describe()} within "
+                         f"{duration:.3f} s")
 
 
-def _crop_only(height, width, plan):
-    """Whether openl3 would crop without resizing and then divide the batch by its maximum."""
-    exact = (height, width) == (image.SIZE, image.SIZE)
-    return not exact and min(height, width) <= image.SHORT_SIDE and plan.image_scaling == "openl3"
-
-
-def prepare_clip(task):
-    """Decode one clip and build the inputs of each requested feature (worker entry point).
+def prepare_clip(clip, root, plan, extractors):
+    """Decode one clip once per modality and build the input of each extractor.
 
     Parameters
     ----------
-    task : tuple (clip, root, plan, features)
-        ``clip.duration`` must be set (the clip clock's length, from :func:`probe_duration`);
-        ``features`` is the subset of ``plan.features`` still pending for this clip.
+    clip : Clip
+        ``clip.duration`` must be set (the clip clock's length, from :func:`probe_duration`).
+    root : Path
+        The dataset root.
+    plan : Plan
+        Decoding settings.
+    extractors : list of Extractor
+        The features still pending for this clip.
 
     Returns
     -------
     PreparedClip
-        One :class:`FeatureInput` or one reason per requested feature.
+        One :class:`FeatureInput` or one reason per extractor. Bad media never raises: a
+        decoding failure is the reason of every extractor of that modality, an extractor's
+        own refusal (e.g. frames too small for it) the reason of that extractor only.
     """
-    clip, root, plan, features = task
     started = time.perf_counter()
     result = PreparedClip(clip.clip_id)
     root = Path(root)
-    audio_features = [f for f in features if MODALITY[f] == AUDIO]
-    if audio_features:
+    for modality in (AUDIO, VIDEO):
+        chosen = [e for e in extractors if e.modality == modality]
+        if not chosen:
+            continue
         try:
-            if clip.audio is None:
-                raise MediaError(f"clip {clip.clip_id}: no audio file")
-            mono = read_mono_48k(root / clip.audio, plan)
-            for name in audio_features:
-                builder = openl3_audio_input if name == "openl3_audio" else logmel_input
-                result.inputs[name] = builder(mono, plan)
+            path = getattr(clip, modality)
+            if path is None:
+                raise MediaError(f"clip {clip.clip_id}: no {modality} file")
+            if modality == AUDIO:
+                signal = AudioSignal(read_mono_48k(root / path, plan), path=root / path)
+                outcomes = {e.name: _prepare_one(e, signal, clip) for e in chosen}
+            else:
+                frames = sampled_frames(root / path, clip.duration, plan)
+                outcomes = fan_out(frames, chosen, clip)
         except MediaError as error:
-            result.failures.update(dict.fromkeys(audio_features, str(error)))
-    if VIDEO in (MODALITY[f] for f in features):
-        try:
-            if clip.video is None:
-                raise MediaError(f"clip {clip.clip_id}: no video file")
-            builder = (openl3_video_window_input if plan.video_frames == "per-audio-window"
-                       else openl3_video_input)
-            result.inputs["openl3_video"] = builder(root / clip.video, clip.duration, plan)
-        except MediaError as error:
-            result.failures["openl3_video"] = str(error)
+            outcomes = dict.fromkeys((e.name for e in chosen), error)
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, MediaError):
+                result.failures[name] = str(outcome)
+            else:
+                result.inputs[name] = outcome
     result.decode_seconds = time.perf_counter() - started
     return result
+
+
+def _prepare_one(extractor, media_input, clip):
+    try:
+        return extractor.prepare(media_input, clip)
+    except MediaError as error:
+        return error
+
+
+class _End:
+    """End of the frames (``error`` set when decoding failed)."""
+
+    def __init__(self, error=None):
+        self.error = error
+
+
+def fan_out(frames, extractors, clip, *, queue_frames=2):
+    """Run every video extractor's ``prepare`` on one decoding pass of ``frames``.
+
+    One extractor consumes the frames directly. Several each run in a thread fed through a
+    small queue, so that the frames are decoded once and only a few are held at a time. A
+    decoding error reaches every extractor; an extractor that stops early or refuses the clip
+    does not hold up the others.
+
+    Returns
+    -------
+    dict name -> FeatureInput or MediaError
+    """
+    if len(extractors) == 1:
+        return {extractors[0].name: _prepare_one(extractors[0], frames, clip)}
+    queues = [queue.Queue(maxsize=queue_frames) for _ in extractors]
+    done = [threading.Event() for _ in extractors]
+    outcomes, bugs = {}, []
+
+    def consume(extractor, feed, finished):
+        def items():
+            while True:
+                item = feed.get()
+                if isinstance(item, _End):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                yield item
+        try:
+            outcomes[extractor.name] = _prepare_one(
+                extractor, VideoFrames(items(), path=frames.path, sampling=frames.sampling), clip)
+        except BaseException as error:      # a bug: re-raised in the worker below
+            bugs.append(error)
+        finally:
+            finished.set()
+
+    threads = [threading.Thread(target=consume, args=args, daemon=True)
+               for args in zip(extractors, queues, done)]
+    for thread in threads:
+        thread.start()
+    end = _End()
+    try:
+        for item in frames:
+            if all(event.is_set() for event in done):
+                break
+            _offer(item, queues, done)
+    except MediaError as error:
+        end = _End(error)
+    finally:
+        _offer(end, queues, done)
+        for thread in threads:
+            thread.join()
+    if bugs:
+        raise bugs[0]
+    return outcomes
+
+
+def _offer(item, queues, done):
+    """Put ``item`` on every queue whose consumer still reads."""
+    for feed, finished in zip(queues, done):
+        while not finished.is_set():
+            try:
+                feed.put(item, timeout=0.05)
+                break
+            except queue.Full:
+                continue
 
 
 _CONTEXT = {}
 
 
-def init_worker(root, plan):
-    """Worker initializer: the dataset root and plan shared by every task of the job."""
-    _CONTEXT.update(root=Path(root), plan=plan)
+def init_worker(root, plan, extractors):
+    """Worker initializer: the dataset root, plan and extractors shared by every task."""
+    _CONTEXT.update(root=Path(root), plan=plan, extractors={e.name: e for e in extractors})
 
 
 def prepare_task(task):
-    """Worker entry point: ``(clip, features)`` with the context of :func:`init_worker`."""
+    """Worker entry point: ``(clip, feature names)`` with the context of :func:`init_worker`."""
     clip, features = task
-    result = prepare_clip((clip, _CONTEXT["root"], _CONTEXT["plan"], features))
+    chosen = [_CONTEXT["extractors"][name] for name in features]
+    result = prepare_clip(clip, _CONTEXT["root"], _CONTEXT["plan"], chosen)
     prefix = str(_CONTEXT["root"]) + "/"
     result.failures = {name: reason.replace(prefix, "") for name, reason in result.failures.items()}
     return result
+
+
+def plan_extractors(plan, *, weights=None, random_weights=None, bf16=False):
+    """The built-in extractors of ``plan.features`` (:func:`featurestore.extractors.builtin`).
+
+    ``weights`` is a path (the OpenL3 folder or file, as ``--weights DIR``) or a dict feature
+    name -> path (key None: the OpenL3 folder). Runs in the main process (building a backbone's
+    extractor may import torch); the workers receive the built extractors.
+    """
+    from featurestore.extractors import builtin
+
+    if weights is not None and not isinstance(weights, dict):
+        weights = {None: weights}
+    return [builtin(name, weights=weights, random_weights=random_weights, bf16=bf16,
+                    hop=plan.hop, center=plan.center, sampling=video_sampling(plan),
+                    image_scaling=plan.image_scaling, logmel_params=plan.logmel)
+            for name in plan.features]

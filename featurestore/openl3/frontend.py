@@ -17,27 +17,16 @@ import torch
 from torch import nn
 
 from featurestore.frontends import mel_filterbank
+from featurestore.openl3.describe import (  # noqa: F401 (re-exported)
+    FRONTENDS,
+    HOP,
+    SAMPLE_RATE,
+    WINDOW,
+    frontend_parameters,
+)
 
-SAMPLE_RATE = 48000
-WINDOW = 48000
-HOP = 242
 AMIN = 1e-10
 DYNAMIC_RANGE = 80.0
-
-#: (n_fft, n_mels or None for linear, pad_end) per input representation.
-FRONTENDS = {"linear": (512, None, False), "mel128": (2048, 128, True), "mel256": (2048, 256, True)}
-
-
-def frontend_parameters(input_repr):
-    """JSON-able description of the frontend, for provenance."""
-    n_fft, n_mels, pad_end = FRONTENDS[input_repr]
-    return {"sample_rate": SAMPLE_RATE, "window_samples": WINDOW, "n_fft": n_fft,
-            "stft_hop": HOP, "stft_window": "hann (periodic)", "pad_end": pad_end,
-            "n_mels": n_mels, "mel_scale": "slaney" if n_mels else None,
-            "fmin": 0.0 if n_mels else None, "fmax": SAMPLE_RATE / 2 if n_mels else None,
-            "db": "10*log10(max(S, 1e-10)) - max over window, floor -80",
-            "resampler": "resampy 0.2.2 kaiser_best (featurestore.resample)"}
-
 
 class Spectrogram(nn.Module):
     """Windows (N, 48000) float32 -> network input (N, 1, bands, frames) float32 in [-80, 0]."""

@@ -11,16 +11,15 @@ import threading
 import numpy as np
 import torch
 
-from featurestore.errors import WeightsFormatError
 from featurestore.openl3 import architecture as arch
+from featurestore.openl3 import describe
 from featurestore.openl3 import weights as weight_files
-from featurestore.openl3.frontend import Spectrogram, frontend_parameters
+from featurestore.openl3.frontend import Spectrogram
 from featurestore.openl3.networks import build_network
-from featurestore.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = describe.DTYPES
 _CACHE = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -110,13 +109,8 @@ def bf16_is_fast(device="auto"):
 
 
 def resolve_dtype(dtype, bf16):
-    if bf16:
-        dtype = "bfloat16"
-    dtype = {"bf16": "bfloat16", "fp32": "float32", torch.bfloat16: "bfloat16",
-             torch.float32: "float32"}.get(dtype, dtype)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return dtype
+    return describe.resolve_dtype({torch.bfloat16: "bfloat16", torch.float32: "float32"}.get(
+        dtype, dtype), bf16)
 
 
 def load_model(kind, weights=None, *, input_repr=None, content_type=None, embedding_size=512,
@@ -142,33 +136,14 @@ def load_model(kind, weights=None, *, input_repr=None, content_type=None, embedd
         return _CACHE[key]
 
 
-def _settle(name, given, from_file, default, path, choices):
-    """A model option: explicit value, else the file's, else the default; conflicts are errors."""
-    if given is not None and given not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {given!r}")
-    if given is not None and from_file is not None and given != from_file:
-        raise WeightsFormatError(
-            f"{path}: the file is for {name}={from_file!r}, but {name}={given!r} was asked for")
-    return given or from_file or default
-
-
 def _build(kind, path, *, input_repr, content_type, embedding_size, device, dtype, fold_bn,
            channels_last, allow_tf32):
     arrays, attrs = weight_files.load_weights(path, kind)
-    named = weight_files.parse_name(path)
-    named_kind, named_repr, named_content = named if named else (None, None, None)
-    if named_kind not in (None, kind):
-        raise WeightsFormatError(f"{path}: the file name says {named_kind}, "
-                                              f"but the {kind} network was asked for")
-    input_repr = _settle("input_repr", input_repr, attrs.get(weight_files.INPUT_REPR_ATTR)
-                         or named_repr, "mel256", path, arch.INPUT_REPRS)
-    content_type = _settle("content_type", content_type, named_content, "env", path,
-                           arch.CONTENT_TYPES)
-    random_seed = attrs.get(weight_files.RANDOM_ATTR)
-    if random_seed is not None:
-        random_seed = int(random_seed)
-        log.warning("OpenL3 %s weights %s are RANDOM (seed %d): embeddings are meaningless",
-                    kind, path, random_seed)
+    provenance = describe.describe_model(
+        kind, path, input_repr=input_repr, content_type=content_type,
+        embedding_size=embedding_size, dtype=dtype, fold_bn=fold_bn, channels_last=channels_last,
+        allow_tf32=allow_tf32, device=device, attrs=attrs)
+    input_repr = provenance["input_repr"]
     net = build_network(kind, arrays, input_repr=input_repr, embedding_size=embedding_size,
                         fold_bn=fold_bn)
     if channels_last:
@@ -176,17 +151,6 @@ def _build(kind, path, *, input_repr, content_type, embedding_size, device, dtyp
     net = net.to(device)
     frontend = Spectrogram(input_repr).to(device) if kind == arch.AUDIO else None
     _configure_tf32(device, allow_tf32)
-    provenance = {
-        "model": f"openl3_{kind}", "input_repr": input_repr, "content_type": content_type,
-        "embedding_size": embedding_size, "weights_path": str(path),
-        "weights_sha256": sha256_file(path), "random_weights": random_seed,
-        "dtype": dtype, "fold_bn": fold_bn, "channels_last": channels_last,
-        "allow_tf32": allow_tf32, "device": str(device), "bn_epsilon": arch.BN_EPSILON,
-        "frontend": frontend_parameters(input_repr) if kind == arch.AUDIO else {
-            "short_side": 256, "crop": 224, "resize": "bilinear, no antialiasing",
-            "scaling": "openl3 0.4.2 ([-1, 1] only for exact 224x224 input, else [0, 1])"},
-        "reference": "openl3 0.4.2 (kapre 0.3.7 frontend)",
-    }
     return OpenL3Model(kind=kind, net=net, frontend=frontend, device=device, dtype=dtype,
                        channels_last=channels_last, allow_tf32=allow_tf32,
                        provenance=provenance)

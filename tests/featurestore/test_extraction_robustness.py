@@ -192,8 +192,8 @@ def poisoned(length, row, value):
     in ``row``."""
     real = runners_module.load_runners
 
-    def load_runners(plan, **kwargs):
-        loaded = real(plan, **kwargs)
+    def load_runners(extractors, **kwargs):
+        loaded = real(extractors, **kwargs)
         runner = loaded["logmel"]
 
         def run(slices):

@@ -12,7 +12,7 @@ import pytest
 from featurestore import openl3
 from featurestore.datasets import Clip
 from featurestore.errors import MediaError, StoreFormatError
-from featurestore.extraction import Plan, prepare_clip
+from featurestore.extraction import Plan, plan_extractors, prepare_clip
 from featurestore.media import decode as media
 from featurestore.openl3 import image
 from featurestore.store import FeatureStore, read_frame_table
@@ -73,7 +73,8 @@ def test_prepared_video_takes_the_audio_windows_timestamps(seconds, hop, center,
     plan = Plan(features=("openl3_video",), hop=hop, center=center,
                 video_frames="per-audio-window")
     clip = Clip(clip_id="c", audio=None, video="clip.mp4", duration=seconds)
-    prepared = prepare_clip((clip, tmp_path, plan, ("openl3_video",)))
+    extractors = plan_extractors(plan, random_weights=0)
+    prepared = prepare_clip(clip, tmp_path, plan, extractors)
     assert not prepared.failures
     got = prepared.inputs["openl3_video"]
     n_windows = openl3_windows(seconds, hop, center)
