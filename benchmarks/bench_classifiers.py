@@ -18,13 +18,13 @@ Usage: ``python -m benchmarks classifiers`` (defaults), or with options
 """
 
 import argparse
-import json
 import os
-import pathlib
 import platform
 import time
 
 import numpy as np
+
+from benchmarks.records import write_record
 
 #: (name, features, model, fusion, part of the "full set")
 EXPERIMENTS = (
@@ -252,10 +252,7 @@ def main(argv):
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
-    path = pathlib.Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_record(args.out, document)
     return 0
 
 

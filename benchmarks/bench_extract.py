@@ -22,7 +22,6 @@ benchmarks.bench_extract [options]`` (``--quick`` for a smaller corpus, ``--repe
 """
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.records import write_record
 from featurestore.provenance import package_versions, utc_now
 
 
@@ -185,9 +185,7 @@ def main(argv):
         "time": utc_now(), "versions": package_versions(),
     }
     print(table(record))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(args.out, record)
     return 0
 
 

@@ -23,14 +23,13 @@ Prints a Markdown table and writes bench-output/extractors.json.
 """
 
 import argparse
-import json
-import pathlib
 import sys
 import time
 
 import numpy as np
 
 from benchmarks.bench_openl3 import cosine_min, machine
+from benchmarks.records import write_record
 from featurestore.provenance import package_versions, utc_now
 
 DEFAULT = ("openl3_audio,openl3_video,resnet50,efficientnet_b0,efficientnet_b1,efficientnet_b2,"
@@ -185,10 +184,7 @@ def main(argv):
               "command": "python -m benchmarks extractors " + " ".join(argv),
               "machine": machine(), "versions": package_versions(), "settings": vars(args),
               "rows": rows}
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
+    write_record(args.out, record)
     return 0
 
 

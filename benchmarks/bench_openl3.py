@@ -23,7 +23,6 @@ Prints a markdown table and writes bench-output/openl3.json.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -33,6 +32,7 @@ import time
 
 import numpy as np
 
+from benchmarks.records import write_record
 from featurestore import openl3
 from featurestore.openl3 import architecture as arch
 from featurestore.provenance import package_versions, utc_now
@@ -183,10 +183,7 @@ def main(argv):
               "weights": {k: str(v) for k, v in paths.items()}, "flops_per_item": flops,
               "settings": vars(args), "rows": rows,
               "image_preprocess_frames_per_s": preprocess_rate}
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
+    write_record(args.out, record)
     return 0
 
 

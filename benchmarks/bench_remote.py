@@ -41,6 +41,7 @@ from benchmarks.bench_store import (
     write_feature,
 )
 from benchmarks.http_server import serve
+from benchmarks.records import write_record
 from featurestore.store import FeatureStore
 from featurestore.store.archive import pack_store
 
@@ -171,9 +172,7 @@ def main(argv):
     results["command"] = "python -m benchmarks.bench_remote" + " ".join([""] + list(argv))
     print(table(results))
     print(json.dumps(results["machine"]))
-    out = Path("bench-output")
-    out.mkdir(exist_ok=True)
-    (out / "remote.json").write_text(json.dumps(results, indent=2))
+    write_record(Path("bench-output") / "remote.json", results)
     return 0
 
 

@@ -12,7 +12,6 @@ and alternately with its reads (best of ``--repeat``), files in the page cache e
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.records import write_record
 from featurestore.datasets import DEVELOPMENT_CITIES, SCENES, Clip
 from featurestore.store import FeatureStore
 
@@ -209,9 +209,7 @@ def main(argv):
     results["cpu_count"] = os.cpu_count()
     results["load_average"] = [round(value, 2) for value in os.getloadavg()]
     print(table(results))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2))
+    write_record(args.output, results)
     return 0
 
 

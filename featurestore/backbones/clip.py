@@ -12,12 +12,11 @@ refused. The embedding is the tower's output, ``encode_image`` without normalisa
 antialiased), centre crop 224, OpenAI mean and std.
 """
 
-import pathlib
-import threading
 from dataclasses import dataclass
 
 from featurestore.backbones import checkpoints
 from featurestore.backbones.preprocess import BICUBIC
+from featurestore.netcache import cached_network
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -74,10 +73,6 @@ def load_state(name, path):
     return visual, seed
 
 
-_CACHE = {}
-_LOCK = threading.Lock()
-
-
 def load_network(name, path, *, device, dtype="float32"):
     """Load (cached per process) the image tower of ``name`` from ``path`` on ``device``.
 
@@ -88,15 +83,13 @@ def load_network(name, path, *, device, dtype="float32"):
     import torch
 
     device = torch.device(device)
-    stat = pathlib.Path(path).stat()
-    key = (name, str(pathlib.Path(path).resolve()), stat.st_mtime_ns, stat.st_size, str(device),
-           dtype)
-    with _LOCK:
-        if key not in _CACHE:
-            state, seed = load_state(name, path)
-            checkpoints.warn_random(f"open_clip {name}", path, seed)
-            net = build_visual(name)
-            net.load_state_dict(state)
-            net = net.eval().requires_grad_(False).to(device)
-            _CACHE[key] = net.to(torch.bfloat16) if dtype == "bfloat16" else net
-        return _CACHE[key]
+
+    def make():
+        state, seed = load_state(name, path)
+        checkpoints.warn_random(f"open_clip {name}", path, seed)
+        net = build_visual(name)
+        net.load_state_dict(state)
+        net = net.eval().requires_grad_(False).to(device)
+        return net.to(torch.bfloat16) if dtype == "bfloat16" else net
+
+    return cached_network(path, ("clip", name, str(device), dtype), make)

@@ -20,13 +20,12 @@ are not needed and are ignored, the rest must match. It is read with
 ``torch.load(weights_only=True)``.
 """
 
-import pathlib
-import threading
 
 import numpy as np
 
 from featurestore.backbones import checkpoints
 from featurestore.frontends.melfilters import mel_filterbank
+from featurestore.netcache import cached_network
 
 SAMPLE_RATE = 32000
 N_FFT = 1024
@@ -160,10 +159,6 @@ def fold_batchnorm(network):
     return network
 
 
-_CACHE = {}
-_LOCK = threading.Lock()
-
-
 def load_network(path, *, device, fold_bn=True, channels_last=False):
     """``(frontend, network)`` loaded (cached per process) from ``path`` on ``device``.
 
@@ -173,20 +168,18 @@ def load_network(path, *, device, fold_bn=True, channels_last=False):
     import torch
 
     device = torch.device(device)
-    stat = pathlib.Path(path).stat()
-    key = (str(pathlib.Path(path).resolve()), stat.st_mtime_ns, stat.st_size, str(device),
-           fold_bn, channels_last)
-    with _LOCK:
-        if key not in _CACHE:
-            state, seed = load_state(path)
-            checkpoints.warn_random("PANNs CNN14", path, seed)
-            frontend, network = build()
-            network.load_state_dict(state)
-            network = network.eval().requires_grad_(False)
-            if fold_bn:
-                network = fold_batchnorm(network)
-            network = network.to(device)
-            if channels_last:
-                network = network.to(memory_format=torch.channels_last)
-            _CACHE[key] = (frontend.to(device), network)
-        return _CACHE[key]
+
+    def make():
+        state, seed = load_state(path)
+        checkpoints.warn_random("PANNs CNN14", path, seed)
+        frontend, network = build()
+        network.load_state_dict(state)
+        network = network.eval().requires_grad_(False)
+        if fold_bn:
+            network = fold_batchnorm(network)
+        network = network.to(device)
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        return frontend.to(device), network
+
+    return cached_network(path, ("cnn14", str(device), fold_bn, channels_last), make)

@@ -18,13 +18,13 @@ layout gets the architecture's default set's preprocessing.
 
 import contextlib
 import pathlib
-import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from featurestore.backbones import checkpoints
 from featurestore.backbones.preprocess import BICUBIC, BILINEAR, normalise
+from featurestore.netcache import cached_network
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -168,10 +168,6 @@ def autocast(device, dtype):
     return contextlib.nullcontext()
 
 
-_CACHE = {}
-_LOCK = threading.Lock()
-
-
 def load_state(arch, path):
     """``(state dict checked against the architecture, random seed, wrapper)``."""
     state, seed, wrapper = checkpoints.unwrap(checkpoints.read_checkpoint(path), path)
@@ -191,23 +187,21 @@ def load_network(arch, path, *, device, dtype="float32", fold_bn=True, channels_
     import torch
 
     device = torch.device(device)
-    stat = pathlib.Path(path).stat()
-    key = (arch, str(pathlib.Path(path).resolve()), stat.st_mtime_ns, stat.st_size, str(device),
-           dtype, fold_bn, channels_last)
-    with _LOCK:
-        if key not in _CACHE:
-            state, seed, _ = load_state(arch, path)
-            checkpoints.warn_random(f"torchvision {arch}", path, seed)
-            net = build(arch, classes_of(arch, state))
-            net.load_state_dict(state)
-            setattr(net, head_name(arch), torch.nn.Identity())
-            net = net.eval().requires_grad_(False)
-            if fold_bn:
-                from torch.fx.experimental.optimization import fuse
 
-                net = fuse(net)
-            net = net.to(device)
-            if channels_last:
-                net = net.to(memory_format=torch.channels_last)
-            _CACHE[key] = net
-        return _CACHE[key]
+    def make():
+        state, seed, _ = load_state(arch, path)
+        checkpoints.warn_random(f"torchvision {arch}", path, seed)
+        net = build(arch, classes_of(arch, state))
+        net.load_state_dict(state)
+        setattr(net, head_name(arch), torch.nn.Identity())
+        net = net.eval().requires_grad_(False)
+        if fold_bn:
+            from torch.fx.experimental.optimization import fuse
+
+            net = fuse(net)
+        net = net.to(device)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    return cached_network(path, (arch, str(device), dtype, fold_bn, channels_last), make)

@@ -6,11 +6,11 @@ Models are cached: loading the same file with the same options twice returns the
 import contextlib
 import logging
 import pathlib
-import threading
 
 import numpy as np
 import torch
 
+from featurestore.netcache import cached_network
 from featurestore.openl3 import architecture as arch
 from featurestore.openl3 import describe
 from featurestore.openl3 import weights as weight_files
@@ -20,8 +20,6 @@ from featurestore.openl3.networks import build_network
 log = logging.getLogger(__name__)
 
 DTYPES = describe.DTYPES
-_CACHE = {}
-_CACHE_LOCK = threading.Lock()
 
 
 class OpenL3Model:
@@ -124,16 +122,12 @@ def load_model(kind, weights=None, *, input_repr=None, content_type=None, embedd
                          f"got {embedding_size!r}")
     path = weight_files.find_weights(kind, input_repr=input_repr or "mel256",
                                      content_type=content_type or "env", weights=weights)
-    stat = path.stat()
-    key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size, input_repr, content_type,
-           embedding_size, str(device), dtype, fold_bn, channels_last, allow_tf32)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = _build(kind, path, input_repr=input_repr, content_type=content_type,
-                                 embedding_size=embedding_size, device=device, dtype=dtype,
-                                 fold_bn=fold_bn, channels_last=channels_last,
-                                 allow_tf32=allow_tf32)
-        return _CACHE[key]
+    settings = (kind, input_repr, content_type, embedding_size, str(device), dtype, fold_bn,
+                channels_last, allow_tf32)
+    return cached_network(path, settings, lambda: _build(
+        kind, path, input_repr=input_repr, content_type=content_type,
+        embedding_size=embedding_size, device=device, dtype=dtype, fold_bn=fold_bn,
+        channels_last=channels_last, allow_tf32=allow_tf32))
 
 
 def _build(kind, path, *, input_repr, content_type, embedding_size, device, dtype, fold_bn,

@@ -104,25 +104,27 @@ def test_torchvision_backbones_fp32_and_bf16(arch, tmp_path):
     compare(ours(bf16, VideoFrames(zip([0.05, 0.15], shots))), expected, rel=1.0, cosine=0.99)
 
 
-@pytest.mark.parametrize("arch", MEDIUM)
-def test_larger_efficientnets_fp32(arch, tmp_path):
+def check_one_frame(arch, tmp_path, *, bf16):
+    """One frame through ``arch`` on random weights against torchvision (and bf16 if asked)."""
     path = images.write_random(arch, tmp_path / images.WEIGHT_SETS[arch][0].file, seed=seed())
     shots = frames(1)
     expected = torchvision_reference(arch, path, shots, transform=torchvision_transform(arch))
     compare(ours(builtin(arch, weights={arch: path}), VideoFrames(zip([0.5], shots))), expected,
             rel=1e-2, cosine=0.9999)
+    if bf16:
+        compare(ours(builtin(arch, weights={arch: path}, bf16=True),
+                     VideoFrames(zip([0.5], shots))), expected, rel=1.0, cosine=0.99)
+
+
+@pytest.mark.parametrize("arch", MEDIUM)
+def test_larger_efficientnets_fp32(arch, tmp_path):
+    check_one_frame(arch, tmp_path, bf16=False)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", [a for a in SLOW if a in images.WEIGHT_SETS])
 def test_largest_efficientnets_fp32_and_bf16(arch, tmp_path):
-    path = images.write_random(arch, tmp_path / images.WEIGHT_SETS[arch][0].file, seed=seed())
-    shots = frames(1)
-    expected = torchvision_reference(arch, path, shots, transform=torchvision_transform(arch))
-    compare(ours(builtin(arch, weights={arch: path}), VideoFrames(zip([0.5], shots))), expected,
-            rel=1e-2, cosine=0.9999)
-    compare(ours(builtin(arch, weights={arch: path}, bf16=True), VideoFrames(zip([0.5], shots))),
-            expected, rel=1.0, cosine=0.99)
+    check_one_frame(arch, tmp_path, bf16=True)
 
 
 def test_places365_checkpoint_loads_into_resnet50_with_its_preprocessing(tmp_path):
