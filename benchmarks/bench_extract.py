@@ -118,7 +118,7 @@ def extraction(root, store, plan, extractors, args, workers):
 def run(args, workdir):
     from featurestore import openl3
     from featurestore.extraction import Plan, load_runners, plan_extractors
-    from pipelines.extract import default_workers
+    from pipelines.commands.extract import default_workers
 
     workers = default_workers() if args.workers is None else args.workers
     root = make_corpus(workdir / "corpus", args)

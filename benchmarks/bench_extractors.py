@@ -69,7 +69,7 @@ def eager(name, extractor, batch):
 
     from featurestore import openl3
     from featurestore.backbones import clip, cnn14, images
-    from featurestore.backbones.preprocess import normalise
+    from featurestore.backbones.image_transforms import normalise
 
     path = extractor.info["weights_path"]
     if name.startswith("openl3"):

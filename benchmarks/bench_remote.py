@@ -43,7 +43,7 @@ from benchmarks.bench_store import (
 from benchmarks.http_server import serve
 from benchmarks.records import write_record
 from featurestore.store import FeatureStore
-from featurestore.store.archive import pack_store
+from featurestore.store.interchange.archive import pack_store
 
 FEATURES = ("audio", "video")
 CITY = "lisbon"

@@ -11,9 +11,9 @@ threads much slower than one on a machine shared with other jobs.
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from classifiers.checks import check_features
+from classifiers.input_checks import check_features
 from classifiers.fitting import start_fit
-from classifiers.preprocessing import maybe_standardize
+from classifiers.scaling import maybe_standardize
 
 
 def pca_projection(X, n_components, *, max_rows=20000, random_state=0, chunk_rows=16384):

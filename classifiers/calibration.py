@@ -10,7 +10,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from classifiers.checks import check_features, encode_labels, index_labels, random_seed
+from classifiers.input_checks import check_features, encode_labels, index_labels, random_seed
 from classifiers.fitting import validation_rows
 
 #: Floor for probabilities before taking logs (zeros would give -inf logits).

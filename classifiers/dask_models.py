@@ -26,10 +26,10 @@ from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers.boosting import LightGBMClassifier, pca_projection
-from classifiers.checks import encode_labels, index_labels, random_seed
+from classifiers.input_checks import encode_labels, index_labels, random_seed
 from classifiers.fitting import validation_rows
 from classifiers.linear import LogisticClassifier, softmax
-from classifiers.preprocessing import ZScore, maybe_standardize
+from classifiers.scaling import ZScore, maybe_standardize
 
 #: Rows per dask chunk when numpy input is wrapped.
 CHUNK_ROWS = 65536

@@ -13,8 +13,8 @@ ignore both, so fusion wrappers can pass them through to any estimator.
 import numpy as np
 
 from classifiers import splits
-from classifiers.checks import check_features, encode_labels, index_labels, random_seed
-from classifiers.preprocessing import ZScore, maybe_standardize
+from classifiers.input_checks import check_features, encode_labels, index_labels, random_seed
+from classifiers.scaling import ZScore, maybe_standardize
 
 
 def validation_data(X, y_index, *, groups=None, eval_set=None, classes=None,

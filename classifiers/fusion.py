@@ -21,8 +21,8 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from classifiers import networks, splits
-from classifiers.checks import (
+from classifiers import dcase_networks, splits
+from classifiers.input_checks import (
     align_proba,
     check_features,
     column_block,
@@ -370,7 +370,7 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Train the branches on their columns of ``X`` (n_rows, n_columns), then the head."""
-        torch = networks.import_torch("ProposedFusion")
+        torch = dcase_networks.import_torch("ProposedFusion")
         X, y_index = self._start_fit(X, y, dtype=np.float32)
         seed = random_seed(self.random_state)
         if eval_set is None:
@@ -402,19 +402,19 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         if eval_set is not None:
             H_val = self._hidden(check_features(eval_set[0], dtype=np.float32), columns_list)
             y_val = index_labels(eval_set[1], self.classes_, name="eval_set y")
-        with networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+        with dcase_networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            head = networks.proposed_head(H_fit.shape[1], len(self.classes_),
+            head = dcase_networks.proposed_head(H_fit.shape[1], len(self.classes_),
                                            hidden=self.head_hidden)
-            self.history_ = networks.train_network(
+            self.history_ = dcase_networks.train_network(
                 head, H_fit, y_index, X_val=H_val, y_val=y_val, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
                 bf16=self.bf16, device=self.device, seed=seed, val_loss=self.val_loss,
                 ties=self.ties)
         self.head_ = head.cpu().eval()
-        self.head_kinds_ = networks.module_kinds(head)
-        self.head_state_ = networks.state_to_numpy(head)
+        self.head_kinds_ = dcase_networks.module_kinds(head)
+        self.head_state_ = dcase_networks.state_to_numpy(head)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -422,7 +422,7 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         """Return the head's logits, shape (n_rows, n_classes)."""
         X = check_features(X, dtype=np.float32)
         hidden = self._hidden(X, [cols for _, _, cols in self.estimators])
-        return networks.numpy_forward(self.head_kinds_, self.head_state_, hidden)
+        return dcase_networks.numpy_forward(self.head_kinds_, self.head_state_, hidden)
 
     def predict_proba(self, X):
         """Return class probabilities, shape (n_rows, n_classes)."""

@@ -16,8 +16,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from classifiers.checks import check_features, encode_labels
-from classifiers.preprocessing import ZScore, maybe_standardize
+from classifiers.input_checks import check_features, encode_labels
+from classifiers.scaling import ZScore, maybe_standardize
 
 
 def softmax(logits):

@@ -12,10 +12,10 @@ still load and predict without torch.
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from classifiers import networks
+from classifiers import dcase_networks
 from classifiers.fitting import start_fit
 from classifiers.linear import softmax
-from classifiers.preprocessing import maybe_standardize
+from classifiers.scaling import maybe_standardize
 from classifiers.protocols import log_softmax
 
 
@@ -50,7 +50,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     random_state : int or None
     val_loss : {"rows", "batches"}
         Validation loss as the exact mean over rows, or the baseline's mean of per-batch losses
-        (see :func:`classifiers.networks.train_network`).
+        (see :func:`classifiers.dcase_networks.train_network`).
     ties : {"first", "last"}
         Which epoch is kept when several share the lowest validation loss ("last": the
         baseline's rule).
@@ -89,30 +89,30 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, *, groups=None, eval_set=None):
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); see the class doc for groups/eval_set."""
-        torch = networks.import_torch("TorchMLPClassifier")
+        torch = dcase_networks.import_torch("TorchMLPClassifier")
         X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
                                                      eval_set=eval_set)
-        with networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
+        with dcase_networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = networks.build_mlp(X_fit.shape[1], tuple(self.hidden), len(self.classes_),
+            module = dcase_networks.build_mlp(X_fit.shape[1], tuple(self.hidden), len(self.classes_),
                                          dropout=self.dropout, batch_norm=self.batch_norm)
-            self.history_ = networks.train_network(
+            self.history_ = dcase_networks.train_network(
                 module, X_fit, y_fit, X_val=X_val, y_val=y_val, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
                 bf16=self.bf16, device=self.device, seed=seed, val_loss=self.val_loss,
                 ties=self.ties)
         self.module_ = module.cpu().eval()
-        self.kinds_ = networks.module_kinds(module)
-        self.state_ = networks.state_to_numpy(module)
-        self.best_epoch_ = networks.best_epoch(self.history_, ties=self.ties)
+        self.kinds_ = dcase_networks.module_kinds(module)
+        self.state_ = dcase_networks.state_to_numpy(module)
+        self.best_epoch_ = dcase_networks.best_epoch(self.history_, ties=self.ties)
         self.n_features_in_ = X_fit.shape[1]
         return self
 
     def transform_hidden(self, X, *, n_modules):
         """Return the outputs of the first ``n_modules`` modules (eval mode), shape (n_rows, width)."""
         X = maybe_standardize(X, self.scaler_)
-        return networks.numpy_forward(self.kinds_, self.state_, X, n_modules=n_modules)
+        return dcase_networks.numpy_forward(self.kinds_, self.state_, X, n_modules=n_modules)
 
     def decision_function(self, X):
         """Return the logits, shape (n_rows, n_classes)."""

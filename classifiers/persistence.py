@@ -20,7 +20,7 @@ from classifiers.calibration import TemperatureScaledClassifier
 from classifiers.fusion import LateFusion, ProposedFusion, StackingFusion
 from classifiers.linear import LogisticClassifier
 from classifiers.mlp import TorchMLPClassifier
-from classifiers.preprocessing import NormalisedClassifier, ZScore
+from classifiers.scaling import NormalisedClassifier, ZScore
 from featurestore.errors import ModelFormatError
 
 #: The classes a tree may name.

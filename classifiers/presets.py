@@ -29,7 +29,7 @@ training settings (hours on a CPU) and 5-fold stacking, on per-second segments.
 lr 1e-4, weight decay 1e-4, batch 64, ``drop_last``, 199 epochs per network and 99 for the
 fusion head, validation loss as the mean of per-batch losses, ties to the later epoch) and no
 standardisation inside the networks: the pipeline normalises every frame first
-(:class:`classifiers.preprocessing.NormalisedClassifier`) and trains on frames, not segments
+(:class:`classifiers.scaling.NormalisedClassifier`) and trains on frames, not segments
 (:data:`RECIPES`).
 """
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from benchmarks.__main__ import MODULES
-from pipelines.cli import COMMANDS, build_parser
+from pipelines.commands.cli import COMMANDS, build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -5,9 +5,9 @@
 - :mod:`~featurestore.backbones.clip`: the OpenAI CLIP image encoders ViT-B/32 and ViT-L/14
   through open_clip;
 - :mod:`~featurestore.backbones.cnn14`: PANNs CNN14 and its log-mel frontend, re-stated here;
-- :mod:`~featurestore.backbones.preprocess`: each weight set's image preprocessing in NumPy
+- :mod:`~featurestore.backbones.image_transforms`: each weight set's image preprocessing in NumPy
   (what the decoding workers run);
-- :mod:`~featurestore.backbones.checkpoints`: reading weight files without unpickling objects,
+- :mod:`~featurestore.backbones.weight_files`: reading weight files without unpickling objects,
   and seeded RANDOM weights in each official layout.
 
 avscene never downloads: each module's docstring says where its official files come from.
@@ -15,6 +15,6 @@ Importing this package imports neither torch nor torchvision nor open_clip; buil
 does (the ``backbones`` extra installs torchvision and open_clip).
 """
 
-from featurestore.backbones import checkpoints, clip, cnn14, images, preprocess
+from featurestore.backbones import clip, cnn14, image_transforms, images, weight_files
 
 __all__ = ["checkpoints", "clip", "cnn14", "images", "preprocess"]

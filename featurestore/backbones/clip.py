@@ -14,8 +14,8 @@ antialiased), centre crop 224, OpenAI mean and std.
 
 from dataclasses import dataclass
 
-from featurestore.backbones import checkpoints
-from featurestore.backbones.preprocess import BICUBIC
+from featurestore.backbones import weight_files
+from featurestore.backbones.image_transforms import BICUBIC
 from featurestore.netcache import cached_network
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -61,14 +61,14 @@ def visual_state(state):
 def write_random(name, path, *, seed):
     """RANDOM weights of the image tower in open_clip's layout (``visual.*`` keys only)."""
     template = {"visual." + key: value for key, value in build_visual(name).state_dict().items()}
-    return checkpoints.write_random(path, template, seed=seed, what=f"open_clip {name}")
+    return weight_files.write_random(path, template, seed=seed, what=f"open_clip {name}")
 
 
 def load_state(name, path):
     """``(visual state dict checked against the tower, random seed)``."""
-    state, seed, _ = checkpoints.unwrap(checkpoints.read_checkpoint(path), path)
+    state, seed, _ = weight_files.unwrap(weight_files.read_checkpoint(path), path)
     shapes = {key: tuple(value.shape) for key, value in build_visual(name).state_dict().items()}
-    visual = checkpoints.check_state(visual_state(state), shapes, path,
+    visual = weight_files.check_state(visual_state(state), shapes, path,
                                      what=f"CLIP {MODELS[name].config} image tower")
     return visual, seed
 
@@ -86,7 +86,7 @@ def load_network(name, path, *, device, dtype="float32"):
 
     def make():
         state, seed = load_state(name, path)
-        checkpoints.warn_random(f"open_clip {name}", path, seed)
+        weight_files.warn_random(f"open_clip {name}", path, seed)
         net = build_visual(name)
         net.load_state_dict(state)
         net = net.eval().requires_grad_(False).to(device)

@@ -23,7 +23,7 @@ are not needed and are ignored, the rest must match. It is read with
 
 import numpy as np
 
-from featurestore.backbones import checkpoints
+from featurestore.backbones import weight_files
 from featurestore.frontends.melfilters import mel_filterbank
 from featurestore.netcache import cached_network
 
@@ -133,17 +133,17 @@ def official_frontend_buffers():
 def write_random(path, *, seed):
     """RANDOM CNN14 weights in the official checkpoint layout ``{"model": state_dict}``."""
     _, network = build()
-    return checkpoints.write_random(path, network.state_dict(), seed=seed, what="PANNs CNN14",
+    return weight_files.write_random(path, network.state_dict(), seed=seed, what="PANNs CNN14",
                                     wrapper="model", extra=official_frontend_buffers())
 
 
 def load_state(path):
     """``(network state dict checked against the architecture, random seed)``."""
-    state, seed, _ = checkpoints.unwrap(checkpoints.read_checkpoint(path), path)
+    state, seed, _ = weight_files.unwrap(weight_files.read_checkpoint(path), path)
     state = {key: value for key, value in state.items() if not key.startswith(FRONTEND_PREFIXES)}
     _, network = build()
     shapes = {key: tuple(value.shape) for key, value in network.state_dict().items()}
-    return checkpoints.check_state(state, shapes, path, what="PANNs CNN14"), seed
+    return weight_files.check_state(state, shapes, path, what="PANNs CNN14"), seed
 
 
 def fold_batchnorm(network):
@@ -171,7 +171,7 @@ def load_network(path, *, device, fold_bn=True, channels_last=False):
 
     def make():
         state, seed = load_state(path)
-        checkpoints.warn_random("PANNs CNN14", path, seed)
+        weight_files.warn_random("PANNs CNN14", path, seed)
         frontend, network = build()
         network.load_state_dict(state)
         network = network.eval().requires_grad_(False)

@@ -2,7 +2,7 @@
 
 The architectures are torchvision's (``torchvision.models.get_model(name, weights=None)``,
 imported here only, when a network is built); avscene loads the weight file itself
-(:mod:`~featurestore.backbones.checkpoints`, never through torchvision's downloader) and
+(:mod:`~featurestore.backbones.weight_files`, never through torchvision's downloader) and
 replaces the classifier by the identity, so the network returns the pooled penultimate
 features (global average pool of the last feature map: 2048 for ResNet-50, 1280 .. 2560 for
 EfficientNets).
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from featurestore.backbones import checkpoints
-from featurestore.backbones.preprocess import BICUBIC, BILINEAR, normalise
+from featurestore.backbones import weight_files
+from featurestore.backbones.image_transforms import BICUBIC, BILINEAR, normalise
 from featurestore.netcache import cached_network
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -129,7 +129,7 @@ def classes_of(arch, state):
 def write_random(arch, path, *, seed):
     """RANDOM weights for ``arch`` in torchvision's state-dict layout (tests and demos only)."""
     template = build(arch).state_dict()
-    return checkpoints.write_random(path, template, seed=seed, what=f"torchvision {arch}")
+    return weight_files.write_random(path, template, seed=seed, what=f"torchvision {arch}")
 
 
 class ImageNetwork:
@@ -170,11 +170,11 @@ def autocast(device, dtype):
 
 def load_state(arch, path):
     """``(state dict checked against the architecture, random seed, wrapper)``."""
-    state, seed, wrapper = checkpoints.unwrap(checkpoints.read_checkpoint(path), path)
+    state, seed, wrapper = weight_files.unwrap(weight_files.read_checkpoint(path), path)
     classes = classes_of(arch, state)
     template = build(arch, classes).state_dict()
     shapes = {key: tuple(value.shape) for key, value in template.items()}
-    return checkpoints.check_state(state, shapes, path, what=f"torchvision {arch}"), seed, wrapper
+    return weight_files.check_state(state, shapes, path, what=f"torchvision {arch}"), seed, wrapper
 
 
 def load_network(arch, path, *, device, dtype="float32", fold_bn=True, channels_last=True):
@@ -190,7 +190,7 @@ def load_network(arch, path, *, device, dtype="float32", fold_bn=True, channels_
 
     def make():
         state, seed, _ = load_state(arch, path)
-        checkpoints.warn_random(f"torchvision {arch}", path, seed)
+        weight_files.warn_random(f"torchvision {arch}", path, seed)
         net = build(arch, classes_of(arch, state))
         net.load_state_dict(state)
         setattr(net, head_name(arch), torch.nn.Identity())

@@ -8,7 +8,7 @@ Modules: :mod:`~featurestore.datasets.labels` (scenes and cities),
 :mod:`~featurestore.datasets.clips` (the :class:`Clip` record), :mod:`~featurestore.datasets.manifest` (layout detection and
 :func:`load_manifest`), :mod:`~featurestore.datasets.tau` (the development and evaluation
 layouts), :mod:`~featurestore.datasets.csv_manifest` (a generic CSV manifest) and
-:mod:`~featurestore.datasets.tables` (delimited tables, safe paths, TAU file names).
+:mod:`~featurestore.datasets.manifest_rows` (delimited tables, safe paths, TAU file names).
 """
 
 from featurestore.datasets.clips import FOLDS, Clip
@@ -23,7 +23,7 @@ from featurestore.datasets.manifest import (
            find_dataset_root,
            load_manifest,
 )
-from featurestore.datasets.tables import parse_tau_name
+from featurestore.datasets.manifest_rows import parse_tau_name
 
 __all__ = ["Clip", "FOLDS", "SCENES", "DEVELOPMENT_CITIES", "EVALUATION_ONLY_CITIES", "KINDS",
            "Manifest", "load_manifest", "find_dataset_root", "parse_tau_name"]

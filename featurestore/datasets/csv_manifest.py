@@ -19,7 +19,7 @@ means tab).
 
 from featurestore.datasets.clips import Clip
 from featurestore.datasets.labels import SCENES
-from featurestore.datasets.tables import (
+from featurestore.datasets.manifest_rows import (
     parse_tau_name,
     posix,
     read_table,

@@ -26,7 +26,7 @@ from pathlib import Path
 from featurestore.datasets.clips import FOLDS
 from featurestore.datasets.csv_manifest import read_csv_manifest
 from featurestore.datasets.labels import SCENES
-from featurestore.datasets.tables import (
+from featurestore.datasets.manifest_rows import (
     MediaIndex,
     check_media,
     is_integer_id,

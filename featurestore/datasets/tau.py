@@ -12,7 +12,7 @@ manifest files it read (relative to the root, for the checksum).
 
 from featurestore.datasets.clips import Clip
 from featurestore.datasets.labels import SCENES
-from featurestore.datasets.tables import (
+from featurestore.datasets.manifest_rows import (
     is_integer_id,
     parse_tau_name,
     posix,

@@ -1,4 +1,4 @@
-"""The extraction job behind ``avscene extract`` (see :mod:`pipelines.extract` for the CLI).
+"""The extraction job behind ``avscene extract`` (see :mod:`pipelines.commands.extract` for the CLI).
 
 Steps: read the manifest; probe the durations of clips the store does not know yet, in worker
 processes, and register them (``add_clips``); load one runner per feature and declare the
@@ -212,7 +212,7 @@ class ExtractJob:
         The worker functions (:func:`~featurestore.extraction.prepare.probe_task`,
         :func:`~featurestore.extraction.prepare.prepare_task`); tests pass wrappers.
 
-    The other options are those of ``avscene extract`` (:mod:`pipelines.extract`).
+    The other options are those of ``avscene extract`` (:mod:`pipelines.commands.extract`).
     """
 
     def __init__(self, root, store, plan, *, extractors=None, weights=None, random_weights=None,

@@ -3,7 +3,7 @@
 An :class:`Extractor` names a feature, its modality, frame timing, dimension and provenance,
 and carries a torch-free ``prepare`` (run in the decoding workers) and a device-side ``load``
 (:mod:`~featurestore.extractors.interface`). Built-in ones, by feature name
-(:func:`builtin`): OpenL3 audio/video and log-mel (:mod:`~featurestore.extractors.baseline`),
+(:func:`builtin`): OpenL3 audio/video and log-mel (:mod:`~featurestore.extractors.openl3_logmel`),
 any HEAR-API audio module (:mod:`~featurestore.extractors.hear`), and the image and audio
 backbones of the DCASE 2021 top systems (:mod:`~featurestore.extractors.backbones`).
 :mod:`~featurestore.extractors.sampling` holds the frame and window timing shared by all.

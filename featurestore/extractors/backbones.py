@@ -30,7 +30,7 @@ import numpy as np
 
 from featurestore import __version__
 from featurestore.backbones import clip, cnn14, images
-from featurestore.backbones.preprocess import resize_crop
+from featurestore.backbones.image_transforms import resize_crop
 from featurestore.errors import ProvenanceMismatchError, WeightsNotFoundError
 from featurestore.extractors.interface import AUDIO, VIDEO, Extractor, FeatureInput
 from featurestore.extractors.sampling import VideoSampling, frame_windows
@@ -40,7 +40,7 @@ LOG = logging.getLogger("avscene.extract")
 IMAGE_BACKBONES = images.ARCHITECTURES + tuple(clip.MODELS)
 AUDIO_BACKBONES = ("panns_cnn14",)
 CNN14_WINDOW = 1.0
-PREPROCESS = ("featurestore.backbones.preprocess: antialiased resize of the frame in float64, "
+PREPROCESS = ("featurestore.backbones.image_transforms: antialiased resize of the frame in float64, "
               "round half to even to uint8, centre crop; then x / 255, (x - mean) / std")
 
 _RANDOM = {}

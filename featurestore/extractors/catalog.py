@@ -10,7 +10,7 @@ its default place (OpenL3 only) or is refused with a one-line error.
 """
 
 from featurestore.errors import UsageError
-from featurestore.extractors import baseline
+from featurestore.extractors import openl3_logmel
 from featurestore.extractors.sampling import VideoSampling
 
 BASELINE = ("openl3_audio", "openl3_video", "logmel")
@@ -76,11 +76,11 @@ def builtin(name, *, weights=None, random_weights=None, bf16=False, hop=0.1, cen
 
             path = openl3.random_weights_folder(random_weights)
         if name == "openl3_audio":
-            return baseline.openl3_audio(weights=path, hop=hop, center=center, bf16=bf16)
-        return baseline.openl3_video(weights=path, sampling=sampling,
+            return openl3_logmel.openl3_audio(weights=path, hop=hop, center=center, bf16=bf16)
+        return openl3_logmel.openl3_video(weights=path, sampling=sampling,
                                      image_scaling=image_scaling, bf16=bf16)
     if name == "logmel":
-        return baseline.logmel(logmel_params)
+        return openl3_logmel.logmel(logmel_params)
     if name.startswith(HEAR_PREFIX):
         from featurestore.extractors import hear
 

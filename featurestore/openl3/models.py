@@ -15,7 +15,7 @@ from featurestore.openl3 import architecture as arch
 from featurestore.openl3 import describe
 from featurestore.openl3 import weights as weight_files
 from featurestore.openl3.frontend import Spectrogram
-from featurestore.openl3.networks import build_network
+from featurestore.openl3.towers import build_network
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@
 Modules: :mod:`~featurestore.store.feature_store` (the :class:`FeatureStore` API),
 :mod:`~featurestore.store.layout` (names, codecs, row reservation, block regions),
 :mod:`~featurestore.store.clip_table`, :mod:`~featurestore.store.feature` (one feature's arrays),
-:mod:`~featurestore.store.writer` (block writers), :mod:`~featurestore.store.leases` (one writer
+:mod:`~featurestore.store.writer` (block writers), :mod:`~featurestore.store.concurrency.leases` (one writer
 per block), :mod:`~featurestore.store.chunks` (chunk-level reading),
-:mod:`~featurestore.store.segments` (the per-second view), :mod:`~featurestore.store.checks`
+:mod:`~featurestore.store.segment_pooling` (the per-second view), :mod:`~featurestore.store.integrity`
 (``info``, ``verify``, repair), :mod:`~featurestore.store.opening` (locations, open modes,
-attributes), :mod:`~featurestore.store.files` and :mod:`~featurestore.store.host` (temporary
-files, processes), :mod:`~featurestore.store.hdf5` and :mod:`~featurestore.store.hdf5_import`
+attributes), :mod:`~featurestore.store.concurrency.files` and :mod:`~featurestore.store.concurrency.host` (temporary
+files, processes), :mod:`~featurestore.store.interchange.hdf5_export` and :mod:`~featurestore.store.interchange.hdf5_import`
 (HDF5 interchange) and :mod:`~featurestore.store.dask_views` (lazy dask arrays). The format
 itself is specified in the documentation (``docs/store-format.md``).
 """
@@ -20,10 +20,10 @@ itself is specified in the documentation (``docs/store-format.md``).
 from featurestore.store.clip_table import ClipTable
 from featurestore.store.feature_store import Block, FeatureStore, Frames
 from featurestore.store.frame_table import FrameTable, read_frame_table
-from featurestore.store.hdf5 import export_hdf5
-from featurestore.store.hdf5_import import import_hdf5
+from featurestore.store.interchange.hdf5_export import export_hdf5
+from featurestore.store.interchange.hdf5_import import import_hdf5
 from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE, PENDING
-from featurestore.store.segments import Segments
+from featurestore.store.segment_pooling import Segments
 
 __all__ = ["FeatureStore", "Segments", "FrameTable", "read_frame_table", "Block", "Frames",
            "ClipTable", "export_hdf5", "import_hdf5", "PENDING", "COMMITTED", "FAILED",

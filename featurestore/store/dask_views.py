@@ -25,7 +25,7 @@ from featurestore.store.feature import Feature
 from featurestore.store.feature_store import FeatureStore
 from featurestore.store.layout import COMMITTED, n_segments
 from featurestore.store.opening import open_existing, resolve_location, zarr_options
-from featurestore.store.segments import SegmentTable, pool_rows, segment_keys
+from featurestore.store.segment_pooling import SegmentTable, pool_rows, segment_keys
 
 #: Poolings with one row per segment (``none`` gives 3-D arrays: in-memory reads only).
 DASK_POOLINGS = ("mean", "max", "meanstd", "center")

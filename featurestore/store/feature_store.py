@@ -57,7 +57,7 @@ from featurestore.store.layout import (
     n_segments,
     normalise_params,
 )
-from featurestore.store.leases import STORE_KEY, acquire, block_key, lease_files
+from featurestore.store.concurrency.leases import STORE_KEY, acquire, block_key, lease_files
 from featurestore.store.opening import (
     MODES,
     StoreAttrs,
@@ -69,7 +69,7 @@ from featurestore.store.opening import (
     resolve_location,
     zarr_options,
 )
-from featurestore.store.segments import Segments, join_keys, pool_feature
+from featurestore.store.segment_pooling import Segments, join_keys, pool_feature
 from featurestore.store.writer import BlockWriter
 
 #: How long adding clips or declaring a feature waits for another process doing the same.
@@ -417,7 +417,7 @@ class FeatureStore:
 
         The writer holds the block's lease until it closes; the lease of a writer that died
         (this machine) or stopped renewing it (another machine, see
-        :data:`~featurestore.store.leases.LEASE_EXPIRY_SECONDS`) is taken over.
+        :data:`~featurestore.store.concurrency.leases.LEASE_EXPIRY_SECONDS`) is taken over.
 
         Parameters
         ----------
@@ -651,7 +651,7 @@ class FeatureStore:
     # -- checks and interchange -------------------------------------------------------------
     def info(self):
         """Summary of clips, features, layout, sizes on disk and provenance (a JSON-able dict)."""
-        from featurestore.store.checks import store_info
+        from featurestore.store.integrity import store_info
         return store_info(self)
 
     def verify(self):
@@ -659,12 +659,12 @@ class FeatureStore:
 
         Leases and leftover temporary files are not problems (see :meth:`repair`).
         """
-        from featurestore.store.checks import verify_store
+        from featurestore.store.integrity import verify_store
         return verify_store(self)
 
     def temporary_files(self):
         """Keys of leftover temporary files (names ending in ``.partial``), sorted."""
-        from featurestore.store.checks import temporary_files
+        from featurestore.store.integrity import temporary_files
         return temporary_files(self)
 
     def repair(self):
@@ -680,7 +680,7 @@ class FeatureStore:
         StoreError
             The store is open read-only, or a live writer holds a lease.
         """
-        from featurestore.store.checks import repair_store
+        from featurestore.store.integrity import repair_store
         self._require_writable()
         return repair_store(self)
 

@@ -7,7 +7,7 @@ built in a temporary directory beside its target and renamed into place, so two 
 creating it at once end up sharing one complete store.
 
 A path or URL ending in ``.zip`` is a one-file archive written by ``avscene pack``
-(:mod:`~featurestore.store.archive`): it is opened in place, read-only, with zarr's ``ZipStore``
+(:mod:`~featurestore.store.interchange.archive`): it is opened in place, read-only, with zarr's ``ZipStore``
 (a local file) or fsspec's zip file system over the URL's own file system (``http://``,
 ``s3://``...).
 
@@ -38,7 +38,7 @@ from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
 from featurestore.provenance import package_versions, utc_now
 from featurestore.store.clip_table import create_clip_arrays
-from featurestore.store.files import build_path, remove_stale_builds
+from featurestore.store.concurrency.files import build_path, remove_stale_builds
 from featurestore.store.layout import FORMAT, FORMAT_VERSION, normalise_params
 
 MODES = ("r", "r+", "a", "w", "w-")

@@ -26,7 +26,7 @@ from featurestore.errors import StoreFormatError
 from featurestore.provenance import package_versions, utc_now
 from featurestore.store.chunks import ChunkReader, gather_rows
 from featurestore.store.layout import chunk_rows_for, compressors, n_segments
-from featurestore.store.segments import pool_feature
+from featurestore.store.segment_pooling import pool_feature
 
 SEGMENTS_GROUP = "segments"
 #: Poolings that can be stored (``none`` keeps every frame: nothing to gain).
@@ -168,12 +168,12 @@ def read_segments(group, feature, clips, index, positions, stride, pooling):
         The feature's checked index of all clips.
     positions : ndarray, shape (n,), sorted unique clip positions
     stride : int
-        As in :func:`~featurestore.store.segments.pool_feature`.
+        As in :func:`~featurestore.store.segment_pooling.pool_feature`.
 
     Returns
     -------
     keys, pooled, counts
-        As :func:`~featurestore.store.segments.pool_feature` returns them.
+        As :func:`~featurestore.store.segment_pooling.pool_feature` returns them.
     """
     if group is None or not is_fresh(group, feature, clips, index):
         return None

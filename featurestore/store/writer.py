@@ -2,7 +2,7 @@
 
 A writer owns the rows of its block's region and the block's chunk of the index arrays, so
 writers of different blocks (threads, processes, machines sharing a file system) never touch the
-same chunk; a lease (:mod:`featurestore.store.leases`) makes sure there is one writer per block,
+same chunk; a lease (:mod:`featurestore.store.concurrency.leases`) makes sure there is one writer per block,
 and the writer checks it still holds the lease before every write. Rows are buffered and written
 in whole chunks; a clip's status turns to committed in the index only after every one of its
 rows is on disk, and ``status`` is written after the other index arrays. After a crash, a new

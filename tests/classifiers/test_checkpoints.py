@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from classifiers import checkpoints, networks  # noqa: E402
+from classifiers import dcase_checkpoints, dcase_networks  # noqa: E402
 from featurestore.datasets import SCENES  # noqa: E402
 from featurestore.errors import CheckpointError  # noqa: E402
 from tests import baseline_modules as official  # noqa: E402
@@ -34,7 +34,7 @@ def rows(n, dim, seed):
 def test_random_l3_dense_state_dicts_predict_as_the_official_module(in_dim, tmp_path):
     module = official.random_state(official.L3Dense(in_dim), seed=in_dim).eval()
     path = saved(module, tmp_path / "model.pt")
-    network = checkpoints.l3_dense_classifier(networks.read_state_dict(path), in_dim=in_dim,
+    network = dcase_checkpoints.l3_dense_classifier(dcase_networks.read_state_dict(path), in_dim=in_dim,
                                               classes=SCENES, path=path)
     X = rows(200, in_dim, seed=1)
     np.testing.assert_allclose(network.predict_proba(X), official.l3_dense_proba(module, X),
@@ -46,11 +46,11 @@ def test_random_proposed_state_dicts_predict_as_the_official_modules(tmp_path):
     audio = official.random_state(official.L3Dense(512), seed=1).eval()
     video = official.random_state(official.L3Dense(512), seed=2).eval()
     head = official.random_state(official.L3Combine(256), seed=3).eval()
-    branches = [checkpoints.l3_dense_classifier(
-        networks.read_state_dict(saved(m, tmp_path / f"{name}.pt")), in_dim=512, classes=SCENES,
+    branches = [dcase_checkpoints.l3_dense_classifier(
+        dcase_networks.read_state_dict(saved(m, tmp_path / f"{name}.pt")), in_dim=512, classes=SCENES,
         path=name) for name, m in (("audio", audio), ("video", video))]
-    fusion = checkpoints.proposed_fusion(
-        branches, networks.read_state_dict(saved(head, tmp_path / "head.pt")),
+    fusion = dcase_checkpoints.proposed_fusion(
+        branches, dcase_networks.read_state_dict(saved(head, tmp_path / "head.pt")),
         columns=[slice(0, 512), slice(512, 1024)], names=["a", "v"], path="head.pt")
     A, V = rows(150, 512, seed=4), rows(150, 512, seed=5)
     expected = official.proposed_proba(audio, video, head, A, V)
@@ -66,13 +66,13 @@ def test_the_official_checkpoints_predict_as_the_official_modules():
                             ("early_av", 1024, np.concatenate([A, V], axis=1))):
         path = BASELINE / f"{name}_l3_dense.pt"
         module = official.load(official.L3Dense(in_dim), path)
-        nets[name] = checkpoints.l3_dense_classifier(networks.read_state_dict(path),
+        nets[name] = dcase_checkpoints.l3_dense_classifier(dcase_networks.read_state_dict(path),
                                                      in_dim=in_dim, classes=SCENES, path=path)
         np.testing.assert_allclose(nets[name].predict_proba(X), official.l3_dense_proba(module, X),
                                    rtol=1e-5, atol=1e-6)
     head_path = BASELINE / "proposed_combine_head.pt"
-    fusion = checkpoints.proposed_fusion([nets["audio"], nets["video"]],
-                                         networks.read_state_dict(head_path),
+    fusion = dcase_checkpoints.proposed_fusion([nets["audio"], nets["video"]],
+                                         dcase_networks.read_state_dict(head_path),
                                          columns=[slice(0, 512), slice(512, 1024)],
                                          names=["a", "v"], path=head_path)
     expected = official.proposed_proba(official.load(official.L3Dense(512),
@@ -104,18 +104,18 @@ def broken(state, case):
     ("nan", "model.1.running_var holds non-finite"),
 ])
 def test_bad_state_dicts_fail_with_one_line_naming_file_and_key(case, message, tmp_path):
-    state = networks.read_state_dict(saved(official.L3Dense(512), tmp_path / "model.pt"))
+    state = dcase_networks.read_state_dict(saved(official.L3Dense(512), tmp_path / "model.pt"))
     with pytest.raises(CheckpointError) as error:
-        checkpoints.l3_dense_classifier(broken(state, case), in_dim=512, classes=SCENES,
+        dcase_checkpoints.l3_dense_classifier(broken(state, case), in_dim=512, classes=SCENES,
                                         path="model.pt")
     assert str(error.value).startswith("model.pt: ") and message in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_a_checkpoint_for_another_width_or_not_a_state_dict_fails_with_one_line(tmp_path):
-    state = networks.read_state_dict(saved(official.L3Dense(512), tmp_path / "model.pt"))
+    state = dcase_networks.read_state_dict(saved(official.L3Dense(512), tmp_path / "model.pt"))
     with pytest.raises(CheckpointError, match=r"model.0.weight has shape \(512, 512\)"):
-        checkpoints.l3_dense_classifier(state, in_dim=1024, classes=SCENES, path="model.pt")
+        dcase_checkpoints.l3_dense_classifier(state, in_dim=1024, classes=SCENES, path="model.pt")
     torch.save([torch.zeros(3)], tmp_path / "list.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     torch.save({"model.0.weight": torch.zeros(2), "epoch": 3}, tmp_path / "mixed.pt")
@@ -123,6 +123,6 @@ def test_a_checkpoint_for_another_width_or_not_a_state_dict_fails_with_one_line(
                           ("text.pt", "not a PyTorch checkpoint readable with weights_only=True"),
                           ("mixed.pt", "entry 'epoch' is a int, not a tensor")):
         with pytest.raises(ValueError) as error:
-            networks.read_state_dict(tmp_path / name)
+            dcase_networks.read_state_dict(tmp_path / name)
         assert message in str(error.value) and "\n" not in str(error.value)
         assert str(error.value).startswith(str(tmp_path / name))

@@ -25,7 +25,7 @@ from classifiers.calibration import TemperatureScaledClassifier
 from classifiers.fusion import LateFusion
 from classifiers.linear import LogisticClassifier
 from classifiers.persistence import ESTIMATORS, dump_estimator, load_estimator
-from classifiers.preprocessing import NormalisedClassifier
+from classifiers.scaling import NormalisedClassifier
 from tests.helpers import small_av
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -17,7 +17,7 @@ from classifiers.dask_models import (
     lazy_zscore,
     mix_classes,
 )
-from classifiers.preprocessing import ZScore
+from classifiers.scaling import ZScore
 from featurestore.datasets import Clip
 from featurestore.errors import StoreFormatError
 from featurestore.store import FeatureStore

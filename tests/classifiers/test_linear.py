@@ -9,7 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from classifiers.linear import LogisticClassifier
-from classifiers.preprocessing import ZScore
+from classifiers.scaling import ZScore
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

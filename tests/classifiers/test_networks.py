@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from classifiers import networks, presets
+from classifiers import dcase_networks, presets
 from classifiers.mlp import TorchMLPClassifier
 from tests.helpers import BLOCK_TORCH, small_av
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_numpy_forward_equals_torch_eval_mode():
     torch.manual_seed(0)
-    net = networks.l3_dense(48, 7)
+    net = dcase_networks.l3_dense(48, 7)
     for module in net:
         if isinstance(module, torch.nn.BatchNorm1d):  # non-trivial running statistics
             module.running_mean.normal_()
@@ -24,13 +24,13 @@ def test_numpy_forward_equals_torch_eval_mode():
     X = np.random.default_rng(0).normal(size=(33, 48)).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(X)).numpy()
-    kinds, state = networks.module_kinds(net), networks.state_to_numpy(net)
+    kinds, state = dcase_networks.module_kinds(net), dcase_networks.state_to_numpy(net)
     assert kinds[:5] == ["linear", "batchnorm", "relu", "dropout", "linear"]
-    np.testing.assert_allclose(networks.numpy_forward(kinds, state, X), expected,
+    np.testing.assert_allclose(dcase_networks.numpy_forward(kinds, state, X), expected,
                                rtol=1e-4, atol=1e-5)
     with torch.no_grad():
         trunk = net[:5](torch.from_numpy(X)).numpy()
-    np.testing.assert_allclose(networks.numpy_forward(kinds, state, X, n_modules=5), trunk,
+    np.testing.assert_allclose(dcase_networks.numpy_forward(kinds, state, X, n_modules=5), trunk,
                                rtol=1e-4, atol=1e-5)
 
 
@@ -41,11 +41,11 @@ def test_training_keeps_the_lowest_validation_loss_state():
     X_val = rng.normal(size=(100, 10)).astype(np.float32)
     y_val = rng.integers(0, 2, 100)  # random validation labels: the loss drifts as training overfits
     torch.manual_seed(0)
-    net = networks.build_mlp(10, (64,), 2)
-    history = networks.train_network(net, X, y, X_val=X_val, y_val=y_val, learning_rate=1e-2,
+    net = dcase_networks.build_mlp(10, (64,), 2)
+    history = dcase_networks.train_network(net, X, y, X_val=X_val, y_val=y_val, learning_rate=1e-2,
                                       batch_size=32, max_epochs=8, seed=0)
     best = min(h["val_loss"] for h in history)
-    final = networks.mean_loss(net, torch.from_numpy(X_val), torch.from_numpy(y_val), device="cpu")
+    final = dcase_networks.mean_loss(net, torch.from_numpy(X_val), torch.from_numpy(y_val), device="cpu")
     assert final == pytest.approx(best, rel=1e-5)
 
 
@@ -112,9 +112,9 @@ assert "torch" not in sys.modules
 
 def test_best_epoch_breaks_ties_as_asked():
     history = [{"val_loss": v} for v in (0.9, 0.5, 0.7, 0.5, 0.6)]
-    assert networks.best_epoch(history, ties="first") == 2
-    assert networks.best_epoch(history, ties="last") == 4
-    assert networks.best_epoch([{"val_loss": None}] * 3) == 3
+    assert dcase_networks.best_epoch(history, ties="first") == 2
+    assert dcase_networks.best_epoch(history, ties="last") == 4
+    assert dcase_networks.best_epoch([{"val_loss": None}] * 3) == 3
 
 
 @pytest.mark.parametrize("ties", ["first", "last"])
@@ -125,14 +125,14 @@ def test_ties_keep_the_first_or_the_last_epoch_of_equal_validation_loss(ties, mo
 
     def trained(epochs, *, validation):
         torch.manual_seed(0)
-        net = networks.build_mlp(6, (8,), 2)
-        networks.train_network(net, X, y, X_val=X[:10] if validation else None,
+        net = dcase_networks.build_mlp(6, (8,), 2)
+        dcase_networks.train_network(net, X, y, X_val=X[:10] if validation else None,
                                y_val=y[:10] if validation else None, learning_rate=1e-2,
                                batch_size=16, max_epochs=epochs, seed=3, ties=ties)
-        return networks.state_to_numpy(net)
+        return dcase_networks.state_to_numpy(net)
 
     after_one, after_four = trained(1, validation=False), trained(4, validation=False)
-    monkeypatch.setattr(networks, "mean_loss", lambda *a, **k: 0.25)   # every epoch ties
+    monkeypatch.setattr(dcase_networks, "mean_loss", lambda *a, **k: 0.25)   # every epoch ties
     kept = trained(4, validation=True)
     expected = after_one if ties == "first" else after_four
     for key in expected:
@@ -145,15 +145,15 @@ def test_batch_validation_loss_is_the_mean_of_shuffled_full_batches():
     X = torch.from_numpy(rng.normal(size=(150, 6)).astype(np.float32))
     y = torch.from_numpy(rng.integers(0, 3, 150))
     torch.manual_seed(1)
-    net = networks.build_mlp(6, (8,), 3).eval()
-    found = networks.mean_batch_loss(net, X, y, device="cpu", batch_size=64,
+    net = dcase_networks.build_mlp(6, (8,), 3).eval()
+    found = dcase_networks.mean_batch_loss(net, X, y, device="cpu", batch_size=64,
                                      generator=torch.Generator().manual_seed(9))
     order = torch.randperm(150, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():     # the DataLoader's shuffle, drop_last: batches of 64 rows, 22 dropped
         losses = [float(torch.nn.functional.cross_entropy(net(X[order[s:s + 64]]),
                                                           y[order[s:s + 64]])) for s in (0, 64)]
     assert found == pytest.approx(np.mean(losses), rel=1e-6)
-    exact = networks.mean_loss(net, X[:128], y[:128], device="cpu")
-    whole = networks.mean_batch_loss(net, X[:128], y[:128], device="cpu", batch_size=64,
+    exact = dcase_networks.mean_loss(net, X[:128], y[:128], device="cpu")
+    whole = dcase_networks.mean_batch_loss(net, X[:128], y[:128], device="cpu", batch_size=64,
                                      generator=torch.Generator().manual_seed(9))
     assert whole == pytest.approx(exact, rel=1e-5)      # equal batches cover every row once

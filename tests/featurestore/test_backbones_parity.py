@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from featurestore.backbones import checkpoints, clip, cnn14, images
-from featurestore.backbones.preprocess import resize_crop
+from featurestore.backbones import clip, cnn14, images, weight_files
+from featurestore.backbones.image_transforms import resize_crop
 from featurestore.extractors import AudioSignal, VideoFrames, builtin
 from featurestore.frontends.melfilters import mel_filterbank
 from featurestore.media import resample
@@ -75,7 +75,7 @@ def seed():
 def torchvision_reference(arch, path, images_, *, transform):
     import torchvision
 
-    state, _, _ = checkpoints.unwrap(torch.load(str(path), weights_only=True), path)
+    state, _, _ = weight_files.unwrap(torch.load(str(path), weights_only=True), path)
     net = torchvision.models.get_model(arch, weights=None, num_classes=images.classes_of(arch,
                                                                                        state))
     net.load_state_dict(state)
@@ -133,7 +133,7 @@ def test_places365_checkpoint_loads_into_resnet50_with_its_preprocessing(tmp_pat
     from torchvision import transforms
 
     template = images.build("resnet50", classes=365).state_dict()
-    arrays = checkpoints.random_state(template, seed=seed())
+    arrays = weight_files.random_state(template, seed=seed())
     state = {"module." + key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
     path = tmp_path / "resnet50_places365.pth.tar"
     torch.save({"epoch": 90, "arch": "resnet50", "state_dict": state, "best_prec1": 54.65}, path)
@@ -158,7 +158,7 @@ def clip_reference(name, path, images_):
 
     model, _, preprocess = open_clip.create_model_and_transforms(clip.MODELS[name].config,
                                                                  pretrained=None)
-    state, _, _ = checkpoints.unwrap(torch.load(str(path), weights_only=True), path)
+    state, _, _ = weight_files.unwrap(torch.load(str(path), weights_only=True), path)
     model.visual.load_state_dict(clip.visual_state(state))
     model.eval()
     batch = torch.stack([preprocess(Image.fromarray(im)) for im in images_])
@@ -221,7 +221,7 @@ def cnn14_restated(state, windows):
 def test_panns_cnn14_equals_a_restatement_of_the_released_code(tmp_path):
     path = cnn14.write_random(tmp_path / "Cnn14_mAP=0.431.pth", seed=seed())
     stored = torch.load(str(path), weights_only=True)
-    assert set(stored) == {"model", checkpoints.RANDOM_KEY}          # the official wrapper
+    assert set(stored) == {"model", weight_files.RANDOM_KEY}          # the official wrapper
     assert stored["model"]["logmel_extractor.melW"].shape == (513, 64)
     rng = np.random.default_rng()
     mono = (rng.uniform(-0.3, 0.3, int(48000 * 1.7)) * np.hanning(int(48000 * 1.7))).astype(
@@ -296,7 +296,7 @@ def test_clip_resize_and_crop_equal_open_clip_on_pil_within_one_grey_level():
 
 def test_a_file_gets_its_weight_sets_preprocessing(tmp_path):
     template = images.build("resnet50").state_dict()
-    arrays = checkpoints.random_state(template, seed=seed())
+    arrays = weight_files.random_state(template, seed=seed())
     state = {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
     sets = {}
     for name in ("resnet50-0676ba61.pth", "fine-tuned.pth"):

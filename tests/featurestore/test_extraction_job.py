@@ -16,7 +16,7 @@ from featurestore import openl3
 from featurestore.frontends import logmel
 from featurestore.store import FeatureStore
 from featurestore.synth import synth_corpus
-from pipelines import cli
+from pipelines.commands import cli
 from tests import helpers
 
 FAST = ["--hop", "0.5", "--fps", "2", "--device", "cpu", "--progress", "log"]

@@ -18,7 +18,7 @@ from featurestore.extractors import builtin
 from featurestore.media import resample
 from featurestore.provenance import sha256_file
 from featurestore.store import FeatureStore
-from pipelines import cli
+from pipelines.commands import cli
 from tests import helpers
 
 MODULE = "tests.hear_module"

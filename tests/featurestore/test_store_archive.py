@@ -10,8 +10,8 @@ import zarr
 
 from featurestore.errors import StoreError, StoreExistsError, StoreFormatError
 from featurestore.store import FeatureStore
-from featurestore.store.archive import pack_store, unpack_archive
-from pipelines import cli
+from featurestore.store.interchange.archive import pack_store, unpack_archive
+from pipelines.commands import cli
 from tests.helpers import (
     all_arrays,
     assert_same_arrays,

@@ -9,7 +9,7 @@ from featurestore.errors import StoreFormatError
 from featurestore.store import FeatureStore
 from featurestore.store.dask_views import open_views
 from featurestore.store.layout import compressors
-from pipelines import cli
+from pipelines.commands import cli
 from tests.helpers import audio_like, fill_store, make_clips, new_store
 
 N_CLIPS, SEED = 12, 71

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
-from featurestore.store import FeatureStore, export_hdf5, hdf5_import, import_hdf5
-from pipelines import cli
+from featurestore.store import FeatureStore, export_hdf5, import_hdf5
+from featurestore.store.interchange import hdf5_import
+from pipelines.commands import cli
 from tests.helpers import (
     all_arrays,
     assert_same_arrays,
@@ -211,7 +212,7 @@ def test_a_directory_that_is_not_a_store_is_never_replaced(exported, tmp_path):
 KILLED = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
-    from featurestore.store import hdf5_import
+    from featurestore.store.interchange import hdf5_import
     write, done = hdf5_import._write_chunk, []
 
     def slow(array, start, data):
@@ -249,18 +250,18 @@ def test_an_import_killed_midway_leaves_no_store_and_a_rerun_cleans_up(exported,
 
 
 def test_export_replaces_a_file_only_when_complete(exported, tmp_path, monkeypatch):
-    from featurestore.store import hdf5
+    from featurestore.store.interchange import hdf5_export
 
     archive = _copy(exported[0], tmp_path / "s.h5")
     before = archive.read_bytes()
     store = FeatureStore.open(exported[0].with_name("original.zarr"), mode="r")
-    load = hdf5._load_many
+    load = hdf5_export._load_many
 
     def failing(reader, indices):
         if "values" in reader.array.path:
             raise OSError(28, "No space left on device")
         return load(reader, indices)
-    monkeypatch.setattr(hdf5, "_load_many", failing)
+    monkeypatch.setattr(hdf5_export, "_load_many", failing)
     with pytest.raises(OSError):
         export_hdf5(store, archive, overwrite=True)
     assert archive.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["s.h5"]

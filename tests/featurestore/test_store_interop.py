@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from featurestore.store import FeatureStore, export_hdf5, import_hdf5
-from pipelines import cli
+from pipelines.commands import cli
 from tests.helpers import (
     all_arrays,
     assert_same_arrays,

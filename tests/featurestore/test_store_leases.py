@@ -23,9 +23,9 @@ from zarr.core.sync import sync
 
 from featurestore.errors import BlockLeasedError, LeaseLostError
 from featurestore.store import COMMITTED, PENDING, FeatureStore
-from featurestore.store import leases as leases_module
+from featurestore.store.concurrency import leases as leases_module
 from featurestore.synth import synth_corpus
-from pipelines import cli
+from pipelines.commands import cli
 from tests.helpers import (
     all_arrays,
     assert_same_arrays,

@@ -12,9 +12,9 @@ import zarr
 from benchmarks.http_server import serve
 from featurestore.datasets import SCENES, Clip
 from featurestore.store import FeatureStore
-from featurestore.store.archive import pack_store
+from featurestore.store.interchange.archive import pack_store
 from featurestore.store.opening import drop_consolidated
-from pipelines import cli
+from pipelines.commands import cli
 from tests.helpers import audio_like, fill_store, new_store
 
 #: Requests of an open: the root document and one chunk per clip-table column, whatever the

@@ -11,7 +11,7 @@ import pytest
 
 from featurestore.errors import StoreError
 from featurestore.store import FeatureStore
-from pipelines import cli
+from pipelines.commands import cli
 from tests.helpers import (
     all_arrays,
     assert_same_arrays,

@@ -7,7 +7,7 @@ import zarr
 
 import featurestore.store.feature_store as feature_store_module
 from featurestore.store import FeatureStore
-from featurestore.store.segments import pool_feature
+from featurestore.store.segment_pooling import pool_feature
 from tests.featurestore.test_store_segments import reference_segments
 from tests.helpers import audio_like, fill_store, make_clips, new_store, video_like
 
@@ -84,7 +84,7 @@ def test_appending_clips_makes_stored_segments_stale(store_with_frames, monkeypa
     assert set(segments.clip_id.tolist()) == set(audio)
     assert len(segments) == len(reference_segments(clips + more, audio, "mean"))
     assert reader.verify() == []                        # stale is not corrupt
-    from featurestore.store.checks import stale_segments
+    from featurestore.store.integrity import stale_segments
     assert stale_segments(reader) == ["audio mean", "video mean"]
     store.write_segments(["audio"], poolings=("mean",))
     reader = FeatureStore.open(where, mode="r")

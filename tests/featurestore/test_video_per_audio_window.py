@@ -16,7 +16,7 @@ from featurestore.extraction import Plan, plan_extractors, prepare_clip
 from featurestore.media import decode as media
 from featurestore.openl3 import image
 from featurestore.store import FeatureStore, read_frame_table
-from pipelines import cli
+from pipelines.commands import cli
 from tests import helpers
 
 

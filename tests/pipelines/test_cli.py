@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipelines import cli
+from pipelines.commands import cli
 
 
 def test_top_level_help_lists_every_command(capsys):

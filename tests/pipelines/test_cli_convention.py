@@ -1,6 +1,6 @@
 """One CLI convention, checked on every sub-command's parser and on every command's --json.
 
-See :mod:`pipelines.options` for the convention itself.
+See :mod:`pipelines.commands.options` for the convention itself.
 """
 
 import argparse
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipelines import cli
+from pipelines.commands import cli
 
 PARSER = cli.build_parser()
 SUBPARSERS = next(a for a in PARSER._actions if a.dest == "command").choices
@@ -61,7 +61,7 @@ def test_list_options_are_comma_separated(name):
 
 
 def numeric_options(name):
-    """Options taking a number: a numeric default, or a type built by pipelines.options.number."""
+    """Options taking a number: a numeric default, or a type built by pipelines.commands.options.number."""
     found = []
     for action in options(name):
         numeric_default = (isinstance(action.default, (int, float))

@@ -25,7 +25,8 @@ import pytest
 
 from featurestore.datasets import SCENES, Clip
 from featurestore.store import FeatureStore
-from pipelines import cli, runs
+from pipelines.commands import cli
+from pipelines.jobs import runs
 from tests.helpers import shared_path
 
 torch = pytest.importorskip("torch")

@@ -2,7 +2,7 @@
 
 import json
 
-from pipelines import cli, tables
+from pipelines.commands import cli, tables
 
 TINY = ["--classes", "airport,bus,park", "--clips-per-class", "6", "--seconds", "1",
         "--preset", "fast", "--json"]

@@ -19,7 +19,7 @@ from featurestore.extraction import Plan, plan_extractors
 from featurestore.extraction.prepare import prepare_clip
 from featurestore.store import FeatureStore
 from featurestore.synth import synth_corpus
-from pipelines import cli
+from pipelines.commands import cli
 
 FEATURES = ["openl3_audio", "openl3_video", "efficientnet_b0", "clip_vit_b32", "panns_cnn14",
             "hear:tests.hear_module"]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from featurestore.datasets import SCENES
-from pipelines import cli
+from pipelines.commands import cli
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_many_locations_are_summarised():
     from pathlib import Path
 
     from featurestore.datasets import Clip, Manifest
-    from pipelines.scan import format_scan
+    from pipelines.commands.scan import format_scan
 
     clips = [Clip(f"park-lyon-{loc}-{loc * 10 + k}", None, None, scene="park", city="lyon",
                   location=f"lyon-{loc}", folds=("train",))

@@ -15,8 +15,9 @@ from classifiers.synthetic import make_av_features
 from featurestore.datasets import SCENES, Clip
 from featurestore.errors import ProvenanceMismatchError
 from featurestore.store import FeatureStore
-from pipelines import cli, runs
-from pipelines import train as train_command
+from pipelines.commands import cli
+from pipelines.jobs import runs
+from pipelines.commands import train as train_command
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,0 +1,249 @@
+"""One-file zip archives of a store (``avscene pack`` / ``avscene unpack``).
+
+An archive is a zarr v3 store in a zip file: every key of the store is one zip entry of the
+same name, **stored** (not compressed again: the chunks are compressed already, and a stored
+entry can be read in place with one range request). Chunks are copied byte for byte, so each
+keeps its crc32c checksum. The root ``zarr.json`` is written last and carries the consolidated
+metadata of the archive's contents, so that a reader over HTTP opens it with a constant number
+of requests. Leases and temporary files are not copied. Entries carry a fixed time stamp, so
+packing the same store twice gives the same bytes.
+
+``segments_only`` leaves out the frames (every feature's ``values`` and ``timestamps``): the
+archive keeps the clip table, each feature's attributes (its provenance) and index, and the
+stored segments, which must all be up to date. Its root attribute ``avscene.segments_only`` is
+true.
+
+Packing writes a temporary file beside the target and renames it into place after opening the
+result as a store; unpacking builds a directory beside the target, verifies it fully and renames
+it into place, so neither leaves a half-written result.
+"""
+
+import os
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore, MemoryStore, ZipStore
+
+from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
+from featurestore.store.interchange.building import build_into_place, new_store_target
+from featurestore.store.chunks import list_keys
+from featurestore.store.feature_store import FeatureStore
+from featurestore.store.concurrency.files import (
+    build_path,
+    is_temporary,
+    remove_stale_builds,
+)
+from featurestore.store.concurrency.leases import LEASE_DIR
+from featurestore.store.opening import (
+    archive_store,
+    consolidate,
+    is_archive_name,
+    open_existing,
+    resolve_location,
+)
+
+ROOT_KEY = "zarr.json"
+#: The time stamp of every entry (the earliest a zip file can hold): packing is reproducible.
+ENTRY_TIME = (1980, 1, 1, 0, 0, 0)
+#: The arrays a segments-only archive leaves out of every feature.
+FRAME_ARRAYS = ("values", "timestamps")
+
+
+def pack_store(store, path, *, segments_only=False, overwrite=False):
+    """Write ``store`` into the zip archive ``path`` (entries stored, not recompressed).
+
+    Parameters
+    ----------
+    store : FeatureStore
+    path : str or os.PathLike
+        The archive; its name must end in ``.zip`` (``tau.zarr.zip``).
+    segments_only : bool
+        Leave out the frames; keep the clip table, the features' attributes and index, and the
+        stored segments (which must exist and be up to date).
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    dict
+        ``path``, ``entries``, ``bytes`` (of the archive), ``store_bytes`` (of the entries
+        copied) and ``segments_only``.
+    """
+    path = Path(path)
+    if not is_archive_name(path.name):
+        raise StoreFormatError(f"{path}: an archive's name must end in .zip (tau.zarr.zip), "
+                               f"so that every command opens it as one")
+    if path.exists() and not overwrite:
+        raise StoreExistsError(f"{path} exists already (pass overwrite to replace it)")
+    if segments_only:
+        _check_segments(store)
+    source, prefix = store._group.store, store._group.path
+    keys = [key for key in _store_keys(source, prefix)
+            if not (segments_only and _is_frame_key(key))]
+    remove_stale_builds(path, "pack")
+    partial = build_path(path, "pack")
+    copied = 0
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            documents = {}
+            for key in keys:
+                data = _get(source, _join(prefix, key))
+                copied += len(data)
+                if key.endswith(ROOT_KEY):
+                    documents[key] = data
+                if key != ROOT_KEY:
+                    archive.writestr(_entry(key), data)
+            root = _consolidated_root(documents, segments_only=segments_only)
+            archive.writestr(_entry(ROOT_KEY), root)
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        with FeatureStore.open(ZipStore(partial, mode="r"), mode="r") as packed:
+            packed.features                        # opens as a store before it takes the name
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return {"path": str(path), "entries": len(keys), "bytes": path.stat().st_size,
+            "store_bytes": copied, "segments_only": bool(segments_only)}
+
+
+def _check_segments(store):
+    """A segments-only archive needs stored segments, all made from the current frames."""
+    stored = store.stored_segments()
+    if not stored:
+        raise StoreFormatError(f"{store.label} has no stored segments; write them first "
+                               f"(avscene segments STORE --pooling mean)")
+    stale = [f"{entry['feature']} {entry['pooling']}" for entry in stored if not entry["fresh"]]
+    if stale:
+        raise StoreFormatError(f"{store.label}: the stored segments {', '.join(stale)} were made "
+                               f"from other frames; rewrite them first (avscene segments)")
+
+
+def _store_keys(source, prefix):
+    """Keys of the store below ``prefix``, relative to it, without leases and temporary files."""
+    keys = []
+    for key in list_keys(source, prefix):
+        relative = key[len(prefix) + 1:] if prefix else key
+        if is_temporary(relative) or relative.split("/")[0] == LEASE_DIR:
+            continue
+        keys.append(relative)
+    return sorted(keys)
+
+
+def _is_frame_key(key):
+    """True for a key of a feature's ``values`` or ``timestamps`` array."""
+    parts = key.split("/")
+    return len(parts) >= 4 and parts[0] == "features" and parts[2] in FRAME_ARRAYS
+
+
+def _join(prefix, key):
+    return f"{prefix}/{key}" if prefix else key
+
+
+def _get(store, key):
+    buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+    if buffer is None:
+        raise StoreFormatError(f"{key} vanished while the store was packed")
+    return buffer.to_bytes()
+
+
+def _entry(key):
+    info = zipfile.ZipInfo(key, date_time=ENTRY_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _consolidated_root(documents, *, segments_only):
+    """The archive's root ``zarr.json``: the store's, with the consolidated metadata of the
+    metadata ``documents`` ({key: bytes}) that the archive holds (and, for a segments-only
+    archive, ``avscene.segments_only`` set)."""
+    import json
+
+    scratch = MemoryStore()
+    prototype = default_buffer_prototype()
+    for key, data in documents.items():
+        if key == ROOT_KEY:
+            root = json.loads(data)
+            root.pop("consolidated_metadata", None)
+            if segments_only:
+                root["attributes"]["avscene"]["segments_only"] = True
+            data = json.dumps(root, indent=2).encode()
+        sync(scratch.set(key, prototype.buffer.from_bytes(data)))
+    group = open_existing(scratch, {}, "<archive>", writable=True)
+    consolidate(group)
+    return _get(scratch, ROOT_KEY)
+
+
+def unpack_archive(path, where, *, overwrite=False, storage_options=None):
+    """Restore a writable store from an archive written by :func:`pack_store`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The archive: a local file or an fsspec URL (``http://host/tau.zarr.zip``).
+    where : str or os.PathLike
+        The store to create: a local directory or an fsspec URL.
+    overwrite : bool
+        Replace an existing zarr group at ``where`` (never a directory that is not one).
+    storage_options : dict, optional
+        For an archive URL.
+
+    Returns
+    -------
+    dict
+        ``entries``, ``bytes`` written and ``segments_only``.
+
+    Raises
+    ------
+    StoreFormatError
+        An entry name is not a plain relative key, or the unpacked store fails verify; nothing
+        is left at ``where``.
+    StoreExistsError
+        Something is at ``where`` already (without ``overwrite``, or not a zarr group).
+    """
+    location = os.fspath(path)
+    if "://" not in location and not Path(location).is_file():
+        raise StoreNotFoundError(f"{location} does not exist")
+    _, label = resolve_location(where)
+    if is_archive_name(label):
+        raise StoreFormatError(f"{label}: unpack writes a store, not another archive")
+    new = new_store_target(where, overwrite=overwrite)
+    source = archive_store(location, storage_options=storage_options)
+    try:
+        keys = [_checked_key(key, location) for key in list_keys(source, "")
+                if not key.endswith("/")]               # folder entries of other zip tools
+        return build_into_place(new, lambda folder: _build(source, keys, location, folder),
+                                overwrite=overwrite, kind="unpack")
+    finally:
+        source.close()
+
+
+def _checked_key(key, location):
+    """Refuse entry names that are not plain relative keys (no ``..``, no absolute paths)."""
+    if key.startswith("/") or "\\" in key or PurePosixPath(key).is_absolute() or \
+            any(part in ("", ".", "..") for part in key.split("/")):
+        raise StoreFormatError(f"{location}: entry {key!r} is not a plain relative key; "
+                               f"refusing to unpack it")
+    return key
+
+
+def _build(source, keys, location, build):
+    """Write every entry under the local directory ``build`` and verify the store there."""
+    destination = LocalStore(build)
+    prototype = default_buffer_prototype()
+    written = 0
+    for key in keys:
+        data = _get(source, key)
+        written += len(data)
+        sync(destination.set(key, prototype.buffer.from_bytes(data)))
+    destination.close()
+    with FeatureStore.open(str(build), mode="r") as store:
+        problems = store.verify()
+        segments_only = store.segments_only
+    if problems:
+        raise StoreFormatError(f"{location}: the unpacked store fails verify ({len(problems)} "
+                               f"problems), e.g. {problems[0]}")
+    return {"entries": len(keys), "bytes": written, "segments_only": segments_only}

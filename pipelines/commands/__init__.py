@@ -1,0 +1,1 @@
+"""The ``avscene`` command line: one module per sub-command (parsing, printing, exit codes)."""

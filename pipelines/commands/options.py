@@ -1,0 +1,158 @@
+"""The one option convention of the ``avscene`` sub-commands, and the types that enforce it.
+
+- Replacing existing output is ``--overwrite`` (:func:`add_overwrite`).
+- A command that creates something names it with ``--out`` (:func:`add_out`); a command that
+  extends a store (``extract``) or reads inputs takes them as positional arguments.
+- Parallelism is ``--workers N`` for processes and ``--threads N`` for threads in one process
+  (:func:`add_workers`, :func:`add_threads`); ``--dask``/``--dask-local`` for a Dask cluster.
+- List options are comma-separated (:func:`comma_list`).
+- Every numeric option is parsed by :func:`number` (or :func:`seed`), so a bad value stops the
+  command with a one-line error and exit status 2.
+- ``--json`` prints one JSON object with sorted keys (:func:`add_json`, :func:`print_json`).
+
+``tests/pipelines/test_cli_convention.py`` walks every command's parser and checks all of it.
+"""
+
+import argparse
+import json
+import math
+import sys
+
+from pipelines.jobs.runs import jsonable
+
+
+def number(kind, *, minimum=None, above=None, below=None):
+    """An argparse type for an ``int`` or ``float`` option with bounds.
+
+    Parameters
+    ----------
+    kind : int or float
+    minimum : number, optional
+        The value must be >= minimum.
+    above : number, optional
+        The value must be > above.
+    below : number, optional
+        The value must be < below.
+    """
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be > {above}, got {text}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be < {below}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__          # argparse names the type in its messages
+    parse.bounds = {"kind": kind, "minimum": minimum, "above": above, "below": below}
+    return parse
+
+
+def positive(kind):
+    """:func:`number` > 0."""
+    return number(kind, above=0)
+
+
+def non_negative(kind):
+    """:func:`number` >= 0."""
+    return number(kind, minimum=0)
+
+
+def seed():
+    """A random seed: an integer >= 0."""
+    return number(int, minimum=0)
+
+
+def comma_list(*, choices=None, unique=True, check=None):
+    """An argparse type for ``a,b,c``: a tuple of non-empty names, optionally from ``choices``
+    or accepted by ``check(name)`` (which raises ValueError, e.g. UsageError, to refuse one)."""
+    def parse(text):
+        names = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        if unique and len(set(names)) != len(names):
+            repeated = next(n for n in names if names.count(n) > 1)
+            raise argparse.ArgumentTypeError(f"{repeated!r} is listed twice in {text!r}")
+        unknown = [n for n in names if choices is not None and n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from "
+                                             f"{','.join(choices)}")
+        for name in names if check is not None else ():
+            try:
+                check(name)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return names
+
+    parse.__name__ = "list"
+    parse.comma_list = True
+    return parse
+
+
+def shard(text):
+    """``I/N`` with ``0 <= I < N``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def add_out(parser, *, what, required=True, default=None, metavar="PATH"):
+    """``--out PATH``: where the command writes ``what``."""
+    parser.add_argument("--out", required=required, default=default, metavar=metavar,
+                        help=f"where to write {what}")
+
+
+def add_overwrite(parser, *, what):
+    """``--overwrite``: replace ``what`` when it exists (otherwise the command refuses)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace {what} if it exists (without it, an existing one is an "
+                             "error)")
+
+
+def add_workers(parser, *, default, what, zero="in this process"):
+    """``--workers N``: processes doing ``what``; ``zero`` says what 0 means."""
+    parser.add_argument("--workers", type=non_negative(int), default=default, metavar="N",
+                        help=f"worker processes {what} (0: {zero})")
+
+
+def add_threads(parser):
+    """``--threads N``: CPU threads of this process's numerical libraries."""
+    parser.add_argument("--threads", type=positive(int), default=None, metavar="N",
+                        help="CPU threads of this process (BLAS, OpenMP, torch, LightGBM; "
+                             "default: the libraries' own choice)")
+
+
+def add_json(parser, *, what="the result"):
+    """``--json``: print ``what`` as one JSON object with sorted keys instead of text."""
+    parser.add_argument("--json", action="store_true",
+                        help=f"print {what} as one JSON object (sorted keys)")
+
+
+def add_dask_arguments(parser, *, what):
+    """``--dask ADDRESS`` and ``--dask-local N`` (mutually exclusive) for command ``what``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dask", metavar="ADDRESS",
+                       help=f"{what} on the Dask distributed scheduler at ADDRESS "
+                            "(tcp://host:8786)")
+    group.add_argument("--dask-local", type=positive(int), metavar="N",
+                       help=f"{what} on a local Dask cluster of N worker processes, "
+                            "1 thread each")
+
+
+def print_json(document, *, stream=None):
+    """Print one JSON object with sorted keys (the ``--json`` output of every command)."""
+    if not isinstance(document, dict):
+        raise TypeError(f"--json prints one object, got {type(document).__name__}")
+    stream = sys.stdout if stream is None else stream
+    stream.write(json.dumps(document, indent=2, sort_keys=True, default=jsonable) + "\n")

@@ -1,0 +1,37 @@
+"""``avscene verify STORE [--repair]``: re-read every chunk (crc32c checksums) and check the
+index; with ``--repair``, first remove leftover temporary files and leases of dead writers."""
+
+from pipelines.commands.options import add_json, print_json
+
+
+def add_arguments(parser):
+    parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    parser.add_argument("--repair", action="store_true",
+                        help="remove leftover temporary files (*.partial) and the leases of "
+                             "writers that are gone, reporting each (refused while a writer "
+                             "runs)")
+    add_json(parser, what="the verdict, the problems found and the files removed")
+
+
+def run(args):
+    from featurestore.store import FeatureStore
+
+    with FeatureStore.open(args.store, mode="r+" if args.repair else "r") as store:
+        removed = store.repair() if args.repair else []
+        problems = store.verify()
+        leftovers = store.temporary_files()
+        summary = f"{len(store.clips)} clips, {len(store.features)} features"
+    if args.json:
+        print_json({"store": args.store, "ok": not problems, "problems": problems,
+                    "removed": removed, "temporary_files": leftovers})
+        return 1 if problems else 0
+    for line in removed:
+        print(line)
+    if problems:
+        print("\n".join(problems))
+    else:
+        print(f"ok: {args.store}: {summary}; every chunk decodes and the index is consistent")
+    if leftovers:
+        print(f"note: {len(leftovers)} leftover temporary files (not part of the store; "
+              f"avscene verify --repair removes them), e.g. {leftovers[0]}")
+    return 1 if problems else 0

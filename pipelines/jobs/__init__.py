@@ -1,0 +1,1 @@
+"""The jobs the commands run: training, runs, recipes, split files (typed inputs, records out)."""

@@ -1,0 +1,174 @@
+"""``avscene train STORE ... --dask ADDRESS`` (or ``--dask-local N``): training through Dask.
+
+The training fold's segments are read lazily from the store
+(:func:`featurestore.store.dask_views.dask_segments`: one dask chunk per store block, values read and
+pooled on the workers), held in the cluster's memory, split by location exactly as the in-memory
+path splits them, and fitted through Dask (:mod:`classifiers.dask_models`): ``--model lr``
+(L-BFGS on this process, loss and gradient summed over the workers' blocks) or ``--model lgbm``
+(``lightgbm.dask``), with ``--fusion none`` or ``early``. The temperature is fitted on the
+validation segments' probabilities, computed blockwise.
+
+The run directory is the in-memory path's (:mod:`pipelines.jobs.training`, :mod:`pipelines.jobs.runs`): the
+fitted in-memory estimator (``LogisticClassifier`` / ``LightGBMClassifier``, wrapped in
+``TemperatureScaledClassifier`` as usual) in ``model.json``/``model.npz``, and the same
+``run.json`` plus a ``dask`` entry; ``avscene evaluate`` and ``predict`` use it unchanged, without Dask.
+"""
+
+import logging
+import time
+
+import numpy as np
+
+from pipelines.jobs import runs, training
+
+log = logging.getLogger(__name__)
+
+#: What the Dask path can train (other models and fusions: the in-memory path).
+DASK_MODELS = ("lr", "lgbm")
+DASK_FUSIONS = ("none", "early")
+
+
+class _Blockwise:
+    """A fitted estimator seen through Dask: ``predict_proba`` of a dask array, blockwise, computed.
+
+    Lets :func:`pipelines.jobs.training.validate` run unchanged on dask arrays.
+    """
+
+    def __init__(self, estimator):
+        self._estimator = estimator
+
+    def predict_proba(self, X):
+        from classifiers.dask_models import blockwise_proba
+
+        return blockwise_proba(self._estimator, X).compute()
+
+    def __getattr__(self, name):
+        value = getattr(self._estimator, name)
+        return _Blockwise(value) if name == "estimator_" else value
+
+
+def check_options(args, features):
+    """Refuse what the Dask path does not train; return ``(estimator, models)`` of the options."""
+    runs.check_out(args.out, overwrite=args.overwrite)
+    estimator, models = training.build(args, features, {name: 1 for name in features})
+    unsupported = sorted(set(models.values()) - set(DASK_MODELS))
+    if unsupported or args.fusion not in DASK_FUSIONS:
+        raise runs.RunFormatError(
+            f"--dask trains --model {' or '.join(DASK_MODELS)} with --fusion "
+            f"{' or '.join(DASK_FUSIONS)}; got model {', '.join(unsupported) or args.model} "
+            f"fusion {args.fusion} (train it without --dask)")
+    return estimator, models
+
+
+def read_segments(args, features):
+    """Lazy segments of the training fold (labels checked), as :func:`runs.read_segments`."""
+    from featurestore.errors import StoreFormatError
+    from featurestore.store.dask_views import dask_segments
+
+    segments = dask_segments(args.store, features, fold=args.train_fold, pooling=args.pooling)
+    where = f"fold {args.train_fold!r} of {args.store}"
+    if len(segments) == 0:
+        raise StoreFormatError(f"{where} has no segments with all of {', '.join(features)} "
+                               "(no clips in that fold, or features not extracted yet)")
+    unlabelled = np.flatnonzero(np.asarray(segments.scene) == "")
+    if unlabelled.size:
+        raise StoreFormatError(f"{where}: clip {str(segments.clip_id[unlabelled[0]])!r} has "
+                               "no scene label; training and evaluation need labels")
+    return segments
+
+
+def split_rows(segments, args):
+    """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.jobs.training.split_rows`."""
+    from classifiers import splits
+
+    y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
+    if args.val_fraction > 0:
+        return splits.location_split(y, groups, val_fraction=args.val_fraction,
+                                     random_state=args.seed)
+    return np.arange(len(y)), np.zeros(0, dtype=np.int64)
+
+
+class _HeldOut:
+    """The segments matrix as :func:`pipelines.jobs.training.validate` indexes it: its validation rows
+    (the only rows it asks for), already in the cluster's memory."""
+
+    def __init__(self, rows, X_val):
+        self.rows, self.X_val = rows, X_val
+
+    def __getitem__(self, rows):
+        if not np.array_equal(rows, self.rows):
+            raise IndexError("only the validation rows are held")
+        return self.X_val
+
+
+def fit(estimator, X_train, X_val, segments, split, client):
+    """Fit through Dask on the training rows (validation rows as ``eval_set``).
+
+    Returns
+    -------
+    The in-memory estimator, temperature-scaled like the in-memory path's when ``estimator`` is
+    a :class:`~classifiers.calibration.TemperatureScaledClassifier`.
+    """
+    from classifiers.calibration import TemperatureScaledClassifier, fit_temperature
+    from classifiers.input_checks import index_labels
+    from classifiers.dask_models import blockwise_proba, dask_estimator_for
+
+    y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
+    train_rows, val_rows = split
+    scaled = isinstance(estimator, TemperatureScaledClassifier)
+    model = dask_estimator_for(estimator.estimator if scaled else estimator, client=client)
+    eval_set = (X_val, y[val_rows]) if len(val_rows) else None
+    try:
+        model.fit(X_train, y[train_rows], groups=groups[train_rows], eval_set=eval_set)
+    except ValueError as error:
+        raise runs.RunFormatError(f"training failed: {error}") from error
+    local = model.to_local()
+    if not scaled:
+        return local
+    estimator.estimator_, estimator.classes_ = local, local.classes_
+    estimator.n_features_in_, estimator.temperature_ = local.n_features_in_, 1.0
+    if eval_set is not None:         # as TemperatureScaledClassifier.fit, blockwise
+        proba = blockwise_proba(local, X_val).compute()
+        estimator.temperature_ = fit_temperature(proba, index_labels(eval_set[1], local.classes_))
+    return estimator
+
+
+def run(args):
+    """Train through Dask and write the run directory; exit status 0."""
+    import dask
+    from distributed import wait
+
+    from featurestore.dask_cluster import dask_client
+    from featurestore.store import FeatureStore
+
+    features = list(args.features)
+    check_options(args, features)
+    started = time.perf_counter()
+    with dask_client(address=args.dask, n_local=args.dask_local) as client, \
+            runs.apply_threads(args.threads):
+        with FeatureStore.open(args.store, mode="r") as store:
+            provenance = runs.feature_provenance(store, features)
+            store_attrs = dict(store.attrs)
+        segments = read_segments(args, features)
+        X = segments.X(features)
+        split = split_rows(segments, args)
+        X_train, X_val = dask.persist(X[split[0]], X[split[1]])   # read once, held by workers
+        wait([X_train, X_val])
+        dims = {name: int(segments.features[name].shape[1]) for name in features}
+        loaded = time.perf_counter()
+        log.info("read %d segments of %d clips (%s) into %d Dask workers in %.1f s",
+                 len(segments), len(np.unique(segments.clip_id)), "+".join(features),
+                 len(client.scheduler_info()["workers"]), loaded - started)
+        estimator, models = training.build(args, features, dims)
+        fitted = fit(estimator, X_train, X_val, segments, split, client)
+        fit_done = time.perf_counter()
+        validation = training.validate(_Blockwise(fitted), _HeldOut(split[1], X_val), segments,
+                                    split)
+        finished = time.perf_counter()
+        cluster = {"scheduler": args.dask or "local", "workers": len(
+            client.scheduler_info()["workers"]), "chunks": len(X.chunks[0])}
+    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
+             "validate_s": finished - fit_done, "total_s": finished - started}
+    return training.save_trained(args, fitted, models=models, dims=dims, segments=segments,
+                              split=split, validation=validation, provenance=provenance,
+                              store_attrs=store_attrs, timings=times, extra={"dask": cluster})
