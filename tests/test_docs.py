@@ -3,7 +3,8 @@
 For README.md and every page of ``docs/``: every ``avscene`` invocation in their code names a
 real sub-command and only options that sub-command accepts; the make targets and benchmark names
 they give are real; every relative link points to an existing file (and, with ``#anchor``, to a
-heading of it). Every page of ``docs/`` is in the ``nav`` of ``mkdocs.yml``."""
+heading of it). Every page of ``docs/`` is in the ``nav`` of ``mkdocs.yml``. No page speaks of
+issues or sessions (the bookkeeping of the project, not of its users)."""
 
 import pathlib
 import re
@@ -201,3 +202,19 @@ def test_relative_links_point_to_existing_files_and_headings(page):
         else:
             broken.append(f"{link} (outside docs/: the mkdocs site cannot link to it)")
     assert not broken, f"{page} has broken relative links: {broken}"
+
+
+#: Words about how the project is managed, which a user's page has no use for.
+BOOKKEEPING = re.compile(r"\b(issues?|sessions?)\b", re.I)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_speak_of_the_product_not_of_issues_or_sessions(page):
+    text = re.sub(r"\(https?://[^)\s]+\)", "", read(page))     # link targets (a tracker's URL)
+    found = [line for line in text.splitlines() if BOOKKEEPING.search(line)]
+    assert not found, f"{page}: {found[:3]}"
+
+
+def test_the_bookkeeping_check_catches_a_mention():
+    assert BOOKKEEPING.search("the tests of issue 15") and BOOKKEEPING.search("This session ran")
+    assert not BOOKKEEPING.search("impressionist sessional tissues")
