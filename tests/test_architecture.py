@@ -2,9 +2,12 @@
 
 ``make test`` runs ``lint-imports`` itself; these tests show that the contracts are not vacuous
 (a copy of the packages with one forbidden import breaks them) and that the CPU side imports
-without torch at run time, which a static contract cannot see for dynamic imports.
+without torch at run time, which a static contract cannot see for dynamic imports. The jobs of
+:mod:`pipelines.jobs` neither print, exit nor parse arguments (an AST check, since no import
+contract sees a ``print``).
 """
 
+import ast
 import os
 import pathlib
 import shutil
@@ -44,6 +47,9 @@ def test_contracts_hold():
     ("classifiers/metrics.py", "import featurestore.store", "arrays only"),
     ("classifiers/linear.py", "import torch", "torch only in classifiers.dcase_networks"),
     ("classifiers/input_checks.py", "import classifiers.fitting", "No import cycles"),
+    ("pipelines/jobs/split_files.py", "import pipelines.commands.options", "commands above jobs"),
+    ("pipelines/commands/extract.py", "import pipelines.commands.segments",
+     "no command imports another command"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line, broken):
     tree = copy_tree(tmp_path)
@@ -66,3 +72,32 @@ def test_cpu_side_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def job_violations(source):
+    """``[(line, what)]``: the prints, exits and argparse uses in a module's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = (node.func.id if isinstance(node.func, ast.Name) else
+                    node.func.attr if isinstance(node.func, ast.Attribute) else None)
+            if name in ("print", "exit", "quit", "_exit"):
+                found.append((node.lineno, f"{name}()"))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
+            if any(name.split(".")[0] == "argparse" for name in names):
+                found.append((node.lineno, "argparse"))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pipelines" / "jobs").glob("*.py")),
+                         ids=lambda path: path.name)
+def test_jobs_neither_print_exit_nor_parse_arguments(path):
+    assert job_violations(path.read_text()) == []
+
+
+def test_the_job_check_finds_each_violation():
+    source = ("import argparse\nimport sys\n\ndef job():\n    print('done')\n"
+              "    sys.exit(0)\n\ndef parse():\n    from argparse import Namespace\n")
+    assert job_violations(source) == [(1, "argparse"), (5, "print()"), (6, "exit()"),
+                                      (9, "argparse")]

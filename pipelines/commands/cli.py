@@ -1,7 +1,8 @@
 """The ``avscene`` command line.
 
-Each sub-command lives in its own module of :mod:`pipelines` exposing ``add_arguments(parser)``
-and ``run(args) -> int``; this file only lists them. Modules must stay cheap to import (torch is
+Each sub-command lives in its own module of :mod:`pipelines.commands` exposing
+``add_arguments(parser)`` and ``run(args) -> int`` (parse, call a job of :mod:`pipelines.jobs`,
+print, return the exit status); this file only lists them. Modules must stay cheap to import (torch is
 imported inside ``run``), since ``avscene --help`` imports them all.
 
 Exit statuses: 0 success; 1 the job finished but some items failed (each was reported on its

@@ -1,11 +1,11 @@
 """``avscene compare RUN_DIR...``: trained systems side by side (validation and evaluated fold).
 
 The best system, marked ``*``, is the one of lowest validation log loss
-(:func:`pipelines.commands.tables.best_system`), as in ``avscene report`` and ``avscene demo``.
+(:func:`pipelines.jobs.tables.best_system`), as in ``avscene report`` and ``avscene demo``.
 """
 
 from pipelines.jobs import runs
-from pipelines.commands import tables
+from pipelines.jobs import tables
 from pipelines.commands.options import add_json, print_json
 
 

@@ -37,7 +37,7 @@ from pipelines.commands.options import (
     seed,
     shard,
 )
-from pipelines.commands.segments import STORED_POOLINGS, store_segments
+from pipelines.jobs.pooled_segments import STORED_POOLINGS, store_segments
 
 LOG = logging.getLogger("avscene.extract")
 

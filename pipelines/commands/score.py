@@ -20,7 +20,7 @@ import numpy as np
 from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
 from pipelines.commands.options import add_json, non_negative, print_json
-from pipelines.commands.tables import interval, number, percent
+from pipelines.jobs.tables import interval, number, percent
 
 _SEGMENT_SUFFIX = re.compile(r"_(\d+)$")
 

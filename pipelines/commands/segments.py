@@ -4,12 +4,13 @@
 the frames have not changed since (each copy records the fingerprint of the frames it was made
 from; a stale copy is never used). Copies that are up to date are left alone unless
 ``--overwrite`` is given.
+
+The job is :func:`pipelines.jobs.pooled_segments.write_segments`; this module prints what it did.
 """
 
+from pipelines.jobs import pooled_segments
+from pipelines.jobs.pooled_segments import STORED_POOLINGS
 from pipelines.commands.options import add_json, add_overwrite, comma_list, print_json
-
-#: The poolings that can be stored (repeated here: ``--help`` imports no store code).
-STORED_POOLINGS = ("mean", "max", "meanstd", "center")
 
 
 def add_arguments(parser):
@@ -23,33 +24,9 @@ def add_arguments(parser):
     add_json(parser, what="what was written")
 
 
-def store_segments(where, features, poolings):
-    """Store the segments of the ``features`` of ``where`` that have no pending clips (the end
-    of ``avscene extract --segments``); return what was done, one dict per feature and pooling
-    (``skipped`` names the features left out)."""
-    import logging
-
-    from featurestore.store import FeatureStore
-
-    log = logging.getLogger("avscene.extract")
-    with FeatureStore.open(where, mode="r+") as store:
-        ready = [name for name in features if name in store.features and
-                 not store.pending(name)]
-        for name in sorted(set(features) - set(ready)):
-            log.info("segments of %s not stored: it has pending clips", name)
-        done = store.write_segments(ready, poolings=poolings) if ready else []
-    for entry in done:
-        log.info("segments/%s/%s: %d segments %s", entry["feature"], entry["pooling"],
-                 entry["segments"], "written" if entry["written"] else "up to date")
-    return {"stored": done, "skipped": sorted(set(features) - set(ready))}
-
-
 def run(args):
-    from featurestore.store import FeatureStore
-
-    with FeatureStore.open(args.store, mode="r+") as store:
-        done = store.write_segments(args.features, poolings=args.pooling,
-                                    overwrite=args.overwrite)
+    done = pooled_segments.write_segments(args.store, poolings=args.pooling,
+                                          features=args.features, overwrite=args.overwrite)
     if args.json:
         print_json({"store": args.store, "segments": done})
         return 0

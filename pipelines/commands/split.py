@@ -6,13 +6,10 @@ features needed) the role ``train`` or ``validation`` and writes ``clip_id,role`
 ``split_data.py`` (Python's ``random`` seeded 30; per scene, whole location numbers drawn into
 training until it holds 90% of the scene's clips), ``location`` is avscene's default split of
 ``avscene train`` (seed 0).
+
+The job is :func:`pipelines.jobs.split_files.write_store_split`; this module prints its summary.
 """
 
-import pathlib
-
-import numpy as np
-
-from featurestore.errors import UsageError
 from pipelines.jobs import split_files
 from pipelines.commands.options import add_json, add_out, add_overwrite, number, print_json, seed
 
@@ -34,35 +31,13 @@ def add_arguments(parser):
 
 
 def run(args):
-    from featurestore.store import FeatureStore
-
-    out = pathlib.Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} exists already (--overwrite replaces it)")
-    with FeatureStore.open(args.store, mode="r") as store:
-        clips = store.clips
-        positions = store.select(fold=args.train_fold)
-        if not len(positions):
-            raise UsageError(f"{store.label} has no clips in fold {args.train_fold!r}")
-        roles = split_files.split_clips(clips, positions, method=args.method,
-                                      val_fraction=args.val_fraction, seed=args.seed)
-        ids = np.asarray(clips.clip_id)[positions]
-        scenes = np.asarray(clips.scene)[positions].astype(str)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    split_files.write_split(out, ids, roles)
-    validation = roles == split_files.ROLES[1]
-    summary = {
-        "out": str(out), "method": args.method, "fold": args.train_fold,
-        "val_fraction": args.val_fraction,
-        "seed": split_files.DEFAULT_SEEDS[args.method] if args.seed is None else args.seed,
-        "clips": int(len(ids)), "train": int(np.count_nonzero(~validation)),
-        "validation": int(np.count_nonzero(validation)),
-        "validation_per_scene": {scene: int(np.count_nonzero(validation & (scenes == scene)))
-                                 for scene in sorted(set(scenes.tolist()))},
-    }
+    summary = split_files.write_store_split(
+        args.store, out=args.out, method=args.method, val_fraction=args.val_fraction,
+        seed=args.seed, train_fold=args.train_fold, overwrite=args.overwrite)
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {out}: {summary['train']} train / {summary['validation']} validation clips "
-              f"of fold {args.train_fold!r} (method {args.method}, seed {summary['seed']})")
+        print(f"wrote {summary['out']}: {summary['train']} train / {summary['validation']} "
+              f"validation clips of fold {args.train_fold!r} (method {args.method}, seed "
+              f"{summary['seed']})")
     return 0

@@ -11,14 +11,16 @@ a training row, the baseline's split (``split_data.py``), each feature normalise
 temperature, the baseline's training settings, and its test protocol recorded in the run
 (:mod:`pipelines.jobs.recipe`). ``--from-checkpoint`` makes such a run from the baseline's trained
 networks without training (:mod:`pipelines.jobs.checkpoint_runs`).
+
+The job is :func:`pipelines.jobs.training.train` (or, with ``--dask`` / ``--dask-local``,
+:func:`pipelines.jobs.dask_training.train`) of the :class:`~pipelines.jobs.training.TrainSpec`
+made from the options; this module prints the run's summary or its record.
 """
 
-import logging
-import time
+import argparse
 
-import numpy as np
-
-from pipelines.jobs import checkpoint_runs, dask_training, recipe, runs, training
+from pipelines.jobs import dask_training, runs, training
+from pipelines.jobs.training import SPLIT_FILE
 from pipelines.commands.options import (
     add_dask_arguments,
     add_json,
@@ -27,10 +29,9 @@ from pipelines.commands.options import (
     add_threads,
     comma_list,
     number,
+    print_json,
     seed,
 )
-
-log = logging.getLogger(__name__)
 
 MODELS, FUSIONS = training.MODELS, training.FUSIONS
 
@@ -66,7 +67,7 @@ def add_arguments(parser):
                         help="make the run from the baseline's trained PyTorch state dicts "
                              "instead of training: one per feature in --features order, then "
                              "the head for --fusion proposed; one for --fusion none or early")
-    parser.add_argument("--mean-std", type=recipe.parse_mean_std, metavar="FEATURE=NPZ,...",
+    parser.add_argument("--mean-std", type=parse_mean_std, metavar="FEATURE=NPZ,...",
                         help="the recipe's normalisation from global_mean_std.npz files "
                              "(global_mean, global_std) instead of the training frames' "
                              "statistics")
@@ -80,81 +81,62 @@ def add_arguments(parser):
     add_dask_arguments(parser, what="train (--model lr or lgbm, --fusion none or early)")
 
 
-def check_options(args, features):
-    """Refuse option combinations before any reading (one line each)."""
-    recipe_run = training.is_recipe(args)
-    if args.dask or args.dask_local:
-        if recipe_run or args.split or args.mean_std:
-            raise runs.RunFormatError("--dask trains avscene's segment systems; train "
-                                      "--preset dcase2021, --from-checkpoint, --split and "
-                                      "--mean-std without --dask")
-        return
-    if args.mean_std and not recipe_run:
-        raise runs.RunFormatError("--mean-std normalises the dcase2021 recipe: add --preset "
-                                  "dcase2021 (or --from-checkpoint)")
-    if args.from_checkpoint:
-        checkpoint_runs.parts(args, features)
-        args.preset = "dcase2021"            # the recipe's protocol, recorded as its preset
-    else:
-        training.build(args, features, {name: 1 for name in features})
+def parse_mean_std(text):
+    """``FEATURE=NPZ,...`` -> tuple of (feature key, path) (argparse type)."""
+    pairs = []
+    for item in text.split(","):
+        key, sep, path = item.partition("=")
+        if not sep or not key.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"expected FEATURE=NPZ[,FEATURE=NPZ], got {item!r}")
+        pairs.append((key.strip(), path.strip()))
+    return tuple(pairs)
+
+
+parse_mean_std.__name__ = "list"
+parse_mean_std.comma_list = True
+
+
+def train_spec(args) -> training.TrainSpec:
+    """The :class:`~pipelines.jobs.training.TrainSpec` of the parsed options."""
+    return training.TrainSpec(
+        store=args.store, features=tuple(args.features), out=args.out, model=args.model,
+        fusion=args.fusion, preset=args.preset, pooling=args.pooling,
+        train_fold=args.train_fold, val_fraction=args.val_fraction, split=args.split,
+        from_checkpoint=args.from_checkpoint, mean_std=args.mean_std,
+        temperature=not args.no_temperature, seed=args.seed, threads=args.threads,
+        overwrite=args.overwrite, dask=args.dask, dask_local=args.dask_local)
 
 
 def run(args):
-    from featurestore.store import FeatureStore
-
-    features = list(args.features)
-    check_options(args, features)
-    if args.dask or args.dask_local:
-        return dask_training.run(args)
-    runs.check_out(args.out, overwrite=args.overwrite)
-    protocol = dict(recipe.FRAME_PROTOCOL if training.is_recipe(args)
-                    else recipe.SEGMENT_PROTOCOL)
-    loaded_states = checkpoint_runs.read_states(args, features) if args.from_checkpoint else None
-    started = time.perf_counter()
-    with runs.apply_threads(args.threads), FeatureStore.open(args.store, mode="r") as store:
-        provenance = runs.feature_provenance(store, features)
-        declared = {name: int(store.feature_attrs(name)["dim"]) for name in features}
-        given = recipe.load_mean_std(args.mean_std, features, declared)
-        network = (checkpoint_runs.system(loaded_states, features, declared)
-                   if loaded_states else None)
-        rows = recipe.read_rows(store, features, fold=args.train_fold, protocol=protocol,
-                                pooling=args.pooling)
-        store_attrs = dict(store.attrs)
-        X = rows.X(features)
-        dims = {name: int(rows.features[name].shape[-1]) for name in features}
-        split, split_record = training.split_rows(args, store, rows)
-        loaded = time.perf_counter()
-        log.info("read %d %s of %d clips (%s) in %.1f s", len(rows),
-                 "frames" if recipe.uses_frames(protocol) else "segments",
-                 len(np.unique(rows.clip_id)), "+".join(features), loaded - started)
-        fitted, models, protocol, extra = fit_system(args, features, dims, X, rows, split,
-                                                     protocol, given, loaded_states, network)
-        fit_done = time.perf_counter()
-        validation = training.validate(fitted, X, rows, split, protocol=protocol)
-        finished = time.perf_counter()
-    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
-             "validate_s": finished - fit_done, "total_s": finished - started}
-    return training.save_trained(args, fitted, models=models, dims=dims, segments=rows,
-                                 split=split, validation=validation, provenance=provenance,
-                                 store_attrs=store_attrs, timings=times, protocol=protocol,
-                                 split_record=split_record, extra=extra)
+    spec = train_spec(args)
+    job = dask_training.train if spec.uses_dask else training.train
+    record = job(spec)
+    if args.json:
+        print_json(record)
+    else:
+        print(format_summary(record, spec.out))
+    return 0
 
 
-def fit_system(args, features, dims, X, rows, split, protocol, given, loaded_states, network):
-    """``(fitted, models, protocol, extra record keys)``: trained, or the checked ``network``
-    of the ``--from-checkpoint`` files (``given``: the ``--mean-std`` statistics)."""
-    if not training.is_recipe(args):
-        estimator, models = training.build(args, features, dims)
-        protocol["normalisation"] = training.ESTIMATOR_NORMALISATION
-        return training.fit(estimator, X, rows, split), models, protocol, None
-    from classifiers.systems import feature_columns
-
-    mean, std, normalisation = recipe.normalisation(X, split[0], feature_columns(dims), given)
-    protocol["normalisation"] = normalisation
-    models = {name: "baseline" for name in features}
-    if network is not None:
-        return (checkpoint_runs.normalised_run(network, mean, std), models, protocol,
-                {"checkpoints": checkpoint_runs.record(loaded_states)})
-    estimator, models = training.build(args, features, dims)
-    estimator.set_params(mean=mean, std=std)
-    return training.fit(estimator, X, rows, split), models, protocol, None
+def format_summary(record, run_dir):
+    """The human-readable lines printed after training."""
+    training, validation = record["training"], record["validation"]
+    unit = "frames" if "n_frames" in training else "segments"
+    lines = [
+        f"{'imported' if record.get('checkpoints') else 'trained'} {runs.system_name(record)} "
+        f"(preset {record['system']['preset']}) on {training['n_clips']} clips / "
+        f"{training[f'n_{unit}']} {unit}, {training['n_locations']} locations, "
+        f"{len(training['classes'])} classes in {record['timings']['fit_s']:.1f} s",
+    ]
+    if validation:
+        seg, clip = validation["segment"], validation["clip"]
+        temperature = validation.get("temperature")
+        lines.append(
+            f"validation ({validation['n_clips']} clips, {validation['n_locations']} locations): "
+            f"segment log loss {seg['log_loss']:.3f}, accuracy {100 * seg['accuracy']:.1f}%; "
+            f"clip log loss {clip['log_loss']:.3f}, accuracy {100 * clip['accuracy']:.1f}%"
+            + (f"; temperature {temperature:.2f} (log loss before "
+               f"{seg['log_loss_before_temperature']:.3f})" if temperature else ""))
+    lines.append(f"run directory {run_dir}: {runs.MODEL_FILE}, {runs.ARRAYS_FILE}, "
+                 f"{SPLIT_FILE}, {runs.RECORD_FILE}")
+    return "\n".join(lines)

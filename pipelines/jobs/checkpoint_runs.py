@@ -14,6 +14,8 @@ Output column k is the baseline's class k: the ten scenes in alphabetical order.
 sha256 goes into the run record (``checkpoints``).
 """
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
@@ -22,38 +24,39 @@ from featurestore.datasets import SCENES
 from featurestore.errors import CheckpointError
 from featurestore.provenance import sha256_file
 from pipelines.jobs import runs
+from pipelines.jobs.specs import TrainSpec
 
 FUSIONS = ("none", "early", "proposed")
 
 
-def parts(args, features):
-    """The part each ``--from-checkpoint`` path is (feature names, ``"+"``-joined, or ``head``)."""
-    if args.model != "baseline" or args.fusion not in FUSIONS:
+def parts(spec: TrainSpec, features) -> list[str]:
+    """The part each ``from_checkpoint`` path is (feature names, ``"+"``-joined, or ``head``)."""
+    if spec.model != "baseline" or spec.fusion not in FUSIONS:
         raise runs.RunFormatError(f"--from-checkpoint loads the baseline's networks: --model "
                                   f"baseline with --fusion {', '.join(FUSIONS)} (got --model "
-                                  f"{args.model} --fusion {args.fusion})")
-    if args.preset not in ("default", "dcase2021"):
+                                  f"{spec.model} --fusion {spec.fusion})")
+    if spec.preset not in ("default", "dcase2021"):
         raise runs.RunFormatError("--from-checkpoint uses the dcase2021 recipe's protocol; "
-                                  f"--preset {args.preset} does not apply")
-    if args.fusion == "none" and len(features) != 1:
+                                  f"--preset {spec.preset} does not apply")
+    if spec.fusion == "none" and len(features) != 1:
         raise runs.RunFormatError(f"{len(features)} features need --fusion early or proposed")
-    if args.fusion != "none" and len(features) < 2:
-        raise runs.RunFormatError(f"--fusion {args.fusion} needs at least two features")
-    wanted = (list(features) + ["head"] if args.fusion == "proposed"
+    if spec.fusion != "none" and len(features) < 2:
+        raise runs.RunFormatError(f"--fusion {spec.fusion} needs at least two features")
+    wanted = (list(features) + ["head"] if spec.fusion == "proposed"
               else ["+".join(features)])
-    if len(args.from_checkpoint) != len(wanted):
+    if len(spec.from_checkpoint) != len(wanted):
         raise runs.RunFormatError(
-            f"--fusion {args.fusion} with {len(features)} features needs {len(wanted)} "
-            f"checkpoints ({', '.join(wanted)}), got {len(args.from_checkpoint)}")
+            f"--fusion {spec.fusion} with {len(features)} features needs {len(wanted)} "
+            f"checkpoints ({', '.join(wanted)}), got {len(spec.from_checkpoint)}")
     return wanted
 
 
-def read_states(args, features):
-    """``[(part, path, state dict)]`` of the ``--from-checkpoint`` files, each checked readable."""
+def read_states(spec: TrainSpec, features) -> list[tuple[str, str, dict]]:
+    """``[(part, path, state dict)]`` of the ``from_checkpoint`` files, each checked readable."""
     from classifiers import dcase_networks
 
     loaded = []
-    for part, path in zip(parts(args, features), args.from_checkpoint):
+    for part, path in zip(parts(spec, features), spec.from_checkpoint):
         try:
             state = dcase_networks.read_state_dict(path)
         except FileNotFoundError:

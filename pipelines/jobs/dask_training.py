@@ -14,12 +14,15 @@ fitted in-memory estimator (``LogisticClassifier`` / ``LightGBMClassifier``, wra
 ``run.json`` plus a ``dask`` entry; ``avscene evaluate`` and ``predict`` use it unchanged, without Dask.
 """
 
+from __future__ import annotations
+
 import logging
 import time
 
 import numpy as np
 
 from pipelines.jobs import runs, training
+from pipelines.jobs.specs import RunRecord, TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +50,26 @@ class _Blockwise:
         return _Blockwise(value) if name == "estimator_" else value
 
 
-def check_options(args, features):
-    """Refuse what the Dask path does not train; return ``(estimator, models)`` of the options."""
-    runs.check_out(args.out, overwrite=args.overwrite)
-    estimator, models = training.build(args, features, {name: 1 for name in features})
+def check_options(spec: TrainSpec, features):
+    """Refuse what the Dask path does not train; return ``(estimator, models)`` of the spec."""
+    runs.check_out(spec.out, overwrite=spec.overwrite)
+    estimator, models = training.build(spec, features, {name: 1 for name in features})
     unsupported = sorted(set(models.values()) - set(DASK_MODELS))
-    if unsupported or args.fusion not in DASK_FUSIONS:
+    if unsupported or spec.fusion not in DASK_FUSIONS:
         raise runs.RunFormatError(
             f"--dask trains --model {' or '.join(DASK_MODELS)} with --fusion "
-            f"{' or '.join(DASK_FUSIONS)}; got model {', '.join(unsupported) or args.model} "
-            f"fusion {args.fusion} (train it without --dask)")
+            f"{' or '.join(DASK_FUSIONS)}; got model {', '.join(unsupported) or spec.model} "
+            f"fusion {spec.fusion} (train it without --dask)")
     return estimator, models
 
 
-def read_segments(args, features):
+def read_segments(spec: TrainSpec, features):
     """Lazy segments of the training fold (labels checked), as :func:`runs.read_segments`."""
     from featurestore.errors import StoreFormatError
     from featurestore.store.dask_views import dask_segments
 
-    segments = dask_segments(args.store, features, fold=args.train_fold, pooling=args.pooling)
-    where = f"fold {args.train_fold!r} of {args.store}"
+    segments = dask_segments(spec.store, features, fold=spec.train_fold, pooling=spec.pooling)
+    where = f"fold {spec.train_fold!r} of {spec.store}"
     if len(segments) == 0:
         raise StoreFormatError(f"{where} has no segments with all of {', '.join(features)} "
                                "(no clips in that fold, or features not extracted yet)")
@@ -77,14 +80,14 @@ def read_segments(args, features):
     return segments
 
 
-def split_rows(segments, args):
+def split_rows(segments, spec: TrainSpec):
     """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.jobs.training.split_rows`."""
     from classifiers import splits
 
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
-    if args.val_fraction > 0:
-        return splits.location_split(y, groups, val_fraction=args.val_fraction,
-                                     random_state=args.seed)
+    if spec.val_fraction > 0:
+        return splits.location_split(y, groups, val_fraction=spec.val_fraction,
+                                     random_state=spec.seed)
     return np.arange(len(y)), np.zeros(0, dtype=np.int64)
 
 
@@ -133,25 +136,41 @@ def fit(estimator, X_train, X_val, segments, split, client):
     return estimator
 
 
-def run(args):
-    """Train through Dask and write the run directory; exit status 0."""
+def train(spec: TrainSpec) -> RunRecord:
+    """Train the system of ``spec`` through Dask and write its run directory.
+
+    Parameters
+    ----------
+    spec : TrainSpec
+        With ``dask`` (a scheduler address) or ``dask_local`` (local worker processes);
+        ``model`` lr or lgbm, ``fusion`` none or early; no recipe, split file or ``mean_std``.
+
+    Returns
+    -------
+    dict
+        The run record, as written to ``run.json`` (with a ``dask`` entry).
+    """
     import dask
     from distributed import wait
 
     from featurestore.dask_cluster import dask_client
     from featurestore.store import FeatureStore
 
-    features = list(args.features)
-    check_options(args, features)
+    if not spec.uses_dask:
+        raise ValueError("a spec without dask or dask_local trains with "
+                         "pipelines.jobs.training.train")
+    spec = training.check_spec(spec)
+    features = list(spec.features)
+    check_options(spec, features)
     started = time.perf_counter()
-    with dask_client(address=args.dask, n_local=args.dask_local) as client, \
-            runs.apply_threads(args.threads):
-        with FeatureStore.open(args.store, mode="r") as store:
+    with dask_client(address=spec.dask, n_local=spec.dask_local) as client, \
+            runs.apply_threads(spec.threads):
+        with FeatureStore.open(spec.store, mode="r") as store:
             provenance = runs.feature_provenance(store, features)
             store_attrs = dict(store.attrs)
-        segments = read_segments(args, features)
+        segments = read_segments(spec, features)
         X = segments.X(features)
-        split = split_rows(segments, args)
+        split = split_rows(segments, spec)
         X_train, X_val = dask.persist(X[split[0]], X[split[1]])   # read once, held by workers
         wait([X_train, X_val])
         dims = {name: int(segments.features[name].shape[1]) for name in features}
@@ -159,16 +178,16 @@ def run(args):
         log.info("read %d segments of %d clips (%s) into %d Dask workers in %.1f s",
                  len(segments), len(np.unique(segments.clip_id)), "+".join(features),
                  len(client.scheduler_info()["workers"]), loaded - started)
-        estimator, models = training.build(args, features, dims)
+        estimator, models = training.build(spec, features, dims)
         fitted = fit(estimator, X_train, X_val, segments, split, client)
         fit_done = time.perf_counter()
         validation = training.validate(_Blockwise(fitted), _HeldOut(split[1], X_val), segments,
                                     split)
         finished = time.perf_counter()
-        cluster = {"scheduler": args.dask or "local", "workers": len(
+        cluster = {"scheduler": spec.dask or "local", "workers": len(
             client.scheduler_info()["workers"]), "chunks": len(X.chunks[0])}
     times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
              "validate_s": finished - fit_done, "total_s": finished - started}
-    return training.save_trained(args, fitted, models=models, dims=dims, segments=segments,
+    return training.save_trained(spec, fitted, models=models, dims=dims, segments=segments,
                               split=split, validation=validation, provenance=provenance,
                               store_attrs=store_attrs, timings=times, extra={"dask": cluster})

@@ -11,10 +11,14 @@ validation score a run the way it says (runs without one are segment runs):
   clip decision uses all its frames (:mod:`classifiers.protocols`).
 
 ``normalisation`` says how the recipe's inputs were normalised: per feature, given
-``global_mean_std.npz`` statistics (``--mean-std``) or the mean and population standard deviation
-of the training frames.
+``global_mean_std.npz`` statistics (``--mean-std``, ``TrainSpec.mean_std``) or the mean and
+population standard deviation of the training frames.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +35,12 @@ MEAN_KEY, STD_KEY = "global_mean", "global_std"
 BATCH_ROWS = 1 << 16
 
 
-def protocol_of(record):
+def protocol_of(record: dict) -> dict:
     """The test protocol of a run record (segment runs written before protocols had none)."""
     return {**SEGMENT_PROTOCOL, **record.get("protocol", {})}
 
 
-def uses_frames(protocol):
+def uses_frames(protocol: dict) -> bool:
     """Whether the protocol's rows are frames."""
     return protocol["rows"] == "frames"
 
@@ -59,7 +63,8 @@ class Scored:
     clip_pred: np.ndarray = None
 
 
-def read_rows(store, features, *, fold, protocol, pooling="mean", need_labels=True):
+def read_rows(store, features: Sequence[str], *, fold: str | None, protocol: dict,
+              pooling: str = "mean", need_labels: bool = True):
     """The rows of ``fold`` a protocol works on: segments or a frame table (labels checked)."""
     if not uses_frames(protocol):
         return runs.read_segments(store, features, fold=fold, pooling=pooling,
@@ -80,7 +85,8 @@ def read_rows(store, features, *, fold, protocol, pooling="mean", need_labels=Tr
     return table
 
 
-def read_for_run(run_dir, store_path, *, fold, need_labels=True):
+def read_for_run(run_dir: str | os.PathLike, store_path: str, *, fold: str | None,
+                 need_labels: bool = True):
     """Load a run and read ``fold`` of a store as the run's protocol says (provenance checked).
 
     Returns
@@ -99,7 +105,7 @@ def read_for_run(run_dir, store_path, *, fold, need_labels=True):
         return bundle, record, rows, store.clips
 
 
-def score(bundle, record, rows):
+def score(bundle: dict, record: dict, rows) -> Scored:
     """The run's predictions on data rows under its protocol, one row per 1-s segment."""
     X = rows.X(bundle["features"])
     if X.ndim != 2 or X.shape[1] != sum(bundle["dims"].values()):
@@ -112,7 +118,7 @@ def score(bundle, record, rows):
                   y=np.asarray(rows.y), city=np.asarray(rows.city), proba=proba, classes=classes)
 
 
-def score_frames(estimator, table, X):
+def score_frames(estimator, table, X: np.ndarray) -> Scored:
     """The baseline's test protocol on every frame of ``table`` (rows of whole clips).
 
     Segment k of a clip is the softmax of its k-th picked frame
@@ -140,7 +146,7 @@ def score_frames(estimator, table, X):
                   clip_pred=column[clip_pred])
 
 
-def frame_log_proba(estimator, X):
+def frame_log_proba(estimator, X: np.ndarray) -> np.ndarray:
     """Per-row log-probabilities (the estimator's own log-softmax when it has one), in batches."""
     parts = []
     for start in range(0, len(X), BATCH_ROWS):
@@ -159,24 +165,8 @@ def frame_log_proba(estimator, X):
 
 # -- normalisation ------------------------------------------------------------------------
 
-def parse_mean_std(text):
-    """``FEATURE=NPZ,...`` -> tuple of (feature key, path) (argparse type)."""
-    import argparse
-
-    pairs = []
-    for item in text.split(","):
-        key, sep, path = item.partition("=")
-        if not sep or not key.strip() or not path.strip():
-            raise argparse.ArgumentTypeError(f"expected FEATURE=NPZ[,FEATURE=NPZ], got {item!r}")
-        pairs.append((key.strip(), path.strip()))
-    return tuple(pairs)
-
-
-parse_mean_std.__name__ = "list"
-parse_mean_std.comma_list = True
-
-
-def load_mean_std(pairs, features, dims):
+def load_mean_std(pairs: Sequence[tuple[str, str | os.PathLike]] | None,
+                  features: Sequence[str], dims: dict[str, int]) -> dict[str, tuple]:
     """Given statistics per feature: ``{feature: (mean, std, record)}`` from ``--mean-std``.
 
     Each file is a ``global_mean_std.npz`` (read with ``allow_pickle=False``) holding
@@ -221,7 +211,8 @@ def _read_mean_std(path, feature, dim):
     return mean, std, record
 
 
-def normalisation(X, train_rows, columns, given):
+def normalisation(X: np.ndarray, train_rows: np.ndarray, columns: dict[str, slice],
+                  given: dict[str, tuple]) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-column mean and std of the recipe, and what the run records about them.
 
     Parameters

@@ -12,14 +12,17 @@ one of two formats:
   ``filename_video``) are validation, every other clip of the fold is training.
 """
 
+from __future__ import annotations
+
 import csv
 import os
 import pathlib
+from typing import Any
 
 import numpy as np
 
 from featurestore.datasets import parse_tau_name
-from featurestore.errors import SplitFileError
+from featurestore.errors import SplitFileError, UsageError
 
 ROLES = ("train", "validation")
 METHODS = ("location", "dcase2021")
@@ -29,6 +32,61 @@ ROLE_COLUMNS = ("clip_id", "role")
 OFFICIAL_COLUMNS = ("filename_audio", "filename_video", "scene_label", "location_id")
 #: Clip ids shown in an error about clips that are not where they should be.
 SHOWN = 3
+
+
+def write_store_split(store: str, *, out: str | os.PathLike, method: str = "dcase2021",
+                      val_fraction: float = 0.1, seed: int | None = None,
+                      train_fold: str = "train", overwrite: bool = False) -> dict[str, Any]:
+    """Write the split of the training fold of ``store`` to ``out`` (``avscene split``).
+
+    Parameters
+    ----------
+    store : str
+        Feature store: a directory or an fsspec URL (its clip table only is read).
+    out : path
+        The ``clip_id,role`` file to write (its folder is created).
+    method : str
+        One of :data:`METHODS` (:func:`split_clips`).
+    val_fraction : float
+        Share of each scene's clips meant for validation.
+    seed : int, optional
+        Random seed (None: :data:`DEFAULT_SEEDS` of the method).
+    train_fold : str
+        Fold of the store to split.
+    overwrite : bool
+        Replace an existing ``out`` (otherwise UsageError).
+
+    Returns
+    -------
+    dict
+        ``out``, ``method``, ``fold``, ``val_fraction``, ``seed``, the numbers of ``clips``,
+        ``train`` and ``validation`` clips, and ``validation_per_scene``.
+    """
+    from featurestore.store import FeatureStore
+
+    out = pathlib.Path(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} exists already (--overwrite replaces it)")
+    with FeatureStore.open(store, mode="r") as opened:
+        clips = opened.clips
+        positions = opened.select(fold=train_fold)
+        if not len(positions):
+            raise UsageError(f"{opened.label} has no clips in fold {train_fold!r}")
+        roles = split_clips(clips, positions, method=method, val_fraction=val_fraction,
+                            seed=seed)
+        ids = np.asarray(clips.clip_id)[positions]
+        scenes = np.asarray(clips.scene)[positions].astype(str)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_split(out, ids, roles)
+    validation = roles == ROLES[1]
+    return {
+        "out": str(out), "method": method, "fold": train_fold, "val_fraction": val_fraction,
+        "seed": DEFAULT_SEEDS[method] if seed is None else seed,
+        "clips": int(len(ids)), "train": int(np.count_nonzero(~validation)),
+        "validation": int(np.count_nonzero(validation)),
+        "validation_per_scene": {scene: int(np.count_nonzero(validation & (scenes == scene)))
+                                 for scene in sorted(set(scenes.tolist()))},
+    }
 
 
 def baseline_location_keys(clips, positions):

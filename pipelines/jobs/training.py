@@ -1,21 +1,28 @@
 """The in-memory training job behind ``avscene train``: build, split, fit, validate, write the run.
 
-:func:`build` turns the command's options into an estimator of :mod:`classifiers.systems`;
-:func:`split_rows` gives the training and validation rows (a split file, the baseline's split
-for its recipe, else whole locations held out); :func:`fit` fits the estimator;
-:func:`validate` scores the held-out clips under the run's test protocol; :func:`save_trained`
-writes the run directory (:mod:`pipelines.jobs.runs`) with its ``split.csv``. The Dask path
-(:mod:`pipelines.jobs.dask_training`) reuses them.
+:func:`train` runs the job of a :class:`TrainSpec` (the command builds it from its options)
+and returns the run record. Its parts: :func:`build` turns the spec into an estimator of
+:mod:`classifiers.systems`; :func:`split_rows` gives the training and validation rows (a split
+file, the baseline's split for its recipe, else whole locations held out); :func:`fit` fits the
+estimator; :func:`validate` scores the held-out clips under the run's test protocol;
+:func:`save_trained` writes the run directory (:mod:`pipelines.jobs.runs`) with its
+``split.csv``. The Dask path (:mod:`pipelines.jobs.dask_training`) reuses them.
 """
 
-import json
+from __future__ import annotations
+
+import dataclasses
+import logging
 import pathlib
-import sys
+import time
 
 import numpy as np
 
 from featurestore.provenance import sha256_file
-from pipelines.jobs import recipe, runs, split_files
+from pipelines.jobs import checkpoint_runs, recipe, runs, split_files
+from pipelines.jobs.specs import RunRecord, TrainSpec
+
+log = logging.getLogger(__name__)
 
 #: The vocabulary of :mod:`classifiers.systems` (repeated: ``--help`` needs no sklearn import).
 MODELS = ("lr", "mlp", "lgbm", "baseline")
@@ -28,17 +35,123 @@ SPLIT_FILE = "split.csv"
 ESTIMATOR_NORMALISATION = "each estimator z-scores with the statistics of its training rows"
 
 
-def is_recipe(args):
-    """Whether the options ask for the DCASE 2021 baseline recipe (frame rows, its protocol)."""
+
+def train(spec: TrainSpec) -> RunRecord:
+    """Train the system of ``spec`` in this process and write its run directory.
+
+    Reads the training fold's rows from the store (segments, or frames for the recipe), splits
+    them, fits the system (or loads the ``from_checkpoint`` networks), scores the validation
+    rows and writes ``spec.out``.
+
+    Parameters
+    ----------
+    spec : TrainSpec
+        Without Dask options (those go to :func:`pipelines.jobs.dask_training.train`).
+
+    Returns
+    -------
+    dict
+        The run record, as written to ``run.json``.
+
+    Raises
+    ------
+    AvsceneError
+        Options that do not go together, an existing run directory without ``overwrite``,
+        unreadable input (one line each).
+    """
+    from featurestore.store import FeatureStore
+
+    if spec.uses_dask:
+        raise ValueError("a Dask spec trains with pipelines.jobs.dask_training.train")
+    spec = check_spec(spec)
+    features = list(spec.features)
+    runs.check_out(spec.out, overwrite=spec.overwrite)
+    protocol = dict(recipe.FRAME_PROTOCOL if is_recipe(spec) else recipe.SEGMENT_PROTOCOL)
+    loaded_states = checkpoint_runs.read_states(spec, features) if spec.from_checkpoint else None
+    started = time.perf_counter()
+    with runs.apply_threads(spec.threads), FeatureStore.open(spec.store, mode="r") as store:
+        provenance = runs.feature_provenance(store, features)
+        declared = {name: int(store.feature_attrs(name)["dim"]) for name in features}
+        given = recipe.load_mean_std(spec.mean_std, features, declared)
+        network = (checkpoint_runs.system(loaded_states, features, declared)
+                   if loaded_states else None)
+        rows = recipe.read_rows(store, features, fold=spec.train_fold, protocol=protocol,
+                                pooling=spec.pooling)
+        store_attrs = dict(store.attrs)
+        X = rows.X(features)
+        dims = {name: int(rows.features[name].shape[-1]) for name in features}
+        split, split_record = split_rows(spec, store, rows)
+        loaded = time.perf_counter()
+        log.info("read %d %s of %d clips (%s) in %.1f s", len(rows),
+                 "frames" if recipe.uses_frames(protocol) else "segments",
+                 len(np.unique(rows.clip_id)), "+".join(features), loaded - started)
+        fitted, models, protocol, extra = fit_system(spec, features, dims, X, rows, split,
+                                                     protocol, given, loaded_states, network)
+        fit_done = time.perf_counter()
+        validation = validate(fitted, X, rows, split, protocol=protocol)
+        finished = time.perf_counter()
+    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
+             "validate_s": finished - fit_done, "total_s": finished - started}
+    return save_trained(spec, fitted, models=models, dims=dims, segments=rows, split=split,
+                        validation=validation, provenance=provenance, store_attrs=store_attrs,
+                        timings=times, protocol=protocol, split_record=split_record, extra=extra)
+
+
+def check_spec(spec: TrainSpec) -> TrainSpec:
+    """Refuse option combinations before any reading (one line each); return the spec to train.
+
+    A ``from_checkpoint`` spec comes back with preset ``dcase2021`` (the recipe's protocol,
+    recorded as its preset).
+    """
+    features = list(spec.features)
+    recipe_run = is_recipe(spec)
+    if spec.uses_dask:
+        if recipe_run or spec.split or spec.mean_std:
+            raise runs.RunFormatError("--dask trains avscene's segment systems; train "
+                                      "--preset dcase2021, --from-checkpoint, --split and "
+                                      "--mean-std without --dask")
+        return spec
+    if spec.mean_std and not recipe_run:
+        raise runs.RunFormatError("--mean-std normalises the dcase2021 recipe: add --preset "
+                                  "dcase2021 (or --from-checkpoint)")
+    if spec.from_checkpoint:
+        checkpoint_runs.parts(spec, features)
+        return dataclasses.replace(spec, preset="dcase2021")
+    build(spec, features, {name: 1 for name in features})
+    return spec
+
+
+def fit_system(spec, features, dims, X, rows, split, protocol, given, loaded_states, network):
+    """``(fitted, models, protocol, extra record keys)``: trained, or the checked ``network``
+    of the ``from_checkpoint`` files (``given``: the ``mean_std`` statistics)."""
+    if not is_recipe(spec):
+        estimator, models = build(spec, features, dims)
+        protocol["normalisation"] = ESTIMATOR_NORMALISATION
+        return fit(estimator, X, rows, split), models, protocol, None
+    from classifiers.systems import feature_columns
+
+    mean, std, normalisation = recipe.normalisation(X, split[0], feature_columns(dims), given)
+    protocol["normalisation"] = normalisation
+    models = {name: "baseline" for name in features}
+    if network is not None:
+        return (checkpoint_runs.normalised_run(network, mean, std), models, protocol,
+                {"checkpoints": checkpoint_runs.record(loaded_states)})
+    estimator, models = build(spec, features, dims)
+    estimator.set_params(mean=mean, std=std)
+    return fit(estimator, X, rows, split), models, protocol, None
+
+
+def is_recipe(spec: TrainSpec) -> bool:
+    """Whether the spec asks for the DCASE 2021 baseline recipe (frame rows, its protocol)."""
     from classifiers.presets import RECIPES
 
-    return args.preset in RECIPES or bool(getattr(args, "from_checkpoint", None))
+    return spec.preset in RECIPES or bool(spec.from_checkpoint)
 
 
-def save_trained(args, fitted, *, models, dims, segments, split, validation, provenance,
-                 store_attrs, timings, extra=None, protocol=None, split_record=None):
-    """Write the run directory (model bundle, ``split.csv``, ``run.json``) and print its
-    summary; return 0.
+def save_trained(spec: TrainSpec, fitted, *, models, dims, segments, split, validation,
+                 provenance, store_attrs, timings, extra=None, protocol=None,
+                 split_record=None) -> RunRecord:
+    """Write the run directory (model bundle, ``split.csv``, ``run.json``); return the record.
 
     ``protocol`` is the run's test protocol (default: segments); ``split_record`` says where the
     split came from; ``extra`` adds top-level keys to the record (e.g. the Dask cluster of a
@@ -49,18 +162,18 @@ def save_trained(args, fitted, *, models, dims, segments, split, validation, pro
 
     features = list(dims)
     protocol = protocol or {**recipe.SEGMENT_PROTOCOL, "normalisation": ESTIMATOR_NORMALISATION}
-    bundle = {"estimator": fitted, "features": features, "dims": dims, "pooling": args.pooling,
+    bundle = {"estimator": fitted, "features": features, "dims": dims, "pooling": spec.pooling,
               "classes": [str(c) for c in fitted.classes_]}
     train_rows = split[0]
     unit = "frames" if recipe.uses_frames(protocol) else "segments"
     record = {
         "format": runs.RUN_FORMAT, "format_version": runs.RUN_FORMAT_VERSION,
-        "created": utc_now(), "command": "avscene " + " ".join(sys.argv[1:]),
-        "system": {"features": features, "models": models, "fusion": args.fusion,
-                   "preset": args.preset, "pooling": args.pooling, "seed": args.seed,
-                   "val_fraction": args.val_fraction,
+        "created": utc_now(), "command": spec.command,
+        "system": {"features": features, "models": models, "fusion": spec.fusion,
+                   "preset": spec.preset, "pooling": spec.pooling, "seed": spec.seed,
+                   "val_fraction": spec.val_fraction,
                    "temperature": isinstance(fitted, TemperatureScaledClassifier),
-                   "threads": args.threads},
+                   "threads": spec.threads},
         "protocol": protocol,
         "split": {**(split_record or {"method": "location" if len(split[1]) else "none"}),
                   "file": SPLIT_FILE},
@@ -68,8 +181,8 @@ def save_trained(args, fitted, *, models, dims, segments, split, validation, pro
                       "params": {k: v for k, v in fitted.get_params(deep=True).items()
                                  if not hasattr(v, "get_params")}},
         "versions": package_versions(),
-        "store": {"path": runs.store_location(args.store), "attrs": store_attrs,
-                  "train_fold": args.train_fold, "features": provenance},
+        "store": {"path": runs.store_location(spec.store), "attrs": store_attrs,
+                  "train_fold": spec.train_fold, "features": provenance},
         "training": {**describe_rows(segments, train_rows, unit=unit), "locations": sorted(
             set(np.asarray(segments.groups)[train_rows].astype(str).tolist()))},
         "seen_cities": sorted(set(np.asarray(segments.city).astype(str).tolist())),
@@ -78,23 +191,19 @@ def save_trained(args, fitted, *, models, dims, segments, split, validation, pro
         "evaluations": {},
         **(extra or {}),
     }
-    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
-    split_files.write_split(pathlib.Path(args.out) / SPLIT_FILE,
+    pathlib.Path(spec.out).mkdir(parents=True, exist_ok=True)
+    split_files.write_split(pathlib.Path(spec.out) / SPLIT_FILE,
                           *split_files.clip_roles(np.asarray(segments.clip_id), split))
-    runs.save_run(args.out, bundle, record)
-    if args.json:
-        print(json.dumps(record, indent=2, sort_keys=True, default=runs.jsonable))
-    else:
-        print(format_summary(record, args.out))
-    return 0
+    runs.save_run(spec.out, bundle, record)
+    return record
 
 
-def build(args, features, dims):
-    """Return ``(estimator, {feature: model})`` for the command-line options.
+def build(spec: TrainSpec, features, dims):
+    """Return ``(estimator, {feature: model})`` of the spec.
 
     The recipe's estimator is a :class:`~classifiers.scaling.NormalisedClassifier` (its
     statistics are set before fitting, :func:`pipelines.jobs.recipe.normalisation`), never
-    temperature-scaled; other systems are temperature-scaled unless ``--no-temperature`` or
+    temperature-scaled; other systems are temperature-scaled unless ``spec.temperature`` is off or
     there is no validation data.
     """
     from classifiers import systems
@@ -102,54 +211,54 @@ def build(args, features, dims):
     from classifiers.scaling import NormalisedClassifier
 
     try:
-        models = systems.parse_models(args.model, features)
+        models = systems.parse_models(spec.model, features)
         for model in models.values():
             if model not in MODELS:
                 raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-        estimator = systems.make_system(dims, models, args.fusion, preset=args.preset,
-                                        random_state=args.seed, n_jobs=args.threads)
+        estimator = systems.make_system(dims, models, spec.fusion, preset=spec.preset,
+                                        random_state=spec.seed, n_jobs=spec.threads)
     except ValueError as error:
         raise runs.RunFormatError(str(error)) from error
-    if is_recipe(args):
+    if is_recipe(spec):
         return NormalisedClassifier(estimator), models
-    if not args.no_temperature and (args.val_fraction > 0 or getattr(args, "split", None)):
-        estimator = TemperatureScaledClassifier(estimator, random_state=args.seed)
+    if spec.temperature and (spec.val_fraction > 0 or spec.split):
+        estimator = TemperatureScaledClassifier(estimator, random_state=spec.seed)
     return estimator, models
 
 
-def split_rows(args, store, rows):
+def split_rows(spec: TrainSpec, store, rows):
     """``((train_rows, val_rows), record)`` of the training fold's data rows.
 
-    A ``--split`` file wins; the recipe uses the baseline's split of the fold's clips (the whole
+    A ``split`` file wins; the recipe uses the baseline's split of the fold's clips (the whole
     clip table, as ``split_data.py`` split the whole fold1_train list); otherwise whole
-    locations are held out per class from the rows (``--val-fraction`` 0: none).
+    locations are held out per class from the rows (``val_fraction`` 0: none).
     """
     from classifiers import splits
 
     clips = store.clips
-    fold = store.select(fold=args.train_fold)
-    if getattr(args, "split", None):
-        roles, kind = split_files.read_split_file(args.split, clips, fold, fold=args.train_fold)
-        record = {"method": "file", "source": str(args.split), "format": kind,
-                  "sha256": sha256_file(args.split)}
-    elif is_recipe(args):
+    fold = store.select(fold=spec.train_fold)
+    if spec.split:
+        roles, kind = split_files.read_split_file(spec.split, clips, fold, fold=spec.train_fold)
+        record = {"method": "file", "source": str(spec.split), "format": kind,
+                  "sha256": sha256_file(spec.split)}
+    elif is_recipe(spec):
         roles = split_files.split_clips(clips, fold, method="dcase2021",
-                                      val_fraction=args.val_fraction)
-        record = {"method": "dcase2021", "val_fraction": args.val_fraction,
+                                      val_fraction=spec.val_fraction)
+        record = {"method": "dcase2021", "val_fraction": spec.val_fraction,
                   "seed": split_files.DEFAULT_SEEDS["dcase2021"],
                   "location_key": "the number in the file name (split_data.py)"}
     else:
         y, groups = np.asarray(rows.y).astype(str), np.asarray(rows.groups).astype(str)
-        if args.val_fraction > 0:
-            split = splits.location_split(y, groups, val_fraction=args.val_fraction,
-                                          random_state=args.seed)
-            return split, {"method": "location", "val_fraction": args.val_fraction,
-                           "seed": args.seed}
+        if spec.val_fraction > 0:
+            split = splits.location_split(y, groups, val_fraction=spec.val_fraction,
+                                          random_state=spec.seed)
+            return split, {"method": "location", "val_fraction": spec.val_fraction,
+                           "seed": spec.seed}
         return (np.arange(len(y)), np.zeros(0, dtype=np.int64)), {"method": "none"}
     split = split_files.rows_of_roles(rows.clip_id, clips.clip_id[fold], roles,
-                                    where=str(args.split or "the dcase2021 split"))
+                                    where=str(spec.split or "the dcase2021 split"))
     if not len(split[0]):
-        raise runs.RunFormatError(f"{args.split or 'the dcase2021 split'} leaves no training "
+        raise runs.RunFormatError(f"{spec.split or 'the dcase2021 split'} leaves no training "
                                   f"clips with {', '.join(rows.names)}")
     return split, record
 
@@ -210,27 +319,3 @@ def describe_rows(segments, rows, *, unit="segments"):
             "n_clips": int(len(np.unique(np.asarray(segments.clip_id)[rows]))),
             "n_locations": int(len(np.unique(np.asarray(segments.groups)[rows]))),
             "classes": dict(zip(scenes.tolist(), counts.tolist()))}
-
-
-def format_summary(record, run_dir):
-    """The human-readable lines printed after training."""
-    training, validation = record["training"], record["validation"]
-    unit = "frames" if "n_frames" in training else "segments"
-    lines = [
-        f"{'imported' if record.get('checkpoints') else 'trained'} {runs.system_name(record)} "
-        f"(preset {record['system']['preset']}) on {training['n_clips']} clips / "
-        f"{training[f'n_{unit}']} {unit}, {training['n_locations']} locations, "
-        f"{len(training['classes'])} classes in {record['timings']['fit_s']:.1f} s",
-    ]
-    if validation:
-        seg, clip = validation["segment"], validation["clip"]
-        temperature = validation.get("temperature")
-        lines.append(
-            f"validation ({validation['n_clips']} clips, {validation['n_locations']} locations): "
-            f"segment log loss {seg['log_loss']:.3f}, accuracy {100 * seg['accuracy']:.1f}%; "
-            f"clip log loss {clip['log_loss']:.3f}, accuracy {100 * clip['accuracy']:.1f}%"
-            + (f"; temperature {temperature:.2f} (log loss before "
-               f"{seg['log_loss_before_temperature']:.3f})" if temperature else ""))
-    lines.append(f"run directory {run_dir}: {runs.MODEL_FILE}, {runs.ARRAYS_FILE}, "
-                 f"{SPLIT_FILE}, {runs.RECORD_FILE}")
-    return "\n".join(lines)

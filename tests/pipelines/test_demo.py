@@ -2,7 +2,8 @@
 
 import json
 
-from pipelines.commands import cli, tables
+from pipelines.commands import cli
+from pipelines.jobs import tables
 
 TINY = ["--classes", "airport,bus,park", "--clips-per-class", "6", "--seconds", "1",
         "--preset", "fast", "--json"]

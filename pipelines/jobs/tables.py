@@ -1,4 +1,4 @@
-"""The tables of the commands that print metrics (evaluate, compare, report, demo, score).
+"""The tables of metrics: printed by evaluate, compare, demo and score, written into report.md.
 
 One renderer (:func:`render`) draws every table, as Markdown or as aligned plain text; one rule
 picks the best of several trained systems (:func:`best_system`: the lowest *validation* log
