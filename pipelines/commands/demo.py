@@ -30,6 +30,7 @@ import pathlib
 import shutil
 import time
 
+from featurestore import outputs
 from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
 from pipelines.jobs import runs
@@ -38,6 +39,7 @@ from pipelines.commands.options import (
     add_json,
     add_out,
     add_workers,
+    check_output,
     comma_list,
     non_negative,
     number,
@@ -114,7 +116,7 @@ def command(argv, *, log=None):
     print("$ avscene " + " ".join(map(str, argv)), flush=True)
     if log is None:
         return cli.main([str(a) for a in argv])
-    with open(log, "w") as handle, contextlib.redirect_stdout(handle):
+    with outputs.create_new(log, text=True) as handle, contextlib.redirect_stdout(handle):
         return cli.main([str(a) for a in argv])
 
 
@@ -177,9 +179,10 @@ def train_all(chosen, store, runs_dir, args):
 def run(args):
     started = time.perf_counter()
     workdir = pathlib.Path(args.out)
+    check_output(workdir, folder=True)
     classes = list(args.classes)
     prepare_workdir(workdir, overwrite=args.overwrite)
-    (workdir / MARKER).write_text(json.dumps({"status": "running"}))
+    outputs.write_json(workdir / MARKER, {"status": "running"}, within=workdir)
     corpus, store, runs_dir = workdir / "corpus", workdir / "store.zarr", workdir / "runs"
     steps = {}
 
@@ -240,12 +243,13 @@ def finish(workdir, rows, best, steps, seconds):
     scored = json.loads(score_file.read_text()) if steps["score"]["status"] == 0 else None
     if scored:
         seg = scored["segment"]
-        with open(workdir / "report.md", "a") as handle:
-            handle.write(
-                f"\n## Evaluation clips (hidden labels of the synthetic corpus)\n\n"
-                f"`{best['system']}` predicted `{workdir / 'output.csv'}` "
-                f"({scored['n_clips']} one-second clips): log loss {seg['log_loss']:.3f}, "
-                f"accuracy {100 * seg['accuracy']:.1f}% (`avscene score`).\n")
+        report = workdir / "report.md"
+        written = report.read_text(encoding="utf-8") if report.is_file() else ""
+        outputs.write_text(report, written + (
+            f"\n## Evaluation clips (hidden labels of the synthetic corpus)\n\n"
+            f"`{best['system']}` predicted `{workdir / 'output.csv'}` "
+            f"({scored['n_clips']} one-second clips): log loss {seg['log_loss']:.3f}, "
+            f"accuracy {100 * seg['accuracy']:.1f}% (`avscene score`).\n"), within=workdir)
     archive = workdir / ARCHIVE
     packed = steps.get("pack", {}).get("status") == 0 and archive.is_file()
     summary = {"out": str(workdir), "seconds": round(seconds, 1), "steps": steps,
@@ -258,7 +262,7 @@ def finish(workdir, rows, best, steps, seconds):
                                              "accuracy": scored["segment"]["accuracy"],
                                              "clip_accuracy": scored["clip"]["accuracy"]},
                "systems": rows}
-    (workdir / MARKER).write_text(json.dumps(summary, indent=2))
+    outputs.write_json(workdir / MARKER, summary, within=workdir)
     return summary
 
 

@@ -18,7 +18,14 @@ import numpy as np
 
 from pipelines.jobs import recipe, runs
 from pipelines.commands import tables
-from pipelines.commands.options import add_json, add_threads, non_negative, print_json, seed
+from pipelines.commands.options import (
+    add_json,
+    add_threads,
+    check_output,
+    non_negative,
+    print_json,
+    seed,
+)
 
 
 def add_arguments(parser):
@@ -35,6 +42,8 @@ def add_arguments(parser):
 def run(args):
     from featurestore.provenance import utc_now
 
+    run_dir = pathlib.Path(args.run_dir)
+    check_output(run_dir, folder=True, files=[*output_files(args.fold), runs.RECORD_FILE])
     started = time.perf_counter()
     with runs.apply_threads(args.threads):
         bundle, record, rows, _ = recipe.read_for_run(args.run_dir, args.store, fold=args.fold)
@@ -49,10 +58,10 @@ def run(args):
         "timings": {"read_s": read - started, "predict_s": predicted - read,
                     "metrics_s": time.perf_counter() - predicted},
     })
-    report["plots"] = write_plots(report, pathlib.Path(args.run_dir), args.fold)
-    runs.write_json(pathlib.Path(args.run_dir) / f"evaluation-{args.fold}.json", report)
+    report["plots"] = write_plots(report, run_dir, args.fold)
+    runs.write_json(run_dir / report_file(args.fold), report, within=run_dir)
     record["evaluations"][args.fold] = summary(report)
-    runs.write_json(pathlib.Path(args.run_dir) / runs.RECORD_FILE, record)
+    runs.write_json(run_dir / runs.RECORD_FILE, record, within=run_dir)
     if args.json:
         print_json(report)
     else:
@@ -78,24 +87,40 @@ def evaluate_segments(scored, record, args):
                             clip_pred=scored.clip_pred)
 
 
+def report_file(fold):
+    """Name of the JSON report of ``fold`` in the run directory."""
+    return f"evaluation-{fold}.json"
+
+
+def plot_files(fold):
+    """``{plot: file name}`` of the plots of ``fold`` in the run directory."""
+    return {"confusion_segment": f"confusion-{fold}.png",
+            "confusion_clip": f"confusion-{fold}-clip.png",
+            "classwise": f"classwise-{fold}.png"}
+
+
+def output_files(fold):
+    """Every file evaluating ``fold`` writes into the run directory, besides ``run.json``."""
+    return [report_file(fold), *plot_files(fold).values()]
+
+
 def write_plots(report, run_dir, fold):
     """Write the confusion matrices and the class-wise bar plot; return their file names."""
     from classifiers import plots
 
-    names = {"confusion_segment": f"confusion-{fold}.png",
-             "confusion_clip": f"confusion-{fold}-clip.png",
-             "classwise": f"classwise-{fold}.png"}
+    names = plot_files(fold)
     classes = report["classes"]
     title = f"{report['system']} - {fold}"
     plots.plot_confusion_matrix(report["segment"]["confusion"], classes,
                                 run_dir / names["confusion_segment"],
-                                title=f"{title} (1 s segments)")
+                                title=f"{title} (1 s segments)", within=run_dir)
     plots.plot_confusion_matrix(report["clip"]["confusion"], classes,
-                                run_dir / names["confusion_clip"], title=f"{title} (clips)")
+                                run_dir / names["confusion_clip"], title=f"{title} (clips)",
+                                within=run_dir)
     plots.plot_classwise(
         {level: {c: v["accuracy"] for c, v in report[key]["per_class"].items()}
          for level, key in (("1 s segments", "segment"), ("clips", "clip"))},
-        run_dir / names["classwise"], title=f"Class-wise accuracy: {title}")
+        run_dir / names["classwise"], title=f"Class-wise accuracy: {title}", within=run_dir)
     return names
 
 

@@ -15,15 +15,14 @@ variant appends ``.mp4`` as well, which we do not). ``<stem>`` is the audio file
 video file's, else the clip id. Works on stores without labels.
 """
 
-import csv
-import os
 import pathlib
 import time
 
 import numpy as np
 
+from featurestore import outputs
 from pipelines.jobs import recipe, runs
-from pipelines.commands.options import add_json, add_out, add_threads, print_json
+from pipelines.commands.options import add_json, add_out, add_threads, check_output, print_json
 
 
 def add_arguments(parser):
@@ -56,19 +55,16 @@ def segment_filenames(segments, clips):
 
 
 def write_output(path, filenames, proba, classes):
-    """Write the DCASE output file: header, then one row per segment."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
+    """Write the DCASE output file: header, then one row per segment (through a fresh temporary
+    file, never through a symbolic link: :func:`featurestore.outputs.write_csv`)."""
     labels = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["filename", "scene_label", *classes])
-        for name, label, row in zip(filenames, labels, proba):
-            writer.writerow([name, label, *(f"{p:.10g}" for p in row)])
-    os.replace(temporary, path)
+    rows = ([name, label, *(f"{p:.10g}" for p in row)]
+            for name, label, row in zip(filenames, labels, proba))
+    outputs.write_csv(path, [["filename", "scene_label", *classes], *rows], delimiter="\t")
 
 
 def run(args):
+    check_output(args.out)
     started = time.perf_counter()
     with runs.apply_threads(args.threads):
         bundle, record, rows, clips = recipe.read_for_run(args.run_dir, args.store,

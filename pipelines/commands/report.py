@@ -15,10 +15,11 @@ import json
 import os
 import pathlib
 
+from featurestore import outputs
 from featurestore.errors import UsageError
 from pipelines.jobs import recipe, runs
 from pipelines.commands import tables
-from pipelines.commands.options import add_json, add_out, print_json
+from pipelines.commands.options import add_json, add_out, check_output, print_json
 
 
 def add_arguments(parser):
@@ -137,9 +138,11 @@ def build_report(run_dirs, *, fold, out_path, title):
 
 
 def run(args):
+    check_output(args.out)
     text, rows, best = build_report(args.run_dirs, fold=args.fold, out_path=args.out,
                                     title=args.title)
-    pathlib.Path(args.out).write_text(text)
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    outputs.write_text(args.out, text)
     if args.json:
         print_json({"report": args.out, "best": best["run"], "systems": rows})
     else:

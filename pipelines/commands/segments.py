@@ -6,7 +6,13 @@ from; a stale copy is never used). Copies that are up to date are left alone unl
 ``--overwrite`` is given.
 """
 
-from pipelines.commands.options import add_json, add_overwrite, comma_list, print_json
+from pipelines.commands.options import (
+    add_json,
+    add_overwrite,
+    check_output,
+    comma_list,
+    print_json,
+)
 
 #: The poolings that can be stored (repeated here: ``--help`` imports no store code).
 STORED_POOLINGS = ("mean", "max", "meanstd", "center")
@@ -47,6 +53,7 @@ def store_segments(where, features, poolings):
 def run(args):
     from featurestore.store import FeatureStore
 
+    check_output(args.store, store=True)
     with FeatureStore.open(args.store, mode="r+") as store:
         done = store.write_segments(args.features, poolings=args.pooling,
                                     overwrite=args.overwrite)

@@ -14,7 +14,15 @@ import numpy as np
 
 from featurestore.errors import UsageError
 from pipelines.jobs import split_files
-from pipelines.commands.options import add_json, add_out, add_overwrite, number, print_json, seed
+from pipelines.commands.options import (
+    add_json,
+    add_out,
+    add_overwrite,
+    check_output,
+    number,
+    print_json,
+    seed,
+)
 
 
 def add_arguments(parser):
@@ -37,8 +45,7 @@ def run(args):
     from featurestore.store import FeatureStore
 
     out = pathlib.Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} exists already (--overwrite replaces it)")
+    check_output(out, overwrite=args.overwrite)
     with FeatureStore.open(args.store, mode="r") as store:
         clips = store.clips
         positions = store.select(fold=args.train_fold)

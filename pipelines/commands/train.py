@@ -25,6 +25,7 @@ from pipelines.commands.options import (
     add_out,
     add_overwrite,
     add_threads,
+    check_output,
     comma_list,
     number,
     seed,
@@ -104,9 +105,11 @@ def run(args):
 
     features = list(args.features)
     check_options(args, features)
+    check_output(args.out, folder=True,
+                 files=[*runs.output_files(args.out), training.SPLIT_FILE])
+    runs.check_out(args.out, overwrite=args.overwrite)
     if args.dask or args.dask_local:
         return dask_training.run(args)
-    runs.check_out(args.out, overwrite=args.overwrite)
     protocol = dict(recipe.FRAME_PROTOCOL if training.is_recipe(args)
                     else recipe.SEGMENT_PROTOCOL)
     loaded_states = checkpoint_runs.read_states(args, features) if args.from_checkpoint else None

@@ -78,9 +78,11 @@ def save_trained(args, fitted, *, models, dims, segments, split, validation, pro
         "evaluations": {},
         **(extra or {}),
     }
-    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
-    split_files.write_split(pathlib.Path(args.out) / SPLIT_FILE,
-                          *split_files.clip_roles(np.asarray(segments.clip_id), split))
+    run_dir = pathlib.Path(args.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split_files.write_split(run_dir / SPLIT_FILE,
+                            *split_files.clip_roles(np.asarray(segments.clip_id), split),
+                            within=run_dir)
     runs.save_run(args.out, bundle, record)
     if args.json:
         print(json.dumps(record, indent=2, sort_keys=True, default=runs.jsonable))
