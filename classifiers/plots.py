@@ -1,6 +1,12 @@
-"""Confusion matrix and class-wise bar plot as PNG files (matplotlib's Agg canvas, no pyplot state)."""
+"""Confusion matrix and class-wise bar plot as PNG files (matplotlib's Agg canvas, no pyplot state).
+
+The files are written by :func:`featurestore.outputs.write_figure`: under a fresh temporary name
+renamed into place, never through a symbolic link.
+"""
 
 import numpy as np
+
+from featurestore import outputs
 
 
 def _figure(width, height):
@@ -12,7 +18,7 @@ def _figure(width, height):
     return figure
 
 
-def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix"):
+def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix", within=None):
     """Write a row-normalised confusion matrix (counts annotated) to ``path`` (PNG).
 
     Parameters
@@ -20,6 +26,8 @@ def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix"):
     matrix : array-like, shape (n_classes, n_classes), counts; rows = true class
     classes : sequence of str
     path : str or path-like
+    within : str or path-like, optional
+        The folder (a run directory) ``path`` lies in: no folder between them may be a link.
 
     Returns
     -------
@@ -45,11 +53,11 @@ def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix"):
                 axes.text(col, row, f"{int(matrix[row, col])}", ha="center", va="center",
                           fontsize=7, color="white" if share[row, col] > 0.5 else "black")
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    outputs.write_figure(path, figure, format="png", within=within)
     return figure
 
 
-def plot_classwise(per_class, path, *, title="Class-wise accuracy"):
+def plot_classwise(per_class, path, *, title="Class-wise accuracy", within=None):
     """Write grouped bars of class-wise accuracy (segment and clip level) to ``path`` (PNG).
 
     Parameters
@@ -57,6 +65,8 @@ def plot_classwise(per_class, path, *, title="Class-wise accuracy"):
     per_class : dict ``{series name: {class: accuracy or None}}``, e.g.
         ``{"1 s segments": {...}, "10 s clips": {...}}``
     path : str or path-like
+    within : str or path-like, optional
+        The folder (a run directory) ``path`` lies in: no folder between them may be a link.
 
     Returns
     -------
@@ -80,5 +90,5 @@ def plot_classwise(per_class, path, *, title="Class-wise accuracy"):
     axes.legend(loc="upper center", ncol=len(series), frameon=False)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    outputs.write_figure(path, figure, format="png", within=within)
     return figure

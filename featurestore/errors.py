@@ -97,3 +97,17 @@ class CheckpointError(AvsceneError, ValueError):
 class SplitFileError(AvsceneError, ValueError):
     """A split file (``clip_id,role`` or the baseline's ``val.csv``) is malformed or names
     clips the store does not hold."""
+
+
+class OutputError(AvsceneError, OSError):
+    """An output file cannot be written (its folder is missing or unwritable, the disk is full);
+    whatever was at its path is left as it was."""
+
+
+class UnsafeOutputError(OutputError, PermissionError):
+    """An output would be written through a symbolic link, over something that is not a regular
+    file, or where this process cannot write: refused before anything is written."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An output exists already and the command was not told to replace it (``--overwrite``)."""

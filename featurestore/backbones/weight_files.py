@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 
+from featurestore import outputs
 from featurestore.errors import WeightsFormatError, WeightsNotFoundError
 
 LOG = logging.getLogger(__name__)
@@ -155,5 +156,6 @@ def write_random(path, template, *, seed, what, wrapper=None, extra=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     LOG.warning("writing RANDOM %s weights (seed %d) to %s: embeddings made with them are "
                 "meaningless", what, seed, path)
-    torch.save(obj, str(path))
+    with outputs.atomic_path(path) as temporary:
+        torch.save(obj, str(temporary))
     return path

@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 
+from featurestore import outputs
 from featurestore.errors import WeightsFormatError, WeightsNotFoundError
 from featurestore.openl3 import architecture as arch
 
@@ -249,7 +250,7 @@ def write_keras_weights(path, kind, arrays, *, layer_names=None, text="bytes",
         return np.array(values, dtype=h5py.string_dtype())
 
     weighted = iter(arrays)
-    with h5py.File(path, "w") as handle:
+    with outputs.atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
         handle.attrs["layer_names"] = strings(names)
         for key, value in (("backend", "tensorflow"), ("keras_version", "2.15.0")):
             handle.attrs[key] = np.bytes_(value) if text == "bytes" else value

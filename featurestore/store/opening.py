@@ -36,14 +36,13 @@ from zarr.storage import FsspecStore, ZipStore
 
 from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
+from featurestore.outputs import LOCAL_SCHEMES
 from featurestore.provenance import package_versions, utc_now
 from featurestore.store.clip_table import create_clip_arrays
 from featurestore.store.concurrency.files import build_path, remove_stale_builds
 from featurestore.store.layout import FORMAT, FORMAT_VERSION, normalise_params
 
 MODES = ("r", "r+", "a", "w", "w-")
-#: URL schemes that name a local directory (opened with zarr's LocalStore, not through fsspec).
-LOCAL_SCHEMES = ("file://", "local://")
 #: A store location ending in this (any case) is a one-file zip archive, opened read-only.
 ARCHIVE_SUFFIX = ".zip"
 

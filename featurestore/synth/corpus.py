@@ -8,7 +8,8 @@ has several locations in several cities; location and segment ids are unique int
 ``OUT/evaluation/`` (with ``eval_clips``) holds one-second clips ``audio/<id>.wav`` and
 ``video/<id>.mp4`` from new locations (two cities only found there), unlabelled; their true
 labels are in ``OUT/evaluation_truth.csv`` (meta.csv columns), outside the dataset folder.
-``OUT/synth.json`` records the parameters.
+``OUT/synth.json`` records the parameters. Every file is written by :mod:`featurestore.outputs`
+(never through a symbolic link; the media into the folders synth has just made).
 
 The task is learnable and needs both modalities: :data:`AUDIO_ALIKE` pairs sound alike but look
 different, :data:`VIDEO_ALIKE` pairs look alike but sound different (recipes in
@@ -19,7 +20,6 @@ data. Everything derives from ``seed``: a clip's content depends only on the see
 and its index, not on ``workers``.
 """
 
-import json
 import logging
 import math
 import os
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestore import outputs
 from featurestore.datasets import DEVELOPMENT_CITIES, EVALUATION_ONLY_CITIES, SCENES
 from featurestore.provenance import package_versions
 
@@ -121,15 +122,15 @@ def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=3
     options = dict(seed=seed, clips_per_class=clips_per_class, seconds=seconds, size=list(size),
                    fps=fps, eval_clips=eval_clips, classes=list(classes),
                    locations_per_class=locations)
-    (out / "synth.json").write_text(json.dumps(
-        dict(options, audio_alike=AUDIO_ALIKE, video_alike=VIDEO_ALIKE,
-             versions=package_versions()), indent=2) + "\n")
-    _write_development_lists(development, dev_plans)
+    outputs.write_json(out / "synth.json",
+                       dict(options, audio_alike=AUDIO_ALIKE, video_alike=VIDEO_ALIKE,
+                            versions=package_versions()), within=out)
+    _write_development_lists(development, dev_plans, within=out)
     tasks = [(plan, development, seconds) for plan in dev_plans]
     truth = None
     if eval_plans:
         truth = out / "evaluation_truth.csv"
-        _write_table(truth, META_HEADER, [_meta_row(p) for p in eval_plans])
+        _write_table(truth, META_HEADER, [_meta_row(p) for p in eval_plans], within=out)
         tasks += [(plan, evaluation, 1.0) for plan in eval_plans]
     _render_all(tasks, seed=seed, size=tuple(size), fps=fps, workers=workers)
     return SynthResult(development, evaluation if eval_plans else None, truth, len(dev_plans),
@@ -163,7 +164,7 @@ def _prepare(out, folders, *, overwrite):
                 else "choose another folder (it was not written by synth)")
         raise FileExistsError(f"{existing[0]}: exists; {hint}")
     for path in existing:
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
@@ -224,21 +225,23 @@ def _meta_row(plan):
     return (f"audio/{plan.clip_id}.wav", f"video/{plan.clip_id}.mp4", plan.scene, plan.location)
 
 
-def _write_table(path, header, rows):
+def _write_table(path, header, rows, *, within):
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["\t".join(header)] + ["\t".join(row) for row in rows]
-    path.write_text("\n".join(lines) + "\n")
+    outputs.write_text(path, "\n".join(lines) + "\n", within=within)
 
 
-def _write_development_lists(root, plans):
+def _write_development_lists(root, plans, *, within):
     """meta.csv and evaluation_setup/fold1_{train,evaluate,test}.csv, sorted by file name."""
     plans = sorted(plans, key=lambda p: p.clip_id)
-    _write_table(root / "meta.csv", META_HEADER, [_meta_row(p) for p in plans])
+    _write_table(root / "meta.csv", META_HEADER, [_meta_row(p) for p in plans], within=within)
     for fold in ("train", "evaluate"):
         rows = [_meta_row(p)[:3] for p in plans if p.fold == fold]
-        _write_table(root / "evaluation_setup" / f"fold1_{fold}.csv", META_HEADER[:3], rows)
+        _write_table(root / "evaluation_setup" / f"fold1_{fold}.csv", META_HEADER[:3], rows,
+                     within=within)
     rows = [_meta_row(p)[:2] for p in plans if p.fold == "evaluate"]
-    _write_table(root / "evaluation_setup" / "fold1_test.csv", META_HEADER[:2], rows)
+    _write_table(root / "evaluation_setup" / "fold1_test.csv", META_HEADER[:2], rows,
+                 within=within)
 
 
 def _render_all(tasks, *, seed, size, fps, workers):
@@ -276,9 +279,11 @@ def render_clip(plan, root, seconds, seed, size, fps):
     audio = render_audio(plan.scene, place_audio,
                          np.random.default_rng([seed, _AUDIO_CLIP, plan.clip_key]),
                          seconds=seconds, sample_rate=SAMPLE_RATE)
-    soundfile.write(root / "audio" / f"{plan.clip_id}.wav", audio, SAMPLE_RATE, subtype="PCM_24")
+    with outputs.create_new(root / "audio" / f"{plan.clip_id}.wav", within=root) as handle:
+        soundfile.write(handle, audio, SAMPLE_RATE, subtype="PCM_24", format="WAV")
     frames = render_video(plan.scene, place_video,
                           np.random.default_rng([seed, _VIDEO_CLIP, plan.clip_key]),
                           seconds=seconds, size=size, fps=fps)
-    encode_video(root / "video" / f"{plan.clip_id}.mp4", frames, fps=fps)
+    with outputs.create_new(root / "video" / f"{plan.clip_id}.mp4", within=root) as handle:
+        encode_video(handle, frames, fps=fps)
     return plan.clip_id

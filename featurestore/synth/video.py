@@ -256,14 +256,15 @@ def encode_video(path, frames, *, fps, crf=23, preset="ultrafast"):
 
     Parameters
     ----------
-    path : str or Path
+    path : str, Path or binary file object (seekable)
     frames : iterable of ndarray, shape (height, width, 3), uint8
         At least one frame; width and height must be even.
     fps : float
     """
     import av
 
-    with av.open(str(path), "w") as container:
+    target = path if hasattr(path, "write") else str(path)
+    with av.open(target, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
                                       options={"preset": preset, "crf": str(crf)})
         stream.pix_fmt = "yuv420p"

@@ -26,11 +26,13 @@ the steps with (:func:`command`), prints the summary and returns the exit status
 
 import contextlib
 
+from featurestore import outputs
 from featurestore.datasets import SCENES
 from pipelines.commands.options import (
     add_json,
     add_out,
     add_workers,
+    check_output,
     comma_list,
     non_negative,
     number,
@@ -75,7 +77,7 @@ def command(argv, *, log=None):
     print("$ avscene " + " ".join(map(str, argv)), flush=True)
     if log is None:
         return cli.main([str(a) for a in argv])
-    with open(log, "w") as handle, contextlib.redirect_stdout(handle):
+    with outputs.create_new(log, text=True) as handle, contextlib.redirect_stdout(handle):
         return cli.main([str(a) for a in argv])
 
 
@@ -94,6 +96,7 @@ def demo_spec(args) -> demo.DemoSpec:
 
 def run(args):
     spec = demo_spec(args)
+    check_output(spec.out, folder=True)
     summary = demo.run_demo(spec, run_command=command, notice=notice)
     if args.json:
         print_json(summary)

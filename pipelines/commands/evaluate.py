@@ -12,8 +12,15 @@ summary to its ``run.json`` (the job: :func:`pipelines.jobs.evaluation.evaluate_
 module prints the report.
 """
 
-from pipelines.jobs import evaluation, tables
-from pipelines.commands.options import add_json, add_threads, non_negative, print_json, seed
+from pipelines.commands.options import (
+    add_json,
+    add_threads,
+    check_output,
+    non_negative,
+    print_json,
+    seed,
+)
+from pipelines.jobs import evaluation, runs, tables
 
 
 def add_arguments(parser):
@@ -28,6 +35,8 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output(args.run_dir, folder=True,
+                 files=[*evaluation.output_files(args.fold), runs.RECORD_FILE])
     report = evaluation.evaluate_run(args.run_dir, args.store, fold=args.fold,
                                      bootstrap=args.bootstrap, seed=args.seed,
                                      threads=args.threads)

@@ -1,6 +1,14 @@
 """``avscene export STORE --out FILE.h5``: copy a store, losslessly, into one HDF5 file."""
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+import pathlib
+
+from pipelines.commands.options import (
+    add_json,
+    add_out,
+    add_overwrite,
+    check_output,
+    print_json,
+)
 
 
 def add_arguments(parser):
@@ -16,7 +24,9 @@ def run(args):
     from featurestore.store import FeatureStore
     from featurestore.store.interchange.hdf5_export import export_hdf5
 
+    check_output(args.out, overwrite=args.overwrite)
     with FeatureStore.open(args.store, mode="r") as store:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         summary = export_hdf5(store, args.out, compression=args.compression,
                               overwrite=args.overwrite)
     if args.json:

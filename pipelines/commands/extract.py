@@ -29,6 +29,7 @@ from pipelines.commands.options import (
     add_dask_arguments,
     add_json,
     add_workers,
+    check_output,
     comma_list,
     non_negative,
     number,
@@ -180,6 +181,7 @@ def make_job(args, **extra):
 
 
 def run(args):
+    check_output(args.store, store=True)
     summary = make_job(args).run()
     if args.segments and not args.prepare_only:
         summary["segments"] = store_segments(args.store, args.features, args.segments)

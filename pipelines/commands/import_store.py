@@ -1,6 +1,12 @@
 """``avscene import FILE.h5 --out STORE``: rebuild a store from a file written by ``avscene export``."""
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+from pipelines.commands.options import (
+    add_json,
+    add_out,
+    add_overwrite,
+    check_output,
+    print_json,
+)
 
 
 def add_arguments(parser):
@@ -14,6 +20,7 @@ def add_arguments(parser):
 def run(args):
     from featurestore.store import import_hdf5
 
+    check_output(args.out, folder=True)
     summary = import_hdf5(args.input, args.out, overwrite=args.overwrite)
     if args.json:
         print_json({"input": args.input, "store": args.out, **summary})

@@ -1,6 +1,7 @@
 """The one option convention of the ``avscene`` sub-commands, and the types that enforce it.
 
 - Replacing existing output is ``--overwrite`` (:func:`add_overwrite`).
+- A command checks that it can write its output (:func:`check_output`) before its work.
 - A command that creates something names it with ``--out`` (:func:`add_out`); a command that
   extends a store (``extract``) or reads inputs takes them as positional arguments.
 - Parallelism is ``--workers N`` for processes and ``--threads N`` for threads in one process
@@ -18,6 +19,7 @@ import json
 import math
 import sys
 
+from featurestore import outputs
 from pipelines.jobs.runs import jsonable
 
 
@@ -111,6 +113,27 @@ def add_out(parser, *, what, required=True, default=None, metavar="PATH"):
     """``--out PATH``: where the command writes ``what``."""
     parser.add_argument("--out", required=required, default=default, metavar=metavar,
                         help=f"where to write {what}")
+
+
+def check_output(where, *, overwrite=True, folder=False, files=(), store=False):
+    """Refuse, before the command's work, an output it could not or must not write.
+
+    ``where`` is the output file (or, with ``folder``, the output directory, and ``files`` the
+    names the command writes into it); see :func:`featurestore.outputs.check_writable`. URLs
+    other than ``file://`` are left to the store code, and so is a ``store`` named like a zip
+    archive (read-only). Raises an ``OutputError`` (one line, exit status 2).
+    """
+    path = outputs.local_path(where)
+    if path is None:
+        return
+    if store:
+        from featurestore.store.opening import is_archive_name
+
+        if is_archive_name(path):
+            return
+    outputs.check_writable(path, overwrite=overwrite, folder=folder or store)
+    for name in files:
+        outputs.check_writable(path / name, overwrite=True, within=path)
 
 
 def add_overwrite(parser, *, what):

@@ -5,7 +5,15 @@ Every command and ``FeatureStore.open`` read the archive (a path or a URL) witho
 the stored segments (``avscene segments``), the clip table and the features' provenance.
 """
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+import pathlib
+
+from pipelines.commands.options import (
+    add_json,
+    add_out,
+    add_overwrite,
+    check_output,
+    print_json,
+)
 
 
 def add_arguments(parser):
@@ -23,7 +31,9 @@ def run(args):
     from featurestore.store import FeatureStore
     from featurestore.store.interchange.archive import pack_store
 
+    check_output(args.out, overwrite=args.overwrite)
     with FeatureStore.open(args.store, mode="r") as store:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         summary = pack_store(store, args.out, segments_only=args.segments_only,
                              overwrite=args.overwrite)
     if args.json:

@@ -18,7 +18,7 @@ The job is :func:`pipelines.jobs.prediction.predict_run`; this module prints its
 """
 
 from pipelines.jobs import prediction
-from pipelines.commands.options import add_json, add_out, add_threads, print_json
+from pipelines.commands.options import add_json, add_out, add_threads, check_output, print_json
 
 
 def add_arguments(parser):
@@ -31,6 +31,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output(args.out)
     summary = prediction.predict_run(args.run_dir, args.store, out=args.out, fold=args.fold,
                                      threads=args.threads)
     if args.json:

@@ -14,7 +14,7 @@ The job is :func:`pipelines.jobs.reporting.write_report`; this module prints its
 """
 
 from pipelines.jobs import reporting, tables
-from pipelines.commands.options import add_json, add_out, print_json
+from pipelines.commands.options import add_json, add_out, check_output, print_json
 
 
 def add_arguments(parser):
@@ -26,6 +26,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output(args.out)
     summary = reporting.write_report(args.run_dirs, out=args.out, fold=args.fold,
                                      title=args.title)
     if args.json:

@@ -10,7 +10,13 @@ The job is :func:`pipelines.jobs.pooled_segments.write_segments`; this module pr
 
 from pipelines.jobs import pooled_segments
 from pipelines.jobs.pooled_segments import STORED_POOLINGS
-from pipelines.commands.options import add_json, add_overwrite, comma_list, print_json
+from pipelines.commands.options import (
+    add_json,
+    add_overwrite,
+    check_output,
+    comma_list,
+    print_json,
+)
 
 
 def add_arguments(parser):
@@ -25,6 +31,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output(args.store, store=True)
     done = pooled_segments.write_segments(args.store, poolings=args.pooling,
                                           features=args.features, overwrite=args.overwrite)
     if args.json:

@@ -11,7 +11,15 @@ The job is :func:`pipelines.jobs.split_files.write_store_split`; this module pri
 """
 
 from pipelines.jobs import split_files
-from pipelines.commands.options import add_json, add_out, add_overwrite, number, print_json, seed
+from pipelines.commands.options import (
+    add_json,
+    add_out,
+    add_overwrite,
+    check_output,
+    number,
+    print_json,
+    seed,
+)
 
 
 def add_arguments(parser):
@@ -31,6 +39,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output(args.out, overwrite=args.overwrite)
     summary = split_files.write_store_split(
         args.store, out=args.out, method=args.method, val_fraction=args.val_fraction,
         seed=args.seed, train_fold=args.train_fold, overwrite=args.overwrite)

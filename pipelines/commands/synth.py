@@ -14,6 +14,7 @@ from pipelines.commands.options import (
     add_out,
     add_overwrite,
     add_workers,
+    check_output,
     comma_list,
     number,
     positive,
@@ -59,6 +60,7 @@ def add_arguments(parser):
 def run(args):
     from featurestore.synth import synth_corpus
 
+    check_output(args.out, folder=True)
     classes = tuple(args.classes)
     locations = getattr(args, "locations_per_class", None)
     if locations is not None and locations > args.clips_per_class:

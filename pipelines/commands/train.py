@@ -27,6 +27,7 @@ from pipelines.commands.options import (
     add_out,
     add_overwrite,
     add_threads,
+    check_output,
     comma_list,
     number,
     print_json,
@@ -109,6 +110,7 @@ def train_spec(args) -> training.TrainSpec:
 
 def run(args):
     spec = train_spec(args)
+    check_output(spec.out, folder=True, files=[*runs.output_files(spec.out), SPLIT_FILE])
     job = dask_training.train if spec.uses_dask else training.train
     record = job(spec)
     if args.json:

@@ -4,7 +4,13 @@ The store is built beside its target, verified fully and renamed into place: a f
 unpack leaves nothing at ``STORE``.
 """
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+from pipelines.commands.options import (
+    add_json,
+    add_out,
+    add_overwrite,
+    check_output,
+    print_json,
+)
 
 
 def add_arguments(parser):
@@ -19,6 +25,7 @@ def add_arguments(parser):
 def run(args):
     from featurestore.store.interchange.archive import unpack_archive
 
+    check_output(args.out, folder=True)
     summary = unpack_archive(args.archive, args.out, overwrite=args.overwrite)
     if args.json:
         print_json({"archive": args.archive, "store": args.out, **summary})

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from featurestore import outputs
 from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
 from pipelines.jobs import runs, tables
@@ -110,7 +111,7 @@ def run_demo(spec: DemoSpec, *, run_command: CommandRunner,
     workdir = pathlib.Path(spec.out)
     classes = list(spec.classes)
     prepare_workdir(workdir, overwrite=spec.overwrite)
-    (workdir / MARKER).write_text(json.dumps({"status": "running"}))
+    outputs.write_json(workdir / MARKER, {"status": "running"}, within=workdir)
     corpus, store, runs_dir = workdir / "corpus", workdir / "store.zarr", workdir / "runs"
     steps = {}
 
@@ -252,12 +253,13 @@ def finish(workdir, rows, best, steps, seconds):
     scored = json.loads(score_file.read_text()) if steps["score"]["status"] == 0 else None
     if scored:
         seg = scored["segment"]
-        with open(workdir / "report.md", "a") as handle:
-            handle.write(
-                f"\n## Evaluation clips (hidden labels of the synthetic corpus)\n\n"
-                f"`{best['system']}` predicted `{workdir / 'output.csv'}` "
-                f"({scored['n_clips']} one-second clips): log loss {seg['log_loss']:.3f}, "
-                f"accuracy {100 * seg['accuracy']:.1f}% (`avscene score`).\n")
+        report = workdir / "report.md"
+        written = report.read_text(encoding="utf-8") if report.is_file() else ""
+        outputs.write_text(report, written + (
+            f"\n## Evaluation clips (hidden labels of the synthetic corpus)\n\n"
+            f"`{best['system']}` predicted `{workdir / 'output.csv'}` "
+            f"({scored['n_clips']} one-second clips): log loss {seg['log_loss']:.3f}, "
+            f"accuracy {100 * seg['accuracy']:.1f}% (`avscene score`).\n"), within=workdir)
     archive = workdir / ARCHIVE
     packed = steps.get("pack", {}).get("status") == 0 and archive.is_file()
     summary = {"out": str(workdir), "seconds": round(seconds, 1), "steps": steps,
@@ -270,5 +272,5 @@ def finish(workdir, rows, best, steps, seconds):
                                              "accuracy": scored["segment"]["accuracy"],
                                              "clip_accuracy": scored["clip"]["accuracy"]},
                "systems": rows}
-    (workdir / MARKER).write_text(json.dumps(summary, indent=2))
+    outputs.write_json(workdir / MARKER, summary, within=workdir)
     return summary

@@ -61,10 +61,11 @@ def evaluate_run(run_dir: PathLike, store: str, *, fold: str = "evaluate",
         "timings": {"read_s": read - started, "predict_s": predicted - read,
                     "metrics_s": time.perf_counter() - predicted},
     })
-    report["plots"] = write_plots(report, pathlib.Path(run_dir), fold)
-    runs.write_json(pathlib.Path(run_dir) / f"evaluation-{fold}.json", report)
+    run_dir = pathlib.Path(run_dir)
+    report["plots"] = write_plots(report, run_dir, fold)
+    runs.write_json(run_dir / report_file(fold), report, within=run_dir)
     record["evaluations"][fold] = summary(report)
-    runs.write_json(pathlib.Path(run_dir) / runs.RECORD_FILE, record)
+    runs.write_json(run_dir / runs.RECORD_FILE, record, within=run_dir)
     return report
 
 
@@ -86,24 +87,40 @@ def evaluate_segments(scored, record, *, fold, bootstrap, seed):
                             clip_pred=scored.clip_pred)
 
 
+def report_file(fold):
+    """Name of the JSON report of ``fold`` in the run directory."""
+    return f"evaluation-{fold}.json"
+
+
+def plot_files(fold):
+    """``{plot: file name}`` of the plots of ``fold`` in the run directory."""
+    return {"confusion_segment": f"confusion-{fold}.png",
+            "confusion_clip": f"confusion-{fold}-clip.png",
+            "classwise": f"classwise-{fold}.png"}
+
+
+def output_files(fold):
+    """Every file evaluating ``fold`` writes into the run directory, besides ``run.json``."""
+    return [report_file(fold), *plot_files(fold).values()]
+
+
 def write_plots(report, run_dir, fold):
     """Write the confusion matrices and the class-wise bar plot; return their file names."""
     from classifiers import plots
 
-    names = {"confusion_segment": f"confusion-{fold}.png",
-             "confusion_clip": f"confusion-{fold}-clip.png",
-             "classwise": f"classwise-{fold}.png"}
+    names = plot_files(fold)
     classes = report["classes"]
     title = f"{report['system']} - {fold}"
     plots.plot_confusion_matrix(report["segment"]["confusion"], classes,
                                 run_dir / names["confusion_segment"],
-                                title=f"{title} (1 s segments)")
+                                title=f"{title} (1 s segments)", within=run_dir)
     plots.plot_confusion_matrix(report["clip"]["confusion"], classes,
-                                run_dir / names["confusion_clip"], title=f"{title} (clips)")
+                                run_dir / names["confusion_clip"], title=f"{title} (clips)",
+                                within=run_dir)
     plots.plot_classwise(
         {level: {c: v["accuracy"] for c, v in report[key]["per_class"].items()}
          for level, key in (("1 s segments", "segment"), ("clips", "clip"))},
-        run_dir / names["classwise"], title=f"Class-wise accuracy: {title}")
+        run_dir / names["classwise"], title=f"Class-wise accuracy: {title}", within=run_dir)
     return names
 
 

@@ -7,14 +7,13 @@ and row names: :mod:`pipelines.commands.predict`.
 
 from __future__ import annotations
 
-import csv
-import os
 import pathlib
 import time
 from typing import Any
 
 import numpy as np
 
+from featurestore import outputs
 from pipelines.jobs import recipe, runs
 from pipelines.jobs.specs import PathLike
 
@@ -78,13 +77,9 @@ def segment_filenames(segments, clips):
 
 
 def write_output(path, filenames, proba, classes):
-    """Write the DCASE output file: header, then one row per segment."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
+    """Write the DCASE output file: header, then one row per segment (through a fresh temporary
+    file, never through a symbolic link: :func:`featurestore.outputs.write_csv`)."""
     labels = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["filename", "scene_label", *classes])
-        for name, label, row in zip(filenames, labels, proba):
-            writer.writerow([name, label, *(f"{p:.10g}" for p in row)])
-    os.replace(temporary, path)
+    rows = ([name, label, *(f"{p:.10g}" for p in row)]
+            for name, label, row in zip(filenames, labels, proba))
+    outputs.write_csv(path, [["filename", "scene_label", *classes], *rows], delimiter="\t")

@@ -14,6 +14,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from featurestore import outputs
 from featurestore.errors import UsageError
 from pipelines.jobs import recipe, runs, tables
 from pipelines.jobs.specs import PathLike
@@ -41,7 +42,8 @@ def write_report(run_dirs: Sequence[PathLike], *, out: PathLike, fold: str = "ev
         :func:`pipelines.jobs.tables.system_row` per run, in the given order).
     """
     text, rows, best = build_report(run_dirs, fold=fold, out_path=out, title=title)
-    pathlib.Path(out).write_text(text)
+    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+    outputs.write_text(out, text)
     return {"report": str(out), "best": best["run"], "systems": rows}
 
 

@@ -23,6 +23,7 @@ import pathlib
 
 import numpy as np
 
+from featurestore import outputs
 from featurestore.datasets import SCENES
 from featurestore.errors import (
     AvsceneError,
@@ -126,19 +127,26 @@ def features_matrix(segments, bundle):
     return X
 
 
-def write_json(path, document):
-    """Write ``document`` as indented JSON via a temporary file (never a half-written file)."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2, default=jsonable) + "\n")
-    os.replace(temporary, path)
+def write_json(path, document, *, within=None):
+    """Write ``document`` as indented JSON (:func:`featurestore.outputs.write_json`: a fresh
+    temporary file renamed into place, never through a symbolic link)."""
+    outputs.write_json(path, document, within=within, default=jsonable)
+
+
+def output_files(run_dir):
+    """Names of the files ``avscene train`` writes into ``run_dir`` that are there already (its
+    fixed files and any LightGBM booster texts), to check before training."""
+    run_dir = pathlib.Path(run_dir)
+    boosters = sorted(p.name for p in run_dir.glob("model-*.txt")) if run_dir.is_dir() else []
+    return [MODEL_FILE, ARRAYS_FILE, RECORD_FILE, *boosters]
 
 
 def save_run(run_dir, bundle, record):
     """Write the model files and ``run.json`` into ``run_dir`` (created if needed).
 
     ``bundle`` is ``{"estimator", "features", "dims", "pooling", "classes"}``; every file goes
-    through a temporary name and a rename, ``run.json`` last.
+    through a fresh temporary name and a rename (:mod:`featurestore.outputs`), ``run.json``
+    last.
     """
     from classifiers.persistence import dump_estimator
 
@@ -149,24 +157,15 @@ def save_run(run_dir, bundle, record):
     model.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, estimator=tree,
                  texts={name: _text_file(name) for name in texts})
     for name, text in texts.items():
-        _write_atomically(run_dir / _text_file(name), text.encode())
-    temporary = run_dir / (ARRAYS_FILE + ".tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(temporary, run_dir / ARRAYS_FILE)
-    write_json(run_dir / MODEL_FILE, model)
-    write_json(run_dir / RECORD_FILE, record)
+        outputs.write_text(run_dir / _text_file(name), text, within=run_dir)
+    outputs.write_npz(run_dir / ARRAYS_FILE, arrays, within=run_dir)
+    write_json(run_dir / MODEL_FILE, model, within=run_dir)
+    write_json(run_dir / RECORD_FILE, record, within=run_dir)
     (run_dir / LEGACY_MODEL_FILE).unlink(missing_ok=True)
 
 
 def _text_file(name):
     return f"model-{name.replace('.', '-')}.txt"
-
-
-def _write_atomically(path, data):
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def load_record(run_dir):

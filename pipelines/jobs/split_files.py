@@ -15,12 +15,12 @@ one of two formats:
 from __future__ import annotations
 
 import csv
-import os
 import pathlib
 from typing import Any
 
 import numpy as np
 
+from featurestore import outputs
 from featurestore.datasets import parse_tau_name
 from featurestore.errors import SplitFileError, UsageError
 
@@ -274,16 +274,11 @@ def rows_of_roles(row_clip_ids, clip_ids, roles, *, where):
     return np.flatnonzero(row_roles == ROLES[0]), np.flatnonzero(row_roles == ROLES[1])
 
 
-def write_split(path, clip_ids, roles):
-    """Write ``clip_id,role`` rows through a temporary file (never a half-written file)."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(ROLE_COLUMNS)
-        writer.writerows(zip(np.asarray(clip_ids).astype(str).tolist(),
-                             np.asarray(roles).astype(str).tolist()))
-    os.replace(temporary, path)
+def write_split(path, clip_ids, roles, *, within=None):
+    """Write ``clip_id,role`` rows (:func:`featurestore.outputs.write_csv`: never a half-written
+    file, never through a symbolic link; ``within``: the run directory holding it)."""
+    rows = zip(np.asarray(clip_ids).astype(str).tolist(), np.asarray(roles).astype(str).tolist())
+    outputs.write_csv(path, [ROLE_COLUMNS, *rows], within=within)
 
 
 def clip_roles(row_clip_ids, split):

@@ -191,9 +191,11 @@ def save_trained(spec: TrainSpec, fitted, *, models, dims, segments, split, vali
         "evaluations": {},
         **(extra or {}),
     }
-    pathlib.Path(spec.out).mkdir(parents=True, exist_ok=True)
-    split_files.write_split(pathlib.Path(spec.out) / SPLIT_FILE,
-                          *split_files.clip_roles(np.asarray(segments.clip_id), split))
+    run_dir = pathlib.Path(spec.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split_files.write_split(run_dir / SPLIT_FILE,
+                            *split_files.clip_roles(np.asarray(segments.clip_id), split),
+                            within=run_dir)
     runs.save_run(spec.out, bundle, record)
     return record
 

@@ -1,6 +1,6 @@
 """Local files avscene writes beside zarr's: temporary names, atomic replacement, leftovers.
 
-Whatever avscene writes to a local file system outside zarr (leases, HDF5 exports, a new store
+Whatever avscene writes to a local file system beside zarr (leases, HDF5 exports, a new store
 or an import being built) is first written under a temporary name ending in ``.partial`` and
 renamed into place once complete, as zarr's ``LocalStore`` does for chunks and metadata
 (``<key>.<32 hex digits>.partial``). A name ending in ``.partial`` is therefore always the
@@ -8,6 +8,8 @@ leftover of a write that did not finish (a kill, a full disk), never part of a s
 
 A file or directory being built beside a target (``.<name>.<purpose>@<host>@<pid>@<hex>.partial``)
 names the process building it, so a later run can remove the leftovers of a killed one.
+The temporary names and the flushes are those of :mod:`featurestore.outputs`, which writes every
+other file avscene makes.
 """
 
 import os
@@ -16,43 +18,16 @@ import shutil
 import socket
 from pathlib import Path
 
+from featurestore.outputs import TEMP_SUFFIX, fsync_directory, fsync_file, temp_path
 from featurestore.store.concurrency.host import process_running
 
-TEMP_SUFFIX = ".partial"
+__all__ = ["TEMP_SUFFIX", "build_path", "fsync_directory", "fsync_file", "fsync_tree",
+           "is_temporary", "remove_stale_builds", "temp_path"]
 
 
 def is_temporary(name):
     """True for the name (or key) of a temporary file: it ends in ``.partial``."""
     return str(name).endswith(TEMP_SUFFIX)
-
-
-def temp_path(path):
-    """A fresh hidden temporary name in the directory of ``path``."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
-
-
-def fsync_file(path):
-    """Flush a file's data to the disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def fsync_directory(path):
-    """Flush a directory's entries (a rename into it) to the disk, where the OS allows it."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:                        # some file systems refuse fsync on a directory
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def fsync_tree(root):
