@@ -3,7 +3,26 @@
 Every error subclasses :class:`AvsceneError` and the matching built-in, so callers can catch
 either (``except FileNotFoundError`` works for a missing store or weight file). Messages are
 one line and name the file, clip or row concerned.
+
+:func:`full_disk` recognises a full disk (or quota, or file-size limit) in any error's chain.
 """
+
+import errno
+
+#: What the errno of an OSError says about a full disk.
+FULL_DISK = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+             errno.EFBIG: "file-size limit reached"}
+
+
+def full_disk(error):
+    """The OSError of a full disk (:data:`FULL_DISK`) in ``error`` or its causes, or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in FULL_DISK:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class AvsceneError(Exception):

@@ -33,9 +33,10 @@ import multiprocessing
 import time
 import uuid
 
+from featurestore import limits
 from featurestore.dask_cluster import dask_client
 from featurestore.errors import AvsceneError, DatasetMismatchError, UsageError
-from featurestore.extraction.job import CLIP_TIMEOUT, ExtractJob
+from featurestore.extraction.job import CLIP_TIMEOUT, ExtractJob, check_job_options
 from featurestore.extraction.progress import PARTS, Progress
 from featurestore.store.layout import DEFAULT_BLOCK_CLIPS
 
@@ -184,6 +185,10 @@ class DaskExtraction:
         self.root, self.store, self.plan, self.task = root, store, plan, task
         self.scheduler, self.local_workers = scheduler, local_workers
         self.options = {**TASK_DEFAULTS, **options}
+        check_job_options(**{key: self.options[key] for key in ("batch", "workers",
+                                                                 "clip_timeout", "limit")})
+        if local_workers is not None:
+            limits.Bounds(1, limits.WORKERS.high, int).check("local_workers", local_workers)
 
     def _job(self, **extra):
         options = {**self.options, "device": "cpu", **extra}

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from featurestore import limits
 from featurestore.errors import LeaseError, ShardSetupError, UsageError
 from featurestore.extraction.batching import Batcher
 from featurestore.extraction.prepare import (
@@ -38,6 +39,22 @@ LOG = logging.getLogger("avscene.extract")
 
 #: Default seconds one clip may take to probe or decode in a worker (``--clip-timeout``).
 CLIP_TIMEOUT = 600.0
+
+
+def check_job_options(*, batch, workers, clip_timeout, limit=None, shard=None):
+    """Refuse job options outside :mod:`featurestore.limits` with a one-line ``ValueError``
+    (``clip_timeout`` and ``limit`` may be None, ``shard`` None or ``(index, count)``)."""
+    limits.BATCH.check("batch", batch)
+    limits.WORKERS.check("workers", workers)
+    if clip_timeout is not None:
+        limits.CLIP_TIMEOUT.check("clip_timeout (seconds)", clip_timeout)
+    if limit is not None:
+        limits.LIMIT.check("limit", limit)
+    if shard is not None:
+        if not isinstance(shard, (tuple, list)) or len(shard) != 2:
+            raise ValueError(f"shard must be (index, count), got {shard!r}")
+        count = limits.SHARDS.check("shard count", shard[1])
+        limits.Bounds(0, count - 1, int).check("shard index", shard[0])
 
 
 def probe_durations(clips, root, *, workers=1, timeout=None, probe=probe_task):
@@ -206,6 +223,9 @@ class ExtractJob:
     clip_timeout : float
         Seconds one clip may take to probe or decode before its worker is killed and the clip
         recorded as failed (0 or None: no limit).
+    batch, workers, clip_timeout, limit, shard
+        Bounded by :mod:`featurestore.limits` (:func:`check_job_options`: a ValueError before
+        anything is read).
     retry_failed : bool
         Turn the clips recorded as failed for the plan's features back to pending first.
     probe, prepare : callable
@@ -221,6 +241,8 @@ class ExtractJob:
                  progress="auto", prepare_only=False, storage_dtype="float32", compression=None,
                  clip_timeout=CLIP_TIMEOUT, retry_failed=False, probe=probe_task,
                  prepare=prepare_task):
+        check_job_options(batch=batch, workers=workers, clip_timeout=clip_timeout, limit=limit,
+                          shard=shard)
         self.root, self.store_url, self.plan = root, store, plan
         self.clip_timeout, self.retry_failed = clip_timeout or None, retry_failed
         self.probe, self.prepare = probe, prepare

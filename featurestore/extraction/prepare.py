@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurestore import limits
 from featurestore.errors import MediaError
 from featurestore.extractors import (
     AUDIO,
@@ -39,6 +40,9 @@ from featurestore.openl3 import framing
 
 #: The features ``avscene extract`` computes by default (the DCASE 2021 baseline's inputs).
 FEATURES = ("openl3_audio", "openl3_video", "logmel")
+#: Bounds of the Plan's decoding settings that no command-line option sets.
+PLAN_CHANNELS, PLAN_HOLD_SECONDS = limits.Bounds(1, 64, int), limits.Bounds(0.0, 10.0)
+PLAN_DECODE_THREADS = limits.Bounds(0, 64, int)
 AudioWindows = Windows.of      # the OpenL3 windows' shipping form (name kept for callers)
 __all__ = ["Plan", "PreparedClip", "FeatureInput", "prepare_clip", "sampled_frames", "fan_out",
            "probe_duration", "FEATURES"]
@@ -90,6 +94,17 @@ class Plan:
     hold: float = media.HOLD_SECONDS
     decode_threads: int = 0
     video_frames: str = "fps"
+
+    def __post_init__(self):
+        """Refuse settings outside :mod:`featurestore.limits` (one-line ValueError), before
+        anything is planned."""
+        video_sampling(self)                        # fps, hop, centring, video_frames
+        logmel.check_params(self.logmel)
+        limits.MIN_DURATION.check("min_duration (seconds)", self.min_duration)
+        limits.SAMPLE_RATE.check("min_sample_rate (Hz)", self.min_sample_rate)
+        for name, bounds in (("max_channels", PLAN_CHANNELS), ("hold", PLAN_HOLD_SECONDS),
+                             ("decode_threads", PLAN_DECODE_THREADS)):
+            bounds.check(name, getattr(self, name))
 
 
 @dataclass

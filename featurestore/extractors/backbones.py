@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from featurestore import __version__
+from featurestore import __version__, limits
 from featurestore.backbones import clip, cnn14, images
 from featurestore.backbones.image_transforms import resize_crop
 from featurestore.errors import ProvenanceMismatchError, WeightsNotFoundError
@@ -188,6 +188,7 @@ def load_clip(name, path, dtype, sha256, *, device, batch):
 # -- PANNs CNN14 ---------------------------------------------------------------------------------
 
 def cnn14_extractor(path, *, dtype, hop, center):
+    limits.HOP_SECONDS.check("panns_cnn14 hop (seconds)", hop)
     _, seed = cnn14.load_state(path)
     timestamps = "window centre j*hop" if center else "window start j*hop"
     params = {"feature": "panns_cnn14",

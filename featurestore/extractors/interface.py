@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from featurestore.limits import MAX_FRAME_RATE
+
 AUDIO, VIDEO = "audio", "video"
 MODALITIES = (AUDIO, VIDEO)
 
@@ -38,8 +40,8 @@ class Extractor:
         Feature name in the store (letters, digits, ``_``, ``-``, ``.``).
     modality : "audio" or "video"
     frame_rate : float
-        Rows per second of media (the store reserves ``ceil(duration * frame_rate) + 2`` rows
-        per clip).
+        Rows per second of media, at most :data:`featurestore.limits.MAX_FRAME_RATE` (the store
+        reserves ``ceil(duration * frame_rate) + 2`` rows per clip).
     timestamps : str
         Where row j sits on the clip clock, e.g. ``"window centre j*hop"``.
     dim : int
@@ -74,9 +76,9 @@ class Extractor:
         if int(self.dim) != self.dim or self.dim <= 0:
             raise ValueError(f"extractor {self.name!r}: dim must be a positive integer, "
                              f"got {self.dim!r}")
-        if not np.isfinite(self.frame_rate) or self.frame_rate <= 0:
-            raise ValueError(f"extractor {self.name!r}: frame_rate must be positive, "
-                             f"got {self.frame_rate!r}")
+        if not np.isfinite(self.frame_rate) or not 0 < self.frame_rate <= MAX_FRAME_RATE:
+            raise ValueError(f"extractor {self.name!r}: frame_rate must be positive and at "
+                             f"most {MAX_FRAME_RATE:g} rows per second, got {self.frame_rate!r}")
         if self.batch_items is not None and int(self.batch_items) < 1:
             raise ValueError(f"extractor {self.name!r}: batch_items must be positive")
         try:

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from featurestore import __version__
+from featurestore import __version__, limits
 from featurestore.errors import MediaError
 from featurestore.extractors.interface import AUDIO, VIDEO, Extractor, FeatureInput
 from featurestore.extractors.sampling import PER_AUDIO_WINDOW, VideoSampling, Windows
@@ -39,12 +39,13 @@ def openl3_audio(*, weights=None, hop=0.1, center=True, bf16=False):
     weights : str or Path, optional
         An official ``.h5`` file or a folder of them (see :func:`featurestore.openl3.find_weights`).
     hop : float
-        Seconds between 1 s windows.
+        Seconds between 1 s windows (:data:`featurestore.limits.HOP_SECONDS`).
     center : bool
         Timestamps at window centres (24,000 zeros prepended) or starts.
     bf16 : bool
         bfloat16 autocast for the convolutions (recorded as the model's ``dtype``).
     """
+    limits.HOP_SECONDS.check("openl3_audio hop (seconds)", hop)
     path = find_weights("audio", weights=weights)
     provenance = describe.describe_model("audio", path, dtype="bfloat16" if bf16 else "float32")
     params = {"feature": "openl3_audio", "model": _model_params(provenance), "hop": hop,
@@ -139,6 +140,7 @@ def load_openl3(kind, path, expected, *, device, batch):
 def logmel(params=None):
     """Log-mel spectrogram frames (:mod:`featurestore.frontends.logmel`); float32 always."""
     params = logmel_frontend.logmel_params() if params is None else dict(params)
+    logmel_frontend.check_params(params)
     return Extractor(
         name="logmel", modality=AUDIO,
         frame_rate=params["sample_rate"] / params["hop_length"],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featurestore import limits
 from featurestore.errors import MediaError
 
 FPS, PER_AUDIO_WINDOW = "fps", "per-audio-window"
@@ -26,9 +27,11 @@ class VideoSampling:
     ----------
     mode : "fps" or "per-audio-window"
     fps : float
-        ``fps`` mode: frames per second, sampled at ``(j + 0.5) / fps``.
+        ``fps`` mode: frames per second, sampled at ``(j + 0.5) / fps``
+        (:data:`featurestore.limits.FPS`).
     hop, center : float, bool
-        ``per-audio-window`` mode: the OpenL3 audio windows the frames go with.
+        ``per-audio-window`` mode: the OpenL3 audio windows the frames go with (hop in seconds,
+        :data:`featurestore.limits.HOP_SECONDS`).
     """
 
     mode: str = FPS
@@ -40,6 +43,10 @@ class VideoSampling:
         if self.mode not in (FPS, PER_AUDIO_WINDOW):
             raise ValueError(f"video frames must be {FPS!r} or {PER_AUDIO_WINDOW!r}, "
                              f"got {self.mode!r}")
+        limits.FPS.check("video fps", self.fps)
+        limits.HOP_SECONDS.check("audio hop (seconds)", self.hop)
+        if self.center not in (True, False):
+            raise ValueError(f"center must be True or False, got {self.center!r}")
 
     @property
     def frame_rate(self):

@@ -22,12 +22,18 @@ Batching pads clips with zeros at the end; since the centring pad is zeros as we
 frames equal those computed on the clip alone.
 """
 
+import math
+import numbers
+
 import numpy as np
 
+from featurestore import limits
 from featurestore.frontends.melfilters import mel_filterbank
 
 #: Version of the computation above; bump it when the numbers change.
 LOGMEL_VERSION = 1
+#: The settings :func:`check_logmel` bounds.
+CHECKED = ("sample_rate", "n_mels", "win_length", "hop_length", "n_fft", "fmin", "fmax", "amin")
 
 
 def logmel_params(*, sample_rate=48000, n_mels=128, win_length=1920, hop_length=480,
@@ -52,14 +58,16 @@ def logmel_params(*, sample_rate=48000, n_mels=128, win_length=1920, hop_length=
     -------
     params : dict
         Every setting, plus the fixed choices (window, padding, scale) spelt out.
+
+    Raises
+    ------
+    ValueError
+        A setting outside its bounds (:func:`check_logmel`), in one line.
     """
-    n_fft = int(win_length if n_fft is None else n_fft)
-    if not (0 < hop_length and 0 < win_length <= n_fft):
-        raise ValueError(f"logmel: need 0 < hop_length and 0 < win_length <= n_fft, got "
-                         f"hop_length={hop_length}, win_length={win_length}, n_fft={n_fft}")
-    if n_mels < 1 or sample_rate <= 0 or amin <= 0:
-        raise ValueError(f"logmel: invalid n_mels={n_mels}, sample_rate={sample_rate} "
-                         f"or amin={amin}")
+    n_fft = win_length if n_fft is None else n_fft
+    check_logmel(sample_rate=sample_rate, n_mels=n_mels, win_length=win_length,
+                 hop_length=hop_length, n_fft=n_fft, fmin=fmin, fmax=fmax, amin=amin)
+    n_fft = int(n_fft)
     return {
         "feature": "logmel", "version": LOGMEL_VERSION,
         "sample_rate": int(sample_rate), "n_mels": int(n_mels), "n_fft": n_fft,
@@ -70,6 +78,45 @@ def logmel_params(*, sample_rate=48000, n_mels=128, win_length=1920, hop_length=
         "scale": "10*log10(max(mel, amin))", "amin": float(amin),
         "timestamps": "frame centre k*hop_length/sample_rate",
     }
+
+
+def check_logmel(*, sample_rate, n_mels, win_length, hop_length, n_fft, fmin, fmax, amin):
+    """Refuse settings outside :mod:`featurestore.limits` with a one-line ``ValueError``.
+
+    ``win_length <= n_fft``, ``n_mels <= n_fft // 2 + 1`` (no more bands than FFT bins),
+    ``0 <= fmin < fmax <= sample_rate / 2`` and ``amin > 0`` besides the bounds of each.
+    """
+    limits.SAMPLE_RATE.check("logmel sample_rate", sample_rate)
+    limits.FFT_SAMPLES.check("logmel win_length", win_length)
+    limits.FFT_SAMPLES.check("logmel n_fft", n_fft)
+    limits.N_MELS.check("logmel n_mels", n_mels)
+    limits.Bounds(*hop_length_bounds(sample_rate), int).check(
+        f"logmel hop_length (samples at {sample_rate} Hz)", hop_length)
+    if win_length > n_fft:
+        raise ValueError(f"logmel win_length must be <= n_fft, got win_length={win_length}, "
+                         f"n_fft={n_fft}")
+    if n_mels > limits.mel_bins(n_fft):
+        raise ValueError(f"logmel n_mels must be <= n_fft // 2 + 1 = {limits.mel_bins(n_fft)} "
+                         f"(FFT bins of n_fft={n_fft}), got n_mels={n_mels}")
+    top = sample_rate / 2 if fmax is None else fmax
+    if not all(isinstance(f, numbers.Real) and math.isfinite(f) for f in (fmin, top, amin)) \
+            or not 0 <= fmin < top <= sample_rate / 2 or amin <= 0:
+        raise ValueError(f"logmel needs 0 <= fmin < fmax <= sample_rate / 2 and amin > 0, got "
+                         f"fmin={fmin!r}, fmax={fmax!r}, amin={amin!r}")
+
+
+def check_params(params):
+    """:func:`check_logmel` on a parameter dict (from :func:`logmel_params`, or made by hand)."""
+    if not isinstance(params, dict):
+        raise TypeError(f"logmel params must be a dict, got {type(params).__name__}")
+    check_logmel(**{key: params.get(key) for key in CHECKED})
+
+
+def hop_length_bounds(sample_rate):
+    """The shortest and longest ``hop_length`` in samples at ``sample_rate``
+    (:data:`featurestore.limits.LOGMEL_HOP_SECONDS`)."""
+    seconds = limits.LOGMEL_HOP_SECONDS
+    return math.ceil(seconds.low * sample_rate), math.floor(seconds.high * sample_rate)
 
 
 def frame_count(n_samples, params):

@@ -86,10 +86,19 @@ def _configure_tf32(device, allow):
 
 
 def resolve_device(device):
-    """"auto" -> cuda when available, else cpu; anything else as torch.device."""
+    """"auto" -> cuda when available, else cpu; anything else as torch.device.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is not a device name torch knows (one line).
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def bf16_is_fast(device="auto"):

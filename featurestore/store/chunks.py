@@ -275,11 +275,33 @@ def run_all(function, items, *, workers=None):
             pass
 
 
+#: Above this many chunks to delete, :func:`delete_chunks` lists the stored ones first.
+DELETE_BY_KEY = 64
+
+
 def delete_chunks(reader, indices):
-    """Delete the stored chunks ``indices`` of the reader's array (missing ones are fine)."""
+    """Delete the stored chunks ``indices`` of the reader's array (missing ones are fine).
+
+    A long range (a block's reserved tail) is intersected with the chunks the store holds, so
+    the cost follows what was written, not what was reserved.
+    """
     store = reader.array.store_path.store
+    if len(indices) > DELETE_BY_KEY:
+        wanted = indices if isinstance(indices, range) else set(indices)
+        indices = sorted(index for index in stored_chunk_indices(reader) if index in wanted)
     for index in indices:
         sync(store.delete(reader.key(index)))
+
+
+async def _list_dir(store, prefix):
+    return [name async for name in store.list_dir(prefix)]
+
+
+def stored_chunk_indices(reader):
+    """Indices along axis 0 of the chunks the store holds for the reader's array (a set)."""
+    store = reader.array.store_path.store
+    names = sync(_list_dir(store, f"{reader.array.path}/c"))
+    return {int(name) for name in names if name.isdigit()}
 
 
 async def _list_prefix(store, prefix):

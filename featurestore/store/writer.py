@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from featurestore.errors import LeaseLostError, StoreError, StoreFormatError
+from featurestore.errors import LeaseLostError, StoreError, StoreFormatError, full_disk
 from featurestore.store.chunks import ChunkReader, delete_chunks, gather_rows
 from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE, PENDING
 
@@ -172,8 +172,9 @@ class BlockWriter:
         try:                               # keep the clips that were complete before the error
             self.close()
         except Exception as error:         # the original error matters more
-            log.warning("%s block %d: could not flush after an error: %s",
-                        self.feature.name, self.block.index, error)
+            level = logging.DEBUG if full_disk(error) and full_disk(exc) else logging.WARNING
+            log.log(level, "%s block %d: could not flush after an error: %s",
+                    self.feature.name, self.block.index, error)
         return False
 
     def __repr__(self):

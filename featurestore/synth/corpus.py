@@ -45,6 +45,9 @@ AUDIO_ALIKE = (("airport", "shopping_mall"), ("bus", "tram"),
 VIDEO_ALIKE = (("tram", "metro"), ("airport", "metro_station"), ("park", "public_square"))
 
 SAMPLE_RATE = 48000
+#: Upper bounds of the corpus options (a corpus is for tests and demos, not for filling disks).
+MAX_CLIPS_PER_CLASS, MAX_EVAL_CLIPS, MAX_SECONDS = 10000, 100000, 600.0
+MAX_SIDE, MAX_FPS = 4096, 120.0
 META_HEADER = ("filename_audio", "filename_video", "scene_label", "identifier")
 _AUDIO_PLACE, _VIDEO_PLACE, _AUDIO_CLIP, _VIDEO_CLIP, _PLAN = range(5)
 
@@ -140,15 +143,18 @@ def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=3
 def _check_options(clips_per_class, seconds, size, fps, seed, eval_clips, classes, locations):
     unknown = sorted(set(classes) - set(SCENES))
     problems = [
-        (clips_per_class < 1, f"clips_per_class must be >= 1, got {clips_per_class}"),
+        (not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS,
+         f"clips_per_class must be from 1 to {MAX_CLIPS_PER_CLASS}, got {clips_per_class}"),
         (not 1 <= locations <= clips_per_class,
          f"locations_per_class must be between 1 and clips_per_class, got {locations}"),
-        (not seconds >= 1.0, f"seconds must be >= 1, got {seconds}"),
-        (len(size) != 2 or any(v < 16 or v % 2 for v in size),
-         f"size must be two even numbers >= 16, got {size}"),
-        (not fps > 0, f"fps must be > 0, got {fps}"),
+        (not 1.0 <= seconds <= MAX_SECONDS,
+         f"seconds must be from 1 to {MAX_SECONDS}, got {seconds}"),
+        (len(size) != 2 or any(not 16 <= v <= MAX_SIDE or v % 2 for v in size),
+         f"size must be two even numbers from 16 to {MAX_SIDE}, got {size}"),
+        (not 0 < fps <= MAX_FPS, f"fps must be > 0 and <= {MAX_FPS}, got {fps}"),
         (seed < 0, f"seed must be >= 0, got {seed}"),
-        (eval_clips < 0, f"eval_clips must be >= 0, got {eval_clips}"),
+        (not 0 <= eval_clips <= MAX_EVAL_CLIPS,
+         f"eval_clips must be from 0 to {MAX_EVAL_CLIPS}, got {eval_clips}"),
         (not classes or unknown or len(set(classes)) != len(classes),
          f"classes must be distinct names from {', '.join(SCENES)}; got {', '.join(classes)}"),
     ]

@@ -5,8 +5,13 @@ Each sub-command lives in its own module of :mod:`pipelines.commands` exposing
 print, return the exit status); this file only lists them. Modules must stay cheap to import (torch is
 imported inside ``run``), since ``avscene --help`` imports them all.
 
+A module may also expose ``check_arguments(args)``, the checks of options that go together; a
+UsageError it raises is the sub-command's usage error (exit status 2) before any work starts.
+
 Exit statuses: 0 success; 1 the job finished but some items failed (each was reported on its
-own line); 2 bad usage or input that stopped the job before it did anything; 130 interrupted.
+own line), or a full disk stopped it after it had kept some work (what it had committed stays,
+and a rerun after freeing space goes on from there); 2 bad usage or input that stopped the job
+before it did anything; 130 interrupted.
 """
 
 import argparse
@@ -15,7 +20,8 @@ import logging
 import sys
 
 from featurestore import __version__
-from featurestore.errors import AvsceneError
+from featurestore.errors import FULL_DISK, AvsceneError, full_disk
+from pipelines.commands.options import show_bounds
 
 #: (command, module, one-line help), in the order of the data flow.
 COMMANDS = (
@@ -41,6 +47,8 @@ COMMANDS = (
 
 #: Exit statuses of bad usage and of an interrupted command (see the module docstring).
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+#: Exit status of a command a full disk stopped (see the module docstring).
+EXIT_FULL_DISK = 1
 
 
 def build_parser():
@@ -61,8 +69,16 @@ def build_parser():
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        show_bounds(sub)
+        sub.set_defaults(run=module.run, check=getattr(module, "check_arguments", None),
+                         command_parser=sub)
     return parser
+
+
+def full_disk_message(error, args):
+    """One line: what ran out and the file (or else the command's output) it was writing."""
+    where = error.filename or getattr(args, "out", None) or getattr(args, "store", None)
+    return f"{FULL_DISK[error.errno]} writing {where}" if where else FULL_DISK[error.errno]
 
 
 def configure_logging(*, verbose=False, quiet=False):
@@ -78,12 +94,23 @@ def main(argv=None):
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_ERROR
+    if args.check is not None:
+        try:
+            args.check(args)
+        except AvsceneError as error:
+            args.command_parser.error(str(error))
     configure_logging(verbose=args.verbose, quiet=args.quiet)
     try:
         return args.run(args)
     except AvsceneError as error:
         print(f"avscene {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as error:         # a full disk, however a library words it; else a bug
+        if full_disk(error) is None:
+            raise
+        print(f"avscene {args.command}: error: {full_disk_message(full_disk(error), args)}",
+              file=sys.stderr)
+        return EXIT_FULL_DISK
     except KeyboardInterrupt:
         print(f"avscene {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -28,6 +28,7 @@ import contextlib
 
 from featurestore import outputs
 from featurestore.datasets import SCENES
+from featurestore.errors import UsageError
 from pipelines.commands.options import (
     add_json,
     add_out,
@@ -42,15 +43,21 @@ from pipelines.commands.options import (
 )
 from pipelines.jobs import demo, tables
 
+#: Upper bounds of the corpus options (the demo runs every step in minutes, not hours).
+MAX_CLIPS_PER_CLASS, MAX_SECONDS, MAX_EVAL_CLIPS = 1000, 60.0, 10000
+
 
 def add_arguments(parser):
     add_out(parser, what="the corpus, store, runs, output file and report", required=False,
             default="demo-output", metavar="DIR")
-    parser.add_argument("--clips-per-class", type=positive(int), default=8,
+    parser.add_argument("--clips-per-class", type=positive(int, maximum=MAX_CLIPS_PER_CLASS),
+                        default=8,
                         help="development clips per class")
-    parser.add_argument("--seconds", type=number(float, minimum=1.0), default=3.0,
+    parser.add_argument("--seconds", type=number(float, minimum=1.0, maximum=MAX_SECONDS),
+                        default=3.0,
                         help="length of development clips")
-    parser.add_argument("--eval-clips", type=non_negative(int), default=20,
+    parser.add_argument("--eval-clips", type=non_negative(int, maximum=MAX_EVAL_CLIPS),
+                        default=20,
                         help="one-second evaluation clips")
     parser.add_argument("--classes", type=comma_list(choices=SCENES), default=SCENES,
                         metavar="SCENE,...", help="scene classes")
@@ -92,6 +99,16 @@ def demo_spec(args) -> demo.DemoSpec:
                          seconds=args.seconds, eval_clips=args.eval_clips,
                          classes=tuple(args.classes), weights=args.weights, preset=args.preset,
                          workers=args.workers, seed=args.seed, overwrite=args.overwrite)
+
+
+def check_arguments(args):
+    """The options checked before any work: a preset ``avscene train`` knows (UsageError)."""
+    from classifiers.presets import get_preset
+
+    try:
+        get_preset(args.preset)
+    except ValueError as error:
+        raise UsageError(f"--preset: {error}") from None
 
 
 def run(args):

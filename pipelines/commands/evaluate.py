@@ -13,6 +13,7 @@ module prints the report.
 """
 
 from pipelines.commands.options import (
+    MAX_BOOTSTRAP,
     add_json,
     add_threads,
     check_output,
@@ -27,7 +28,8 @@ def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by avscene train")
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default="evaluate", help="fold of the store to evaluate")
-    parser.add_argument("--bootstrap", type=non_negative(int), default=1000,
+    parser.add_argument("--bootstrap", type=non_negative(int, maximum=MAX_BOOTSTRAP),
+                        default=1000,
                         help="bootstrap draws for the 95%% intervals (0: none)")
     parser.add_argument("--seed", type=seed(), default=0, help="seed of the bootstrap")
     add_threads(parser)

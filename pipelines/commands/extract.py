@@ -22,18 +22,19 @@ import argparse
 import logging
 import os
 
+from featurestore import limits
 from featurestore.errors import UsageError
 from featurestore.extraction import CLIP_TIMEOUT, FEATURES
 from featurestore.extractors import check_name, names
+from featurestore.frontends import logmel
 from pipelines.commands.options import (
     add_dask_arguments,
     add_json,
     add_workers,
+    bounded,
     check_output,
     comma_list,
-    non_negative,
     number,
-    positive,
     print_json,
     seed,
     shard,
@@ -41,6 +42,10 @@ from pipelines.commands.options import (
 from pipelines.jobs.pooled_segments import STORED_POOLINGS, store_segments
 
 LOG = logging.getLogger("avscene.extract")
+#: The rate the log-mel options are given at (the audio is resampled to it).
+SAMPLE_RATE = 48000
+#: ``--device cuda:N`` takes N below this.
+MAX_CUDA_INDEX = 1024
 
 
 def default_workers():
@@ -64,15 +69,16 @@ def add_arguments(parser):
     parser.add_argument("--random-weights", type=seed(), metavar="SEED",
                         help="seeded RANDOM weights for every feature --weights does not name "
                              "(tests and demos only)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda[:N]")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto (cuda when present), cpu, cuda[:N]")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the networks (recorded in the provenance)")
-    parser.add_argument("--hop", type=positive(float), default=0.1,
+    parser.add_argument("--hop", type=bounded(limits.HOP_SECONDS), default=0.1,
                         help="hop in seconds of the windowed audio embeddings (OpenL3, PANNs)")
     parser.add_argument("--center", action=argparse.BooleanOptionalAction, default=True,
                         help="windowed audio embeddings: centred windows (timestamps = window "
                              "centres)")
-    parser.add_argument("--fps", type=positive(float), default=10.0,
+    parser.add_argument("--fps", type=bounded(limits.FPS), default=10.0,
                         help="video frames per second, sampled at (j + 0.5) / fps (every video "
                              "feature)")
     parser.add_argument("--video-frames", choices=("fps", "per-audio-window"), default="fps",
@@ -82,36 +88,39 @@ def add_arguments(parser):
     parser.add_argument("--image-scaling", choices=("openl3", "paper"), default="openl3",
                         help="OpenL3 image input range: openl3 0.4.2's ([-1, 1] only for exact "
                              "224x224 frames, else [0, 1]) or the paper's (always [-1, 1])")
-    parser.add_argument("--n-mels", type=positive(int), default=128, help="log-mel bands")
-    parser.add_argument("--win-length", type=positive(int), default=1920,
+    parser.add_argument("--n-mels", type=bounded(limits.N_MELS), default=128,
+                        help="log-mel bands, at most win-length // 2 + 1 (the FFT bins)")
+    parser.add_argument("--win-length", type=bounded(limits.FFT_SAMPLES), default=1920,
                         help="log-mel window in samples at 48 kHz (40 ms)")
-    parser.add_argument("--hop-length", type=positive(int), default=480,
-                        help="log-mel hop in samples at 48 kHz (10 ms)")
-    parser.add_argument("--min-duration", type=non_negative(float), default=0.0,
+    shortest, longest = logmel.hop_length_bounds(SAMPLE_RATE)
+    parser.add_argument("--hop-length", type=number(int, minimum=shortest, maximum=longest),
+                        default=480, help="log-mel hop in samples at 48 kHz (10 ms)")
+    parser.add_argument("--min-duration", type=bounded(limits.MIN_DURATION), default=0.0,
                         help="audio shorter than this (seconds) is reported as bad input "
                              "(0: any non-empty audio; openl3 pads a short clip to one window)")
     parser.add_argument("--storage-dtype", choices=("float32", "float16"), default="float32",
                         help="dtype on disk (float16 halves the bytes; reads return float32)")
     parser.add_argument("--compression", choices=("lz4", "zstd", "none"), default="lz4",
                         help="chunk codec: lz4 reads faster, zstd makes smaller archives")
-    parser.add_argument("--batch", type=positive(int), default=32,
+    parser.add_argument("--batch", type=bounded(limits.BATCH), default=32,
                         help="audio windows / video frames per network call")
     add_workers(parser, default=default_workers(), what="probing and decoding media",
                 zero="decode in this process: no overlap with the networks, no isolation "
                      "from a crashing decoder, no --clip-timeout")
-    parser.add_argument("--clip-timeout", type=number(float, minimum=0), default=CLIP_TIMEOUT,
-                        metavar="SECONDS",
+    parser.add_argument("--clip-timeout", type=bounded(limits.CLIP_TIMEOUT),
+                        default=CLIP_TIMEOUT, metavar="SECONDS",
                         help="a worker busy probing or decoding one clip for longer is "
                              "killed and replaced, the clip recorded as failed (0: no limit)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="run the clips recorded as failed for these features again "
                              "(e.g. after restoring a file)")
     parser.add_argument("--shard", type=shard, metavar="I/N",
-                        help="process only store blocks b with b %% N == I (0 <= I < N)")
+                        help="process only store blocks b with b %% N == I (range: "
+                             f"0 <= I < N <= {limits.SHARDS.high})")
     parser.add_argument("--prepare-only", action="store_true",
                         help="register the clips and declare the features, extract nothing "
                              "(run once before starting --shard processes)")
-    parser.add_argument("--limit", type=positive(int),
+    parser.add_argument("--limit", type=bounded(limits.LIMIT),
                         help="only the first N clips of the manifest")
     parser.add_argument("--manifest", metavar="CSV",
                         help="CSV manifest with paths relative to ROOT")
@@ -122,6 +131,16 @@ def add_arguments(parser):
                              "no pending clips (as avscene segments --pooling NAME,...)")
     add_json(parser, what="the run summary")
     add_dask_arguments(parser, what="extract")
+
+
+def device_name(text):
+    """``--device``: auto, cpu, cuda or cuda:N (whether the device exists is checked before the
+    job starts, :func:`check_arguments`)."""
+    kind, colon, index = text.partition(":")
+    if kind in ("auto", "cpu") and not colon or kind == "cuda" and (
+            not colon or index.isdigit() and int(index) < MAX_CUDA_INDEX):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 
 
 def weight_list(text):
@@ -146,18 +165,46 @@ weight_list.comma_list = True
 
 
 def build_plan(args):
-    """The :class:`~featurestore.extraction.prepare.Plan` of the command-line options."""
+    """The :class:`~featurestore.extraction.prepare.Plan` of the command-line options.
+
+    Raises
+    ------
+    UsageError
+        Options that do not go together (e.g. more mel bands than FFT bins), in one line.
+    """
     from featurestore.extraction import Plan
-    from featurestore.frontends import logmel
 
     try:
-        params = logmel.logmel_params(n_mels=args.n_mels, win_length=args.win_length,
-                                      hop_length=args.hop_length)
+        params = logmel.logmel_params(sample_rate=SAMPLE_RATE, n_mels=args.n_mels,
+                                      win_length=args.win_length, hop_length=args.hop_length)
+        return Plan(features=tuple(args.features), hop=args.hop, center=args.center,
+                    fps=args.fps, logmel=params, image_scaling=args.image_scaling,
+                    min_duration=args.min_duration, video_frames=args.video_frames)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    return Plan(features=tuple(args.features), hop=args.hop, center=args.center, fps=args.fps,
-                logmel=params, image_scaling=args.image_scaling, min_duration=args.min_duration,
-                video_frames=args.video_frames)
+
+
+def check_arguments(args):
+    """The options checked together before any work (the CLI turns a UsageError into its
+    usage error, exit status 2): the plan's settings, the options Dask does not take, and a
+    CUDA device this machine has (unless the job runs on the workers of a ``--dask``
+    scheduler)."""
+    build_plan(args)
+    if (args.dask or args.dask_local) and (args.shard or args.prepare_only):
+        raise UsageError("--shard and --prepare-only do not combine with --dask or --dask-local "
+                         "(the client prepares, the cluster shards by block)")
+    if args.device.startswith("cuda") and not args.dask:
+        check_cuda(args.device)
+
+
+def check_cuda(device):
+    """Refuse ``cuda`` or ``cuda:N`` when torch sees no such device (UsageError)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise UsageError(f"--device {device}: torch sees {count} CUDA devices on this machine")
 
 
 def make_job(args, **extra):

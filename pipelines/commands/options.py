@@ -7,8 +7,9 @@
 - Parallelism is ``--workers N`` for processes and ``--threads N`` for threads in one process
   (:func:`add_workers`, :func:`add_threads`); ``--dask``/``--dask-local`` for a Dask cluster.
 - List options are comma-separated (:func:`comma_list`).
-- Every numeric option is parsed by :func:`number` (or :func:`seed`), so a bad value stops the
-  command with a one-line error and exit status 2.
+- Every numeric option is parsed by :func:`number` (or :func:`seed`, :func:`bounded`) with a
+  lower and an upper bound, so a bad value stops the command with a one-line error and exit
+  status 2; :func:`show_bounds` writes the bounds into each option's help.
 - ``--json`` prints one JSON object with sorted keys (:func:`add_json`, :func:`print_json`).
 
 ``tests/pipelines/test_cli_convention.py`` walks every command's parser and checks all of it.
@@ -20,10 +21,20 @@ import math
 import sys
 
 from featurestore import outputs
+from featurestore.limits import SHARDS, WORKERS
 from pipelines.jobs.runs import jsonable
 
+#: The largest seed: every random generator avscene seeds (NumPy, scikit-learn, torch) takes it.
+MAX_SEED = 2**32 - 1
+#: The longest number an option takes, in characters (longer ones are not echoed back).
+MAX_DIGITS = 40
+#: Upper bounds of the parallelism options.
+MAX_THREADS, MAX_DASK_WORKERS = 1024, 256
+#: Bootstrap draws of ``evaluate`` and ``score`` (100,000 take minutes on the TAU evaluation set).
+MAX_BOOTSTRAP = 100000
 
-def number(kind, *, minimum=None, above=None, below=None):
+
+def number(kind, *, minimum=None, above=None, below=None, maximum=None):
     """An argparse type for an ``int`` or ``float`` option with bounds.
 
     Parameters
@@ -35,8 +46,13 @@ def number(kind, *, minimum=None, above=None, below=None):
         The value must be > above.
     below : number, optional
         The value must be < below.
+    maximum : number, optional
+        The value must be <= maximum.
     """
     def parse(text):
+        if len(text) > MAX_DIGITS:
+            raise argparse.ArgumentTypeError(f"expected a number of at most {MAX_DIGITS} "
+                                             f"characters, got {len(text)}")
         try:
             value = kind(text)
         except ValueError:
@@ -45,31 +61,65 @@ def number(kind, *, minimum=None, above=None, below=None):
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be >= {_show(minimum)}, got {text}")
         if above is not None and value <= above:
-            raise argparse.ArgumentTypeError(f"must be > {above}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be > {_show(above)}, got {text}")
         if below is not None and value >= below:
-            raise argparse.ArgumentTypeError(f"must be < {below}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be < {_show(below)}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {_show(maximum)}, got {text}")
         return value
 
     parse.__name__ = kind.__name__          # argparse names the type in its messages
-    parse.bounds = {"kind": kind, "minimum": minimum, "above": above, "below": below}
+    parse.bounds = {"kind": kind, "minimum": minimum, "above": above, "below": below,
+                    "maximum": maximum}
     return parse
 
 
-def positive(kind):
-    """:func:`number` > 0."""
-    return number(kind, above=0)
+def bounded(limit):
+    """:func:`number` of a :class:`featurestore.limits.Bounds` (the Python API's own bounds)."""
+    return number(limit.kind, minimum=limit.low, maximum=limit.high)
 
 
-def non_negative(kind):
-    """:func:`number` >= 0."""
-    return number(kind, minimum=0)
+def positive(kind, *, maximum):
+    """:func:`number` > 0 (an integer: >= 1) and <= maximum."""
+    if kind is int:
+        return number(int, minimum=1, maximum=maximum)
+    return number(kind, above=0, maximum=maximum)
+
+
+def non_negative(kind, *, maximum):
+    """:func:`number` >= 0 and <= maximum."""
+    return number(kind, minimum=0, maximum=maximum)
 
 
 def seed():
-    """A random seed: an integer >= 0."""
-    return number(int, minimum=0)
+    """A random seed: an integer from 0 to :data:`MAX_SEED`."""
+    return number(int, minimum=0, maximum=MAX_SEED)
+
+
+def _show(value):
+    """A bound as the user types it: 10 rather than 10.0, 0.01, 4294967295."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def bounds_text(bounds, name):
+    """``0.01 <= HOP <= 10``: the bounds of a :func:`number` type, for the help."""
+    low = (f"{_show(bounds['minimum'])} <= " if bounds["minimum"] is not None else
+           f"{_show(bounds['above'])} < " if bounds["above"] is not None else "")
+    high = (f" <= {_show(bounds['maximum'])}" if bounds["maximum"] is not None else
+            f" < {_show(bounds['below'])}" if bounds["below"] is not None else "")
+    return f"{low}{name}{high}"
+
+
+def show_bounds(parser):
+    """Append each numeric option's bounds to its help: ``(range: 0.01 <= HOP <= 10)``."""
+    for action in parser._actions:
+        bounds = getattr(action.type, "bounds", None)
+        if bounds is None or action.help in (None, argparse.SUPPRESS):
+            continue
+        name = action.metavar or action.dest.upper()
+        action.help = f"{action.help} (range: {bounds_text(bounds, name)})"
 
 
 def comma_list(*, choices=None, unique=True, check=None):
@@ -99,13 +149,13 @@ def comma_list(*, choices=None, unique=True, check=None):
 
 
 def shard(text):
-    """``I/N`` with ``0 <= I < N``."""
+    """``I/N`` with ``0 <= I < N <= SHARDS.high``."""
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be I/N, got {text!r}") from None
-    if not 0 <= index < count:
-        raise argparse.ArgumentTypeError(f"I/N needs 0 <= I < N, got {text!r}")
+    if not 0 <= index < count <= SHARDS.high:
+        raise argparse.ArgumentTypeError(f"I/N needs 0 <= I < N <= {SHARDS.high}, got {text!r}")
     return index, count
 
 
@@ -145,13 +195,14 @@ def add_overwrite(parser, *, what):
 
 def add_workers(parser, *, default, what, zero="in this process"):
     """``--workers N``: processes doing ``what``; ``zero`` says what 0 means."""
-    parser.add_argument("--workers", type=non_negative(int), default=default, metavar="N",
+    parser.add_argument("--workers", type=bounded(WORKERS), default=default, metavar="N",
                         help=f"worker processes {what} (0: {zero})")
 
 
 def add_threads(parser):
     """``--threads N``: CPU threads of this process's numerical libraries."""
-    parser.add_argument("--threads", type=positive(int), default=None, metavar="N",
+    parser.add_argument("--threads", type=positive(int, maximum=MAX_THREADS), default=None,
+                        metavar="N",
                         help="CPU threads of this process (BLAS, OpenMP, torch, LightGBM; "
                              "default: the libraries' own choice)")
 
@@ -168,7 +219,8 @@ def add_dask_arguments(parser, *, what):
     group.add_argument("--dask", metavar="ADDRESS",
                        help=f"{what} on the Dask distributed scheduler at ADDRESS "
                             "(tcp://host:8786)")
-    group.add_argument("--dask-local", type=positive(int), metavar="N",
+    group.add_argument("--dask-local", type=positive(int, maximum=MAX_DASK_WORKERS),
+                       metavar="N",
                        help=f"{what} on a local Dask cluster of N worker processes, "
                             "1 thread each")
 

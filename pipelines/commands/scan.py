@@ -11,6 +11,8 @@ from pipelines.commands.options import add_json, non_negative, print_json
 
 #: More locations than this are summarised (min / median / max clips) instead of listed.
 LIST_LOCATIONS = 60
+#: The most problems --max-problems may ask to print.
+MAX_PROBLEMS = 1000000
 
 
 def add_arguments(parser):
@@ -21,7 +23,8 @@ def add_arguments(parser):
                              "with paths relative to ROOT")
     add_json(parser, what="the summary (kind, root, checksum, clips, scenes, cities, locations, "
                           "folds, problems)")
-    parser.add_argument("--max-problems", type=non_negative(int), default=20, metavar="N",
+    parser.add_argument("--max-problems", type=non_negative(int, maximum=MAX_PROBLEMS),
+                        default=20, metavar="N",
                         help="problems printed in text mode (0: all; --json prints all)")
 
 

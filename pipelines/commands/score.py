@@ -19,7 +19,7 @@ import numpy as np
 
 from featurestore.datasets import SCENES
 from featurestore.errors import UsageError
-from pipelines.commands.options import add_json, non_negative, print_json
+from pipelines.commands.options import MAX_BOOTSTRAP, add_json, non_negative, print_json
 from pipelines.jobs.tables import interval, number, percent
 
 _SEGMENT_SUFFIX = re.compile(r"_(\d+)$")
@@ -30,7 +30,8 @@ def add_arguments(parser):
                         help="system output file (DCASE format)")
     parser.add_argument("truth", metavar="TRUTH.csv",
                         help="labels: tab-separated, filename_audio and scene_label")
-    parser.add_argument("--bootstrap", type=non_negative(int), default=1000,
+    parser.add_argument("--bootstrap", type=non_negative(int, maximum=MAX_BOOTSTRAP),
+                        default=1000,
                         help="bootstrap draws for the 95%% intervals (0: none)")
     add_json(parser, what="the full report")
 

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from pipelines.commands import cli
+from pipelines.commands import options as options_module
 
 PARSER = cli.build_parser()
 SUBPARSERS = next(a for a in PARSER._actions if a.dest == "command").choices
@@ -77,6 +78,19 @@ def test_every_numeric_option_is_validated(name):
         assert hasattr(action.type, "bounds"), (name, action.option_strings)
 
 
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_numeric_option_has_both_bounds_in_its_help(name):
+    for action in numeric_options(name):
+        bounds = action.type.bounds
+        assert bounds["maximum"] is not None or bounds["below"] is not None, \
+            (name, action.option_strings, "no upper bound")
+        assert bounds["minimum"] is not None or bounds["above"] is not None, \
+            (name, action.option_strings, "no lower bound")
+        shown = SUBPARSERS[name].format_help().replace("\n", " ")
+        text = options_module.bounds_text(bounds, action.metavar or action.dest.upper())
+        assert f"(range: {text})" in " ".join(shown.split()), (name, action.option_strings)
+
+
 def minimal_argv(name):
     """Placeholder positionals and required options, so that parsing reaches the options."""
     argv = [name]
@@ -91,7 +105,7 @@ def minimal_argv(name):
 def bad_values(bounds):
     values = ["abc", "1e999" if bounds["kind"] is float else "1.5"]
     for key, bad in (("minimum", lambda b: b - 1), ("above", lambda b: b),
-                     ("below", lambda b: b)):
+                     ("below", lambda b: b), ("maximum", lambda b: b + 1)):
         if bounds[key] is not None:
             values.append(str(bad(bounds[key])))
     return values

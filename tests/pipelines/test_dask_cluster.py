@@ -212,9 +212,10 @@ def test_failed_tasks_leave_their_clips_pending_and_exit_1(dataset, cluster, tmp
 
 @pytest.mark.parametrize("argv", [["--shard", "0/2"], ["--prepare-only"]])
 def test_options_that_do_not_combine_with_dask_exit_2(dataset, tmp_path, argv, capsys):
-    assert cli.main(["extract", str(dataset), str(tmp_path / "s"), "--dask-local", "2",
-                     *argv]) == 2
-    assert "do not combine" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:          # the usage error, before any work
+        cli.main(["extract", str(dataset), str(tmp_path / "s"), "--dask-local", "2", *argv])
+    assert stop.value.code == 2 and "do not combine" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
     with pytest.raises(SystemExit):
         cli.main(["extract", str(dataset), str(tmp_path / "s"), "--dask-local", "0"])
     with pytest.raises(SystemExit):

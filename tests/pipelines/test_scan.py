@@ -114,8 +114,9 @@ def test_synth_refuses_a_repeated_class(tmp_path, capsys):
     (["--clips-per-class", "2", "--locations-per-class", "3"], "exceeds --clips-per-class"),
 ])
 def test_synth_usage_errors(tmp_path, capsys, args, message):
-    assert cli.main(["synth", "--out", str(tmp_path / "out"), *args]) == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:             # the usage error, before any work
+        cli.main(["synth", "--out", str(tmp_path / "out"), *args])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -80,7 +80,12 @@ def import_hdf5(path, where, *, overwrite=False, storage_options=None):
     if not path.is_file():
         raise StoreNotFoundError(f"{path} does not exist")
     new = new_store_target(where, overwrite=overwrite, storage_options=storage_options)
-    with h5py.File(path, "r") as h5:
+    try:
+        opened = h5py.File(path, "r")
+    except OSError as error:               # not HDF5 at all (h5py words it as an OSError)
+        raise StoreFormatError(f"{path} is not an HDF5 file written by avscene export "
+                               f"({error})") from None
+    with opened as h5:
         if META_ATTR not in h5.attrs or "avscene_export" not in h5.attrs:
             raise StoreFormatError(f"{path} was not written by avscene export")
         return build_into_place(new, lambda folder: _build(h5, path, folder),
