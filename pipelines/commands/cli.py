@@ -15,6 +15,7 @@ import sys
 
 from featurestore import __version__
 from featurestore.errors import AvsceneError
+from pipelines.commands.options import http_settings
 
 #: (command, module, one-line help), in the order of the data flow.
 COMMANDS = (
@@ -79,7 +80,8 @@ def main(argv=None):
         return EXIT_ERROR
     configure_logging(verbose=args.verbose, quiet=args.quiet)
     try:
-        return args.run(args)
+        with http_settings(args):
+            return args.run(args)
     except AvsceneError as error:
         print(f"avscene {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -18,11 +18,19 @@ import numpy as np
 
 from pipelines.jobs import recipe, runs
 from pipelines.commands import tables
-from pipelines.commands.options import add_json, add_threads, non_negative, print_json, seed
+from pipelines.commands.options import (
+    add_http,
+    add_json,
+    add_threads,
+    non_negative,
+    print_json,
+    seed,
+)
 
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by avscene train")
+    add_http(parser)
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default="evaluate", help="fold of the store to evaluate")
     parser.add_argument("--bootstrap", type=non_negative(int), default=1000,

@@ -1,10 +1,11 @@
 """``avscene export STORE --out FILE.h5``: copy a store, losslessly, into one HDF5 file."""
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+from pipelines.commands.options import add_http, add_json, add_out, add_overwrite, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     add_out(parser, what="the HDF5 file", metavar="FILE.h5")
     parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                         help="HDF5 filter of the datasets")

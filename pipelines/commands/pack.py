@@ -5,11 +5,12 @@ Every command and ``FeatureStore.open`` read the archive (a path or a URL) witho
 the stored segments (``avscene segments``), the clip table and the features' provenance.
 """
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+from pipelines.commands.options import add_http, add_json, add_out, add_overwrite, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     add_out(parser, what="the zip archive (its name ends in .zip)", metavar="OUT.zarr.zip")
     parser.add_argument("--segments-only", action="store_true",
                         help="leave out the frames: keep the stored segments, the clip table and "

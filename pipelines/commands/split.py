@@ -14,11 +14,20 @@ import numpy as np
 
 from featurestore.errors import UsageError
 from pipelines.jobs import split_files
-from pipelines.commands.options import add_json, add_out, add_overwrite, number, print_json, seed
+from pipelines.commands.options import (
+    add_http,
+    add_json,
+    add_out,
+    add_overwrite,
+    number,
+    print_json,
+    seed,
+)
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     parser.add_argument("--method", choices=split_files.METHODS, default="dcase2021",
                         help="dcase2021 (the baseline's split_data.py) or location (avscene "
                              "train's default)")

@@ -4,12 +4,13 @@ The store is built beside its target, verified fully and renamed into place: a f
 unpack leaves nothing at ``STORE``.
 """
 
-from pipelines.commands.options import add_json, add_out, add_overwrite, print_json
+from pipelines.commands.options import add_http, add_json, add_out, add_overwrite, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("archive", metavar="ARCHIVE",
                         help="zip archive written by avscene pack: a path or an fsspec URL")
+    add_http(parser)
     add_out(parser, what="the feature store to create (a directory or an fsspec URL)",
             metavar="STORE")
     add_overwrite(parser, what="the store")
