@@ -61,6 +61,11 @@ class StoreFormatError(StoreError, ValueError):
     """The store's contents are inconsistent or not an avscene store."""
 
 
+class RemoteStoreError(StoreError, OSError):
+    """A store or archive read over HTTP(S) could not be read safely: the server timed out,
+    answered too much or too little, or redirected elsewhere."""
+
+
 class LeaseError(StoreError):
     """A block of a store is, or was meanwhile, written by another writer."""
 

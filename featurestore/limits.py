@@ -14,6 +14,7 @@ absurd value stops with a one-line ``ValueError`` before anything is planned or 
   (``hop_length / sample_rate``), ``SAMPLE_RATE``: the log-mel frontend; besides,
   ``n_mels <= n_fft // 2 + 1`` (no more bands than FFT bins).
 - ``BATCH``, ``WORKERS``, ``CLIP_TIMEOUT``, ``MIN_DURATION``, ``LIMIT``, ``SHARDS``: the job.
+- ``HTTP_TIMEOUT``: each request of a store or archive read over HTTP(S).
 """
 
 import math
@@ -59,6 +60,8 @@ CLIP_TIMEOUT = Bounds(0.0, 86400.0)
 MIN_DURATION = Bounds(0.0, 3600.0)
 LIMIT = Bounds(1, 10**9, int)
 SHARDS = Bounds(1, 100000, int)
+#: Seconds an HTTP(S) request of a store or archive may take (``--timeout``).
+HTTP_TIMEOUT = Bounds(0.001, 86400.0)
 
 
 def mel_bins(n_fft):

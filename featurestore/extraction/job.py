@@ -397,6 +397,8 @@ class ExtractJob:
                               timeout=self.clip_timeout)
             with pool:
                 failures, errors = self._loop(store, runners, jobs, pool, progress)
+            if jobs:
+                store.record_sizes()       # what info over HTTP reports (no listing there)
             summary = progress.finish()
             complete_all, failed_any, not_applicable = self._scope_status(store, scope)
         summary.update({

@@ -313,23 +313,6 @@ def list_keys(store, prefix):
     return sync(_list_prefix(store, prefix))
 
 
-def stored_bytes(store, prefix):
-    """Total size in bytes of the objects stored under ``prefix`` (a group or array path), or
-    None where the store cannot list them (a web server without folder listings).
-
-    For a zip archive, the sizes come from its directory (nothing is read).
-    """
-    directory = zip_directory(store)
-    if directory is not None:
-        start = f"{prefix}/" if prefix else ""
-        return sum(entry.file_size for entry in directory.infolist()
-                   if entry.filename.startswith(start))
-    try:
-        return int(sync(store.getsize_prefix(prefix)))
-    except (OSError, NotImplementedError, ValueError):
-        return None
-
-
 def zip_directory(store):
     """The ``zipfile.ZipFile`` of a store that is a zip archive (local or over fsspec), else
     None."""

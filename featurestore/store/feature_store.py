@@ -69,6 +69,7 @@ from featurestore.store.opening import (
     resolve_location,
     zarr_options,
 )
+from featurestore.store.remote import HttpStore
 from featurestore.store.segment_pooling import Segments, join_keys, pool_feature
 from featurestore.store.writer import BlockWriter
 
@@ -170,6 +171,8 @@ class FeatureStore:
         if is_archive(target) and mode != "r":
             raise StoreError(f"{label} is a zip archive, which is read-only (mode 'r'); "
                              f"avscene unpack ARCHIVE --out STORE makes a writable store")
+        if isinstance(target, HttpStore) and mode != "r":
+            raise StoreError(f"{label} is read over HTTP, which is read-only (mode 'r')")
         options = zarr_options(target, storage_options, label)
         group = open_existing(target, options, label, writable=mode != "r")
         if mode in ("r", "r+") and group is None:
@@ -583,10 +586,17 @@ class FeatureStore:
         list of dict
             ``feature``, ``pooling``, ``segments``, ``dim``, ``fresh``, ``created``, sorted.
         """
+        return self._segment_entries({})
+
+    def _segment_entries(self, indexes):
+        """:meth:`stored_segments`, reading each feature's index once into ``indexes``
+        ({name: (offset, count, status)}; those already there are used as they are)."""
         found = []
         for (name, pooling), group in stored_segments.stored_groups(self._group).items():
+            if name in self.features and name not in indexes:
+                indexes[name] = self._index(name)
             fresh = name in self.features and stored_segments.is_fresh(
-                group, self._feature(name), self._clips, self._index(name))
+                group, self._feature(name), self._clips, indexes[name])
             found.append({"feature": name, "pooling": pooling, "fresh": fresh,
                           "segments": group.attrs.get("n_segments"),
                           "dim": group.attrs.get("dim"), "created": group.attrs.get("created")})
@@ -647,6 +657,17 @@ class FeatureStore:
         if positions.size and (positions.min() < 0 or positions.max() >= len(self._clips)):
             raise StoreFormatError(f"selection holds positions outside 0..{len(self._clips) - 1}")
         return np.unique(positions)
+
+    def record_sizes(self):
+        """Measure the stored bytes of every array and record them with the consolidated
+        metadata, where ``info`` over HTTP reads them (:mod:`featurestore.store.sizes`).
+
+        Changes of the store's structure record them anyway; block writers do not, so
+        extraction runs call this when they end.
+        """
+        self._require_writable()
+        with self._setup():                   # consolidates, measuring the sizes
+            pass
 
     # -- checks and interchange -------------------------------------------------------------
     def info(self):

@@ -4,6 +4,8 @@ Verify reads what is stored, never what the metadata merely declares: stored chu
 listing the store, and the index is checked before any row is read. Leases and temporary files
 (names ending in ``.partial``, left by a kill or a full disk) are not part of the store: verify
 ignores them, repair removes the temporary files and the leases of writers that are gone.
+``info`` measures the stored bytes of a store it can list cheaply and reads those recorded in a
+store over a network (:mod:`~featurestore.store.sizes`), which it never lists.
 """
 
 import os
@@ -20,7 +22,6 @@ from featurestore.store.chunks import (
     gather_rows,
     list_keys,
     run_all,
-    stored_bytes,
 )
 from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR
 from featurestore.store.concurrency.files import is_temporary
@@ -35,6 +36,7 @@ from featurestore.store.layout import (
 )
 from featurestore.store.concurrency.leases import LEASE_DIR, live_leases, remove_stale, stale_leases
 from featurestore.store.segment_pooling import pool_feature
+from featurestore.store.sizes import SIZES_KEY, array_bytes, bytes_under
 
 
 def _counts(values):
@@ -62,11 +64,10 @@ def store_info(store):
     for text, n_clips in _counts(table.folds).items():
         for fold in text.split(FOLD_SEPARATOR) if text else ["(none)"]:
             by_fold[fold] = by_fold.get(fold, 0) + n_clips
-    zstore = store._group.store
-    prefix = store._group.path
+    sizes, sizes_from = array_bytes(store._group, store.label)
     info = {
         "store": store.label,
-        "format": dict(store._meta),
+        "format": {key: value for key, value in store._meta.items() if key != SIZES_KEY},
         "attrs": {key: value for key, value in store.attrs.items() if key != "avscene"},
         "clips": {
             "total": len(table),
@@ -81,14 +82,16 @@ def store_info(store):
         "blocks": -(-len(table) // store.block_clips),
         "block_clips": store.block_clips,
         "segments_only": store.segments_only,
+        "sizes": sizes_from,
         "features": {},
         "segments": [],
     }
+    indexes = {name: store._index(name) for name in store.features}
     for name in store.features:
         feature = store._feature(name)
-        _, count, status = store._index(name)
+        _, count, status = indexes[name]
         rows = int(count[status == COMMITTED].sum())
-        on_disk = stored_bytes(zstore, _join(prefix, f"features/{name}"))
+        on_disk = bytes_under(sizes, f"features/{name}")
         raw = rows * (feature.dim * feature.storage_dtype.itemsize + 8)
         values = feature.values
         info["features"][name] = {
@@ -114,11 +117,10 @@ def store_info(store):
             "created": feature.attrs.get("created"),
             "package_versions": feature.attrs.get("package_versions", {}),
         }
-    for entry in store.stored_segments():
+    for entry in store._segment_entries(indexes):     # the indexes are read once
         path = stored_segments.group_path(entry["feature"], entry["pooling"])
-        info["segments"].append({**entry, "bytes_on_disk": stored_bytes(zstore,
-                                                                          _join(prefix, path))})
-    info["bytes_on_disk"] = stored_bytes(zstore, prefix)
+        info["segments"].append({**entry, "bytes_on_disk": bytes_under(sizes, path)})
+    info["bytes_on_disk"] = bytes_under(sizes, "")
     return info
 
 

@@ -13,9 +13,14 @@ A path or URL ending in ``.zip`` is a one-file archive written by ``avscene pack
 
 A finished store carries zarr's consolidated metadata: the metadata of every group and array,
 inline in the root ``zarr.json``, rewritten after every change of the store's structure
-(:func:`consolidate`). Read-only opens of a URL or an archive use it, so that opening a store over
-HTTP or from object storage costs one request instead of one per array; local directories and
-writable opens read every document.
+(:func:`consolidate`) together with the stored bytes of every array
+(:mod:`~featurestore.store.sizes`). Read-only opens of a URL or an archive use it, so that opening
+a store over HTTP or from object storage costs one request instead of one per array; local
+directories and writable opens read every document.
+
+``http://`` and ``https://`` URLs (stores and archives) are read with avscene's own bounded
+client (:mod:`~featurestore.store.remote`): read-only, never listed, so only through the
+consolidated metadata.
 """
 
 import contextlib
@@ -41,6 +46,15 @@ from featurestore.provenance import package_versions, utc_now
 from featurestore.store.clip_table import create_clip_arrays
 from featurestore.store.concurrency.files import build_path, remove_stale_builds
 from featurestore.store.layout import FORMAT, FORMAT_VERSION, normalise_params
+from featurestore.store.remote import (
+    HttpStore,
+    http_options,
+    is_http_url,
+    open_http_archive,
+    refuse_chained_http,
+    require_consolidated,
+)
+from featurestore.store.sizes import measure, record
 
 MODES = ("r", "r+", "a", "w", "w-")
 #: A store location ending in this (any case) is a one-file zip archive, opened read-only.
@@ -100,8 +114,11 @@ def resolve_location(where, *, storage_options=None):
         if scheme:
             text = text[len(scheme):]
         elif "://" in text or "::" in text:
+            refuse_chained_http(text)
             if is_archive_name(text):
                 return archive_store(text, storage_options=storage_options), text
+            if is_http_url(text):
+                return HttpStore(text, http_options(storage_options)), text
             return text, text
         path = str(Path(text).expanduser().absolute())
         if is_archive_name(path):
@@ -144,6 +161,11 @@ def archive_store(location, *, storage_options=None):
             raise StoreFormatError(f"{location} is not a readable zip archive: "
                                    f"{error}") from None
         return store
+    if is_http_url(location):
+        try:
+            return open_http_archive(location, storage_options)
+        except FileNotFoundError:
+            return _MissingArchive(location)
     import fsspec
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
@@ -196,12 +218,17 @@ def open_existing(target, options, label, *, writable):
     consolidated = None if not writable and local_directory(target) is None else False
     try:
         with _quiet():
-            return zarr.open_group(target, mode="r+" if writable else "r", zarr_format=3,
-                                   use_consolidated=consolidated, **options)
+            group = zarr.open_group(target, mode="r+" if writable else "r", zarr_format=3,
+                                    use_consolidated=consolidated, **options)
     except (FileNotFoundError, KeyError):
         return None
-    except (ValueError, TypeError) as error:
-        raise StoreFormatError(f"{label} is not a zarr v3 group: {error}") from None
+    except (ValueError, TypeError, RecursionError) as error:
+        raise StoreFormatError(f"{label} is not a zarr v3 group: "
+                               f"{str(error).splitlines()[0] if str(error) else 'too deep'}") \
+            from None
+    if isinstance(target, HttpStore):
+        require_consolidated(group, label)
+    return group
 
 
 @contextlib.contextmanager
@@ -213,13 +240,17 @@ def _quiet():
         yield
 
 
-def consolidate(group):
-    """Rewrite the consolidated metadata of the store whose root group is ``group``.
+def consolidate(group, *, sizes=None):
+    """Rewrite the consolidated metadata of the store whose root group is ``group``, and record
+    the stored bytes of its arrays in the root attribute ``avscene`` (``sizes``, or measured).
 
     Called after every change of the store's structure (clips appended, a feature declared,
-    attributes set, segments written); readers that ignore consolidated metadata never see it.
+    attributes set, segments written) and at the end of extraction runs
+    (:meth:`~featurestore.store.feature_store.FeatureStore.record_sizes`); readers that ignore
+    consolidated metadata never see it.
     """
     with _quiet():
+        record(group, measure(group) if sizes is None else sizes)
         zarr.consolidate_metadata(group.store, path=group.path or None, zarr_format=3)
 
 

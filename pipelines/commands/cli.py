@@ -21,7 +21,7 @@ import sys
 
 from featurestore import __version__
 from featurestore.errors import FULL_DISK, AvsceneError, full_disk
-from pipelines.commands.options import show_bounds
+from pipelines.commands.options import http_settings, show_bounds
 
 #: (command, module, one-line help), in the order of the data flow.
 COMMANDS = (
@@ -101,7 +101,8 @@ def main(argv=None):
             args.command_parser.error(str(error))
     configure_logging(verbose=args.verbose, quiet=args.quiet)
     try:
-        return args.run(args)
+        with http_settings(args):
+            return args.run(args)
     except AvsceneError as error:
         print(f"avscene {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,6 +14,7 @@ module prints the report.
 
 from pipelines.commands.options import (
     MAX_BOOTSTRAP,
+    add_http,
     add_json,
     add_threads,
     check_output,
@@ -26,6 +27,7 @@ from pipelines.jobs import evaluation, runs, tables
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by avscene train")
+    add_http(parser)
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default="evaluate", help="fold of the store to evaluate")
     parser.add_argument("--bootstrap", type=non_negative(int, maximum=MAX_BOOTSTRAP),

@@ -3,6 +3,7 @@
 import pathlib
 
 from pipelines.commands.options import (
+    add_http,
     add_json,
     add_out,
     add_overwrite,
@@ -13,6 +14,7 @@ from pipelines.commands.options import (
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     add_out(parser, what="the HDF5 file", metavar="FILE.h5")
     parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                         help="HDF5 filter of the datasets")

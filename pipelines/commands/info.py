@@ -2,11 +2,12 @@
 
 import json
 
-from pipelines.commands.options import add_json, print_json
+from pipelines.commands.options import add_http, add_json, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     add_json(parser, what="the description")
 
 
@@ -24,7 +25,7 @@ def run(args):
 
 def _size(n_bytes):
     if n_bytes is None:
-        return "? (not listed)"
+        return "? (not recorded)"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n_bytes < 1024 or unit == "GiB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
@@ -87,5 +88,6 @@ def format_info(info):
                      f"{entry['dim']}, {_size(entry['bytes_on_disk'])}, "
                      + ("up to date" if entry["fresh"] else
                         "STALE (made from other frames, not used; avscene segments rewrites it)"))
-    lines.append(f"total     {_size(info['bytes_on_disk'])} on disk")
+    recorded = " (as recorded by the store's writer)" if info.get("sizes") == "recorded" else ""
+    lines.append(f"total     {_size(info['bytes_on_disk'])} on disk{recorded}")
     return "\n".join(lines)

@@ -11,17 +11,20 @@
   lower and an upper bound, so a bad value stops the command with a one-line error and exit
   status 2; :func:`show_bounds` writes the bounds into each option's help.
 - ``--json`` prints one JSON object with sorted keys (:func:`add_json`, :func:`print_json`).
+- A command that reads a store or archive takes ``--timeout`` and ``--allow-redirects`` for
+  HTTP(S) URLs (:func:`add_http`).
 
 ``tests/pipelines/test_cli_convention.py`` walks every command's parser and checks all of it.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 
 from featurestore import outputs
-from featurestore.limits import SHARDS, WORKERS
+from featurestore.limits import HTTP_TIMEOUT, SHARDS, WORKERS
 from pipelines.jobs.runs import jsonable
 
 #: The largest seed: every random generator avscene seeds (NumPy, scikit-learn, torch) takes it.
@@ -223,6 +226,28 @@ def add_dask_arguments(parser, *, what):
                        metavar="N",
                        help=f"{what} on a local Dask cluster of N worker processes, "
                             "1 thread each")
+
+
+def add_http(parser):
+    """``--timeout SECONDS`` and ``--allow-redirects``: how stores and archives are read over
+    HTTP(S) (:mod:`featurestore.store.remote`); :func:`http_settings` applies them."""
+    parser.add_argument("--timeout", type=positive(float, maximum=HTTP_TIMEOUT.high),
+                        default=None, metavar="SECONDS",
+                        help="seconds each HTTP(S) request may take, from connecting to the "
+                             "last byte of the answer (unset: $AVSCENE_HTTP_TIMEOUT, else 60)")
+    parser.add_argument("--allow-redirects", action="store_true",
+                        help="follow HTTP(S) redirects to another scheme, host or port (without "
+                             "it they are refused)")
+
+
+def http_settings(args):
+    """The context in which a command runs: its ``--timeout`` and ``--allow-redirects``, if it
+    has them and they are given, for itself and the processes it starts."""
+    timeout, allow = getattr(args, "timeout", None), getattr(args, "allow_redirects", False)
+    if timeout is None and not allow:
+        return contextlib.nullcontext()
+    from featurestore.store.remote import http_settings as settings
+    return settings(timeout=timeout, allow_redirects=allow)
 
 
 def print_json(document, *, stream=None):

@@ -8,6 +8,7 @@ the stored segments (``avscene segments``), the clip table and the features' pro
 import pathlib
 
 from pipelines.commands.options import (
+    add_http,
     add_json,
     add_out,
     add_overwrite,
@@ -18,6 +19,7 @@ from pipelines.commands.options import (
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     add_out(parser, what="the zip archive (its name ends in .zip)", metavar="OUT.zarr.zip")
     parser.add_argument("--segments-only", action="store_true",
                         help="leave out the frames: keep the stored segments, the clip table and "

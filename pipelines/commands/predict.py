@@ -18,11 +18,19 @@ The job is :func:`pipelines.jobs.prediction.predict_run`; this module prints its
 """
 
 from pipelines.jobs import prediction
-from pipelines.commands.options import add_json, add_out, add_threads, check_output, print_json
+from pipelines.commands.options import (
+    add_http,
+    add_json,
+    add_out,
+    add_threads,
+    check_output,
+    print_json,
+)
 
 
 def add_arguments(parser):
     parser.add_argument("run_dir", help="run directory written by avscene train")
+    add_http(parser)
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default=None, help="fold of the store (default: every clip)")
     add_out(parser, what="the DCASE output file (tab-separated)", metavar="FILE.csv")

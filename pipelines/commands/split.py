@@ -12,6 +12,7 @@ The job is :func:`pipelines.jobs.split_files.write_store_split`; this module pri
 
 from pipelines.jobs import split_files
 from pipelines.commands.options import (
+    add_http,
     add_json,
     add_out,
     add_overwrite,
@@ -24,6 +25,7 @@ from pipelines.commands.options import (
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     parser.add_argument("--method", choices=split_files.METHODS, default="dcase2021",
                         help="dcase2021 (the baseline's split_data.py) or location (avscene "
                              "train's default)")

@@ -23,6 +23,7 @@ from pipelines.jobs import dask_training, runs, training
 from pipelines.jobs.training import SPLIT_FILE
 from pipelines.commands.options import (
     add_dask_arguments,
+    add_http,
     add_json,
     add_out,
     add_overwrite,
@@ -39,6 +40,7 @@ MODELS, FUSIONS = training.MODELS, training.FUSIONS
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     parser.add_argument("--features", required=True, type=comma_list(), metavar="NAME,...",
                         help="feature names, e.g. openl3_audio,openl3_video")
     parser.add_argument("--model", default="lr",

@@ -5,6 +5,7 @@ unpack leaves nothing at ``STORE``.
 """
 
 from pipelines.commands.options import (
+    add_http,
     add_json,
     add_out,
     add_overwrite,
@@ -16,6 +17,7 @@ from pipelines.commands.options import (
 def add_arguments(parser):
     parser.add_argument("archive", metavar="ARCHIVE",
                         help="zip archive written by avscene pack: a path or an fsspec URL")
+    add_http(parser)
     add_out(parser, what="the feature store to create (a directory or an fsspec URL)",
             metavar="STORE")
     add_overwrite(parser, what="the store")

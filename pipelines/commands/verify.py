@@ -1,11 +1,12 @@
 """``avscene verify STORE [--repair]``: re-read every chunk (crc32c checksums) and check the
 index; with ``--repair``, first remove leftover temporary files and leases of dead writers."""
 
-from pipelines.commands.options import add_json, print_json
+from pipelines.commands.options import add_http, add_json, print_json
 
 
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
+    add_http(parser)
     parser.add_argument("--repair", action="store_true",
                         help="remove leftover temporary files (*.partial) and the leases of "
                              "writers that are gone, reporting each (refused while a writer "

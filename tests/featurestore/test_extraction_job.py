@@ -444,3 +444,16 @@ def test_storage_options_reach_the_store(corpus, weights, tmp_path):
         assert (attrs["storage_dtype"], attrs["compression"]) == ("float16", "zstd")
         values, _ = store.frames("logmel", store.clips.clip_id[0])
         assert values.dtype == np.float32
+
+
+def test_a_run_records_the_stored_sizes(corpus, weights, tmp_path):
+    """Block writers change no metadata; the run records the sizes that info over HTTP reads."""
+    from featurestore.store.sizes import measure, recorded
+
+    store_path = tmp_path / "store"
+    status, _ = extract(corpus / "development", store_path, weights, "--features", "logmel",
+                        "--n-mels", "16", "--workers", "0", "--limit", "2")
+    assert status == 0
+    with FeatureStore.open(store_path) as store:
+        sizes = recorded(store._group, store.label)
+        assert sizes == measure(store._group) and sizes["features/logmel/values"] > 0

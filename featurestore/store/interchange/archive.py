@@ -43,6 +43,7 @@ from featurestore.store.opening import (
     open_existing,
     resolve_location,
 )
+from featurestore.store.sizes import array_paths, attribute
 
 ROOT_KEY = "zarr.json"
 #: The time stamp of every entry (the earliest a zip file can hold): packing is reproducible.
@@ -87,15 +88,16 @@ def pack_store(store, path, *, segments_only=False, overwrite=False):
     copied = 0
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            documents = {}
+            documents, key_sizes = {}, {}
             for key in keys:
                 data = _get(source, _join(prefix, key))
                 copied += len(data)
+                key_sizes[key] = len(data)
                 if key.endswith(ROOT_KEY):
                     documents[key] = data
                 if key != ROOT_KEY:
                     archive.writestr(_entry(key), data)
-            root = _consolidated_root(documents, segments_only=segments_only)
+            root = _consolidated_root(documents, key_sizes, segments_only=segments_only)
             archive.writestr(_entry(ROOT_KEY), root)
         with open(partial, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -156,10 +158,11 @@ def _entry(key):
     return info
 
 
-def _consolidated_root(documents, *, segments_only):
+def _consolidated_root(documents, key_sizes, *, segments_only):
     """The archive's root ``zarr.json``: the store's, with the consolidated metadata of the
-    metadata ``documents`` ({key: bytes}) that the archive holds (and, for a segments-only
-    archive, ``avscene.segments_only`` set)."""
+    metadata ``documents`` ({key: bytes}) that the archive holds, the stored bytes of its arrays
+    (from ``key_sizes``, {key: bytes} of every entry) and, for a segments-only archive,
+    ``avscene.segments_only`` set."""
     import json
 
     scratch = MemoryStore()
@@ -173,7 +176,7 @@ def _consolidated_root(documents, *, segments_only):
             data = json.dumps(root, indent=2).encode()
         sync(scratch.set(key, prototype.buffer.from_bytes(data)))
     group = open_existing(scratch, {}, "<archive>", writable=True)
-    consolidate(group)
+    consolidate(group, sizes=attribute(array_paths(group), key_sizes.items()))
     return _get(scratch, ROOT_KEY)
 
 

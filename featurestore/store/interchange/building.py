@@ -14,7 +14,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore
 
-from featurestore.errors import StoreExistsError
+from featurestore.errors import StoreError, StoreExistsError
 from featurestore.store.chunks import list_keys
 from featurestore.store.concurrency.files import (
     build_path,
@@ -28,6 +28,7 @@ from featurestore.store.opening import (
     resolve_location,
     zarr_options,
 )
+from featurestore.store.remote import HttpStore
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ def new_store_target(where, *, overwrite, storage_options=None):
         (never replaced).
     """
     target, label = resolve_location(where)
+    if isinstance(target, HttpStore):
+        raise StoreError(f"{label}: a store over HTTP is read-only; write the new store elsewhere")
     options = zarr_options(target, storage_options, label)
     exists = group_exists(target, options, label)
     if exists and not overwrite:
