@@ -247,9 +247,10 @@ class _TableBudget:
         if size > MAX_CLIP_TABLE_BYTES:
             longest = max(self.widths, key=self.widths.get)
             raise StoreFormatError(
-                f"{label}: {self.n_clips} clips whose longest {longest} has "
-                f"{self.widths[longest]} characters would take {size >> 20} MiB in memory; "
-                f"avscene reads clip tables of at most {MAX_CLIP_TABLE_BYTES >> 20} MiB")
+                f"{label}: a table of {self.n_clips} clips with entries of up to "
+                f"{self.widths[longest]} characters (in clips/{longest}) would take "
+                f"{size >> 20} MiB in memory; avscene reads clip tables of at most "
+                f"{MAX_CLIP_TABLE_BYTES >> 20} MiB")
 
 
 def _read_strings(reader, n_clips, budget):

@@ -206,6 +206,25 @@ def test_a_forged_clip_count_is_refused(original, tmp_path, command):
                                      "tables of at most 256 MiB", tmp_path)
 
 
+@pytest.mark.parametrize("command", ["info", "train"])
+def test_a_clip_table_too_wide_for_memory_is_refused(original, tmp_path, command):
+    """16,384 clips whose city and location hold 4,096 characters each: a few KiB stored,
+    512 MiB as a fixed-width table; refused at the first wide chunk."""
+    where = _copy(original, tmp_path)
+    n_clips, wide = 16384, np.full(16384, "y" * 4096, dtype=object)
+    group = _root(where)
+    for name in group["clips"].array_keys():
+        group["clips"][name].resize((n_clips,))
+    group["clips/clip_id"][:] = np.array([f"c{i}" for i in range(n_clips)], dtype=object)
+    group["clips/duration"][:] = 10.0
+    group["clips/city"][:] = wide
+    group["clips/location"][:] = wide
+    _set_root_attr(where, "n_clips", n_clips)
+    result = _run(_command(command, where, tmp_path), tmp_path)
+    _assert_refused(command, result, "clips/city: a table of 16384 clips with entries of up to "
+                                     "4096 characters (in clips/city) would take", tmp_path)
+
+
 # -- metadata lies: one line, no traceback, for every reader and for verify ---------------------
 
 def _clip_id_as_float(where):
