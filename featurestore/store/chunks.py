@@ -1,33 +1,32 @@
 """Chunk-level reading: decode each needed row-chunk once, in threads, straight into the output.
 
+Every chunk avscene reads goes through :class:`ChunkReader`, which checks the array's metadata
+and bounds every decode (:mod:`~featurestore.store.bounded_decoding`): a chunk is never
+decompressed before its declared decoded size is known to fit its shape and data type.
+
 zarr's own read path costs several times np.load even for uncompressed data (docs/benchmarks.md),
-so for the arrays of a local store whose codec chain is one this module knows (bytes, optional
-blosc, crc32c) chunks are read from their files, checksummed and decompressed here, several at a
-time. Any other store or codec chain goes through zarr (still one decode per chunk, in threads).
+so for the arrays of a local store whose codec chain is one this module decodes fastest (bytes,
+optional blosc, crc32c) chunks are read from their files, checksummed and decompressed straight
+into the output, several at a time. Chunks of other arrays and stores are fetched through the
+zarr store and decoded by :func:`~featurestore.store.bounded_decoding.decode_chunk`.
 """
 
 import os
 import sys
 import threading
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numcodecs.blosc
 import numpy as np
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, ZipStore
 
 from featurestore.errors import StoreFormatError
-
-try:                                   # crc32c is an install requirement of avscene
-    from crc32c import crc32c as _crc32c
-except ImportError:                    # pragma: no cover - zarr's own dependency as a fallback
-    import google_crc32c
-
-    def _crc32c(view):
-        return google_crc32c.value(np.frombuffer(view, np.uint8))
+from featurestore.store.bounded_decoding import chunk_codecs, crc32c, decode_chunk
 
 
 def default_workers():
@@ -42,27 +41,41 @@ class ChunkReader:
     ----------
     array : zarr.Array
         Chunked only along its first axis (every other axis in one chunk).
+    required : bool
+        True when every chunk must be stored: an absent one is refused rather than read as the
+        fill value.
+
+    Raises
+    ------
+    StoreFormatError
+        The array's metadata is not one avscene reads (see
+        :func:`~featurestore.store.bounded_decoding.chunk_codecs`).
     """
 
-    def __init__(self, array):
+    def __init__(self, array, *, required=False):
+        self.codecs = chunk_codecs(array, array.path)
         if any(c != s for c, s in zip(array.chunks[1:], array.shape[1:])):
             raise StoreFormatError(f"{array.path}: chunks {array.chunks} split more than rows")
         self.array = array
+        self.required = required
         self.rows = array.chunks[0]
         self.shape = array.shape
-        self.dtype = np.dtype(array.dtype)
-        self.fill_value = array.fill_value
+        self.dtype = self.codecs.dtype.newbyteorder("=")
+        self.fill_value = "" if self.codecs.strings else array.fill_value
         self.nchunks = -(-self.shape[0] // self.rows) if self.shape[0] else 0
-        self._directory, self._blosc = _fast_path(array)
+        self._directory, self._blosc = _fast_path(array, self.codecs)
 
     @property
     def fast(self):
-        """True when chunks are decoded here rather than by zarr."""
+        """True when chunks are read from their files and decoded straight into the output."""
         return self._directory is not None
+
+    def _coords(self, index):
+        return (int(index),) + (0,) * (len(self.shape) - 1)
 
     def key(self, index):
         """Store key of chunk ``index`` (``features/x/values/c/3/0``)."""
-        return "/".join([self.array.path, "c", str(index)] + ["0"] * (len(self.shape) - 1))
+        return f"{self.array.path}/{self.array.metadata.encode_chunk_key(self._coords(index))}"
 
     def chunk_rows(self, index):
         """Number of rows of chunk ``index`` inside the array."""
@@ -70,16 +83,46 @@ class ChunkReader:
 
     def load(self, index):
         """Chunk ``index`` as an ndarray of shape (chunk_rows(index), *rest); fill if unwritten."""
-        if not self.fast:
-            start = index * self.rows
-            try:
-                return np.asarray(self.array[start:start + self.chunk_rows(index)])
-            except (ValueError, RuntimeError, zipfile.BadZipFile) as error:
-                first = str(error).split("\n")[0]
-                raise StoreFormatError(f"{self.key(index)}: {first} (corrupt chunk)") from None
-        full = np.empty((self.rows,) + self.shape[1:], self.dtype)
-        self.load_into(index, full)
-        return full[:self.chunk_rows(index)]
+        if self.fast:
+            full = np.empty((self.rows,) + self.shape[1:], self.dtype)
+            self.load_into(index, full)
+            return full[:self.chunk_rows(index)]
+        data = self._fetch(index)
+        if data is None:
+            return np.full((self.chunk_rows(index),) + self.shape[1:], self.fill_value,
+                           self.dtype)
+        return decode_chunk(data, self.codecs, self.key(index))[:self.chunk_rows(index)]
+
+    def _fetch(self, index):
+        """The stored bytes of chunk ``index`` through the zarr store, or None if absent."""
+        encoded = self.array.metadata.encode_chunk_key(self._coords(index))
+        self._check_archive_entry(index, f"{self.array.store_path.path}/{encoded}".lstrip("/"))
+        try:
+            buffer = sync((self.array.store_path / encoded).get(
+                prototype=default_buffer_prototype()))
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise StoreFormatError(f"{self.key(index)}: {error} (corrupt chunk)") from None
+        if buffer is None:
+            self._absent(index)
+            return None
+        return buffer.as_numpy_array()
+
+    def _check_archive_entry(self, index, name):
+        """Refuse a zip archive's entry whose size, read from the archive's directory, is more
+        than the chunk can need (before the entry is read or inflated)."""
+        directory = zip_directory(self.array.store_path.store)
+        try:
+            entry = directory.getinfo(name) if directory is not None else None
+        except KeyError:
+            return
+        if entry is not None and entry.file_size > self.codecs.max_stored:
+            raise StoreFormatError(f"{self.key(index)}: {entry.file_size} bytes stored, more "
+                                   f"than a chunk of {self.codecs.shape} can need (corrupt chunk)")
+
+    def _absent(self, index):
+        if self.required:
+            raise StoreFormatError(f"missing chunk {self.key(index)}: every chunk of "
+                                   f"{self.array.path} must be stored")
 
     def load_into(self, index, out):
         """Decode the whole stored chunk ``index`` into ``out`` (shape (rows, *rest), C order).
@@ -87,17 +130,21 @@ class ChunkReader:
         Only for the fast path; reads the file straight into ``out`` (uncompressed) or into a
         per-thread scratch buffer that blosc decompresses into ``out``.
         """
-        path = self._directory.joinpath("c", str(index), *["0"] * (len(self.shape) - 1))
+        path = self._directory.joinpath(*self.array.metadata.encode_chunk_key(
+            self._coords(index)).split("/"))
         target = out.reshape(-1).view(np.uint8)
         try:
             handle = open(path, "rb", buffering=0)
         except FileNotFoundError:
+            self._absent(index)
             out[...] = self.fill_value
             return
         with handle:
             size = os.fstat(handle.fileno()).st_size
-            if size < 4:
-                raise StoreFormatError(f"{self.key(index)}: {size} bytes (corrupt chunk)")
+            if size < 4 or size > self.codecs.max_stored:
+                raise StoreFormatError(f"{self.key(index)}: {size} bytes stored, a chunk of "
+                                       f"{self.codecs.shape} needs 4 to "
+                                       f"{self.codecs.max_stored} (corrupt chunk)")
             if self._blosc:
                 data = _scratch(size)
                 _read_exactly(handle, data, path)
@@ -110,7 +157,7 @@ class ChunkReader:
                 _read_exactly(handle, memoryview(target), path)
                 _read_exactly(handle, memoryview(stored), path)
                 payload = memoryview(target)
-        if _crc32c(payload) != int.from_bytes(stored, "little"):
+        if crc32c(payload) != int.from_bytes(stored, "little"):
             raise StoreFormatError(f"{self.key(index)}: crc32c checksum mismatch (corrupt chunk)")
         if self._blosc:
             try:
@@ -157,27 +204,18 @@ def _read_exactly(handle, view, path):
         done += got
 
 
-def _fast_path(array):
-    """(chunk directory, uses blosc) if this module can decode the array itself, else (None, _)."""
-    metadata = array.metadata
+def _fast_path(array, codecs):
+    """(chunk directory, uses blosc) if the chunks can be read from their files and decoded
+    straight into the output (a local store; bytes, optional blosc, crc32c; native byte
+    order), else (None, _)."""
     store = array.store_path.store
-    if getattr(metadata, "zarr_format", None) != 3 or not isinstance(store, LocalStore):
+    encoding = array.metadata.chunk_key_encoding
+    if not isinstance(store, LocalStore) or codecs.strings or not codecs.checksum or \
+            codecs.compressor == "zstd" or codecs.dtype != codecs.dtype.newbyteorder("=") or \
+            getattr(encoding, "name", "") != "default" or sys.byteorder != "little":
         return None, False
-    encoding = metadata.chunk_key_encoding
-    if getattr(encoding, "name", "") != "default" or getattr(encoding, "separator", "") != "/":
-        return None, False
-    codecs = list(metadata.codecs)
-    if len(codecs) < 2 or not isinstance(codecs[0], BytesCodec) or \
-            not isinstance(codecs[-1], Crc32cCodec):
-        return None, False
-    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
-    if endian not in (None, "little") or sys.byteorder != "little" or \
-            np.dtype(array.dtype).kind not in "biuf":
-        return None, False
-    middle = codecs[1:-1]
-    if middle and not (len(middle) == 1 and isinstance(middle[0], BloscCodec)):
-        return None, False
-    return Path(store.root).joinpath(*array.path.split("/")), bool(middle)
+    return Path(store.root).joinpath(*array.store_path.path.split("/")), \
+        codecs.compressor == "blosc"
 
 
 def plan_pieces(starts, counts, chunk_rows):
@@ -260,6 +298,13 @@ def gather_rows(reader, starts, counts, *, dtype=None, workers=None):
 
     run_all(copy_chunk, groups, workers=workers)
     return out
+
+
+def read_span(array, start=0, stop=None):
+    """Entries ``start:stop`` of a zarr array along its first axis, through a
+    :class:`ChunkReader` (every decode bounded). Strings come back as an object array."""
+    stop = array.shape[0] if stop is None else min(stop, array.shape[0])
+    return gather_rows(ChunkReader(array), [start], [max(0, stop - start)])
 
 
 def run_all(function, items, *, workers=None):

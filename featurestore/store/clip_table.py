@@ -6,7 +6,14 @@ import numpy as np
 
 from featurestore.datasets import Clip
 from featurestore.errors import StoreFormatError
-from featurestore.store.layout import CLIP_CHUNK, check_array, string_compressors
+from featurestore.store.bounded_decoding import member_array
+from featurestore.store.chunks import ChunkReader, gather_rows
+from featurestore.store.layout import (
+    CLIP_CHUNK,
+    MAX_CLIP_TABLE_BYTES,
+    MAX_STRING_CHARS,
+    string_compressors,
+)
 
 #: Column name -> kind. Strings are "" when unknown, sizes -1 when unknown.
 CLIP_COLUMNS = {
@@ -136,8 +143,20 @@ def encode_clips(clips, sources=None):
     if rows:
         for name, kind in CLIP_COLUMNS.items():
             values = [row[name] for row in rows]
+            if kind == "str":
+                _check_lengths(name, values, rows)
             columns[name] = as_unicode(values) if kind == "str" else np.asarray(values, kind)
     return columns
+
+
+def _check_lengths(name, values, rows):
+    """Refuse a string longer than avscene reads back (:data:`MAX_STRING_CHARS`)."""
+    lengths = [len(value) for value in values]
+    if max(lengths) > MAX_STRING_CHARS:
+        i = int(np.argmax(lengths))
+        raise StoreFormatError(f"clip {rows[i]['clip_id'][:80]!r}: its {name} has {lengths[i]} "
+                               f"characters; a store holds strings of at most "
+                               f"{MAX_STRING_CHARS}")
 
 
 def create_clip_arrays(group):
@@ -152,17 +171,99 @@ def create_clip_arrays(group):
 
 
 def read_clip_table(group, n_clips):
-    """Read the first ``n_clips`` rows of every clip column."""
-    clips = group["clips"]
+    """Read the first ``n_clips`` rows of every clip column.
+
+    Every column is checked before it is read (a 1-D array of the column's data type, codecs
+    avscene reads, at least ``n_clips`` entries), and the table must fit
+    :data:`~featurestore.store.layout.MAX_CLIP_TABLE_BYTES` in memory: string columns are read
+    chunk by chunk and refused as soon as their longest entry would make it larger.
+
+    Raises
+    ------
+    StoreFormatError
+        One line naming the column.
+    """
+    readers = {name: _column_reader(group, name, kind, n_clips)
+               for name, kind in CLIP_COLUMNS.items()}
+    budget = _TableBudget(n_clips)
     columns = {}
     for name, kind in CLIP_COLUMNS.items():
-        array = check_array(clips[name], f"clips/{name}")
-        if array.ndim != 1 or array.shape[0] < n_clips:
-            raise StoreFormatError(f"clips/{name} has shape {array.shape}, the store has "
-                                   f"{n_clips} clips")
-        values = np.asarray(array[:n_clips])
-        columns[name] = as_unicode(values) if kind == "str" else values
+        if kind == "str":
+            columns[name] = _read_strings(readers[name], n_clips, budget)
+        else:
+            columns[name] = gather_rows(readers[name], [0], [n_clips])
+    empty = np.flatnonzero(columns["clip_id"] == "")
+    if empty.size:
+        raise StoreFormatError(f"clips/clip_id: the clip at position {empty[0]} has an empty id "
+                               f"({empty.size} such clips; a chunk of clip ids is missing)")
     return ClipTable(columns)
+
+
+def _column_reader(group, name, kind, n_clips):
+    """A :class:`ChunkReader` of ``clips/<name>``, after checking its shape and data type."""
+    label = f"clips/{name}"
+    try:
+        clips = group["clips"]
+    except KeyError:
+        raise StoreFormatError("clips is missing: the store has no clip table") from None
+    array = member_array(clips, name, label)
+    reader = ChunkReader(array)
+    wanted = "strings" if kind == "str" else kind
+    stored = "strings" if reader.codecs.strings else str(reader.dtype)
+    if stored != wanted:
+        raise StoreFormatError(f"{label} holds {stored}; the clip table stores {wanted} there")
+    if array.ndim != 1 or array.shape[0] < n_clips:
+        raise StoreFormatError(f"{label} has shape {array.shape}, the store has "
+                               f"{n_clips} clips")
+    return reader
+
+
+class _TableBudget:
+    """The memory the clip table will take: ``n_clips`` times four bytes per character of
+    each string column's longest entry, plus the numeric columns."""
+
+    def __init__(self, n_clips):
+        self.n_clips = n_clips
+        self.widths = {name: 1 for name, kind in CLIP_COLUMNS.items() if kind == "str"}
+        self.numbers = sum(np.dtype(kind).itemsize for kind in CLIP_COLUMNS.values()
+                           if kind != "str")
+        size = self._size()
+        if size > MAX_CLIP_TABLE_BYTES:
+            raise StoreFormatError(f"the store declares {n_clips} clips, whose table would take "
+                                   f"at least {size >> 20} MiB in memory; avscene reads clip "
+                                   f"tables of at most {MAX_CLIP_TABLE_BYTES >> 20} MiB")
+
+    def _size(self):
+        return self.n_clips * (4 * sum(self.widths.values()) + self.numbers)
+
+    def widen(self, name, width):
+        """Record that column ``name`` holds an entry of ``width`` characters."""
+        if width > self.widths[name]:
+            self.widths[name] = width
+            self._check(f"clips/{name}")
+
+    def _check(self, label):
+        size = self._size()
+        if size > MAX_CLIP_TABLE_BYTES:
+            longest = max(self.widths, key=self.widths.get)
+            raise StoreFormatError(
+                f"{label}: a table of {self.n_clips} clips with entries of up to "
+                f"{self.widths[longest]} characters (in clips/{longest}) would take "
+                f"{size >> 20} MiB in memory; avscene reads clip tables of at most "
+                f"{MAX_CLIP_TABLE_BYTES >> 20} MiB")
+
+
+def _read_strings(reader, n_clips, budget):
+    """The first ``n_clips`` entries of a string column as fixed-width unicode, chunk by chunk,
+    each chunk checked against the table's budget before it is converted."""
+    name = reader.array.path.rsplit("/", 1)[-1]
+    parts = []
+    for index in range(-(-n_clips // reader.rows)):
+        chunk = reader.load(index)[:n_clips - index * reader.rows]
+        width = max(map(len, chunk), default=0)
+        budget.widen(name, width)
+        parts.append(chunk.astype(f"U{max(1, width)}"))
+    return np.concatenate(parts) if parts else np.zeros(0, "U1")
 
 
 def write_clip_rows(group, columns, start):

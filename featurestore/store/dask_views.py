@@ -4,9 +4,10 @@
 >>> segments.X()                     # dask array (n_segments, 1024) float32, nothing read yet
 >>> segments.y, segments.groups      # numpy (n_segments,), known on the client
 
-Reads go through :func:`dask.array.from_zarr` with one dask chunk per store block region: a
-region starts on a zarr chunk boundary and holds whole clips (:mod:`featurestore.store.layout`),
-so every task reads whole zarr chunks and sees every frame of its clips (clip-aligned chunks).
+Reads go through one dask chunk per store block region, each read by a task with the store's
+own bounded chunk reader (:mod:`featurestore.store.chunks`): a region starts on a zarr chunk
+boundary and holds whole clips (:mod:`featurestore.store.layout`), so every task reads whole
+zarr chunks and sees every frame of its clips (clip-aligned chunks).
 Only regions holding selected, committed clips are read.
 
 What stays on the client: the clip table, each feature's per-clip index (offset, count, status)
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from featurestore.errors import StoreFormatError
+from featurestore.store.chunks import ChunkReader, gather_rows
 from featurestore.store.feature import Feature
 from featurestore.store.feature_store import FeatureStore
 from featurestore.store.layout import COMMITTED, n_segments
@@ -99,8 +101,6 @@ class _Feature:
 
 def open_views(where, names, *, storage_options=None):
     """Open a store read-only: ``(store, {name: _Feature})`` with lazy arrays per feature."""
-    import dask.array as da
-
     store = FeatureStore.open(where, mode="r", storage_options=storage_options)
     target, label = resolve_location(where, storage_options=storage_options)
     group = open_existing(target, zarr_options(target, storage_options, label), label,
@@ -114,13 +114,31 @@ def open_views(where, names, *, storage_options=None):
         feature = Feature(group["features"][name], block_clips=store.block_clips)
         offset, count, status = feature.checked_index(store.clips)
         starts, stops = feature.regions(store.clips.duration)
-        sizes = tuple(int(size) for size in stops - starts) or (0,)
         views[name] = _Feature(
             name=name, dim=feature.dim,
-            values=da.from_zarr(feature.values, chunks=(sizes, (feature.dim,))),
-            timestamps=da.from_zarr(feature.timestamps, chunks=(sizes,)),
+            values=_regions(feature.values, starts, stops),
+            timestamps=_regions(feature.timestamps, starts, stops),
             region_start=starts, offset=offset, count=count, status=status)
     return store, views
+
+
+def _regions(array, starts, stops):
+    """A dask array of the block regions ``[starts[b], stops[b])`` of a row array, one dask
+    chunk per region, each read by a task through a :class:`ChunkReader` (every chunk decode
+    bounded, as for in-memory reads)."""
+    import dask
+    import dask.array as da
+
+    reader = ChunkReader(array)                     # checks the metadata on the client
+    rest = tuple(array.shape[1:])
+    parts = [da.from_delayed(dask.delayed(_read_region)(array, int(start), int(stop)),
+                             shape=(int(stop - start),) + rest, dtype=reader.dtype)
+             for start, stop in zip(starts, stops)]
+    return da.concatenate(parts) if parts else da.zeros((0,) + rest, reader.dtype)
+
+
+def _read_region(array, start, stop):
+    return gather_rows(ChunkReader(array), [start], [stop - start])
 
 
 def _selected(store, selection, fold):

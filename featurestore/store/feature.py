@@ -5,14 +5,15 @@ import numpy as np
 from featurestore import __version__
 from featurestore.errors import StoreFormatError
 from featurestore.provenance import package_versions, utc_now
+from featurestore.store.bounded_decoding import check_array, member_array
 from featurestore.store.chunks import ChunkReader, gather_rows
 from featurestore.store.layout import (
     COMMITTED,
     INDEX_ARRAYS,
     ROW_MARGIN,
     STATUS_NAMES,
+    STORAGE_DTYPES,
     block_regions,
-    check_array,
     check_durations,
     chunk_rows_for,
     compressors,
@@ -58,6 +59,26 @@ def create_feature_group(features_group, name, definition, *, compression, chunk
     return feature
 
 
+def _check_attrs(attrs, path):
+    """Refuse feature attributes of the wrong type or range, with one line naming the first."""
+    def positive_int(value, least=1):
+        return type(value) is int and value >= least
+
+    checks = {
+        "name": lambda v: isinstance(v, str) and v == path.rsplit("/", 1)[-1],
+        "dim": positive_int, "chunk_rows": positive_int,
+        "row_margin": lambda v: positive_int(v, 0),
+        "frame_rate": lambda v: type(v) in (int, float) and 0 < v < float("inf"),
+        "storage_dtype": lambda v: v in STORAGE_DTYPES,
+        "fingerprint": lambda v: isinstance(v, str), "params": lambda v: isinstance(v, dict),
+        "compression": lambda v: isinstance(v, str),
+    }
+    for key, valid in checks.items():
+        if not valid(attrs[key]):
+            raise StoreFormatError(f"{path}: attribute {key} is {str(attrs[key])[:80]!r}; the "
+                                   f"feature's attributes are corrupt")
+
+
 class Feature:
     """Arrays and layout of ``features/<name>``.
 
@@ -78,20 +99,19 @@ class Feature:
         missing = [key for key in REQUIRED_ATTRS if key not in self.attrs]
         if missing:
             raise StoreFormatError(f"feature group {group.path!r} lacks attributes {missing}")
+        _check_attrs(self.attrs, group.path)
         self.name = self.attrs["name"]
-        self.dim = int(self.attrs["dim"])
+        self.dim = self.attrs["dim"]
         self.frame_rate = float(self.attrs["frame_rate"])
         self.storage_dtype = np.dtype(self.attrs["storage_dtype"])
-        self.chunk_rows = int(self.attrs["chunk_rows"])
-        self.margin = int(self.attrs["row_margin"])
+        self.chunk_rows = self.attrs["chunk_rows"]
+        self.margin = self.attrs["row_margin"]
         self.block_clips = block_clips
         self.has_frames = bool(frames)
         row_arrays = ("values", "timestamps") if frames else ()
-        try:
-            self.arrays = {name: check_array(group[name], f"features/{self.name}/{name}")
-                           for name in row_arrays + INDEX_ARRAYS}
-        except KeyError as error:
-            raise StoreFormatError(f"feature {self.name!r} lacks array {error}") from None
+        self.arrays = {name: check_array(member_array(group, name, f"{group.path}/{name}"),
+                                         f"features/{self.name}/{name}")
+                       for name in row_arrays + INDEX_ARRAYS}
         self.values = self.timestamps = None
         self._check_shapes()
         for name in row_arrays:             # every chunk holding rows is stored, even all-0
@@ -108,6 +128,10 @@ class Feature:
             if array.ndim != 1 or np.dtype(array.dtype).kind not in "iu":
                 raise StoreFormatError(f"{label}/{name}: shape {array.shape} dtype {array.dtype}; "
                                        f"the index needs 1-D integer arrays")
+        reason = self.arrays["reason"]
+        if reason.ndim != 1 or type(reason.metadata.data_type).__name__ != "VariableLengthUTF8":
+            raise StoreFormatError(f"{label}/reason: shape {reason.shape} dtype {reason.dtype}; "
+                                   f"the index needs a 1-D string array")
         if not self.has_frames:
             return
         values, timestamps = self.arrays["values"], self.arrays["timestamps"]
@@ -116,6 +140,10 @@ class Feature:
             raise StoreFormatError(f"{label}: values {values.shape} chunks {values.chunks} and "
                                    f"timestamps {timestamps.shape} disagree with dim {self.dim} "
                                    f"and chunk_rows {self.chunk_rows}")
+        if np.dtype(values.dtype) != self.storage_dtype or np.dtype(timestamps.dtype) != np.float64:
+            raise StoreFormatError(f"{label}: values of {values.dtype} and timestamps of "
+                                   f"{timestamps.dtype}; the feature stores {self.storage_dtype} "
+                                   f"and float64")
 
     def definition(self):
         """The stored definition (dim, frame_rate, storage_dtype, params)."""

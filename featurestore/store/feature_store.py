@@ -30,6 +30,7 @@ from featurestore.errors import (
     StoreNotFoundError,
 )
 from featurestore.store import stored_segments
+from featurestore.store.chunks import read_span
 from featurestore.store.clip_table import (
     ClipTable,
     as_unicode,
@@ -115,7 +116,7 @@ class FeatureStore:
     writers of the last block run.
     """
 
-    def __init__(self, group, *, label, mode, owned_store=None):
+    def __init__(self, group, *, label, mode, owned_store=None, clip_table=True):
         self._group = group
         self.label = label
         self.mode = mode
@@ -123,9 +124,10 @@ class FeatureStore:
         meta = group.attrs.get("avscene")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreFormatError(f"{label} is a zarr group but not an avscene feature store")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise StoreFormatError(f"{label} has store format {meta.get('format_version')}; "
-                                   f"this avscene reads up to {FORMAT_VERSION}")
+        version = meta.get("format_version")
+        if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+            raise StoreFormatError(f"{label} has store format {version!r}; this avscene reads "
+                                   f"formats 1 to {FORMAT_VERSION}")
         self._meta = dict(meta)
         counts = [meta.get(key) for key in ("block_clips", "n_clips")]
         if not all(type(value) is int for value in counts) or counts[0] < 1 or counts[1] < 0:
@@ -134,13 +136,14 @@ class FeatureStore:
         self.block_clips = int(meta["block_clips"])
         #: True for a store (or archive) that holds the stored segments but no frames.
         self.segments_only = meta.get("segments_only") is True
-        self._clips = read_clip_table(group, int(meta["n_clips"]))
+        self._clip_table = read_clip_table(group, int(meta["n_clips"])) if clip_table else None
         self._features = {}
         self._leases = lease_files(group)
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
-    def open(cls, where, mode="r", *, storage_options=None, block_clips=DEFAULT_BLOCK_CLIPS):
+    def open(cls, where, mode="r", *, storage_options=None, block_clips=DEFAULT_BLOCK_CLIPS,
+             clip_table=True):
         """Open or create a store.
 
         Parameters
@@ -155,6 +158,9 @@ class FeatureStore:
             Passed to fsspec for URLs.
         block_clips : int
             Clips per block, used only when the store is created.
+        clip_table : bool
+            False: leave the clip table unread until it is first used (``avscene verify``
+            reads it itself, and reports what it cannot read).
 
         Raises
         ------
@@ -183,7 +189,7 @@ class FeatureStore:
             group = create_store_group(target, options, label, mode=mode,
                                        block_clips=block_clips)
         owned = group.store if not hasattr(where, "list_prefix") else None
-        return cls(group, label=label, mode=mode, owned_store=owned)
+        return cls(group, label=label, mode=mode, owned_store=owned, clip_table=clip_table)
 
     def close(self):
         """Release the zarr store if this object opened it (stores passed in are left open)."""
@@ -199,8 +205,13 @@ class FeatureStore:
         return False
 
     def __repr__(self):
-        return (f"<FeatureStore {self.label} mode={self.mode!r} clips={len(self._clips)} "
+        return (f"<FeatureStore {self.label} mode={self.mode!r} clips={self.n_clips} "
                 f"features={list(self.features)}>")
+
+    @property
+    def n_clips(self):
+        """The number of clips (the root attribute ``n_clips``; the clip table is not read)."""
+        return int(self._meta["n_clips"])
 
     @property
     def read_only(self):
@@ -229,8 +240,8 @@ class FeatureStore:
         group = zarr.open_group(self._group.store, path=self._group.path, mode="r+",
                                 zarr_format=3, use_consolidated=False)
         meta = dict(group.attrs["avscene"])
-        if int(meta["n_clips"]) != len(self._clips):
-            self._clips = read_clip_table(group, int(meta["n_clips"]))
+        if self._clip_table is None or int(meta["n_clips"]) != len(self._clip_table):
+            self._clip_table = None            # read again, from the new group, when used
             self._features = {}
         self._group, self._meta = group, meta
 
@@ -239,6 +250,16 @@ class FeatureStore:
     def clips(self):
         """The :class:`~featurestore.store.clip_table.ClipTable` (columnar arrays in position order)."""
         return self._clips
+
+    @property
+    def _clips(self):
+        if self._clip_table is None:           # opened with clip_table=False
+            self._clip_table = read_clip_table(self._group, self.n_clips)
+        return self._clip_table
+
+    @_clips.setter
+    def _clips(self, table):
+        self._clip_table = table
 
     @property
     def attrs(self):
@@ -468,7 +489,7 @@ class FeatureStore:
         else:                               # one block: read its index chunk only
             block = self._block(block.index if isinstance(block, Block) else int(block))
             start = block.start
-            status = np.asarray(self._feature(name).status[block.start:block.stop])
+            status = read_span(self._feature(name).status, block.start, block.stop)
         positions = start + np.flatnonzero(status == PENDING)
         return [str(clip_id) for clip_id in self._clips.clip_id[positions]]
 
@@ -479,7 +500,7 @@ class FeatureStore:
             feature = self._feature(feature_name)
             failed = np.flatnonzero(self._index(feature_name)[2] == FAILED)
             if failed.size:
-                reasons = np.asarray(feature.reason[:])
+                reasons = read_span(feature.reason)
                 found += [(feature_name, str(self._clips.clip_id[p]), str(reasons[p]))
                           for p in failed]
         return found

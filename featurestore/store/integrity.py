@@ -9,22 +9,32 @@ store over a network (:mod:`~featurestore.store.sizes`), which it never lists.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from zarr.core.sync import sync
+from zarr.errors import ZarrUserWarning
 from zarr.storage import LocalStore
 
 from featurestore.errors import StoreError
 from featurestore.store import stored_segments
+from featurestore.store.bounded_decoding import member_array
 from featurestore.store.chunks import (
     ChunkReader,
     gather_rows,
     list_keys,
+    read_span,
     run_all,
 )
-from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR
+from featurestore.store.clip_table import CLIP_COLUMNS, FOLD_SEPARATOR, read_clip_table
 from featurestore.store.concurrency.files import is_temporary
+from featurestore.store.concurrency.leases import (
+    LEASE_DIR,
+    live_leases,
+    remove_stale,
+    stale_leases,
+)
 from featurestore.store.layout import (
     COMMITTED,
     FAILED,
@@ -34,7 +44,6 @@ from featurestore.store.layout import (
     fingerprint,
     n_segments,
 )
-from featurestore.store.concurrency.leases import LEASE_DIR, live_leases, remove_stale, stale_leases
 from featurestore.store.segment_pooling import pool_feature
 from featurestore.store.sizes import SIZES_KEY, array_bytes, bytes_under
 
@@ -129,35 +138,99 @@ def _join(prefix, path):
 
 
 def verify_store(store):
-    """Problems found in a store, one line each (empty list: all good)."""
+    """Problems found in a store, one line each (empty list: all good).
+
+    Verify reports whatever a store holds and never stops at the first problem: a check that
+    cannot run (an array avscene refuses to read, an index that cannot be trusted) becomes a
+    line, and the other arrays, features and segment groups are still checked. The clip table
+    is read here, chunk by chunk, not taken from ``store.clips``, so that a store whose table
+    cannot be read still has all its other problems listed.
+    """
+    with warnings.catch_warnings():     # a v2 node is reported, not warned about by zarr
+        warnings.filterwarnings("ignore", category=ZarrUserWarning)
+        return _verify_store(store)
+
+
+def _verify_store(store):
     problems = []
-    table = store.clips
-    n_clips = len(table)
-    problems += _check_chunks(store._group["clips"], CLIP_COLUMNS, "clips")
+    table = _verify_clip_table(store, problems)
+    sound = {}
+    for name in _guarded_list("features", lambda: store.features, problems) or ():
+        found = _guarded(f"features/{name}", _verify_feature, store, name, table)
+        sound[name] = not found
+        problems += found
+    groups = _guarded_list("segments", lambda: stored_segments.stored_groups(store._group),
+                           problems)
+    for (name, pooling), group in (groups or {}).items():
+        problems += _guarded(group.path, _verify_segments, store, name, pooling, group, table,
+                             frames_ok=sound.get(name, False))
+    return problems
+
+
+def _guarded(label, check, *args, **kwargs):
+    """``check(*args, **kwargs)`` (a list of problems), or the one line of the error it raised:
+    a hostile store must not stop verify from listing what else it finds."""
+    try:
+        return check(*args, **kwargs)
+    except Exception as error:
+        return [_first_line(error, label)]
+
+
+def _guarded_list(label, listing, problems):
+    """``listing()``, or None after adding the line of the error it raised to ``problems``."""
+    try:
+        return listing()
+    except Exception as error:
+        problems.append(_first_line(error, label))
+        return None
+
+
+def _verify_clip_table(store, problems):
+    """Check every chunk of the clip table, then read it; return it, or None (with a line
+    saying why) when it cannot be read."""
+    clips = _guarded_list("clips", lambda: store._group["clips"], problems)
+    if clips is None:
+        problems.append("clips: the clip table cannot be read; the features' indexes are "
+                        "not checked")
+        return None
+    problems += _check_chunks(clips, CLIP_COLUMNS, "clips")
+    try:
+        table = read_clip_table(store._group, store.n_clips)
+    except Exception as error:
+        text = _first_line(error, "")
+        known = any(text in problem for problem in problems)
+        problems.append(f"clips: the table cannot be read{'' if known else f' ({text})'}; the "
+                        f"features' indexes are not checked")
+        return None
     unique_ids = np.unique(table.clip_id)
-    if unique_ids.size != n_clips:
-        problems.append(f"clips/clip_id: {n_clips - unique_ids.size} duplicate clip ids")
+    if unique_ids.size != len(table):
+        problems.append(f"clips/clip_id: {len(table) - unique_ids.size} duplicate clip ids")
     bad = ~(np.isfinite(table.duration) & (table.duration > 0))
     for position in np.flatnonzero(bad)[:5]:
-        problems.append(f"clips/duration: clip {table.clip_id[position]!r} has duration "
+        problems.append(f"clips/duration: clip {str(table.clip_id[position])!r} has duration "
                         f"{table.duration[position]!r}")
-    for name in store.features:
-        problems += _verify_feature(store, name)
-    damaged = {problem.split()[2].split("/")[1] for problem in problems
-               if problem.startswith("corrupt chunk features/")}
-    for (name, pooling), group in stored_segments.stored_groups(store._group).items():
-        problems += _verify_segments(store, name, pooling, group, frames_ok=name not in damaged)
-    return problems
+    if np.any(bad):
+        problems.append("clips/duration: the features' indexes are not checked (their block "
+                        "layout follows from the durations)")
+        return None
+    return table
 
 
 def _check_chunks(group, names, label, stored=None):
     """Decode every stored chunk of the named arrays of ``group``; report failures by key.
 
+    An array that is missing, or that avscene refuses to read, is reported as one line.
     ``stored``, if given, receives {array name: set of stored chunk indices}.
     """
     problems = []
     for name in names:
-        reader = ChunkReader(group[name])
+        try:
+            reader = ChunkReader(member_array(group, name, f"{label}/{name}"))
+        except Exception as error:
+            text = str(error).splitlines()[0] if str(error) else "missing"
+            problems.append(text if text.startswith(f"{label}/{name}") else
+                            f"{label}/{name}: {text}")
+            continue
         indices, outside = _stored_chunks(group.store, _join(group.path, name), reader)
         if stored is not None:
             stored[name] = indices
@@ -194,40 +267,58 @@ def _stored_chunks(store, path, reader):
     return indices, outside
 
 
-def _verify_feature(store, name):
-    feature = store._feature(name)
+def _verify_feature(store, name, table):
+    """Problems of one feature: its chunks, then (with a readable clip table) its index, the
+    chunks holding committed rows and their timestamps."""
     label = f"features/{name}"
+    try:
+        feature = store._feature(name)
+    except Exception as error:               # still decode the arrays avscene can read
+        group = store._group["features"][name]
+        names = [key for key in ("values", "timestamps") + INDEX_ARRAYS
+                 if key in group.array_keys()]
+        return [_first_line(error, label)] + _check_chunks(group, names, label)
     stored = {}
     problems = _check_chunks(feature.group, tuple(feature.arrays), label, stored)
-    n_clips = len(store.clips)
+    if fingerprint(feature.definition()) != feature.attrs["fingerprint"]:
+        problems.append(f"{label}: fingerprint does not match the stored definition")
+    if table is None:
+        return problems
+    n_clips = len(table)
     for array_name in INDEX_ARRAYS:
         if feature.arrays[array_name].shape[0] != n_clips:
             return problems + [f"{label}/{array_name}: {feature.arrays[array_name].shape[0]} "
                                f"entries for {n_clips} clips"]
+    corrupt = {problem.split()[2].split("/")[2] for problem in problems
+               if problem.startswith(f"corrupt chunk {label}/")}
+    if corrupt & {"offset", "count", "status"}:
+        return problems                            # the index cannot be read
+    offset, count, status = feature.index()
     if not feature.has_frames:                     # a segments-only store: the index alone
-        if fingerprint(feature.definition()) != feature.attrs["fingerprint"]:
-            problems.append(f"{label}: fingerprint does not match the stored definition")
-        return problems
-    starts, stops = feature.regions(store.clips.duration)
+        return problems + _check_index(table, store.block_clips, feature, offset, count,
+                                       status, None, None)
+    starts, stops = feature.regions(table.duration)
     total = int(stops[-1]) if stops.size else 0
     if feature.values.shape != (total, feature.dim) or feature.timestamps.shape != (total,):
         return problems + [f"{label}: values {feature.values.shape} / timestamps "
                            f"{feature.timestamps.shape}, layout needs ({total}, {feature.dim})"]
-    if fingerprint(feature.definition()) != feature.attrs["fingerprint"]:
-        problems.append(f"{label}: fingerprint does not match the stored definition")
-    try:
-        offset, count, status = feature.index()
-    except Exception as error:                      # corrupt index chunks are reported above
-        return problems + [f"{label}: index unreadable ({error})"]
-    index_problems = _check_index(store, feature, offset, count, status, starts, stops)
+    index_problems = _check_index(table, store.block_clips, feature, offset, count, status,
+                                  starts, stops)
     if not index_problems:
         index_problems = _check_rows(feature, offset, count, status, stored, label,
-                                     store.clips.clip_id)
+                                     table.clip_id, timestamps="timestamps" not in corrupt)
     return problems + index_problems
 
 
-def _check_rows(feature, offset, count, status, stored, label, ids):
-    """Every chunk holding committed rows is stored; their timestamps are sane."""
+def _first_line(error, label):
+    """The first line of an error's message, prefixed with ``label`` unless it starts so."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if not label or text.startswith(label) else f"{label}: {text}"
+
+
+def _check_rows(feature, offset, count, status, stored, label, ids, *, timestamps=True):
+    """Every chunk holding committed rows is stored; their timestamps are sane (unless
+    ``timestamps`` is False: a chunk of them does not decode)."""
     rows = np.flatnonzero((status == COMMITTED) & (count > 0))
     if not rows.size:
         return []
@@ -241,7 +332,7 @@ def _check_rows(feature, offset, count, status, stored, label, ids):
                      for index in examples]
         if missing > len(examples):
             problems.append(f"{label}/{name}: {missing - len(examples)} more chunks missing")
-    if problems:
+    if problems or not timestamps:
         return problems
     return _check_timestamps(feature, offset[rows], count[rows], ids[rows], label)
 
@@ -270,9 +361,12 @@ def _missing_in_runs(runs, stored, limit=5):
     return missing, examples
 
 
-def _check_index(store, feature, offset, count, status, starts, stops):
+def _check_index(table, block_clips, feature, offset, count, status, starts, stops):
+    """Problems of a feature's index: unknown status codes, committed rows outside their
+    block's region (``starts``/``stops``; None for a store without frames) or reservation,
+    failures without a reason, overlapping clips."""
     label = f"features/{feature.name}"
-    ids = store.clips.clip_id
+    ids = table.clip_id
     problems = []
 
     def report(mask, text, limit=5):
@@ -284,21 +378,23 @@ def _check_index(store, feature, offset, count, status, starts, stops):
     known = [PENDING, COMMITTED, FAILED, NOT_APPLICABLE]
     report(~np.isin(status, known), lambda p: f"has status {status[p]}")
     committed = status == COMMITTED
-    block = np.arange(len(status)) // store.block_clips
-    low, high = starts[block], stops[block]
-    outside = committed & ((offset < low) | (offset + count > high) | (count < 0))
-    report(outside, lambda p: f"rows [{offset[p]}, {offset[p] + count[p]}) leave its block's "
-                              f"region [{low[p]}, {high[p]})")
-    reserved = feature.reserved(store.clips.duration)
+    report(committed & (count < 0), lambda p: f"has {count[p]} rows")
+    if starts is not None:
+        block = np.arange(len(status)) // block_clips
+        low, high = starts[block], stops[block]
+        outside = committed & ((offset < low) | (offset > high - count)) & (count >= 0)
+        report(outside, lambda p: f"rows [{offset[p]}, {offset[p] + count[p]}) leave its "
+                                  f"block's region [{low[p]}, {high[p]})")
+    reserved = feature.reserved(table.duration)
     report(committed & (count > reserved), lambda p: f"has {count[p]} rows, {reserved[p]} reserved")
     failed = np.flatnonzero(status == FAILED)
     if failed.size:
-        reasons = np.asarray(feature.reason[:])
+        reasons = read_span(feature.reason)
         empty = np.zeros(len(status), bool)
         empty[failed] = [not str(reasons[p]) for p in failed]
         report(empty, lambda p: "failed without a reason")
-    rows = np.flatnonzero(committed & (count > 0))
-    if rows.size:
+    rows = np.flatnonzero(committed & (count > 0) & (count <= reserved))
+    if rows.size and starts is not None:
         order = rows[np.argsort(offset[rows], kind="stable")]
         overlap = offset[order][1:] < (offset[order] + count[order])[:-1]
         mask = np.zeros(len(status), bool)
@@ -322,44 +418,44 @@ def _check_timestamps(feature, offset, count, ids, label):
     return problems
 
 
-def _verify_segments(store, name, pooling, group, *, frames_ok=True):
+def _verify_segments(store, name, pooling, group, table, *, frames_ok=True):
     """Problems of one stored segment group: chunks that do not decode or are missing, arrays
-    that disagree with its attributes, impossible entries and, when it was made from the
-    current frames and the store has them, values that differ from pooling those frames now.
-    A copy made from other frames (stale) is no problem: readers do not use it."""
+    that disagree with its attributes or with what the committed frames can make, impossible
+    entries and, when it was made from the current frames and ``frames_ok`` (the feature has
+    no problem), values that differ from pooling those frames now. A copy made from other
+    frames (stale) is no problem: readers do not use it."""
     label = group.path
     if name not in store.features:
         return [f"{label}: segments of {name!r}, which is not a feature of the store"]
     stored = {}
     arrays = [key for key in stored_segments.SEGMENT_ARRAYS if key in group.array_keys()]
     problems = _check_chunks(group, arrays, label, stored)
-    try:
-        checked = stored_segments.checked_arrays(group, store._feature(name).dim, pooling)
-    except Exception as error:
-        return problems + [str(error)]
-    for array_name, array in checked.items():
-        missing = sorted(set(range(ChunkReader(array).nchunks)) - stored[array_name])
-        problems += [f"missing chunk {ChunkReader(array).key(index)} (holds segments)"
-                     for index in missing[:5]]
-    if problems:
+    if table is None or not frames_ok:             # the feature's own lines say why
         return problems
-    feature, index = store._feature(name), store._index(name)
-    if not stored_segments.is_fresh(group, feature, store.clips, index):
-        return []
-    durations = store.clips.duration
-    stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
-    positions = np.arange(len(store.clips), dtype=np.int64)
+    feature = store._feature(name)
+    index = feature.index(n_clips=len(table))
     try:
-        keys, values, counts = stored_segments.read_segments(group, feature, store.clips, index,
-                                                             positions, stride, pooling)
+        readers = stored_segments.checked_arrays(
+            group, feature.dim, pooling, most=stored_segments.most_segments(index,
+                                                                            table.duration))
     except Exception as error:
-        return [str(error)]
-    if not feature.has_frames or not frames_ok:      # nothing to pool them from
+        return problems + [_first_line(error, label)]
+    for array_name, reader in readers.items():
+        missing, examples = _missing_in_runs([(0, reader.nchunks - 1)], stored[array_name])
+        problems += [f"missing chunk {reader.key(index)} (holds segments)" for index in examples]
+        if missing > len(examples):
+            problems.append(f"{label}/{array_name}: {missing - len(examples)} more chunks "
+                            f"missing")
+    if problems or not stored_segments.is_fresh(group, feature, table, index):
+        return problems
+    durations = table.duration
+    stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
+    positions = np.arange(len(table), dtype=np.int64)
+    keys, values, counts = stored_segments.read_segments(group, feature, table, index,
+                                                         positions, stride, pooling)
+    if not feature.has_frames:                     # nothing to pool them from
         return []
-    try:
-        expected = pool_feature(feature, index, positions, durations, stride, pooling)
-    except Exception as error:                   # reported with the feature's problems
-        return [f"{label}: cannot pool the frames to compare ({str(error).splitlines()[0]})"]
+    expected = pool_feature(feature, index, positions, durations, stride, pooling)
     if not np.array_equal(keys, expected[0]) or not np.array_equal(counts, expected[2]):
         return [f"{label}: holds other segments ({keys.size}) than its frames give "
                 f"({expected[0].size}), although its frames fingerprint matches"]
@@ -368,7 +464,7 @@ def _verify_segments(store, name, pooling, group, *, frames_ok=True):
     if np.any(differ):
         first = int(np.flatnonzero(differ)[0])
         return [f"{label}: {int(differ.sum())} segments differ from pooling the frames, e.g. "
-                f"clip {str(store.clips.clip_id[keys[first] // stride])!r} second "
+                f"clip {str(table.clip_id[keys[first] // stride])!r} second "
                 f"{int(keys[first] % stride)}"]
     return []
 

@@ -43,6 +43,8 @@ STATUS_NAMES = {PENDING: "pending", COMMITTED: "committed", FAILED: "failed",
 DEFAULT_BLOCK_CLIPS = 256
 #: Rows reserved per clip beyond ``ceil(duration * frame_rate)`` (e.g. 480,001-sample clips).
 ROW_MARGIN = 2
+#: The most rows one clip may reserve (a duration times a frame rate beyond this is refused).
+MAX_CLIP_ROWS = 1 << 40
 #: Chunk length of the clip-table columns (written by one process only).
 CLIP_CHUNK = 16384
 #: A frame at time t belongs to segment floor(t + SEGMENT_EPS).
@@ -61,8 +63,12 @@ INDEX_ARRAYS = ("offset", "count", "status", "reason")
 #: The only codecs avscene writes, and the only ones it reads (others are refused at open).
 CODECS = ("bytes", "blosc", "zstd", "crc32c", "vlen-utf8")
 #: A chunk of any array avscene reads decodes to at most this many bytes (string arrays: this
-#: many elements); the default chunks hold 4 MiB.
-MAX_CHUNK_BYTES = 1 << 30
+#: many bytes of text, plus 4 bytes per entry); the default chunks hold 4 MiB.
+MAX_CHUNK_BYTES = 64 << 20
+#: The longest string avscene reads from a store (clip ids, paths, labels, reasons), in characters.
+MAX_STRING_CHARS = 4096
+#: The most memory the clip table may take once read (fixed-width strings and numbers).
+MAX_CLIP_TABLE_BYTES = 256 << 20
 
 
 def compressors(compression, itemsize):
@@ -109,7 +115,11 @@ def reserved_rows(durations, frame_rate, margin=ROW_MARGIN):
     ndarray, shape (n_clips,), int64
     """
     durations = np.asarray(durations, dtype=np.float64)
-    return np.ceil(durations * frame_rate - 1e-6).astype(np.int64) + margin
+    rows = np.ceil(durations * frame_rate - 1e-6)
+    if rows.size and not rows.max() <= MAX_CLIP_ROWS:
+        raise StoreFormatError(f"a clip of {durations[np.argmax(rows)]!r} s at {frame_rate!r} "
+                               f"frames per second would reserve more than {MAX_CLIP_ROWS} rows")
+    return rows.astype(np.int64) + margin
 
 
 def block_regions(durations, *, frame_rate, chunk_rows, block_clips, margin=ROW_MARGIN):
@@ -182,24 +192,6 @@ def describe_diff(differences, *, limit=6):
     if len(differences) > limit:
         parts.append(f"and {len(differences) - limit} more")
     return ", ".join(parts)
-
-
-def check_array(array, label):
-    """Refuse an array avscene should not decode: not zarr v3, a codec outside :data:`CODECS`,
-    or chunks that decode to more than :data:`MAX_CHUNK_BYTES`."""
-    metadata = array.metadata
-    if getattr(metadata, "zarr_format", None) != 3:
-        raise StoreFormatError(f"{label} is not a zarr v3 array")
-    names = [codec.to_dict().get("name") for codec in metadata.codecs]
-    unknown = [name for name in names if name not in CODECS]
-    if unknown:
-        raise StoreFormatError(f"{label} uses codec {unknown[0]!r}; avscene reads only "
-                               f"{', '.join(CODECS)}")
-    itemsize = 1 if "vlen-utf8" in names else np.dtype(array.dtype).itemsize
-    if int(np.prod(array.chunks, dtype=np.float64)) * itemsize > MAX_CHUNK_BYTES:
-        raise StoreFormatError(f"{label} has chunks {array.chunks} larger than "
-                               f"{MAX_CHUNK_BYTES >> 20} MiB")
-    return array
 
 
 def check_durations(durations, clip_ids):

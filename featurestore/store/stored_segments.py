@@ -24,8 +24,9 @@ import numpy as np
 from featurestore import __version__
 from featurestore.errors import StoreFormatError
 from featurestore.provenance import package_versions, utc_now
+from featurestore.store.bounded_decoding import member_array
 from featurestore.store.chunks import ChunkReader, gather_rows
-from featurestore.store.layout import chunk_rows_for, compressors, n_segments
+from featurestore.store.layout import COMMITTED, chunk_rows_for, compressors, n_segments
 from featurestore.store.segment_pooling import pool_feature
 
 SEGMENTS_GROUP = "segments"
@@ -177,37 +178,52 @@ def read_segments(group, feature, clips, index, positions, stride, pooling):
     """
     if group is None or not is_fresh(group, feature, clips, index):
         return None
-    arrays = checked_arrays(group, feature.dim, pooling)
-    position, second, count = (_read_all(arrays[name]) for name in ("position", "second",
-                                                                       "count"))
+    readers = checked_arrays(group, feature.dim, pooling,
+                             most=most_segments(index, clips.duration))
+    position, second, count = (_read_all(readers[name]) for name in ("position", "second",
+                                                                        "count"))
     check_entries(group.path, position, second, count, clips.duration)
     wanted = np.zeros(len(clips), bool)
     wanted[positions] = True
     rows = np.flatnonzero(wanted[position])
-    values = gather_rows(ChunkReader(arrays["values"]), *_runs(rows), dtype=np.float32)
+    values = gather_rows(readers["values"], *_runs(rows), dtype=np.float32)
     keys = position[rows] * stride + second[rows]
     return keys, values, count[rows].astype(np.int64)
 
 
-def checked_arrays(group, dim, pooling):
-    """The four arrays of a segment group, after checking their shapes against its attrs."""
+def most_segments(index, durations):
+    """The most segments the committed frames of ``index`` can make: a clip has at most one
+    per second of its duration, and at most one per frame."""
+    _, count, status = index
+    committed = np.asarray(status) == COMMITTED
+    per_clip = np.minimum(np.maximum(np.asarray(count, np.int64), 0), n_segments(durations))
+    return int(per_clip[committed].sum())
+
+
+def checked_arrays(group, dim, pooling, *, most):
+    """Readers of the four arrays of a segment group (every chunk must be stored), after
+    checking their codecs, shapes and data types against its attributes, and its
+    ``n_segments`` against ``most`` (see :func:`most_segments`), before anything is read."""
     label = group.path
-    try:
-        arrays = {name: group[name] for name in SEGMENT_ARRAYS}
-    except KeyError as error:
-        raise StoreFormatError(f"{label} lacks array {error}") from None
+    arrays = {name: member_array(group, name, f"{label}/{name}") for name in SEGMENT_ARRAYS}
     n = group.attrs.get("n_segments")
+    if type(n) is not int or not 0 <= n <= most:
+        raise StoreFormatError(f"{label}: n_segments {n!r} is not between 0 and the {most} "
+                               f"segments the committed frames can make (the stored segments "
+                               f"are corrupt; avscene segments --overwrite rewrites them)")
     width = width_of(dim, pooling)
-    shapes = {name: arrays[name].shape for name in SEGMENT_ARRAYS}
+    shapes = {name: getattr(arrays[name], "shape", None) for name in SEGMENT_ARRAYS}
     expected = {"values": (n, width), "position": (n,), "second": (n,), "count": (n,)}
-    if type(n) is not int or shapes != expected or group.attrs.get("dim") != width:
+    if shapes != expected or group.attrs.get("dim") != width:
         raise StoreFormatError(f"{label}: arrays {shapes} disagree with n_segments {n!r} and "
                                f"dim {width} (the stored segments are corrupt; avscene "
                                f"segments --overwrite rewrites them)")
-    for name in ("position", "second", "count"):
-        if np.dtype(arrays[name].dtype).kind not in "iu":
-            raise StoreFormatError(f"{label}/{name} has dtype {arrays[name].dtype}, not integer")
-    return arrays
+    readers = {name: ChunkReader(arrays[name], required=True) for name in SEGMENT_ARRAYS}
+    for name, kinds in (("values", "f"), ("position", "iu"), ("second", "iu"), ("count", "iu")):
+        if readers[name].dtype.kind not in kinds:
+            raise StoreFormatError(f"{label}/{name} has dtype {arrays[name].dtype}, not "
+                                   f"{'float' if kinds == 'f' else 'integer'}")
+    return readers
 
 
 def check_entries(label, position, second, count, durations):
@@ -228,9 +244,8 @@ def check_entries(label, position, second, count, durations):
                                f"or out of order; the stored segments are corrupt")
 
 
-def _read_all(array):
-    n = array.shape[0]
-    return gather_rows(ChunkReader(array), [0], [n]).astype(np.int64)
+def _read_all(reader):
+    return gather_rows(reader, [0], [reader.shape[0]]).astype(np.int64)
 
 
 def _runs(rows):

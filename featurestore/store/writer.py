@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from featurestore.errors import LeaseLostError, StoreError, StoreFormatError, full_disk
-from featurestore.store.chunks import ChunkReader, delete_chunks, gather_rows
+from featurestore.store.chunks import ChunkReader, delete_chunks, gather_rows, read_span
 from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE, PENDING
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,11 @@ class BlockWriter:
         self._reserved = feature.reserved(durations[block.start:block.stop])
         self._durations = durations[block.start:block.stop]
         self.region_start, self.region_stop = (int(r) for r in region)
-        span = slice(block.start, block.stop)
-        self._offset = np.asarray(feature.offset[span], np.int64)
-        self._count = np.asarray(feature.count[span], np.int64)
-        self._status = np.asarray(feature.status[span], np.int8)
-        self._reason = [str(text) for text in np.asarray(feature.reason[span])]
+        span = (block.start, block.stop)
+        self._offset = read_span(feature.offset, *span).astype(np.int64)
+        self._count = read_span(feature.count, *span).astype(np.int64)
+        self._status = read_span(feature.status, *span).astype(np.int8)
+        self._reason = [str(text) for text in read_span(feature.reason, *span)]
         n_clips = block.stop - block.start
         feature.check_committed(self._offset, self._count, self._status,
                                 low=np.full(n_clips, self.region_start),

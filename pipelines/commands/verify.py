@@ -17,11 +17,12 @@ def add_arguments(parser):
 def run(args):
     from featurestore.store import FeatureStore
 
-    with FeatureStore.open(args.store, mode="r+" if args.repair else "r") as store:
+    with FeatureStore.open(args.store, mode="r+" if args.repair else "r",
+                           clip_table=False) as store:       # verify reads it, and reports
         removed = store.repair() if args.repair else []
         problems = store.verify()
         leftovers = store.temporary_files()
-        summary = f"{len(store.clips)} clips, {len(store.features)} features"
+        summary = f"{store.n_clips} clips, {len(store.features)} features"
     if args.json:
         print_json({"store": args.store, "ok": not problems, "problems": problems,
                     "removed": removed, "temporary_files": leftovers})

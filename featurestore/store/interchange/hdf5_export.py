@@ -25,7 +25,7 @@ from zarr.errors import ZarrUserWarning
 from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
 from featurestore.provenance import utc_now
-from featurestore.store.chunks import ChunkReader, list_keys
+from featurestore.store.chunks import ChunkReader, list_keys, read_span
 from featurestore.store.concurrency.files import build_path, fsync_directory, remove_stale_builds
 from featurestore.store.layout import FORMAT
 
@@ -123,7 +123,7 @@ def _export_array(array, h5group, name, compression, counts):
     dataset.attrs[CHUNKS_ATTR] = json.dumps(indices)
     if strings:
         if array.size:
-            dataset[...] = np.asarray(array[...]).astype(object)
+            dataset[...] = read_span(array)         # object array, each chunk bounded
             counts["chunks"] += 1
         return
     for window in range(0, len(indices), WINDOW):
