@@ -42,6 +42,11 @@ class StoreFormatError(StoreError, ValueError):
     """The store's contents are inconsistent or not an avscene store."""
 
 
+class StoreWriteError(StoreError, OSError):
+    """Writing a store, an archive or an export failed (a full disk, a file-size limit); its
+    ``errno`` is the system's. Nothing half-written was left at the target."""
+
+
 class LeaseError(StoreError):
     """A block of a store is, or was meanwhile, written by another writer."""
 

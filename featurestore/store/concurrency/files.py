@@ -10,12 +10,14 @@ A file or directory being built beside a target (``.<name>.<purpose>@<host>@<pid
 names the process building it, so a later run can remove the leftovers of a killed one.
 """
 
+import contextlib
 import os
 import secrets
 import shutil
 import socket
 from pathlib import Path
 
+from featurestore.errors import AvsceneError, StoreWriteError
 from featurestore.store.concurrency.host import process_running
 
 TEMP_SUFFIX = ".partial"
@@ -62,6 +64,23 @@ def fsync_tree(root):
         for name in names:
             fsync_file(os.path.join(folder, name))
         fsync_directory(folder)
+
+
+@contextlib.contextmanager
+def reporting_write_errors(label, what):
+    """Turn an ``OSError`` of the writes inside (a full disk, a file-size limit, a permission)
+    into one :class:`~featurestore.errors.StoreWriteError` line naming ``label``; the caller has
+    removed what it wrote by then."""
+    try:
+        yield
+    except AvsceneError:
+        raise
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        failure = StoreWriteError(f"{label}: cannot write {what}: {reason}; nothing was left "
+                                  f"half-written (a previous one is untouched)")
+        failure.errno = error.errno
+        raise failure from None
 
 
 def build_path(target, purpose):
