@@ -336,7 +336,7 @@ def _chunk_bounds(archive):
         nodes = root["consolidated_metadata"]["metadata"]
         return {path: encoded_chunk_bound(node) for path, node in nodes.items()
                 if isinstance(node, dict) and node.get("node_type") == "array"}
-    except (KeyError, TypeError, ValueError, zipfile.BadZipFile):
+    except (KeyError, TypeError, ValueError, RecursionError, zipfile.BadZipFile):
         return {}
 
 
@@ -373,7 +373,7 @@ def consolidated_mismatches(documents):
         root = json.loads(documents[METADATA_NAME])
         copies = root.get("consolidated_metadata") or {}
         copies = copies.get("metadata") if isinstance(copies, dict) else None
-    except (KeyError, AttributeError, ValueError):
+    except (KeyError, AttributeError, ValueError, RecursionError):
         return []
     if not isinstance(copies, dict):
         return []
@@ -393,11 +393,39 @@ def consolidated_mismatches(documents):
     return problems
 
 
+def chunks_outside(keys, root_document):
+    """Chunk keys that lie outside their array's chunk grid, as the consolidated metadata of
+    ``root_document`` (the root ``zarr.json``, bytes) declares it; none if it has no such
+    metadata."""
+    try:
+        nodes = json.loads(root_document)["consolidated_metadata"]["metadata"]
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return []
+    outside = []
+    for key in keys:
+        match = _CHUNK_KEY.match(key)
+        node = nodes.get(match.group("array")) if match and isinstance(nodes, dict) else None
+        if isinstance(node, dict) and not _inside_grid(key[match.end("array") + 3:], node):
+            outside.append(key)
+    return outside
+
+
+def _inside_grid(indices, node):
+    """True if the chunk indices (``3/0``) address a chunk of the array ``node`` declares."""
+    try:
+        shape, chunks = node["shape"], node["chunk_grid"]["configuration"]["chunk_shape"]
+        grid = [-(-int(size) // int(chunk)) for size, chunk in zip(shape, chunks)]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return True                        # zarr refuses such metadata itself
+    parts = [int(part) for part in indices.split("/")]
+    return len(parts) == len(grid) and all(part < size for part, size in zip(parts, grid))
+
+
 def _document(data):
     """A node's metadata as a dict, without the (nested) consolidated metadata of groups."""
     try:
         document = json.loads(data) if isinstance(data, (bytes, str)) else dict(data)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     if isinstance(document, dict):
         document.pop("consolidated_metadata", None)

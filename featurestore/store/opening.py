@@ -227,7 +227,7 @@ def open_existing(target, options, label, *, writable):
                                    use_consolidated=consolidated, **options)
     except (FileNotFoundError, KeyError):
         return None
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:   # (deeply nested JSON)
         raise StoreFormatError(f"{label} is not a zarr v3 group: {error}") from None
 
 

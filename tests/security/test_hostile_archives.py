@@ -378,6 +378,15 @@ def test_an_entry_is_read_only_within_the_archive_and_its_declared_size(source, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["forged.zarr.zip"]
 
 
+def test_a_deeply_nested_metadata_document_is_refused_in_one_line(source, tmp_path):
+    archive = _rewrite(source / "s.zarr.zip", tmp_path / "deep.zarr.zip",
+                       replace={"zarr.json": b"[" * 200_000})
+    for command, args in (("info", []), ("unpack", ["--out", tmp_path / "out.zarr"])):
+        line = refusal(run(command, archive, *args), command)
+        assert "is not a zarr v3 group" in line and "recursion" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.zarr.zip"]
+
+
 # -- 3. leases and temporary files in an archive -------------------------------------------------
 
 def test_unpack_drops_leases_and_temporary_files(source, tmp_path):
@@ -417,6 +426,16 @@ def test_unpack_refuses_a_name_it_cannot_create_before_writing(source, tmp_path,
     assert expected in line and len(line) < 1000, line
     assert refusal(run("info", archive), "info") == line.replace("unpack", "info", 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["names.zarr.zip"]
+
+
+def test_unpack_refuses_chunks_outside_their_arrays_before_writing(source, tmp_path):
+    """Thousands of such entries would each become a file before verify refused them."""
+    outside = {f"features/audio/values/c/{10_000 + i}/0": b"x" for i in range(3)}
+    archive = _rewrite(source / "s.zarr.zip", tmp_path / "grid.zarr.zip", add=outside)
+    line = refusal(run("unpack", archive, "--out", tmp_path / "out.zarr"), "unpack")
+    assert "3 entries are chunks outside their arrays, e.g. 'features/audio/values/c/10000/0'" \
+        in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.zarr.zip"]
 
 
 # -- 5. node documents against the consolidated metadata -----------------------------------------

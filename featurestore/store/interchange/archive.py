@@ -46,10 +46,12 @@ from featurestore.store.concurrency.files import (
 from featurestore.store.inventory import (
     METADATA_NAME,
     check_folder,
+    chunks_outside,
     classify,
     consolidated_mismatches,
     key_kind,
     refusal,
+    shown,
 )
 from featurestore.store.opening import (
     archive_store,
@@ -263,8 +265,9 @@ def _unpacked_keys(source):
 
 def _check_consolidated(source, keys, location):
     """Refuse an archive whose node documents differ from their copies in the root's
-    consolidated metadata: readers of the archive use the copies, the unpacked store the
-    documents, so the two would be different stores."""
+    consolidated metadata (readers of the archive use the copies, the unpacked store the
+    documents, so the two would be different stores), or that holds chunks outside their
+    arrays (verify of the unpacked store would refuse them after writing them all)."""
     documents = {key: _get(source, key) for key in keys
                  if key == METADATA_NAME or key.endswith("/" + METADATA_NAME)}
     problems = consolidated_mismatches(documents)
@@ -272,6 +275,10 @@ def _check_consolidated(source, keys, location):
         raise StoreFormatError(f"{location}: {problems[0]} ({len(problems)} differences); "
                                f"refused: readers of the archive and of the unpacked store "
                                f"would see different stores")
+    outside = chunks_outside(keys, documents.get(METADATA_NAME, b"{}"))
+    if outside:
+        raise StoreFormatError(f"{location}: {len(outside)} entries are chunks outside their "
+                               f"arrays, e.g. '{shown(outside[0])}'; refused before writing")
 
 
 def _build(source, keys, location, build):
