@@ -165,8 +165,8 @@ def archive_store(location, *, storage_options=None):
 
 
 def _checked_archive(store, location, *, local_headers):
-    """``store`` once its zip directory passed :func:`~featurestore.store.inventory.
-    check_zip_directory` (closed and refused otherwise)."""
+    """``store`` once its zip directory passed the checks of
+    :func:`~featurestore.store.inventory.check_zip_directory` (closed and refused otherwise)."""
     try:
         check_zip_directory(zip_directory(store), location, local_headers=local_headers)
     except (OSError, zipfile.BadZipFile) as error:

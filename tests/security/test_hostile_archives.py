@@ -12,10 +12,8 @@ their peak memory is measured.
 import io
 import json
 import os
-import resource
 import secrets
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -50,20 +48,27 @@ class Result(NamedTuple):
     peak: int
 
 
+#: The child: its own limits first (no preexec_fn in a parent that runs threads), then the CLI.
+CHILD = """
+import resource, signal, sys
+space, fsize = int(sys.argv.pop(1)), int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_AS, (space, space))
+if fsize:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)        # writes past it fail: EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+from pipelines.commands import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def run(*args, fsize=None, timeout=180):
     """``avscene ARGS`` in a child under :data:`ADDRESS_SPACE` (and a file-size limit
     ``fsize``); its exit status, output and peak resident memory in bytes (``os.wait4``)."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-        if fsize:
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # writes past it fail: EFBIG
-            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-
     env = {**os.environ, "PYTHONPATH": ROOT}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = subprocess.Popen([sys.executable, "-m", "pipelines.commands.cli",
-                                  *map(str, args)], stdout=out, stderr=err, env=env, cwd=ROOT,
-                                 preexec_fn=limit)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(ADDRESS_SPACE),
+                                  str(fsize or 0), *map(str, args)],
+                                 stdout=out, stderr=err, env=env, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
