@@ -66,6 +66,11 @@ class RemoteStoreError(StoreError, OSError):
     answered too much or too little, or redirected elsewhere."""
 
 
+class StoreWriteError(StoreError, OSError):
+    """Writing a store, an archive or an export failed (a full disk, a file-size limit); its
+    ``errno`` is the system's. Nothing half-written was left at the target."""
+
+
 class LeaseError(StoreError):
     """A block of a store is, or was meanwhile, written by another writer."""
 

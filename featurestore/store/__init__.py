@@ -10,8 +10,9 @@ Modules: :mod:`~featurestore.store.feature_store` (the :class:`FeatureStore` API
 :mod:`~featurestore.store.writer` (block writers), :mod:`~featurestore.store.concurrency.leases` (one writer
 per block), :mod:`~featurestore.store.chunks` (chunk-level reading),
 :mod:`~featurestore.store.segment_pooling` (the per-second view), :mod:`~featurestore.store.integrity`
-(``info``, ``verify``, repair), :mod:`~featurestore.store.opening` (locations, open modes,
-attributes), :mod:`~featurestore.store.concurrency.files` and :mod:`~featurestore.store.concurrency.host` (temporary
+(``info``, ``verify``, repair), :mod:`~featurestore.store.inventory` (the files a store may
+hold, checked in folders and zip archives), :mod:`~featurestore.store.opening` (locations,
+open modes, attributes), :mod:`~featurestore.store.concurrency.files` and :mod:`~featurestore.store.concurrency.host` (temporary
 files, processes), :mod:`~featurestore.store.interchange.hdf5_export` and :mod:`~featurestore.store.interchange.hdf5_import`
 (HDF5 interchange) and :mod:`~featurestore.store.dask_views` (lazy dask arrays). The format
 itself is specified in the documentation (``docs/store-format.md``).

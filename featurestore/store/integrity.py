@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.errors import ZarrUserWarning
 from zarr.storage import LocalStore
@@ -35,6 +36,7 @@ from featurestore.store.concurrency.leases import (
     remove_stale,
     stale_leases,
 )
+from featurestore.store.inventory import consolidated_mismatches, folder_problems, key_kind
 from featurestore.store.layout import (
     COMMITTED,
     FAILED,
@@ -44,6 +46,7 @@ from featurestore.store.layout import (
     fingerprint,
     n_segments,
 )
+from featurestore.store.opening import is_archive_name, local_directory, resolve_location
 from featurestore.store.segment_pooling import pool_feature
 from featurestore.store.sizes import SIZES_KEY, array_bytes, bytes_under
 
@@ -152,7 +155,7 @@ def verify_store(store):
 
 
 def _verify_store(store):
-    problems = []
+    problems = _guarded("store files", _file_problems, store)
     table = _verify_clip_table(store, problems)
     sound = {}
     for name in _guarded_list("features", lambda: store.features, problems) or ():
@@ -216,6 +219,36 @@ def _verify_clip_table(store, problems):
     return table
 
 
+def _file_problems(store):
+    """In a local folder: entries that are not files of a store (see
+    :mod:`~featurestore.store.inventory`). Elsewhere, where readers use the root's consolidated
+    metadata: node documents that differ from their copies there."""
+    zstore, prefix = store._group.store, store._group.path
+    if isinstance(zstore, LocalStore):
+        return folder_problems(Path(zstore.root).joinpath(*prefix.split("/")) if prefix
+                               else Path(zstore.root))
+    documents = {}
+    for key in list_keys(zstore, prefix):
+        relative = key[len(prefix) + 1:] if prefix else key
+        if key_kind(relative, ()) == "metadata":
+            buffer = sync(zstore.get(key, prototype=default_buffer_prototype()))
+            if buffer is not None:
+                documents[relative] = buffer.to_bytes()
+    return consolidated_mismatches(documents)
+
+
+def store_folder_problems(where):
+    """One line per entry of the local store folder ``where`` that is not a file of a store
+    (symbolic links, FIFOs, devices, unknown names); empty for anything else. Nothing is
+    followed or opened."""
+    if not isinstance(where, (str, os.PathLike)) or is_archive_name(where):
+        return []
+    target, _ = resolve_location(where)
+    folder = local_directory(target)
+    return folder_problems(folder) if folder is not None and \
+        os.path.lexists(folder / "zarr.json") else []
+
+
 def _check_chunks(group, names, label, stored=None):
     """Decode every stored chunk of the named arrays of ``group``; report failures by key.
 
@@ -256,7 +289,7 @@ def _stored_chunks(store, path, reader):
     prefix = f"{path}/c/"
     indices, outside = set(), 0
     for key in list_keys(store, prefix.rstrip("/")):
-        if is_temporary(key):
+        if is_temporary(key) or key.endswith("/"):      # folder entries of zip tools
             continue
         parts = key[len(prefix):].split("/")
         if len(parts) == len(reader.shape) and all(part.isdigit() for part in parts) and \

@@ -9,7 +9,10 @@ creating it at once end up sharing one complete store.
 A path or URL ending in ``.zip`` is a one-file archive written by ``avscene pack``
 (:mod:`~featurestore.store.interchange.archive`): it is opened in place, read-only, with zarr's ``ZipStore``
 (a local file) or fsspec's zip file system over the URL's own file system (``http://``,
-``s3://``...).
+``s3://``...), once its zip directory passed
+:func:`~featurestore.store.inventory.check_zip_directory`. A local store folder is walked
+without following links before zarr opens it, and refused if it holds anything but the files of
+a store (:func:`~featurestore.store.inventory.check_folder`).
 
 A finished store carries zarr's consolidated metadata: the metadata of every group and array,
 inline in the root ``zarr.json``, rewritten after every change of the store's structure
@@ -37,14 +40,16 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.errors import ZarrUserWarning
-from zarr.storage import FsspecStore, ZipStore
+from zarr.storage import FsspecStore, LocalStore, ZipStore
 
 from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
 from featurestore.outputs import LOCAL_SCHEMES
 from featurestore.provenance import package_versions, utc_now
 from featurestore.store.clip_table import create_clip_arrays
+from featurestore.store.chunks import zip_directory
 from featurestore.store.concurrency.files import build_path, remove_stale_builds
+from featurestore.store.inventory import check_folder, check_zip_directory
 from featurestore.store.layout import FORMAT, FORMAT_VERSION, normalise_params
 from featurestore.store.remote import (
     HttpStore,
@@ -160,6 +165,7 @@ def archive_store(location, *, storage_options=None):
         except (OSError, zipfile.BadZipFile) as error:
             raise StoreFormatError(f"{location} is not a readable zip archive: "
                                    f"{error}") from None
+        _checked_archive(store, location, local_headers=True)
         return store
     if is_http_url(location):
         try:
@@ -175,7 +181,22 @@ def archive_store(location, *, storage_options=None):
         return _MissingArchive(location)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise StoreFormatError(f"{location} is not a readable zip archive: {error}") from None
-    return FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), read_only=True, path="")
+    store = FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), read_only=True, path="")
+    return _checked_archive(store, location, local_headers=False)
+
+
+def _checked_archive(store, location, *, local_headers):
+    """``store`` once its zip directory passed the checks of
+    :func:`~featurestore.store.inventory.check_zip_directory` (closed and refused otherwise)."""
+    try:
+        check_zip_directory(zip_directory(store), location, local_headers=local_headers)
+    except (OSError, zipfile.BadZipFile) as error:
+        store.close()
+        raise StoreFormatError(f"{location} is not a readable zip archive: {error}") from None
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 class _MissingArchive(zarr.storage.MemoryStore):
@@ -214,15 +235,20 @@ def open_existing(target, options, label, *, writable):
     store object) uses the consolidated metadata when the store has it. A local directory and
     every writable open read each group's and array's own metadata, which costs nothing
     locally and sees changes made by writers that do not keep the consolidated copy current.
+    A local folder holding a root ``zarr.json`` is first checked to hold nothing but a store's
+    files (no links, FIFOs or unknown names).
     """
     consolidated = None if not writable and local_directory(target) is None else False
+    folder = local_directory(target) if not isinstance(target, LocalStore) else target.root
+    if folder is not None and os.path.lexists(os.path.join(folder, "zarr.json")):
+        check_folder(folder, label)        # refuses links and files of no store, before zarr
     try:
         with _quiet():
             group = zarr.open_group(target, mode="r+" if writable else "r", zarr_format=3,
                                     use_consolidated=consolidated, **options)
     except (FileNotFoundError, KeyError):
         return None
-    except (ValueError, TypeError, RecursionError) as error:
+    except (ValueError, TypeError, RecursionError) as error:   # (deeply nested JSON)
         raise StoreFormatError(f"{label} is not a zarr v3 group: "
                                f"{str(error).splitlines()[0] if str(error) else 'too deep'}") \
             from None

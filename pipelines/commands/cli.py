@@ -103,9 +103,9 @@ def main(argv=None):
     try:
         with http_settings(args):
             return args.run(args)
-    except AvsceneError as error:
+    except AvsceneError as error:      # a full disk already in one line (StoreWriteError): 1
         print(f"avscene {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_ERROR if full_disk(error) is None else EXIT_FULL_DISK
     except Exception as error:         # a full disk, however a library words it; else a bug
         if full_disk(error) is None:
             raise

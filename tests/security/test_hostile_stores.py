@@ -16,6 +16,9 @@ import sys
 import numpy as np
 import pytest
 import zarr
+import zarr.core.buffer
+import zarr.core.sync
+import zarr.storage
 from crc32c import crc32c
 from numcodecs.zstd import compress as zstd_compress
 from zarr.codecs import BytesCodec, Crc32cCodec, GzipCodec, ZstdCodec
@@ -277,9 +280,12 @@ LIES = {
     "duration as int8": (_duration_as_int8,
                          "clips/duration holds int8; the clip table stores float64 there"),
     "format_version 'x'": (_format_version_text, "has store format 'x'; this avscene reads"),
+    # In a folder, a v2 node's files are refused before zarr opens it (store/inventory.py);
+    # test_zarr_v2_nodes_outside_a_folder_are_refused reads the same nodes from memory.
     "a zarr v2 array": (_zarr_v2_array,
-                        "clips/audio is a zarr v2 array; avscene reads zarr v3 stores only"),
-    "a zarr v2 group": (_zarr_v2_group, "segments/audio/mean/second is a zarr v2 group"),
+                        "clips/audio/.zarray: not a file of the store format"),
+    "a zarr v2 group": (_zarr_v2_group,
+                        "segments/audio/mean/second/.zgroup: not a file of the store format"),
     "rank-3 values": (_rank_3_values, "features/audio: values (720, 8, 2) chunks (16, 8, 2)"),
     "rank-3 segments": (_rank_3_segments, "segments/audio/mean: arrays {'values': (66, 8, 1)"),
     "gzip in segments": (_gzip_segments, "segments/audio/mean/position uses codec 'gzip'"),
@@ -302,6 +308,35 @@ def test_metadata_lies_are_refused_with_one_line(original, tmp_path, capsys, lie
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     else:
         assert code == 1 and fragment in out, (out, err)
+
+
+V2_NODES = {"a zarr v2 array": (_zarr_v2_array, "clips/audio is a zarr v2 array; avscene reads "
+                                                  "zarr v3 stores only"),
+            "a zarr v2 group": (_zarr_v2_group, "segments/audio/mean/second is a zarr v2 group")}
+
+
+@pytest.mark.parametrize("lie", sorted(V2_NODES))
+def test_zarr_v2_nodes_outside_a_folder_are_refused(original, tmp_path, lie):
+    # Stores read without a folder to walk (over HTTP, from memory) meet the node check itself.
+    forge, fragment = V2_NODES[lie]
+    where = _copy(original, tmp_path)
+    forge(where)
+    memory = zarr.storage.MemoryStore()
+    prototype = zarr.core.buffer.default_buffer_prototype()
+    for path in where.rglob("*"):
+        if path.is_file():
+            key, data = path.relative_to(where).as_posix(), path.read_bytes()
+            if key == "zarr.json":                 # each node read from its own documents
+                root = json.loads(data)
+                root.pop("consolidated_metadata", None)
+                data = json.dumps(root).encode()
+            zarr.core.sync.sync(memory.set(key, prototype.buffer.from_bytes(data)))
+    try:                                       # refused at open, or listed by verify
+        with FeatureStore.open(memory, mode="r") as store:
+            found = store.verify()
+    except StoreFormatError as error:
+        found = [str(error)]
+    assert any(fragment in line and "\n" not in line for line in found), found
 
 
 # -- verify lists every problem -----------------------------------------------------------------

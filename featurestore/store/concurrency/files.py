@@ -12,17 +12,19 @@ The temporary names and the flushes are those of :mod:`featurestore.outputs`, wh
 other file avscene makes.
 """
 
+import contextlib
 import os
 import secrets
 import shutil
 import socket
 from pathlib import Path
 
+from featurestore.errors import AvsceneError, StoreWriteError
 from featurestore.outputs import TEMP_SUFFIX, fsync_directory, fsync_file, temp_path
 from featurestore.store.concurrency.host import process_running
 
 __all__ = ["TEMP_SUFFIX", "build_path", "fsync_directory", "fsync_file", "fsync_tree",
-           "is_temporary", "remove_stale_builds", "temp_path"]
+           "is_temporary", "remove_stale_builds", "reporting_write_errors", "temp_path"]
 
 
 def is_temporary(name):
@@ -37,6 +39,23 @@ def fsync_tree(root):
         for name in names:
             fsync_file(os.path.join(folder, name))
         fsync_directory(folder)
+
+
+@contextlib.contextmanager
+def reporting_write_errors(label, what):
+    """Turn an ``OSError`` of the writes inside (a full disk, a file-size limit, a permission)
+    into one :class:`~featurestore.errors.StoreWriteError` line naming ``label``; the caller has
+    removed what it wrote by then."""
+    try:
+        yield
+    except AvsceneError:
+        raise
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        failure = StoreWriteError(f"{label}: cannot write {what}: {reason}; nothing was left "
+                                  f"half-written (a previous one is untouched)")
+        failure.errno = error.errno
+        raise failure from None
 
 
 def build_path(target, purpose):

@@ -15,16 +15,24 @@ true.
 
 Packing writes a temporary file beside the target and renames it into place after opening the
 result as a store; unpacking builds a directory beside the target, verifies it fully and renames
-it into place, so neither leaves a half-written result.
+it into place, so neither leaves a half-written result, also when the disk fills.
+
+What is packed and unpacked is what :mod:`~featurestore.store.inventory` calls a store's files:
+pack refuses a store holding anything else (in a folder: links, FIFOs, unknown names), and
+unpack reads an archive only once its zip directory passed the checks there, drops leases and
+temporary files, and refuses an archive whose node documents differ from their copies in the
+root's consolidated metadata.
 """
 
+import contextlib
+import json
 import os
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, MemoryStore, ZipStore
+from zarr.storage import LocalStore, MemoryStore
 
 from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
 from featurestore.store.interchange.building import build_into_place, new_store_target
@@ -32,10 +40,19 @@ from featurestore.store.chunks import list_keys
 from featurestore.store.feature_store import FeatureStore
 from featurestore.store.concurrency.files import (
     build_path,
-    is_temporary,
     remove_stale_builds,
+    reporting_write_errors,
 )
-from featurestore.store.concurrency.leases import LEASE_DIR
+from featurestore.store.inventory import (
+    METADATA_NAME,
+    check_folder,
+    chunks_outside,
+    classify,
+    consolidated_mismatches,
+    key_kind,
+    refusal,
+    shown,
+)
 from featurestore.store.opening import (
     archive_store,
     consolidate,
@@ -81,34 +98,44 @@ def pack_store(store, path, *, segments_only=False, overwrite=False):
     if segments_only:
         _check_segments(store)
     source, prefix = store._group.store, store._group.path
-    keys = [key for key in _store_keys(source, prefix)
+    keys = [key for key in _store_keys(source, prefix, store.label)
             if not (segments_only and _is_frame_key(key))]
     remove_stale_builds(path, "pack")
     partial = build_path(path, "pack")
-    copied = 0
-    try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            documents, key_sizes = {}, {}
-            for key in keys:
-                data = _get(source, _join(prefix, key))
-                copied += len(data)
-                key_sizes[key] = len(data)
-                if key.endswith(ROOT_KEY):
-                    documents[key] = data
-                if key != ROOT_KEY:
-                    archive.writestr(_entry(key), data)
-            root = _consolidated_root(documents, key_sizes, segments_only=segments_only)
-            archive.writestr(_entry(ROOT_KEY), root)
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        with FeatureStore.open(ZipStore(partial, mode="r"), mode="r") as packed:
-            packed.features                        # opens as a store before it takes the name
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with reporting_write_errors(path, "the archive"):
+        try:
+            copied = _write_archive(partial, source, prefix, keys, segments_only=segments_only)
+            with contextlib.closing(archive_store(str(partial))) as written, \
+                    FeatureStore.open(written, mode="r") as packed:
+                packed.features                    # opens as a store before it takes the name
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     return {"path": str(path), "entries": len(keys), "bytes": path.stat().st_size,
             "store_bytes": copied, "segments_only": bool(segments_only)}
+
+
+def _write_archive(partial, source, prefix, keys, *, segments_only):
+    """Write the entries ``keys`` of ``source`` into the new zip file ``partial``, the root
+    ``zarr.json`` (with consolidated metadata) last, and flush it to the disk; return the bytes
+    copied."""
+    copied = 0
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        documents, key_sizes = {}, {}
+        for key in keys:
+            data = _get(source, _join(prefix, key))
+            copied += len(data)
+            key_sizes[key] = len(data)
+            if key.endswith(ROOT_KEY):
+                documents[key] = data
+            if key != ROOT_KEY:
+                archive.writestr(_entry(key), data)
+        root = _consolidated_root(documents, key_sizes, segments_only=segments_only)
+        archive.writestr(_entry(ROOT_KEY), root)
+    with open(partial, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return copied
 
 
 def _check_segments(store):
@@ -123,15 +150,20 @@ def _check_segments(store):
                                f"from other frames; rewrite them first (avscene segments)")
 
 
-def _store_keys(source, prefix):
-    """Keys of the store below ``prefix``, relative to it, without leases and temporary files."""
-    keys = []
-    for key in list_keys(source, prefix):
-        relative = key[len(prefix) + 1:] if prefix else key
-        if is_temporary(relative) or relative.split("/")[0] == LEASE_DIR:
-            continue
-        keys.append(relative)
-    return sorted(keys)
+def _store_keys(source, prefix, label):
+    """Metadata and chunk keys of the store below ``prefix``, relative to it; leases and
+    temporary files are left out, and anything else (or, in a local folder, a link or a file
+    that is not a regular one) is refused with one line."""
+    if isinstance(source, LocalStore):
+        folder = Path(source.root).joinpath(*prefix.split("/")) if prefix else Path(source.root)
+        kinds = check_folder(folder, label)
+    else:
+        sizes = {(key[len(prefix) + 1:] if prefix else key): 0
+                 for key in list_keys(source, prefix)}
+        kinds, strangers = classify(sizes)
+        if strangers:
+            raise refusal(label, strangers)
+    return sorted(key for key, kind in kinds.items() if kind in ("metadata", "chunk"))
 
 
 def _is_frame_key(key):
@@ -163,8 +195,6 @@ def _consolidated_root(documents, key_sizes, *, segments_only):
     metadata ``documents`` ({key: bytes}) that the archive holds, the stored bytes of its arrays
     (from ``key_sizes``, {key: bytes} of every entry) and, for a segments-only archive,
     ``avscene.segments_only`` set."""
-    import json
-
     scratch = MemoryStore()
     prototype = default_buffer_prototype()
     for key, data in documents.items():
@@ -202,8 +232,12 @@ def unpack_archive(path, where, *, overwrite=False, storage_options=None):
     Raises
     ------
     StoreFormatError
-        An entry name is not a plain relative key, or the unpacked store fails verify; nothing
-        is left at ``where``.
+        The archive is refused by :func:`~featurestore.store.opening.archive_store` (entries
+        that are compressed, overlapping, oversized, or named as no store key), a node's
+        ``zarr.json`` differs from its copy in the consolidated metadata, or the unpacked store
+        fails verify; nothing is left at ``where``.
+    StoreWriteError
+        The disk filled; nothing is left at ``where``, a previous store is untouched.
     StoreExistsError
         Something is at ``where`` already (without ``overwrite``, or not a zarr group).
     """
@@ -216,21 +250,38 @@ def unpack_archive(path, where, *, overwrite=False, storage_options=None):
     new = new_store_target(where, overwrite=overwrite)
     source = archive_store(location, storage_options=storage_options)
     try:
-        keys = [_checked_key(key, location) for key in list_keys(source, "")
-                if not key.endswith("/")]               # folder entries of other zip tools
+        keys = _unpacked_keys(source)
+        _check_consolidated(source, keys, location)
         return build_into_place(new, lambda folder: _build(source, keys, location, folder),
                                 overwrite=overwrite, kind="unpack")
     finally:
         source.close()
 
 
-def _checked_key(key, location):
-    """Refuse entry names that are not plain relative keys (no ``..``, no absolute paths)."""
-    if key.startswith("/") or "\\" in key or PurePosixPath(key).is_absolute() or \
-            any(part in ("", ".", "..") for part in key.split("/")):
-        raise StoreFormatError(f"{location}: entry {key!r} is not a plain relative key; "
-                               f"refusing to unpack it")
-    return key
+def _unpacked_keys(source):
+    """The metadata and chunk keys of an archive (whose names :func:`archive_store` checked);
+    folder entries of other zip tools, leases and temporary files are dropped."""
+    keys = [key for key in list_keys(source, "") if not key.endswith("/")]
+    metadata = {key for key in keys if key_kind(key, ()) == "metadata"}
+    return sorted(key for key in keys if key_kind(key, metadata) in ("metadata", "chunk"))
+
+
+def _check_consolidated(source, keys, location):
+    """Refuse an archive whose node documents differ from their copies in the root's
+    consolidated metadata (readers of the archive use the copies, the unpacked store the
+    documents, so the two would be different stores), or that holds chunks outside their
+    arrays (verify of the unpacked store would refuse them after writing them all)."""
+    documents = {key: _get(source, key) for key in keys
+                 if key == METADATA_NAME or key.endswith("/" + METADATA_NAME)}
+    problems = consolidated_mismatches(documents)
+    if problems:
+        raise StoreFormatError(f"{location}: {problems[0]} ({len(problems)} differences); "
+                               f"refused: readers of the archive and of the unpacked store "
+                               f"would see different stores")
+    outside = chunks_outside(keys, documents.get(METADATA_NAME, b"{}"))
+    if outside:
+        raise StoreFormatError(f"{location}: {len(outside)} entries are chunks outside their "
+                               f"arrays, e.g. '{shown(outside[0])}'; refused before writing")
 
 
 def _build(source, keys, location, build):

@@ -21,6 +21,7 @@ from featurestore.store.concurrency.files import (
     fsync_directory,
     fsync_tree,
     remove_stale_builds,
+    reporting_write_errors,
 )
 from featurestore.store.opening import (
     group_exists,
@@ -70,10 +71,16 @@ def build_into_place(new, build, *, overwrite, kind):
     the store at ``new`` (a :class:`NewTarget`); return the summary.
 
     ``kind`` names the temporary folders (``<target>.<kind>-<pid>``) so that a later run can
-    remove what a killed one left.
+    remove what a killed one left. A failed write (a full disk) leaves nothing at the target and
+    raises :class:`~featurestore.errors.StoreWriteError`.
     """
-    if new.local is not None:
-        return _build_local(new, build, overwrite=overwrite, kind=kind)
+    with reporting_write_errors(new.label, f"the store ({kind})"):
+        if new.local is not None:
+            return _build_local(new, build, overwrite=overwrite, kind=kind)
+        return _build_elsewhere(new, build, overwrite=overwrite, kind=kind)
+
+
+def _build_elsewhere(new, build, *, overwrite, kind):
     scratch = Path(tempfile.mkdtemp(prefix=f"avscene-{kind}-"))
     try:
         folder = scratch / "store.zarr"
