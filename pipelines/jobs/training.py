@@ -14,11 +14,14 @@ import sys
 
 import numpy as np
 
+from classifiers import registry
 from featurestore.provenance import sha256_file
 from pipelines.jobs import recipe, runs, split_files
 
-#: The vocabulary of :mod:`classifiers.systems` (repeated: ``--help`` needs no sklearn import).
-MODELS = ("lr", "mlp", "lgbm", "baseline")
+#: The models by ``--model`` name (:data:`classifiers.registry.MODELS`, which imports no
+#: estimator until one is used) and the fusions of :mod:`classifiers.systems` (repeated here:
+#: ``--help`` needs no sklearn import).
+MODELS = registry.MODELS
 FUSIONS = ("none", "early", "late", "weighted", "stack", "proposed")
 
 
@@ -104,8 +107,7 @@ def build(args, features, dims):
     try:
         models = systems.parse_models(args.model, features)
         for model in models.values():
-            if model not in MODELS:
-                raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+            registry.model(model)
         estimator = systems.make_system(dims, models, args.fusion, preset=args.preset,
                                         random_state=args.seed, n_jobs=args.threads)
     except ValueError as error:
