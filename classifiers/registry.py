@@ -10,7 +10,8 @@ about a model:
     command line starts without scikit-learn (as :data:`pipelines.commands.cli.COMMANDS` names
     its modules). The class follows the package's protocol: keyword hyperparameters including
     ``random_state`` and ``n_jobs``, ``fit(X, y, *, groups=None, eval_set=None)``,
-    ``predict_proba`` and ``classes_`` (scikit-learn's ``BaseEstimator`` gives ``get_params``);
+    ``predict_proba``, ``predict`` and ``classes_`` (scikit-learn's ``BaseEstimator`` gives
+    ``get_params``);
 ``fitted``
     the fitted attributes a model file keeps, each with how it is written (:data:`KINDS`);
 ``transient``

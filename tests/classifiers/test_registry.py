@@ -45,6 +45,9 @@ class CentroidClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         return centroid_proba(np.asarray(X, dtype=np.float64), self.centroids_, self.scale)
 
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
 
 def centroid_proba(X, centroids, scale):
     distances = ((X[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
