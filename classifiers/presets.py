@@ -1,12 +1,11 @@
 """Named hyperparameter presets as plain dicts: ``fast`` (tests), ``default``, ``small``, ``paper``,
 ``dcase2021``.
 
-Each preset maps a model or fusion name to keyword arguments of its estimator:
+Each preset maps a model or fusion name to keyword arguments of its estimator. A model's
+settings under every preset sit in its entry of :mod:`classifiers.registry` (``lr``, ``mlp``,
+``lgbm``, and ``baseline``: overrides of :func:`classifiers.mlp.baseline_network`, whose
+architecture is fixed); the fusions' are here (:data:`FUSION_SETTINGS`):
 
-- ``lr`` -> :class:`classifiers.linear.LogisticClassifier`
-- ``mlp`` -> :class:`classifiers.mlp.TorchMLPClassifier`
-- ``lgbm`` -> :class:`classifiers.boosting.LightGBMClassifier`
-- ``baseline`` -> overrides of :func:`classifiers.mlp.baseline_network` (the architecture is fixed)
 - ``proposed`` -> the head of :class:`classifiers.fusion.ProposedFusion`
 - ``stack`` -> :class:`classifiers.fusion.StackingFusion`
 
@@ -35,69 +34,53 @@ standardisation inside the networks: the pipeline normalises every frame first
 
 import copy
 
-PRESETS = {
+from classifiers import registry
+
+#: The fusions' settings per preset (each model's settings: its entry in
+#: :mod:`classifiers.registry`).
+FUSION_SETTINGS = {
     "fast": {
-        "lr": {"C": 1.0, "max_iter": 50},
-        "mlp": {"hidden": (32,), "max_epochs": 6, "batch_size": 64, "learning_rate": 3e-3},
-        "lgbm": {"n_components": 8, "n_estimators": 20, "learning_rate": 0.3, "num_leaves": 7,
-                 "min_child_samples": 5, "bagging_fraction": 0.8},
-        "baseline": {"max_epochs": 4, "batch_size": 64, "learning_rate": 1e-3},
         "proposed": {"max_epochs": 4, "batch_size": 64, "learning_rate": 1e-3},
         "stack": {"n_splits": 3},
     },
     "default": {
-        "lr": {"C": 1.0, "max_iter": 40},
-        "mlp": {"hidden": (256,), "max_epochs": 6, "batch_size": 1024, "learning_rate": 2e-3,
-                "patience": 2},
-        "lgbm": {"n_components": 64, "n_estimators": 100, "learning_rate": 0.2, "num_leaves": 15,
-                 "bagging_fraction": 0.3, "feature_fraction": 0.5, "early_stopping_rounds": 10},
-        "baseline": {"max_epochs": 4, "batch_size": 1024, "learning_rate": 2e-3},
         "proposed": {"max_epochs": 5, "batch_size": 1024, "learning_rate": 2e-3, "patience": 2,
                      "members": {"baseline": {"max_epochs": 3}}},
         "stack": {"n_splits": 3, "members": {"lr": {"max_iter": 20}}},
     },
     "small": {
-        "lr": {"C": 1.0, "max_iter": 200},
-        "mlp": {"hidden": (256,), "max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3,
-                "patience": 8},
-        "lgbm": {"n_components": 32, "n_estimators": 200, "learning_rate": 0.1, "num_leaves": 7,
-                 "min_child_samples": 5, "bagging_fraction": 0.8, "feature_fraction": 0.5,
-                 "early_stopping_rounds": 20},
-        "baseline": {"max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3, "patience": 8},
         "proposed": {"max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3, "patience": 8},
         "stack": {"n_splits": 3},
     },
     "paper": {
-        "lr": {"C": 1.0, "max_iter": 200},
-        "mlp": {"hidden": (512, 128), "max_epochs": 50, "batch_size": 256, "learning_rate": 1e-3,
-                "patience": 10},
-        "lgbm": {"n_components": None, "n_estimators": 500, "learning_rate": 0.05,
-                 "num_leaves": 31, "bagging_fraction": 0.8, "feature_fraction": 0.25,
-                 "early_stopping_rounds": 30},
-        "baseline": {},
         "proposed": {"max_epochs": 99, "batch_size": 64, "learning_rate": 1e-4},
         "stack": {"n_splits": 5},
     },
     "dcase2021": {
-        "baseline": {"max_epochs": 199, "batch_size": 64, "learning_rate": 1e-4,
-                     "weight_decay": 1e-4, "drop_last": True, "standardize": False,
-                     "val_loss": "batches", "ties": "last", "validation_fraction": 0.0},
         "proposed": {"max_epochs": 99, "batch_size": 64, "learning_rate": 1e-4,
                      "weight_decay": 1e-4, "drop_last": True, "val_loss": "batches",
                      "ties": "last", "validation_fraction": 0.0},
     },
 }
+if set(FUSION_SETTINGS) != set(registry.PRESETS):
+    raise ValueError("classifiers.presets: FUSION_SETTINGS needs exactly the presets of "
+                     f"classifiers.registry.PRESETS ({', '.join(registry.PRESETS)})")
 
 #: Presets that are whole recipes (frame-level rows, fixed normalisation, their own split and
-#: test protocol), with the models and fusions they cover.
-RECIPES = {"dcase2021": {"models": ("baseline",), "fusions": ("none", "early", "proposed")}}
+#: test protocol), with the fusions they cover; they train the models that give them settings.
+RECIPES = {"dcase2021": {"fusions": ("none", "early", "proposed")}}
 
 
 def get_preset(name):
-    """Return a deep copy of preset ``name``; ValueError naming the known presets otherwise."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
+    """Return a deep copy of preset ``name``: ``{model or fusion: keyword arguments}``.
+
+    The models are those of :data:`classifiers.registry.MODELS` that the preset trains.
+    ValueError naming the known presets for an unknown name.
+    """
+    registry.check_preset(name)
+    models = {model: entry.presets[name] for model, entry in registry.MODELS.items()
+              if entry.presets[name] is not None}
+    return copy.deepcopy({**models, **FUSION_SETTINGS[name]})
 
 
 def check_recipe(name, models, fusion):
@@ -105,9 +88,11 @@ def check_recipe(name, models, fusion):
     recipe = RECIPES.get(name)
     if recipe is None:
         return
-    bad = sorted(set(models) - set(recipe["models"]))
+    trained = [model for model, entry in registry.MODELS.items()
+               if entry.presets[name] is not None]
+    bad = sorted(set(models) - set(trained))
     if bad or fusion not in recipe["fusions"]:
         raise ValueError(f"--preset {name} is the DCASE 2021 baseline recipe: --model "
-                         f"{' or '.join(recipe['models'])} with --fusion "
-                         f"{', '.join(recipe['fusions'])} (got model {', '.join(bad) or 'baseline'}"
+                         f"{' or '.join(trained)} with --fusion "
+                         f"{', '.join(recipe['fusions'])} (got model {', '.join(bad or models)}"
                          f", fusion {fusion})")

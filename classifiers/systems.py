@@ -13,35 +13,27 @@ Beyond them: any model per feature (``{"openl3_video": "lgbm", "openl3_audio": "
 ``fusion="weighted"`` (late fusion with weights fitted on validation data) and ``fusion="stack"``.
 """
 
-from classifiers.boosting import LightGBMClassifier
+from classifiers import registry
 from classifiers.fusion import LateFusion, ProposedFusion, StackingFusion
-from classifiers.linear import LogisticClassifier
-from classifiers.mlp import TorchMLPClassifier, baseline_network
 from classifiers.presets import check_recipe, get_preset
 
-MODELS = ("lr", "mlp", "lgbm", "baseline")
+#: The models, by ``--model`` name (:data:`classifiers.registry.MODELS`, the same dict).
+MODELS = registry.MODELS
 FUSIONS = ("none", "early", "late", "weighted", "stack", "proposed")
 
 
 def make_estimator(model, *, preset="default", random_state=0, n_jobs=None, overrides=None):
-    """Return an unfitted estimator for ``model`` (one of :data:`MODELS`) with a preset's settings.
+    """Return an unfitted estimator for ``model`` (a name of :data:`MODELS`) with a preset's
+    settings (its registry entry's).
 
     ``n_jobs`` (None: each estimator's own default) sets the threads of the estimator's library;
     ``overrides`` (dict) replaces preset settings.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    params = {**get_preset(preset)[model], **(overrides or {})}
+    params = {**registry.settings(model, preset), **(overrides or {})}
     params["random_state"] = random_state
     if n_jobs is not None:
         params["n_jobs"] = n_jobs
-    if model == "lr":
-        return LogisticClassifier(**params)
-    if model == "mlp":
-        return TorchMLPClassifier(**params)
-    if model == "lgbm":
-        return LightGBMClassifier(**params)
-    return baseline_network(**params)
+    return registry.model(model).make(**params)
 
 
 def parse_models(spec, features):

@@ -18,14 +18,17 @@ import time
 
 import numpy as np
 
+from classifiers import registry
 from featurestore.provenance import sha256_file
 from pipelines.jobs import checkpoint_runs, recipe, runs, split_files
 from pipelines.jobs.specs import RunRecord, TrainSpec
 
 log = logging.getLogger(__name__)
 
-#: The vocabulary of :mod:`classifiers.systems` (repeated: ``--help`` needs no sklearn import).
-MODELS = ("lr", "mlp", "lgbm", "baseline")
+#: The models by ``--model`` name (:data:`classifiers.registry.MODELS`, which imports no
+#: estimator until one is used) and the fusions of :mod:`classifiers.systems` (repeated here:
+#: ``--help`` needs no sklearn import).
+MODELS = registry.MODELS
 FUSIONS = ("none", "early", "late", "weighted", "stack", "proposed")
 
 
@@ -215,8 +218,7 @@ def build(spec: TrainSpec, features, dims):
     try:
         models = systems.parse_models(spec.model, features)
         for model in models.values():
-            if model not in MODELS:
-                raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+            registry.model(model)
         estimator = systems.make_system(dims, models, spec.fusion, preset=spec.preset,
                                         random_state=spec.seed, n_jobs=spec.threads)
     except ValueError as error:
