@@ -5,14 +5,27 @@ and carries a torch-free ``prepare`` (run in the decoding workers) and a device-
 (:mod:`~featurestore.extractors.interface`). Built-in ones, by feature name
 (:func:`builtin`): OpenL3 audio/video and log-mel (:mod:`~featurestore.extractors.openl3_logmel`),
 any HEAR-API audio module (:mod:`~featurestore.extractors.hear`), and the image and audio
-backbones of the DCASE 2021 top systems (:mod:`~featurestore.extractors.backbones`).
+backbones of the DCASE 2021 top systems (:mod:`~featurestore.extractors.backbones`);
+:mod:`~featurestore.extractors.catalog` maps the names to them and to the extractors of installed
+packages (entry point group ``avscene.extractors``).
 :mod:`~featurestore.extractors.sampling` holds the frame and window timing shared by all.
 
 Importing this package does not import torch.
 """
 
-from featurestore.extractors.catalog import BASELINE, HEAR_PREFIX, builtin, check_name, names
-from featurestore.extractors.catalog import store_name
+from featurestore.extractors.catalog import (
+    BASELINE,
+    CATALOG,
+    GROUP,
+    HEAR_PREFIX,
+    builtin,
+    builtin_names,
+    check_name,
+    names,
+    official_file,
+    plugins,
+    store_name,
+)
 from featurestore.extractors.interface import (
     AUDIO,
     MODALITIES,
@@ -32,4 +45,5 @@ from featurestore.extractors.sampling import (
 
 __all__ = ["Extractor", "FeatureInput", "AudioSignal", "VideoFrames", "AUDIO", "VIDEO",
            "MODALITIES", "VideoSampling", "Windows", "frame_windows", "FPS", "PER_AUDIO_WINDOW",
-           "builtin", "check_name", "names", "store_name", "BASELINE", "HEAR_PREFIX"]
+           "builtin", "check_name", "names", "builtin_names", "plugins", "official_file",
+           "store_name", "CATALOG", "GROUP", "BASELINE", "HEAR_PREFIX"]

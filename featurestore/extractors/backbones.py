@@ -12,7 +12,9 @@ Audio: ``panns_cnn14`` (:mod:`featurestore.backbones.cnn14`) on 1 s windows of t
 cut every ``--hop`` seconds by OpenL3's rule (centred with ``--center``), so its rows sit on the
 OpenL3 audio rows' timestamps.
 
-Each extractor is built from a local weight file (checked against the architecture when the
+:func:`torchvision_backbone`, :func:`clip_backbone` and :func:`panns_cnn14` are the factories
+the catalog registers (:mod:`featurestore.extractors.catalog`, one entry per backbone). Each
+extractor is built from a local weight file (checked against the architecture when the
 extractor is built, so a wrong file stops the job before it starts) or, with a seed, from
 RANDOM weights written in the official layout under the official file name in a temporary
 folder of this process. Its params record the weight file's sha256, the random seed, the weight
@@ -37,8 +39,6 @@ from featurestore.extractors.sampling import VideoSampling, frame_windows
 from featurestore.provenance import sha256_file
 
 LOG = logging.getLogger("avscene.extract")
-IMAGE_BACKBONES = images.ARCHITECTURES + tuple(clip.MODELS)
-AUDIO_BACKBONES = ("panns_cnn14",)
 CNN14_WINDOW = 1.0
 PREPROCESS = ("featurestore.backbones.image_transforms: antialiased resize of the frame in float64, "
               "round half to even to uint8, centre crop; then x / 255, (x - mean) / std")
@@ -46,55 +46,64 @@ PREPROCESS = ("featurestore.backbones.image_transforms: antialiased resize of th
 _RANDOM = {}
 
 
-def official_file(name):
-    """The official file name a backbone's weights are written under (random ones too)."""
-    if name in images.WEIGHT_SETS:
-        return images.WEIGHT_SETS[name][0].file
-    if name in clip.MODELS:
-        return "open_clip_pytorch_model.bin"
-    return "Cnn14_mAP=0.431.pth"
+def random_weights_file(name, seed, write):
+    """RANDOM weights of backbone ``name`` (seeded) under its official file name, written by
+    ``write(path, seed=seed)`` once per process and seed."""
+    from featurestore.extractors.catalog import official_file
 
-
-def random_weights_file(name, seed):
-    """RANDOM weights of backbone ``name`` (seeded), written once per process and seed."""
     key = (name, seed)
     if key not in _RANDOM:
         folder = pathlib.Path(tempfile.mkdtemp(prefix=f"avscene-{name}-{seed}-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         path = folder / official_file(name)
-        if name in images.WEIGHT_SETS:
-            images.write_random(name, path, seed=seed)
-        elif name in clip.MODELS:
-            clip.write_random(name, path, seed=seed)
-        else:
-            cnn14.write_random(path, seed=seed)
+        write(path, seed=seed)
         _RANDOM[key] = path
     return _RANDOM[key]
 
 
-def _weights_path(name, weights, random_weights):
+def weights_path(name, weights, random_weights, write_random):
+    """The weight file of backbone ``name``: ``weights``, else random ones of seed
+    ``random_weights``; WeightsNotFoundError naming the official file otherwise."""
+    from featurestore.extractors.catalog import official_file
+
     if weights is not None:
         path = pathlib.Path(weights).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(f"{name}: weight file {path} not found")
         return path
     if random_weights is not None:
-        return random_weights_file(name, random_weights)
+        return random_weights_file(name, random_weights, write_random)
     raise WeightsNotFoundError(
         f"{name}: no weights; avscene never downloads: pass --weights {name}=PATH with the "
         f"official file ({official_file(name)}, see docs/extractors.md) or --random-weights SEED")
 
 
-def backbone(name, *, weights=None, random_weights=None, bf16=False, hop=0.1, center=True,
-             sampling=VideoSampling()):
-    """The extractor of backbone ``name`` (see the module docstring)."""
-    path = _weights_path(name, weights, random_weights)
-    dtype = "bfloat16" if bf16 else "float32"
-    if name == "panns_cnn14":
-        return cnn14_extractor(path, dtype=dtype, hop=hop, center=center)
-    if name in clip.MODELS:
-        return clip_extractor(name, path, dtype=dtype, sampling=sampling)
-    return torchvision_extractor(name, path, dtype=dtype, sampling=sampling)
+def _dtype(bf16):
+    return "bfloat16" if bf16 else "float32"
+
+
+# -- catalog factories (featurestore.extractors.catalog) -----------------------------------------
+
+def torchvision_backbone(name, *, weights=None, random_weights=None, bf16=False,
+                         sampling=VideoSampling(), **options):
+    """The extractor of torchvision backbone ``name`` (e.g. ``resnet50``)."""
+    path = weights_path(name, weights, random_weights,
+                        functools.partial(images.write_random, name))
+    return torchvision_extractor(name, path, dtype=_dtype(bf16), sampling=sampling)
+
+
+def clip_backbone(name, *, weights=None, random_weights=None, bf16=False,
+                  sampling=VideoSampling(), **options):
+    """The extractor of CLIP image tower ``name`` (``clip_vit_b32``, ``clip_vit_l14``)."""
+    path = weights_path(name, weights, random_weights, functools.partial(clip.write_random, name))
+    return clip_extractor(name, path, dtype=_dtype(bf16), sampling=sampling)
+
+
+def panns_cnn14(name, *, weights=None, random_weights=None, bf16=False, hop=0.1, center=True,
+                **options):
+    """The extractor of PANNs CNN14 (``name`` is ``panns_cnn14``)."""
+    path = weights_path(name, weights, random_weights, cnn14.write_random)
+    return cnn14_extractor(path, dtype=_dtype(bf16), hop=hop, center=center)
 
 
 def _video_extractor(name, *, dim, model, preprocessing, dtype, sampling, load, path):

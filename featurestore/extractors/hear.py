@@ -150,6 +150,11 @@ def hear_extractor(module, *, weights=None, bf16=False):
         info={"weights_path": path})
 
 
+def hear_feature(name, *, weights=None, bf16=False, **options):
+    """The catalog's factory of ``hear:<module>`` (see :func:`hear_extractor`)."""
+    return hear_extractor(name.partition(":")[2], weights=weights, bf16=bf16)
+
+
 def prepare_sound(audio, clip, *, rate):
     """The clip at the module's rate, one item; the model says the rows and timestamps."""
     return FeatureInput([audio.at(rate)])

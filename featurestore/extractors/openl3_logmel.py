@@ -135,6 +135,36 @@ def load_openl3(kind, path, expected, *, device, batch):
     return run
 
 
+# -- catalog factories (featurestore.extractors.catalog) ---------------------------------------
+
+def _openl3_weights(weights, random_weights):
+    """The given file or folder, else seeded RANDOM weights, else None (the default place)."""
+    if weights is None and random_weights is not None:
+        from featurestore import openl3
+
+        return openl3.random_weights_folder(random_weights)
+    return weights
+
+
+def openl3_audio_feature(name, *, weights=None, random_weights=None, bf16=False, hop=0.1,
+                         center=True, **options):
+    """``openl3_audio``: :func:`openl3_audio` from the catalog's options."""
+    return openl3_audio(weights=_openl3_weights(weights, random_weights), hop=hop,
+                        center=center, bf16=bf16)
+
+
+def openl3_video_feature(name, *, weights=None, random_weights=None, bf16=False,
+                         sampling=VideoSampling(), image_scaling="openl3", **options):
+    """``openl3_video``: :func:`openl3_video` from the catalog's options."""
+    return openl3_video(weights=_openl3_weights(weights, random_weights), sampling=sampling,
+                        image_scaling=image_scaling, bf16=bf16)
+
+
+def logmel_feature(name, *, logmel_params=None, **options):
+    """``logmel``: :func:`logmel` from the catalog's options."""
+    return logmel(logmel_params)
+
+
 # -- log-mel -----------------------------------------------------------------------------------
 
 def logmel(params=None):

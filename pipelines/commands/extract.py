@@ -25,7 +25,7 @@ import os
 from featurestore import limits
 from featurestore.errors import UsageError
 from featurestore.extraction import CLIP_TIMEOUT, FEATURES
-from featurestore.extractors import check_name, names
+from featurestore.extractors import GROUP, builtin_names, check_name, names
 from featurestore.frontends import logmel
 from pipelines.commands.options import (
     add_dask_arguments,
@@ -57,10 +57,11 @@ def add_arguments(parser):
     parser.add_argument("root", help="dataset folder (TAU development/evaluation layout), or a "
                                      "CSV manifest file")
     parser.add_argument("store", help="feature store: path or fsspec URL (created if missing)")
-    parser.add_argument("--features", type=comma_list(check=check_name), default=FEATURES,
-                        metavar="NAME,...",
-                        help=f"comma-separated features (default {','.join(FEATURES)}); "
-                             f"built in: {','.join(names())}")
+    features = parser.add_argument(
+        "--features", type=comma_list(check=check_name), default=FEATURES, metavar="NAME,...",
+        help=f"comma-separated features (default {','.join(FEATURES)}); built in, then "
+             f"installed ({GROUP} entry points): %(known)s")
+    features.known = FeatureNames()
     parser.add_argument("--weights", type=weight_list, default={}, metavar="[NAME=]PATH,...",
                         help="local weight files: NAME=PATH per feature (e.g. "
                              "resnet50=resnet50-11ad3fa6.pth, hear:MODULE=PATH); a bare PATH is "
@@ -141,6 +142,17 @@ def device_name(text):
             not colon or index.isdigit() and int(index) < MAX_CUDA_INDEX):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+class FeatureNames:
+    """The ``%(known)s`` of the ``--features`` help: every feature name, read only when the help
+    is printed, so that building the parser never reads the installed packages' entry points."""
+
+    def __str__(self):
+        try:
+            return ", ".join(names())
+        except UsageError as error:
+            return f"{', '.join(builtin_names())} (installed ones refused: {error})"
 
 
 def weight_list(text):

@@ -45,33 +45,41 @@ class Result(NamedTuple):
     returncode: int
     stdout: str
     stderr: str
-    peak: int
+    peak: int | None             # None: the child died before it could write it
 
 
 #: The child: its own limits first (no preexec_fn in a parent that runs threads), then the CLI.
 CHILD = """
-import resource, signal, sys
+import os, resource, signal, sys
 space, fsize = int(sys.argv.pop(1)), int(sys.argv.pop(1))
 resource.setrlimit(resource.RLIMIT_AS, (space, space))
 if fsize:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)        # writes past it fail: EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 from pipelines.commands import cli
-sys.exit(cli.main(sys.argv[1:]))
+try:
+    status = cli.main(sys.argv[1:])
+finally:                    # its own peak (ru_maxrss would count the parent's pages before exec)
+    with open("/proc/self/status") as lines:
+        peak = next(line.split()[1] for line in lines if line.startswith("VmHWM"))
+    with open(os.environ["AVSCENE_TEST_PEAK"], "w") as out:
+        out.write(peak)
+sys.exit(status)
 """
 
 
 def run(*args, fsize=None, timeout=180):
     """``avscene ARGS`` in a child under :data:`ADDRESS_SPACE` (and a file-size limit
-    ``fsize``); its exit status, output and peak resident memory in bytes (``os.wait4``)."""
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    ``fsize``); its exit status, output and peak resident memory in bytes (``VmHWM``)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile() as peak:
+        env = {**os.environ, "PYTHONPATH": ROOT, "AVSCENE_TEST_PEAK": peak.name}
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(ADDRESS_SPACE),
                                   str(fsize or 0), *map(str, args)],
                                  stdout=out, stderr=err, env=env, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
@@ -83,8 +91,9 @@ def run(*args, fsize=None, timeout=180):
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        written = Path(peak.name).read_text()
         return Result(child.returncode, out.read().decode(), err.read().decode(),
-                      usage.ru_maxrss * 1024)
+                      int(written) * 1024 if written else None)
 
 
 def refusal(result, command, *, status=2):
