@@ -218,3 +218,31 @@ def test_pages_speak_of_the_product_not_of_issues_or_sessions(page):
 def test_the_bookkeeping_check_catches_a_mention():
     assert BOOKKEEPING.search("the tests of issue 15") and BOOKKEEPING.search("This session ran")
     assert not BOOKKEEPING.search("impressionist sessional tissues")
+
+
+def security_table_tests():
+    """(row, file, test or None) of every test the security page's "Hostile input at a glance"
+    table names: ``tests/...py::name``, ``file.py::name`` (in ``tests/security/``) and
+    ``::name`` (in the file named before it in the same cell)."""
+    page = read("docs/security.md")
+    table = page.split("## Hostile input at a glance", 1)[1].split("\n## ", 1)[0]
+    found = []
+    for row in (line for line in table.splitlines() if line.startswith("| ") and "---" not in line):
+        cell = row.rstrip(" |").rsplit(" | ", 1)[-1]
+        current = None
+        for reference in re.findall(r"`([^`]+)`", cell):
+            where, _, name = reference.partition("::")
+            if where:
+                current = ROOT / (where if "/" in where else f"tests/security/{where}")
+            found.append((row[:40], current, name.split("[")[0] or None))
+    return found
+
+
+def test_the_security_table_names_tests_that_exist():
+    found = security_table_tests()
+    assert len(found) >= 40
+    for row, path, name in found:
+        assert path is not None and path.exists(), (row, path)
+        if name:
+            assert re.search(rf"^def {re.escape(name)}\(", path.read_text(), flags=re.M), \
+                (row, path.name, name)

@@ -126,3 +126,26 @@ def test_a_checkpoint_for_another_width_or_not_a_state_dict_fails_with_one_line(
             dcase_networks.read_state_dict(tmp_path / name)
         assert message in str(error.value) and "\n" not in str(error.value)
         assert str(error.value).startswith(str(tmp_path / name))
+
+
+class _RunsACommand:
+    """Unpickling this would create ``marker`` (what a hostile checkpoint could do instead)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_code_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "hostile.pt"
+    torch.save({"model.0.weight": torch.zeros(2), "payload": _RunsACommand(marker)}, path)
+    with pytest.raises(ValueError) as error:
+        dcase_networks.read_state_dict(path)
+    assert str(error.value).startswith(f"{path}: not a PyTorch checkpoint readable with "
+                                       "weights_only=True") and "\n" not in str(error.value)
+    assert not marker.exists()
