@@ -109,7 +109,8 @@ def run_kind(kind, path, inputs, args):
     best_cpu = {label: 0.0 for label in models}
     for _ in range(args.repeats):                       # interleaved: noise hits every mode
         for label, model in models.items():
-            wall, cpu = seconds(lambda: embed(inputs, model=model, batch_size=args.batch_size))
+            wall, cpu = seconds(lambda model=model: embed(inputs, model=model,
+                                                           batch_size=args.batch_size))
             best[label] = max(best[label], len(inputs) / wall)
             best_cpu[label] = max(best_cpu[label], len(inputs) / cpu)
     full = {label: embed(inputs, model=m, batch_size=args.batch_size)

@@ -108,11 +108,12 @@ def run(n_clips, workdir, repeat):
         store.create_feature("audio", dim=DIM, frame_rate=FRAMES_PER_SECOND,
                              params={"synthetic": True}, storage_dtype=dtype,
                              compression=compression)
-        write_s, _ = timed(lambda: write_feature(store, "audio", audio, frames_per_clip))
+        write_s, _ = timed(lambda store=store: write_feature(store, "audio", audio,
+                                                             frames_per_clip))
         load_s = read_s = float("inf")
         for _ in range(repeat):
             load_s = min(load_s, timed(lambda: np.load(npy))[0])
-            seconds, frames = timed(lambda: store.read("audio"))
+            seconds, frames = timed(lambda store=store: store.read("audio"))
             read_s = min(read_s, seconds)
         error = float(np.max(np.abs(frames.values - audio))) if frames.values.size else 0.0
         del frames

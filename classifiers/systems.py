@@ -84,7 +84,7 @@ def make_system(dims, models, fusion, *, preset="default", random_state=0, n_job
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
     features = list(dims)
-    kinds = sorted(set(models[f] for f in features))
+    kinds = sorted({models[f] for f in features})
     check_recipe(preset, kinds, fusion)
     if fusion == "none" and len(features) != 1:
         raise ValueError(f"{len(features)} features need a fusion mode "

@@ -3,7 +3,7 @@
 import pathlib
 import threading
 
-_CACHE = {}
+_CACHE: dict = {}
 _LOCK = threading.Lock()
 
 

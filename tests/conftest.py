@@ -7,10 +7,30 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 
+#: Test files that ``make test-fast`` leaves out (marked ``heavy``): backbone parity, the demo,
+#: Dask clusters. ``make test`` and CI run them.
+HEAVY_FILES = {
+    "tests/featurestore/test_backbones_parity.py",
+    "tests/pipelines/test_extract_backbones.py",
+    "tests/pipelines/test_demo.py",
+    "tests/pipelines/test_dask_cluster.py",
+    "tests/classifiers/test_dask_models.py",
+}
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "needs_reference(path): the test reads reference data at path; skipped "
                    "where it is absent, failed under CI (CI=true)")
+    config.addinivalue_line(
+        "markers", "heavy: left out by `make test-fast` (backbone parity, the demo, Dask)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.resolve().relative_to(ROOT).as_posix() in HEAVY_FILES:
+            item.add_marker(pytest.mark.heavy)
 
 
 def pytest_runtest_setup(item):

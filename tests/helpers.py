@@ -166,7 +166,7 @@ def write_mp4(path, *, width=64, height=48, rate=25, n_frames=25, start=0.0, tim
 
 def truncate(path, fraction=0.5, *, out=None):
     """Copy (or cut in place) the first ``fraction`` of a file's bytes."""
-    data = open(path, "rb").read()
+    data = pathlib.Path(path).read_bytes()
     target = out or path
     with open(target, "wb") as handle:
         handle.write(data[: int(len(data) * fraction)])

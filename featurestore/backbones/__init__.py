@@ -17,4 +17,4 @@ does (the ``backbones`` extra installs torchvision and open_clip).
 
 from featurestore.backbones import clip, cnn14, image_transforms, images, weight_files
 
-__all__ = ["checkpoints", "clip", "cnn14", "images", "preprocess"]
+__all__ = ["clip", "cnn14", "image_transforms", "images", "weight_files"]

@@ -210,7 +210,7 @@ class DaskExtraction:
                          resources=resources) as client:
             n_workers = len(client.scheduler_info()["workers"])
             job = self._job(prepare_only=True)
-            job.extractors                 # bad weights or names stop here, before any write
+            _ = job.extractors             # bad weights or names stop here, before any write
             self._create_store(job, n_workers)
             with quiet_loggers(["avscene.extract", "avscene.progress"], logging.WARNING):
                 prepared = job.run()   # registers clips, declares features (device-free params)

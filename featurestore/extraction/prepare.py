@@ -330,7 +330,7 @@ def _offer(item, queues, done):
                 continue
 
 
-_CONTEXT = {}
+_CONTEXT: dict = {}
 
 
 def init_worker(root, plan, extractors):

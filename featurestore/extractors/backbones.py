@@ -43,7 +43,7 @@ CNN14_WINDOW = 1.0
 PREPROCESS = ("featurestore.backbones.image_transforms: antialiased resize of the frame in float64, "
               "round half to even to uint8, centre crop; then x / 255, (x - mean) / std")
 
-_RANDOM = {}
+_RANDOM: dict = {}
 
 
 def random_weights_file(name, seed, write):

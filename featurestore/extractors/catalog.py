@@ -63,10 +63,10 @@ class Entry:
     """
 
     factory: str
-    modality: str = None
-    official_file: str = None
+    modality: str | None = None
+    official_file: str | None = None
     bare_weights: bool = False
-    distribution: tuple = None
+    distribution: tuple[str, str] | None = None
 
     def load(self, name):
         """The factory, imported now; UsageError naming the plugin when it is broken."""

@@ -40,7 +40,7 @@ CLIPS_PER_BATCH = 4
 PROBE_SECONDS = 2.0
 TIMESTAMPS = "centre of frame j as the module reports it (HEAR: milliseconds) / 1000"
 
-_MODELS = {}
+_MODELS: dict = {}
 _LOCK = threading.Lock()
 
 

@@ -233,7 +233,7 @@ def random_weights_file(path, *, kind="audio", input_repr=None, seed=0):
     return write_random(path, kind=kind, seed=seed, input_repr=input_repr)
 
 
-_RANDOM_FOLDERS = {}
+_RANDOM_FOLDERS: dict = {}
 
 
 def random_weights_folder(seed, *, folder=None):

@@ -194,7 +194,7 @@ def plan_corpus(classes, *, clips_per_class, locations_per_class, eval_clips, se
     segment_ids = np.sort(rng.choice(np.arange(100, max(46000, 4 * n_clips)), n_clips,
                                      replace=False))
     dev, evaluation, key = [], [], 0
-    for k, scene in enumerate(classes):
+    for scene in classes:
         cities = _cities(rng, DEVELOPMENT_CITIES, locations_per_class)
         n_evaluate = max(1, round(0.3 * locations_per_class)) if locations_per_class > 1 else 0
         folds = rng.permutation(["evaluate"] * n_evaluate

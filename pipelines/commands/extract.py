@@ -34,6 +34,7 @@ from pipelines.commands.options import (
     bounded,
     check_output,
     comma_list,
+    list_type,
     number,
     print_json,
     seed,
@@ -155,6 +156,7 @@ class FeatureNames:
             return f"{', '.join(builtin_names())} (installed ones refused: {error})"
 
 
+@list_type
 def weight_list(text):
     """``--weights``: ``NAME=PATH`` items and at most one bare PATH (key None, the OpenL3 one)."""
     found = {}
@@ -172,8 +174,6 @@ def weight_list(text):
         found[key] = path
     return found
 
-
-weight_list.comma_list = True
 
 
 def build_plan(args):

@@ -125,6 +125,14 @@ def show_bounds(parser):
         action.help = f"{action.help} (range: {bounds_text(bounds, name)})"
 
 
+def list_type(parse):
+    """Mark the argparse type ``parse`` as one of a comma-separated list (``--help`` shows
+    ``list``; the CLI convention test reads the mark)."""
+    parse.__name__ = "list"
+    setattr(parse, "comma_list", True)       # noqa: B010 (a function attribute, for mypy)
+    return parse
+
+
 def comma_list(*, choices=None, unique=True, check=None):
     """An argparse type for ``a,b,c``: a tuple of non-empty names, optionally from ``choices``
     or accepted by ``check(name)`` (which raises ValueError, e.g. UsageError, to refuse one)."""
@@ -146,9 +154,7 @@ def comma_list(*, choices=None, unique=True, check=None):
                 raise argparse.ArgumentTypeError(str(error)) from None
         return names
 
-    parse.__name__ = "list"
-    parse.comma_list = True
-    return parse
+    return list_type(parse)
 
 
 def shard(text):

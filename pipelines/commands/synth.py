@@ -29,7 +29,8 @@ def _size(text):
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 400x224, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 400x224, got {text!r}") from None
     if not 16 <= min(width, height) <= max(width, height) <= corpus.MAX_SIDE \
             or width % 2 or height % 2:
         raise argparse.ArgumentTypeError(f"width and height must be even, from 16 to "

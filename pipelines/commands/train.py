@@ -30,6 +30,7 @@ from pipelines.commands.options import (
     add_threads,
     check_output,
     comma_list,
+    list_type,
     number,
     print_json,
     seed,
@@ -84,6 +85,7 @@ def add_arguments(parser):
     add_dask_arguments(parser, what="train (--model lr or lgbm, --fusion none or early)")
 
 
+@list_type
 def parse_mean_std(text):
     """``FEATURE=NPZ,...`` -> tuple of (feature key, path) (argparse type)."""
     pairs = []
@@ -94,9 +96,6 @@ def parse_mean_std(text):
         pairs.append((key.strip(), path.strip()))
     return tuple(pairs)
 
-
-parse_mean_std.__name__ = "list"
-parse_mean_std.comma_list = True
 
 
 def train_spec(args) -> training.TrainSpec:

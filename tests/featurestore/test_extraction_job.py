@@ -6,6 +6,7 @@ machine is shared.
 """
 
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -288,7 +289,7 @@ def copies_dataset(corpus, root, copies):
     stems = []
     for path in sorted((corpus / "development" / "audio").glob("*.wav")):
         scene, city, location, _ = path.stem.split("-")
-        for k in range(copies):
+        for _ in range(copies):
             stem = f"{scene}-{city}-{location}-{900 + len(stems)}"
             shutil.copy(path, root / "audio" / f"{stem}.wav")
             shutil.copy(corpus / "development" / "video" / f"{path.stem}.mp4",
@@ -314,7 +315,7 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    stat = open(f"/proc/{pid}/stat").read().split()
+    stat = pathlib.Path(f"/proc/{pid}/stat").read_text().split()
     return stat[2] != "Z"
 
 

@@ -90,7 +90,7 @@ def test_failures_overflow_and_pending(tmp_path):
             writer.write(clips[5].clip_id, np.zeros((3, 8), np.float32), np.zeros(3))
     status = store.status("audio")
     assert list(status[:4]) == [COMMITTED, FAILED, FAILED, PENDING]
-    failures = dict(((f, c), r) for f, c, r in store.failures())
+    failures = {(f, c): r for f, c, r in store.failures()}
     assert "13 frames exceed the 12 rows reserved" in failures[("audio", second)]
     assert failures[("audio", third)] == "video stream missing"
     assert store.pending("audio", block=0) == [clips[3].clip_id]

@@ -78,7 +78,7 @@ def test_segment_counts_follow_the_one_clock_rules(filled):
     store, clips, audio, _ = filled
     segments = store.segments("audio")
     counts = {}
-    for clip_id, second, n in zip(segments.clip_id, segments.second, segments.counts["audio"]):
+    for clip_id, n in zip(segments.clip_id, segments.counts["audio"]):
         counts.setdefault(str(clip_id), []).append(int(n))
     by_duration = {c.duration: counts[c.clip_id] for c in clips}
     assert by_duration[10.0] == [10] * 9 + [6]              # frames 90..95 in segment 9

@@ -96,7 +96,7 @@ def minimal_argv(name):
     argv = [name]
     for action in SUBPARSERS[name]._actions:
         if not action.option_strings and action.dest != "help":
-            argv += ["x"] * (1 if action.nargs in (None, 1) else 1)
+            argv += ["x"]
         elif action.required:
             argv += [action.option_strings[0], "x"]
     return argv

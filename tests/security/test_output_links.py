@@ -137,7 +137,7 @@ def test_links_at_the_old_fixed_temporary_names_are_never_followed(run_dir, stor
         assert victim.read_bytes() == VICTIM_BYTES, argv[0]
     assert all((hostile / name).readlink() == victim for name in names)
     assert output.is_file() and not output.is_symlink()
-    assert not [p for p in hostile.parent.rglob("*.partial")]     # no temporary file left
+    assert not list(hostile.parent.rglob("*.partial"))     # no temporary file left
 
 
 @pytest.mark.parametrize("command", ["predict", "report", "split", "export", "pack"])
