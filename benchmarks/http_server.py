@@ -108,7 +108,13 @@ class CountingServer(http.server.ThreadingHTTPServer):
 @contextlib.contextmanager
 def serve(root, *, delay=0.0):
     """Serve ``root`` read-only on 127.0.0.1 (a free port) until the block ends."""
-    server = CountingServer(root, delay)
+    with running(CountingServer(root, delay)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running(server):
+    """Run ``server`` (a ``socketserver`` server) in a thread until the block ends."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import zarr
 
-from benchmarks.http_server import CountingHandler, serve
+from benchmarks.http_server import CountingHandler, running, serve
 from featurestore.errors import AvsceneError, RemoteStoreError
 from featurestore.store import FeatureStore
 from featurestore.store.interchange.archive import pack_store
@@ -93,15 +93,8 @@ class HostileServer(http.server.ThreadingHTTPServer):
 @contextlib.contextmanager
 def hostile(root, answer):
     """A server of ``root`` whose ``answer(handler)`` may answer any GET its own way."""
-    server = HostileServer(root, answer)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with running(HostileServer(root, answer)) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def write_headers(handler, status, headers):
