@@ -8,7 +8,13 @@ data. ``n_jobs`` defaults to 1: LightGBM's OpenMP threads spin while waiting, wh
 threads much slower than one on a machine shared with other jobs.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Self
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers.input_checks import check_features
@@ -16,7 +22,9 @@ from classifiers.fitting import start_fit
 from classifiers.scaling import maybe_standardize
 
 
-def pca_projection(X, n_components, *, max_rows=20000, random_state=0, chunk_rows=16384):
+def pca_projection(X: NDArray[Any], n_components: int, *, max_rows: int | None = 20000,
+                   random_state: int = 0, chunk_rows: int = 16384
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
     """Return ``(mean, components)`` of the top principal directions of ``X``.
 
     Parameters
@@ -81,10 +89,13 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
     components_ : ndarray (dim, n_components) or None
     """
 
-    def __init__(self, *, n_components=64, n_estimators=100, learning_rate=0.2, num_leaves=15,
-                 max_bin=63, min_child_samples=20, feature_fraction=0.5, bagging_fraction=0.3,
-                 bagging_freq=1, reg_lambda=0.0, early_stopping_rounds=10,
-                 validation_fraction=0.1, standardize=True, n_jobs=1, random_state=None):
+    def __init__(self, *, n_components: int | None = 64, n_estimators: int = 100,
+                 learning_rate: float = 0.2, num_leaves: int = 15, max_bin: int = 63,
+                 min_child_samples: int = 20, feature_fraction: float = 0.5,
+                 bagging_fraction: float = 0.3, bagging_freq: int = 1, reg_lambda: float = 0.0,
+                 early_stopping_rounds: int | None = 10, validation_fraction: float = 0.1,
+                 standardize: bool = True, n_jobs: int = 1,
+                 random_state: int | None = None) -> None:
         self.n_components = n_components
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -101,16 +112,16 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _project(self, X):
+    def _project(self, X: ArrayLike) -> NDArray[Any]:
         return self._reduce(maybe_standardize(X, self.scaler_))
 
-    def _reduce(self, X):
+    def _reduce(self, X: NDArray[Any]) -> NDArray[Any]:
         """PCA projection of standardized rows (identity without components)."""
         if self.components_ is None:
             return X
         return (X - self.pca_mean_.astype(X.dtype)) @ self.components_
 
-    def _params(self, n_classes, seed):
+    def _params(self, n_classes: int, seed: int) -> dict[str, Any]:
         return {
             "objective": "multiclass", "num_class": n_classes, "verbosity": -1,
             "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
@@ -120,19 +131,21 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
             "deterministic": True, "force_row_wise": True,
         }
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); validation data as in TorchMLPClassifier."""
         import lightgbm
 
         X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
                                                      eval_set=eval_set)
-        self.components_ = None
+        self.components_: NDArray[np.float32] | None = None
         if self.n_components is not None and self.n_components < X_fit.shape[1]:
             self.pca_mean_, self.components_ = pca_projection(X_fit, self.n_components,
                                                               random_state=seed)
         dataset_params = {"max_bin": self.max_bin, "verbosity": -1}
         train_set = lightgbm.Dataset(self._reduce(X_fit), y_fit, params=dataset_params)
-        valid_sets, callbacks = [], []
+        valid_sets: list[lightgbm.Dataset] = []
+        callbacks: list[Callable[..., Any]] = []
         if X_val is not None and self.early_stopping_rounds:
             valid_sets = [lightgbm.Dataset(self._reduce(X_val), y_val, reference=train_set,
                                            params=dataset_params)]
@@ -145,13 +158,13 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X_fit.shape[1]
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
         Z = self._project(check_features(X, dtype=np.float32))
         proba = self.booster_.predict(Z, num_iteration=self.best_iteration_,
                                       num_threads=self.n_jobs)
         return np.asarray(proba, dtype=np.float64).reshape(len(Z), len(self.classes_))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

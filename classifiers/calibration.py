@@ -6,7 +6,12 @@ more than accuracy does. Temperature scaling divides every log-probability by on
 accuracy, never changes.
 """
 
+from __future__ import annotations
+
+from typing import Any, Self
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
@@ -17,7 +22,7 @@ from classifiers.fitting import validation_rows
 PROBA_FLOOR = 1e-12
 
 
-def scale_probabilities(proba, temperature):
+def scale_probabilities(proba: ArrayLike, temperature: float) -> NDArray[np.float64]:
     """Return ``softmax(log(proba) / temperature)``, shape (n_rows, n_classes), float64."""
     logits = np.log(np.clip(np.asarray(proba, dtype=np.float64), PROBA_FLOOR, None)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
@@ -25,7 +30,8 @@ def scale_probabilities(proba, temperature):
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
-def _nll(log_temperature, logits, y_index):
+def _nll(log_temperature: float, logits: NDArray[np.float64],
+         y_index: NDArray[np.integer[Any]]) -> float:
     """Mean negative log-likelihood of ``y_index`` under ``softmax(logits / exp(log_temperature))``."""
     z = logits / np.exp(log_temperature)
     z -= z.max(axis=1, keepdims=True)
@@ -33,7 +39,8 @@ def _nll(log_temperature, logits, y_index):
     return float(np.mean(log_norm - z[np.arange(len(z)), y_index]))
 
 
-def fit_temperature(proba, y_index, *, bounds=(0.05, 20.0)):
+def fit_temperature(proba: ArrayLike, y_index: ArrayLike, *,
+                    bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """Return the temperature minimising the mean NLL of ``y_index`` under the scaled ``proba``.
 
     Parameters
@@ -68,12 +75,14 @@ class TemperatureScaledClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, estimator, *, validation_fraction=0.1, random_state=None):
+    def __init__(self, estimator: Any, *, validation_fraction: float = 0.1,
+                 random_state: int | None = None) -> None:
         self.estimator = estimator
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fit the estimator on ``X`` (n_rows, dim), ``y``; then the temperature on validation data."""
         X = check_features(X)
         classes, y_index = encode_labels(y, n_rows=len(X))
@@ -97,10 +106,10 @@ class TemperatureScaledClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the temperature-scaled probabilities, shape (n_rows, n_classes)."""
         return scale_probabilities(self.estimator_.predict_proba(X), self.temperature_)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row (unchanged by the temperature)."""
         return self.estimator_.predict(X)

@@ -10,7 +10,12 @@ pipelines pass the location-grouped 10% split). Estimators that need no validati
 ignore both, so fusion wrappers can pass them through to any estimator.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from classifiers import splits
 from classifiers.input_checks import check_features, encode_labels, index_labels, random_seed
@@ -60,7 +65,9 @@ def start_fit(estimator, X, y, *, groups=None, eval_set=None):
     return X_fit, y_fit, X_val, y_val, seed
 
 
-def validation_rows(y_index, *, groups=None, validation_fraction=0.0, random_state=None):
+def validation_rows(y_index: NDArray[np.integer[Any]], *, groups: ArrayLike | None = None,
+                    validation_fraction: float = 0.0, random_state: int | None = None
+                    ) -> tuple[NDArray[np.intp], NDArray[np.intp]] | None:
     """Return ``(fit_rows, val_rows)`` holding out ``validation_fraction`` of the rows, or None.
 
     Whole locations (``groups``) when given, else rows stratified by class. None when the

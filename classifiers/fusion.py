@@ -17,7 +17,13 @@ Early fusion needs no class: it is any estimator fitted on the concatenated colu
   Linear 512->128) give 128-d each, concatenated -> Linear(256, 128) -> Linear(128, 10).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
@@ -37,12 +43,19 @@ from classifiers.protocols import log_softmax
 #: Floor before logs of probabilities (stacking meta-features, weight fitting).
 PROBA_FLOOR = 1e-7
 
+#: A member's ``columns``: a slice or a sequence of column indices (None: every column).
+_Columns = slice | Sequence[int] | None
+
 
 class _NamedEstimators:
     """get_params/set_params for an ``estimators`` list of (name, estimator, columns)."""
 
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
+    estimators: Sequence[tuple[str, Any, _Columns]]
+    classes_: NDArray[Any]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        # super(): BaseEstimator, which follows this mixin in the estimators' MRO
+        params = super().get_params(deep=deep)  # type: ignore[misc]
         if deep:
             for name, estimator, _ in self.estimators:
                 params[name] = estimator
@@ -50,7 +63,7 @@ class _NamedEstimators:
                                for key, value in estimator.get_params(deep=True).items()})
         return params
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> Self:
         estimators = list(params.pop("estimators", self.estimators))
         names = [name for name, _, _ in estimators]
         for key in [k for k in params if k.partition("__")[0] in names]:
@@ -61,16 +74,17 @@ class _NamedEstimators:
                 estimators[index][1].set_params(**{inner: value})
             else:
                 estimators[index] = (name, value, estimators[index][2])
-        return super().set_params(estimators=estimators, **params)
+        return super().set_params(estimators=estimators, **params)  # type: ignore[misc]
 
-    def _start_fit(self, X, y, *, dtype=None):
+    def _start_fit(self, X: ArrayLike, y: ArrayLike, *, dtype: DTypeLike | None = None
+                   ) -> tuple[NDArray[Any], NDArray[np.int64]]:
         """Check the members and ``X``; set ``classes_``; return (X, y as class indices)."""
         self._check_estimators()
         X = check_features(X, dtype=dtype)
         self.classes_, y_index = encode_labels(y, n_rows=len(X))
         return X, y_index
 
-    def _check_estimators(self):
+    def _check_estimators(self) -> None:
         names = [name for name, _, _ in self.estimators]
         if not names:
             raise ValueError("estimators is empty: give at least one (name, estimator, columns)")
@@ -78,7 +92,8 @@ class _NamedEstimators:
             raise ValueError(f"estimator names must be unique and free of '__': {names}")
 
 
-def _fit_member(estimator, X, y, *, columns, groups, eval_set):
+def _fit_member(estimator: Any, X: NDArray[Any], y: ArrayLike, *, columns: _Columns,
+                groups: ArrayLike | None, eval_set: tuple[ArrayLike, ArrayLike] | None) -> Any:
     """Clone and fit ``estimator`` on one column block, with the matching block of ``eval_set``."""
     block_eval = None
     if eval_set is not None:
@@ -86,12 +101,14 @@ def _fit_member(estimator, X, y, *, columns, groups, eval_set):
     return clone(estimator).fit(column_block(X, columns), y, groups=groups, eval_set=block_eval)
 
 
-def _member_proba(fitted, X, columns, classes):
+def _member_proba(fitted: Any, X: NDArray[Any], columns: _Columns,
+                  classes: NDArray[Any]) -> NDArray[np.float64]:
     """Probabilities of a fitted member on its block, aligned to ``classes``."""
     return align_proba(fitted.predict_proba(column_block(X, columns)), fitted.classes_, classes)
 
 
-def fit_fusion_weights(probas, y_index):
+def fit_fusion_weights(probas: Sequence[NDArray[np.float64]],
+                       y_index: NDArray[np.integer[Any]]) -> NDArray[np.float64]:
     """Return simplex weights minimising the mean NLL of ``sum_m w_m probas[m]``.
 
     Parameters
@@ -105,7 +122,7 @@ def fit_fusion_weights(probas, y_index):
     """
     truth = np.stack([p[np.arange(len(y_index)), y_index] for p in probas], axis=1)
 
-    def objective(theta):
+    def objective(theta: NDArray[np.float64]) -> float:
         weights = softmax(theta[None, :])[0]
         return -float(np.mean(np.log(np.clip(truth @ weights, PROBA_FLOOR, None))))
 
@@ -135,15 +152,17 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, estimators, *, weights=None, fit_weights=False, validation_fraction=0.1,
-                 random_state=None):
+    def __init__(self, estimators: Sequence[tuple[str, Any, _Columns]], *,
+                 weights: Sequence[float] | None = None, fit_weights: bool = False,
+                 validation_fraction: float = 0.1, random_state: int | None = None) -> None:
         self.estimators = estimators
         self.weights = weights
         self.fit_weights = fit_weights
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fit every member on its columns of ``X`` (n_rows, n_columns); then the weights."""
         X, y_index = self._start_fit(X, y)
         labels = self.classes_[y_index]
@@ -174,22 +193,23 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def member_probas(self, X):
+    def member_probas(self, X: ArrayLike) -> list[NDArray[np.float64]]:
         """Return each member's aligned probabilities: list of ndarray (n_rows, n_classes)."""
         X = check_features(X)
         return [_member_proba(fitted, X, cols, self.classes_)
                 for fitted, (_, _, cols) in zip(self.estimators_, self.estimators)]
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the weighted mean of the members' probabilities, shape (n_rows, n_classes)."""
         return sum(w * p for w, p in zip(self.weights_, self.member_probas(X)))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
-def _kfold_rows(y_index, groups, n_splits, seed):
+def _kfold_rows(y_index: NDArray[np.integer[Any]], groups: NDArray[Any] | None, n_splits: int,
+                seed: int) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
     """Class-aware grouped K-fold when groups are known, else stratified K-fold on rows."""
     if groups is not None:
         return splits.group_kfold(groups, n_splits=n_splits, y=y_index, random_state=seed)
@@ -198,7 +218,8 @@ def _kfold_rows(y_index, groups, n_splits, seed):
     return list(folds.split(np.zeros(len(y_index)), y_index))
 
 
-def _check_fold_classes(folds, y_index, classes):
+def _check_fold_classes(folds: Sequence[tuple[NDArray[np.intp], NDArray[np.intp]]],
+                        y_index: NDArray[np.integer[Any]], classes: NDArray[Any]) -> None:
     """Refuse folds whose training part lacks a class: its out-of-fold probability would be ~0
     exactly on its own rows, and the meta-classifier would learn that inverted rule."""
     for k, (fit_rows, _) in enumerate(folds):
@@ -240,15 +261,17 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     oof_proba_ : ndarray, shape (n_rows, n_members * n_classes), the out-of-fold probabilities
     """
 
-    def __init__(self, estimators, *, final_estimator=None, n_splits=5, refit=False,
-                 random_state=None):
+    def __init__(self, estimators: Sequence[tuple[str, Any, _Columns]], *,
+                 final_estimator: Any = None, n_splits: int = 5, refit: bool = False,
+                 random_state: int | None = None) -> None:
         self.estimators = estimators
         self.final_estimator = final_estimator
         self.n_splits = n_splits
         self.refit = refit
         self.random_state = random_state
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fit the members by K-fold on ``X`` (n_rows, n_columns), then the meta-classifier."""
         X, y_index = self._start_fit(X, y)
         labels = self.classes_[y_index]
@@ -257,9 +280,9 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         _check_fold_classes(folds, y_index, self.classes_)
         self.oof_proba_ = np.zeros((len(X), len(self.estimators) * n_classes))
-        self.fold_estimators_ = []
+        self.fold_estimators_: list[list[Any]] = []
         for m, (_, estimator, cols) in enumerate(self.estimators):
-            fitted_folds = []
+            fitted_folds: list[Any] = []
             for fit_rows, held_rows in folds:
                 fitted = _fit_member(estimator, X[fit_rows], labels[fit_rows], columns=cols,
                                      groups=None if groups is None else groups[fit_rows],
@@ -270,7 +293,7 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
             self.fold_estimators_.append(fitted_folds)
         final = self.final_estimator if self.final_estimator is not None else LogisticClassifier()
         self.final_estimator_ = clone(final).fit(self._meta_features(self.oof_proba_), labels)
-        self.estimators_ = None
+        self.estimators_: list[Any] | None = None
         if self.refit:
             self.estimators_ = [_fit_member(est, X, labels, columns=cols, groups=groups,
                                             eval_set=eval_set)
@@ -279,25 +302,25 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _meta_features(proba):
+    def _meta_features(proba: NDArray[np.float64]) -> NDArray[np.float32]:
         return np.log(np.clip(proba, PROBA_FLOOR, None)).astype(np.float32)
 
-    def member_probas(self, X):
+    def member_probas(self, X: ArrayLike) -> list[NDArray[np.float64]]:
         """Return each member's aligned probabilities on ``X``: list of (n_rows, n_classes)."""
         X = check_features(X)
-        out = []
+        out: list[NDArray[np.float64]] = []
         for m, (_, _, cols) in enumerate(self.estimators):
             fitted = [self.estimators_[m]] if self.estimators_ is not None else self.fold_estimators_[m]
             out.append(np.mean([_member_proba(f, X, cols, self.classes_) for f in fitted], axis=0))
         return out
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the meta-classifier's probabilities, shape (n_rows, n_classes)."""
         meta = self._meta_features(np.concatenate(self.member_probas(X), axis=1))
         return align_proba(self.final_estimator_.predict_proba(meta),
                            self.final_estimator_.classes_, self.classes_)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
@@ -340,10 +363,12 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     history_ : per-epoch losses of the head
     """
 
-    def __init__(self, estimators, *, head_hidden=128, learning_rate=1e-4, weight_decay=1e-4,
-                 batch_size=64, max_epochs=99, patience=None, validation_fraction=0.1,
-                 drop_last=True, bf16=False, device="auto", n_jobs=None, random_state=None,
-                 val_loss="rows", ties="first"):
+    def __init__(self, estimators: Sequence[tuple[str, Any, _Columns]], *, head_hidden: int = 128,
+                 learning_rate: float = 1e-4, weight_decay: float = 1e-4, batch_size: int = 64,
+                 max_epochs: int = 99, patience: int | None = None,
+                 validation_fraction: float = 0.1, drop_last: bool = True, bf16: bool = False,
+                 device: str = "auto", n_jobs: int | None = None, random_state: int | None = None,
+                 val_loss: str = "rows", ties: str = "first") -> None:
         self.estimators = estimators
         self.head_hidden = head_hidden
         self.learning_rate = learning_rate
@@ -363,12 +388,13 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     #: Modules of each branch kept by the baseline (Linear, BN, ReLU, Dropout, Linear).
     TRUNK_MODULES = 5
 
-    def _hidden(self, X, columns_list):
+    def _hidden(self, X: NDArray[Any], columns_list: Sequence[_Columns]) -> NDArray[Any]:
         return np.concatenate(
             [branch.transform_hidden(column_block(X, cols), n_modules=self.trunk_modules_)
              for branch, cols in zip(self.branches_, columns_list)], axis=1)
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Train the branches on their columns of ``X`` (n_rows, n_columns), then the head."""
         torch = dcase_networks.import_torch("ProposedFusion")
         X, y_index = self._start_fit(X, y, dtype=np.float32)
@@ -391,13 +417,15 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         self.branches_ = [_fit_member(est, X, labels, columns=cols, groups=None, eval_set=eval_set)
                           for _, est, cols in self.estimators]
         self.trunk_modules_ = self.TRUNK_MODULES
-        self.trunks_ = []
+        self.trunks_: list[Any] = []
         for branch in self.branches_:
             trunk = branch.module_[:self.trunk_modules_].eval()
             for parameter in trunk.parameters():
                 parameter.requires_grad_(False)
             self.trunks_.append(trunk)
         H_fit = self._hidden(X, columns_list)
+        H_val: NDArray[Any] | None
+        y_val: NDArray[np.int64] | None
         H_val = y_val = None
         if eval_set is not None:
             H_val = self._hidden(check_features(eval_set[0], dtype=np.float32), columns_list)
@@ -418,25 +446,25 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> NDArray[Any]:
         """Return the head's logits, shape (n_rows, n_classes)."""
         X = check_features(X, dtype=np.float32)
         hidden = self._hidden(X, [cols for _, _, cols in self.estimators])
         return dcase_networks.numpy_forward(self.head_kinds_, self.head_state_, hidden)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return class probabilities, shape (n_rows, n_classes)."""
         return softmax(self.decision_function(X).astype(np.float64))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the log-softmax of the head's logits, shape (n_rows, n_classes), float64."""
         return log_softmax(self.decision_function(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("trunks_", None)
         state.pop("head_", None)

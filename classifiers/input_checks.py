@@ -1,9 +1,15 @@
 """Input checks and label handling shared by the estimators: arrays, labels, columns, seeds."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 
-def check_features(X, *, dtype=None, name="X"):
+def check_features(X: ArrayLike, *, dtype: DTypeLike | None = None,
+                   name: str = "X") -> NDArray[Any]:
     """Return ``X`` as a C-contiguous 2-D float array (float32 unless float64 was given or asked).
 
     Parameters

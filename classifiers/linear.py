@@ -8,9 +8,13 @@ A float32 L-BFGS of our own with row-chunked loss and gradient was tried and was
 scikit-learn's on TAU-sized data, so the library's solver is used.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import Any, Self, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -19,8 +23,10 @@ from threadpoolctl import threadpool_limits
 from classifiers.input_checks import check_features, encode_labels
 from classifiers.scaling import ZScore, maybe_standardize
 
+_Float = TypeVar("_Float", bound=np.floating[Any])
 
-def softmax(logits):
+
+def softmax(logits: NDArray[_Float]) -> NDArray[_Float]:
     """Row-wise softmax of ``logits``, shape (n_rows, n_classes)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     np.exp(shifted, out=shifted)
@@ -56,8 +62,9 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
     converged_ : bool
     """
 
-    def __init__(self, *, C=1.0, max_iter=100, tol=1e-4, standardize=True, n_jobs=None,
-                 random_state=None):
+    def __init__(self, *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-4,
+                 standardize: bool = True, n_jobs: int | None = None,
+                 random_state: int | None = None) -> None:
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -65,7 +72,8 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fit on ``X`` (n_rows, dim) and labels ``y`` (n_rows,); ``groups``/``eval_set`` unused."""
         X = check_features(X)
         self.classes_, y_index = encode_labels(y, n_rows=len(X))
@@ -84,7 +92,7 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order.
 
         Computed in float64 from the logits, so rows sum to 1 to float64 precision even for
@@ -96,6 +104,6 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
             logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
         return softmax(logits)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -9,7 +9,13 @@ still load and predict without torch.
 :func:`baseline_network` configures the DCASE 2021 Task 1B per-modality network ``l3_dense``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers import dcase_networks
@@ -65,10 +71,13 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     module_ : torch.nn.Sequential, the trained network (only in the fitting process; not pickled)
     """
 
-    def __init__(self, *, hidden=(256,), dropout=0.2, batch_norm=True, learning_rate=1e-3,
-                 weight_decay=1e-4, batch_size=512, max_epochs=10, patience=None,
-                 validation_fraction=0.1, drop_last=True, bf16=False, standardize=True,
-                 device="auto", n_jobs=None, random_state=None, val_loss="rows", ties="first"):
+    def __init__(self, *, hidden: Sequence[int] = (256,), dropout: float = 0.2,
+                 batch_norm: bool = True, learning_rate: float = 1e-3,
+                 weight_decay: float = 1e-4, batch_size: int = 512, max_epochs: int = 10,
+                 patience: int | None = None, validation_fraction: float = 0.1,
+                 drop_last: bool = True, bf16: bool = False, standardize: bool = True,
+                 device: str = "auto", n_jobs: int | None = None, random_state: int | None = None,
+                 val_loss: str = "rows", ties: str = "first") -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -87,7 +96,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.val_loss = val_loss
         self.ties = ties
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); see the class doc for groups/eval_set."""
         torch = dcase_networks.import_torch("TorchMLPClassifier")
         X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
@@ -109,42 +119,42 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X_fit.shape[1]
         return self
 
-    def transform_hidden(self, X, *, n_modules):
+    def transform_hidden(self, X: ArrayLike, *, n_modules: int | None) -> NDArray[Any]:
         """Return the outputs of the first ``n_modules`` modules (eval mode), shape (n_rows, width)."""
         X = maybe_standardize(X, self.scaler_)
         return dcase_networks.numpy_forward(self.kinds_, self.state_, X, n_modules=n_modules)
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> NDArray[Any]:
         """Return the logits, shape (n_rows, n_classes)."""
         return self.transform_hidden(X, n_modules=None)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
         return softmax(self.decision_function(X).astype(np.float64))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the log-softmax of the logits, shape (n_rows, n_classes), float64."""
         return log_softmax(self.decision_function(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("module_", None)  # numpy weights in state_ are the portable copy
         return state
 
 
 #: The DCASE 2021 Task 1B baseline's per-modality network and training (train/train.py).
-BASELINE_NETWORK = {
+BASELINE_NETWORK: dict[str, Any] = {
     "hidden": (512, 128, 64), "dropout": 0.2, "batch_norm": True,
     "learning_rate": 1e-4, "weight_decay": 1e-4, "batch_size": 64, "max_epochs": 199,
     "drop_last": True, "standardize": True,
 }
 
 
-def baseline_network(**overrides):
+def baseline_network(**overrides: Any) -> TorchMLPClassifier:
     """Return a :class:`TorchMLPClassifier` configured as the baseline ``l3_dense`` network.
 
     512-512-128-64-10 (for 512-d input) with BatchNorm, ReLU, Dropout 0.2; Adam lr 1e-4,

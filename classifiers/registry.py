@@ -31,11 +31,15 @@ module is imported; a fitted attribute left out of ``fitted`` and ``transient`` 
 the trained model is written.
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
 import importlib
 import importlib.util
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 #: The presets every model gives settings for (``--preset``).
 PRESETS = ("fast", "default", "small", "paper", "dcase2021")
@@ -47,7 +51,7 @@ PRESETS = ("fast", "default", "small", "paper", "dcase2021")
 KINDS = ("array", "json", "estimator", "lightgbm")
 
 #: The registered models by name, in registration order (the vocabulary of ``--model``).
-MODELS = {}
+MODELS: dict[str, Model] = {}
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _REFERENCE = re.compile(r"classifiers(\.[a-z_][a-z0-9_]*)+:[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -58,22 +62,24 @@ class Model:
     """One registered model (see the module docstring for the fields)."""
 
     name: str
-    estimator: object
-    fitted: dict
-    presets: dict
-    transient: tuple = ()
-    build: object = None
+    estimator: type[Any] | str
+    fitted: dict[str, str]
+    presets: dict[str, dict[str, Any] | None]
+    transient: Sequence[str] = ()
+    build: Callable[..., Any] | str | None = None
 
-    def estimator_class(self):
+    def estimator_class(self) -> Any:
         """The estimator class (imported here when given by name)."""
         return _resolve(self.estimator)
 
-    def make(self, **params):
+    def make(self, **params: Any) -> Any:
         """An unfitted estimator made from keyword arguments."""
         return _resolve(self.build if self.build is not None else self.estimator)(**params)
 
 
-def register(name, *, estimator, fitted, presets, transient=(), build=None):
+def register(name: str, *, estimator: type[Any] | str, fitted: dict[str, str],
+             presets: dict[str, dict[str, Any] | None], transient: Sequence[str] = (),
+             build: Callable[..., Any] | str | None = None) -> Model:
     """Add a model to :data:`MODELS` and return its :class:`Model`.
 
     Parameters
@@ -105,20 +111,20 @@ def register(name, *, estimator, fitted, presets, transient=(), build=None):
     return MODELS[name]
 
 
-def model(name):
+def model(name: str) -> Model:
     """The entry of ``--model`` ``name``; ValueError naming the registered models otherwise."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     return MODELS[name]
 
 
-def check_preset(name):
+def check_preset(name: str) -> None:
     """ValueError (one line) unless ``name`` is one of :data:`PRESETS`."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
 
 
-def settings(name, preset):
+def settings(name: str, preset: str) -> dict[str, Any]:
     """A copy of model ``name``'s keyword arguments under ``preset`` (ValueError if it has none)."""
     check_preset(preset)
     params = model(name).presets[preset]
@@ -127,7 +133,7 @@ def settings(name, preset):
     return copy.deepcopy(params)
 
 
-def _problem(entry):
+def _problem(entry: Model) -> str | None:
     """What is wrong with an entry, as the end of a sentence, or None."""
     if not isinstance(entry.name, str) or not _NAME.match(entry.name):
         return "needs a name of lower-case letters, digits and _ (a --model value)"
@@ -145,7 +151,7 @@ def _problem(entry):
     return _fitted_problem(entry) or _preset_problem(entry) or _sharing_problem(entry)
 
 
-def _fitted_problem(entry):
+def _fitted_problem(entry: Model) -> str | None:
     if not isinstance(entry.fitted, dict) or "classes_" not in entry.fitted:
         return "declares no fitted attributes to write (fitted={'classes_': 'array', ...})"
     for attribute, kind in entry.fitted.items():
@@ -164,7 +170,7 @@ def _fitted_problem(entry):
     return None
 
 
-def _preset_problem(entry):
+def _preset_problem(entry: Model) -> str | None:
     if not isinstance(entry.presets, dict):
         return f"gives presets as a {type(entry.presets).__name__}, not {{preset: settings}}"
     missing = [preset for preset in PRESETS if preset not in entry.presets]
@@ -180,7 +186,7 @@ def _preset_problem(entry):
     return None
 
 
-def _sharing_problem(entry):
+def _sharing_problem(entry: Model) -> str | None:
     """Models built on one class must write it the same way."""
     for other in MODELS.values():
         if other.estimator == entry.estimator and (other.fitted, other.transient) != (
@@ -190,11 +196,11 @@ def _sharing_problem(entry):
     return None
 
 
-def _label(reference):
+def _label(reference: type[Any] | str) -> str:
     return reference.rpartition(":")[2] if isinstance(reference, str) else reference.__name__
 
 
-def _module_exists(name):
+def _module_exists(name: str) -> bool:
     """Whether module ``name`` can be imported (found without running it)."""
     try:
         return importlib.util.find_spec(name) is not None
@@ -202,7 +208,7 @@ def _module_exists(name):
         return False
 
 
-def _resolve(reference):
+def _resolve(reference: Callable[..., Any] | str) -> Any:
     if not isinstance(reference, str):
         return reference
     module, _, attribute = reference.partition(":")

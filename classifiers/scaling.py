@@ -8,7 +8,12 @@ cross-validation and grid search never see validation rows in the statistics.
 its training rows) in front of a classifier, as the baseline recipe does.
 """
 
+from __future__ import annotations
+
+from typing import Any, Self
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 
 from classifiers.input_checks import check_features
@@ -32,10 +37,10 @@ class ZScore(TransformerMixin, BaseEstimator):
     scale_ : ndarray, shape (dim,), float64 (population standard deviation, ddof=0)
     """
 
-    def __init__(self, *, min_scale=1e-6):
+    def __init__(self, *, min_scale: float = 1e-6) -> None:
         self.min_scale = min_scale
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: Any = None) -> Self:
         """Compute the statistics of ``X`` (shape (n_rows, dim)) in float64, in row chunks."""
         X = check_features(X)
         n_rows = max(len(X), 1)
@@ -49,7 +54,7 @@ class ZScore(TransformerMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> NDArray[Any]:
         """Return the standardised copy of ``X`` in its own float dtype (float32 by default)."""
         X = check_features(X)
         if X.shape[1] != self.n_features_in_:
@@ -60,7 +65,7 @@ class ZScore(TransformerMixin, BaseEstimator):
         return (X - mean) / scale
 
 
-def maybe_standardize(X, scaler):
+def maybe_standardize(X: ArrayLike, scaler: ZScore | None) -> NDArray[Any]:
     """Return ``scaler.transform(X)`` or ``X`` unchanged (as checked floats) when scaler is None."""
     return check_features(X) if scaler is None else scaler.transform(X)
 
@@ -84,12 +89,14 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, estimator, *, mean=None, std=None):
+    def __init__(self, estimator: Any, *, mean: ArrayLike | None = None,
+                 std: ArrayLike | None = None) -> None:
         self.estimator = estimator
         self.mean = mean
         self.std = std
 
-    def fit(self, X, y, *, groups=None, eval_set=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
+            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
         """Fix the statistics, then fit the classifier on normalised ``X`` (n_rows, n_columns)."""
         X = check_features(X, dtype=np.float32)
         if (self.mean is None) != (self.std is None):
@@ -98,7 +105,9 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
             scaler = ZScore().fit(X)
             self.mean_, self.scale_, self.source_ = scaler.mean_, scaler.scale_, "training rows"
         else:
-            self.mean_, self.scale_ = given_statistics(self.mean, self.std, X.shape[1])
+            # self.std is not None here (both or neither, checked above)
+            self.mean_, self.scale_ = given_statistics(
+                self.mean, self.std, X.shape[1])  # type: ignore[arg-type]
             self.source_ = "given"
         self.n_features_in_ = X.shape[1]
         if eval_set is not None:
@@ -108,7 +117,7 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = self.estimator_.classes_
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> NDArray[np.float32]:
         """Return ``(X - mean_) / scale_`` computed in float64, as float32 (in row chunks)."""
         X = check_features(X)
         if X.shape[1] != len(self.mean_):
@@ -118,22 +127,23 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
             out[start:start + CHUNK_ROWS] = (X[start:start + CHUNK_ROWS] - self.mean_) / self.scale_
         return out
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the classifier's probabilities on normalised ``X``, shape (n_rows, n_classes)."""
         return self.estimator_.predict_proba(self.transform(X))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Log-probabilities, from the classifier's own ``predict_log_proba`` when it has one."""
         if hasattr(self.estimator_, "predict_log_proba"):
             return self.estimator_.predict_log_proba(self.transform(X))
         return np.log(np.clip(self.predict_proba(X), np.finfo(np.float64).tiny, None))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
-def given_statistics(mean, std, n_columns):
+def given_statistics(mean: ArrayLike, std: ArrayLike,
+                     n_columns: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(mean, std)`` as float64 arrays of ``n_columns``; ValueError unless std is finite > 0."""
     mean = np.asarray(mean, dtype=np.float64).reshape(-1)
     std = np.asarray(std, dtype=np.float64).reshape(-1)
