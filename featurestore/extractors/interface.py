@@ -18,11 +18,16 @@ numbers (weight-file sha256, framing, preprocessing, precision, code version), n
 not (device, paths, batch size). Precision is therefore chosen when an extractor is built.
 """
 
+from __future__ import annotations
+
 import json
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from featurestore.limits import MAX_FRAME_RATE
 
@@ -63,13 +68,13 @@ class Extractor:
     frame_rate: float
     timestamps: str
     dim: int
-    params: dict
-    prepare: Callable
-    load: Callable
-    batch_items: int = None
-    info: dict = field(default_factory=dict)
+    params: dict[str, Any]
+    prepare: Callable[..., Any]
+    load: Callable[..., Any]
+    batch_items: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"extractor {self.name!r}: modality must be one of {MODALITIES}, "
                              f"got {self.modality!r}")
@@ -99,11 +104,11 @@ class FeatureInput:
     """
 
     items: object
-    item_rows: np.ndarray = None
-    timestamps: np.ndarray = None
+    item_rows: NDArray[Any] | None = None
+    timestamps: NDArray[Any] | None = None
 
     @property
-    def n_rows(self):
+    def n_rows(self) -> int | None:
         return None if self.timestamps is None else len(self.timestamps)
 
 
@@ -116,16 +121,16 @@ class AudioSignal:
 
     RATE = 48000
 
-    def __init__(self, mono_48k, *, path=""):
+    def __init__(self, mono_48k: NDArray[Any], *, path: str | os.PathLike[str] = "") -> None:
         self.mono_48k = mono_48k
         self.path = str(path)
-        self._rates = {self.RATE: mono_48k}
+        self._rates: dict[float, NDArray[Any]] = {self.RATE: mono_48k}
 
     @property
-    def duration(self):
+    def duration(self) -> float:
         return len(self.mono_48k) / self.RATE
 
-    def at(self, rate):
+    def at(self, rate: float) -> NDArray[Any]:
         """The signal at ``rate`` Hz, shape (int(n * rate / 48000),), float32."""
         if rate not in self._rates:
             from featurestore.media import resample
@@ -141,11 +146,12 @@ class VideoFrames:
     file and ``sampling`` says how the frames were picked (for error messages).
     """
 
-    def __init__(self, frames, *, path="", sampling=""):
+    def __init__(self, frames: Iterable[tuple[float, NDArray[Any]]], *,
+                 path: str | os.PathLike[str] = "", sampling: str = "") -> None:
         self._frames = frames
         self.path, self.sampling = str(path), sampling
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[float, NDArray[Any]]]:
         return iter(self._frames)
 
 

@@ -17,8 +17,11 @@ sha256 goes into the run record (``checkpoints``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from featurestore.datasets import SCENES
 from featurestore.errors import CheckpointError
@@ -29,7 +32,7 @@ from pipelines.jobs.specs import TrainSpec
 FUSIONS = ("none", "early", "proposed")
 
 
-def parts(spec: TrainSpec, features) -> list[str]:
+def parts(spec: TrainSpec, features: Sequence[str]) -> list[str]:
     """The part each ``from_checkpoint`` path is (feature names, ``"+"``-joined, or ``head``)."""
     if spec.model != "baseline" or spec.fusion not in FUSIONS:
         raise runs.RunFormatError(f"--from-checkpoint loads the baseline's networks: --model "
@@ -44,19 +47,21 @@ def parts(spec: TrainSpec, features) -> list[str]:
         raise runs.RunFormatError(f"--fusion {spec.fusion} needs at least two features")
     wanted = (list(features) + ["head"] if spec.fusion == "proposed"
               else ["+".join(features)])
-    if len(spec.from_checkpoint) != len(wanted):
+    checkpoints = spec.from_checkpoint or ()
+    if len(checkpoints) != len(wanted):
         raise runs.RunFormatError(
             f"--fusion {spec.fusion} with {len(features)} features needs {len(wanted)} "
-            f"checkpoints ({', '.join(wanted)}), got {len(spec.from_checkpoint)}")
+            f"checkpoints ({', '.join(wanted)}), got {len(checkpoints)}")
     return wanted
 
 
-def read_states(spec: TrainSpec, features) -> list[tuple[str, str, dict]]:
+def read_states(spec: TrainSpec,
+                features: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """``[(part, path, state dict)]`` of the ``from_checkpoint`` files, each checked readable."""
     from classifiers import dcase_networks
 
     loaded = []
-    for part, path in zip(parts(spec, features), spec.from_checkpoint):
+    for part, path in zip(parts(spec, features), spec.from_checkpoint or ()):
         try:
             state = dcase_networks.read_state_dict(path)
         except FileNotFoundError:
@@ -68,7 +73,8 @@ def read_states(spec: TrainSpec, features) -> list[tuple[str, str, dict]]:
     return loaded
 
 
-def system(loaded, features, dims):
+def system(loaded: Sequence[tuple[str, str, dict[str, Any]]], features: Sequence[str],
+           dims: dict[str, int]) -> Any:
     """The fitted network (or proposed fusion) of checked state dicts, over unnormalised columns."""
     from classifiers import dcase_checkpoints
     from classifiers.systems import feature_columns
@@ -86,7 +92,7 @@ def system(loaded, features, dims):
                                        path=head_path)
 
 
-def normalised_run(network, mean, std):
+def normalised_run(network: Any, mean: ArrayLike, std: ArrayLike) -> Any:
     """The run's estimator: fixed ``(x - mean) / std`` in front of the loaded network."""
     from classifiers.scaling import NormalisedClassifier
 
@@ -98,7 +104,7 @@ def normalised_run(network, mean, std):
     return estimator
 
 
-def record(loaded):
+def record(loaded: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """The run record's ``checkpoints``: part, absolute path and sha256 of every file."""
     return [{"part": part, "path": os.path.abspath(path), "sha256": sha256_file(path),
              "keys": len(state)} for part, path, state in loaded]

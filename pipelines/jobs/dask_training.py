@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pipelines.jobs import runs, training
 from pipelines.jobs.specs import RunRecord, TrainSpec
@@ -37,20 +40,20 @@ class _Blockwise:
     Lets :func:`pipelines.jobs.training.validate` run unchanged on dask arrays.
     """
 
-    def __init__(self, estimator):
+    def __init__(self, estimator: Any) -> None:
         self._estimator = estimator
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> NDArray[Any]:
         from classifiers.dask_models import blockwise_proba
 
         return blockwise_proba(self._estimator, X).compute()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         value = getattr(self._estimator, name)
         return _Blockwise(value) if name == "estimator_" else value
 
 
-def check_options(spec: TrainSpec, features):
+def check_options(spec: TrainSpec, features: Sequence[str]) -> tuple[Any, dict[str, str]]:
     """Refuse what the Dask path does not train; return ``(estimator, models)`` of the spec."""
     runs.check_out(spec.out, overwrite=spec.overwrite)
     estimator, models = training.build(spec, features, {name: 1 for name in features})
@@ -63,7 +66,7 @@ def check_options(spec: TrainSpec, features):
     return estimator, models
 
 
-def read_segments(spec: TrainSpec, features):
+def read_segments(spec: TrainSpec, features: Sequence[str]) -> Any:
     """Lazy segments of the training fold (labels checked), as :func:`runs.read_segments`."""
     from featurestore.errors import StoreFormatError
     from featurestore.store.dask_views import dask_segments
@@ -80,7 +83,7 @@ def read_segments(spec: TrainSpec, features):
     return segments
 
 
-def split_rows(segments, spec: TrainSpec):
+def split_rows(segments: Any, spec: TrainSpec) -> training.Split:
     """``(train_rows, val_rows)``: whole locations held out, as :func:`pipelines.jobs.training.split_rows`."""
     from classifiers import splits
 
@@ -95,16 +98,17 @@ class _HeldOut:
     """The segments matrix as :func:`pipelines.jobs.training.validate` indexes it: its validation rows
     (the only rows it asks for), already in the cluster's memory."""
 
-    def __init__(self, rows, X_val):
+    def __init__(self, rows: NDArray[Any], X_val: Any) -> None:
         self.rows, self.X_val = rows, X_val
 
-    def __getitem__(self, rows):
+    def __getitem__(self, rows: NDArray[Any]) -> Any:
         if not np.array_equal(rows, self.rows):
             raise IndexError("only the validation rows are held")
         return self.X_val
 
 
-def fit(estimator, X_train, X_val, segments, split, client):
+def fit(estimator: Any, X_train: Any, X_val: Any, segments: Any, split: training.Split,
+        client: Any) -> Any:
     """Fit through Dask on the training rows (validation rows as ``eval_set``).
 
     Returns

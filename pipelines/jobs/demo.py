@@ -115,7 +115,7 @@ def run_demo(spec: DemoSpec, *, run_command: CommandRunner,
     corpus, store, runs_dir = workdir / "corpus", workdir / "store.zarr", workdir / "runs"
     steps = {}
 
-    def step(name, argv, **kwargs):
+    def step(name: str, argv: Sequence[object], **kwargs: Any) -> int:
         began = time.perf_counter()
         status = run_command(argv, **kwargs)
         steps[name] = {"status": status, "seconds": round(time.perf_counter() - began, 1)}
@@ -140,6 +140,7 @@ def run_demo(spec: DemoSpec, *, run_command: CommandRunner,
     rows = [tables.system_row(runs_dir / name, runs.load_record(runs_dir / name), "evaluate")
             for name in trained]
     best = tables.best_system(rows)
+    assert best is not None                      # rows is not empty: some system was trained
     output = workdir / "output.csv"
     step("predict", ["predict", best["run"], store, "--fold", "eval", "--out", output],
          log=workdir / "logs" / "predict.txt")
@@ -159,7 +160,7 @@ def succeeded(summary: dict[str, Any], classes: Sequence[str]) -> bool:
     return not failed and summary["steps"]["train"]["systems"] == len(systems(classes))
 
 
-def systems(classes):
+def systems(classes: Sequence[str]) -> list[tuple[str, list[str]]]:
     """``[(run name, avscene train options)]``: per-modality models, then the fusions."""
     both = f"{AUDIO},{VIDEO}"
     chosen = [(f"{model}-{name}", ["--features", feature, "--model", model])
@@ -173,7 +174,7 @@ def systems(classes):
     return chosen
 
 
-def prepare_workdir(workdir, *, overwrite):
+def prepare_workdir(workdir: pathlib.Path, *, overwrite: bool) -> None:
     """Empty a previous demo's folder; refuse a folder with other content unless ``overwrite``."""
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists() and not overwrite:
@@ -183,7 +184,8 @@ def prepare_workdir(workdir, *, overwrite):
     (workdir / "logs").mkdir(parents=True)
 
 
-def weights_option(spec, workdir, *, notice):
+def weights_option(spec: DemoSpec, workdir: pathlib.Path, *,
+                   notice: Callable[[str], None]) -> list[PathLike]:
     """``--weights`` for extraction: the given or found official files, else random ones
     (``notice`` shows the banner that says so)."""
     from featurestore import openl3
@@ -205,7 +207,9 @@ def weights_option(spec, workdir, *, notice):
         return ["--weights", folder]
 
 
-def train_and_evaluate(name, options, store, runs_dir, preset, seed, run_command):
+def train_and_evaluate(name: str, options: Sequence[str], store: pathlib.Path,
+                       runs_dir: pathlib.Path, preset: str, seed: int,
+                       run_command: CommandRunner) -> tuple[str, int, float]:
     """One system (runs in a worker process): ``(name, status, seconds)``."""
     started = time.perf_counter()
     run_dir, log = runs_dir / name, runs_dir.parent / "logs" / f"train-{name}.txt"
@@ -217,7 +221,8 @@ def train_and_evaluate(name, options, store, runs_dir, preset, seed, run_command
     return name, status, time.perf_counter() - started
 
 
-def train_all(chosen, store, runs_dir, spec, run_command):
+def train_all(chosen: Sequence[tuple[str, Sequence[str]]], store: pathlib.Path,
+              runs_dir: pathlib.Path, spec: DemoSpec, run_command: CommandRunner) -> list[str]:
     """Train and evaluate every system, ``spec.workers`` at a time; return the names that
     worked."""
     from featurestore.extraction import Progress
@@ -240,14 +245,15 @@ def train_all(chosen, store, runs_dir, spec, run_command):
     return [name for name, _ in chosen if name in done]
 
 
-def bf16_option():
+def bf16_option() -> list[str]:
     """``["--bf16"]`` where bf16 has hardware support (AMX, AVX-512 BF16, CUDA), else ``[]``."""
     from featurestore import openl3
 
     return ["--bf16"] if openl3.bf16_is_fast("auto") else []
 
 
-def finish(workdir, rows, best, steps, seconds):
+def finish(workdir: pathlib.Path, rows: list[dict[str, Any]], best: dict[str, Any],
+           steps: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
     """Append the evaluation-set score to the report; write and return the summary."""
     score_file = workdir / "logs" / "score.json"
     scored = json.loads(score_file.read_text()) if steps["score"]["status"] == 0 else None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.jobs import recipe, runs
-from pipelines.jobs.specs import PathLike
+from pipelines.jobs.specs import PathLike, RunRecord
 
 
 def evaluate_run(run_dir: PathLike, store: str, *, fold: str = "evaluate",
@@ -69,7 +69,8 @@ def evaluate_run(run_dir: PathLike, store: str, *, fold: str = "evaluate",
     return report
 
 
-def evaluate_segments(scored, record, *, fold, bootstrap, seed):
+def evaluate_segments(scored: recipe.Scored, record: RunRecord, *, fold: str, bootstrap: int,
+                      seed: int) -> dict[str, Any]:
     """The metrics report of a fold's scored segments (:class:`pipelines.jobs.recipe.Scored`; see
     :func:`classifiers.metrics.evaluate`)."""
     from classifiers import metrics
@@ -87,24 +88,24 @@ def evaluate_segments(scored, record, *, fold, bootstrap, seed):
                             clip_pred=scored.clip_pred)
 
 
-def report_file(fold):
+def report_file(fold: str) -> str:
     """Name of the JSON report of ``fold`` in the run directory."""
     return f"evaluation-{fold}.json"
 
 
-def plot_files(fold):
+def plot_files(fold: str) -> dict[str, str]:
     """``{plot: file name}`` of the plots of ``fold`` in the run directory."""
     return {"confusion_segment": f"confusion-{fold}.png",
             "confusion_clip": f"confusion-{fold}-clip.png",
             "classwise": f"classwise-{fold}.png"}
 
 
-def output_files(fold):
+def output_files(fold: str) -> list[str]:
     """Every file evaluating ``fold`` writes into the run directory, besides ``run.json``."""
     return [report_file(fold), *plot_files(fold).values()]
 
 
-def write_plots(report, run_dir, fold):
+def write_plots(report: dict[str, Any], run_dir: pathlib.Path, fold: str) -> dict[str, str]:
     """Write the confusion matrices and the class-wise bar plot; return their file names."""
     from classifiers import plots
 
@@ -124,7 +125,7 @@ def write_plots(report, run_dir, fold):
     return names
 
 
-def summary(report):
+def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of a report kept in run.json's ``evaluations``."""
     keep = ("log_loss", "accuracy", "overall_log_loss", "overall_accuracy", "n", "ci")
     return {"store": report["store"], "created": report["created"], "n_clips": report["n_clips"],

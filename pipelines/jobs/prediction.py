@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import pathlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from featurestore import outputs
 from pipelines.jobs import recipe, runs
@@ -56,7 +58,7 @@ def predict_run(run_dir: PathLike, store: str, *, out: PathLike, fold: str | Non
             "system": runs.system_name(record), "seconds": time.perf_counter() - started}
 
 
-def segment_filenames(segments, clips):
+def segment_filenames(segments: Any, clips: Any) -> list[str]:
     """DCASE row names of the segments (see :mod:`pipelines.commands.predict`).
 
     Parameters
@@ -76,7 +78,8 @@ def segment_filenames(segments, clips):
     return names
 
 
-def write_output(path, filenames, proba, classes):
+def write_output(path: PathLike, filenames: Sequence[str], proba: NDArray[Any],
+                 classes: Sequence[str]) -> None:
     """Write the DCASE output file: header, then one row per segment (through a fresh temporary
     file, never through a symbolic link: :func:`featurestore.outputs.write_csv`)."""
     labels = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]

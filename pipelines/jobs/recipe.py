@@ -20,12 +20,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from featurestore.errors import UsageError
 from featurestore.provenance import sha256_file
 from pipelines.jobs import runs
+from pipelines.jobs.specs import PathLike, RunRecord
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore
 
 SEGMENT_PROTOCOL = {"rows": "segments", "segment": "pooled", "clip": "sum-proba"}
 FRAME_PROTOCOL = {"rows": "frames", "segment": "frame-pick", "clip": "sum-log-softmax"}
@@ -59,12 +65,12 @@ class Scored:
     city: np.ndarray
     proba: np.ndarray
     classes: list
-    clip_proba: np.ndarray = None
-    clip_pred: np.ndarray = None
+    clip_proba: np.ndarray | None = None
+    clip_pred: np.ndarray | None = None
 
 
-def read_rows(store, features: Sequence[str], *, fold: str | None, protocol: dict,
-              pooling: str = "mean", need_labels: bool = True):
+def read_rows(store: FeatureStore, features: Sequence[str], *, fold: str | None, protocol: dict,
+              pooling: str = "mean", need_labels: bool = True) -> Any:
     """The rows of ``fold`` a protocol works on: segments or a frame table (labels checked)."""
     if not uses_frames(protocol):
         return runs.read_segments(store, features, fold=fold, pooling=pooling,
@@ -86,7 +92,7 @@ def read_rows(store, features: Sequence[str], *, fold: str | None, protocol: dic
 
 
 def read_for_run(run_dir: str | os.PathLike, store_path: str, *, fold: str | None,
-                 need_labels: bool = True):
+                 need_labels: bool = True) -> tuple[dict[str, Any], RunRecord, Any, Any]:
     """Load a run and read ``fold`` of a store as the run's protocol says (provenance checked).
 
     Returns
@@ -105,7 +111,7 @@ def read_for_run(run_dir: str | os.PathLike, store_path: str, *, fold: str | Non
         return bundle, record, rows, store.clips
 
 
-def score(bundle: dict, record: dict, rows) -> Scored:
+def score(bundle: dict, record: dict, rows: Any) -> Scored:
     """The run's predictions on data rows under its protocol, one row per 1-s segment."""
     X = rows.X(bundle["features"])
     if X.ndim != 2 or X.shape[1] != sum(bundle["dims"].values()):
@@ -118,7 +124,7 @@ def score(bundle: dict, record: dict, rows) -> Scored:
                   y=np.asarray(rows.y), city=np.asarray(rows.city), proba=proba, classes=classes)
 
 
-def score_frames(estimator, table, X: np.ndarray) -> Scored:
+def score_frames(estimator: Any, table: Any, X: np.ndarray) -> Scored:
     """The baseline's test protocol on every frame of ``table`` (rows of whole clips).
 
     Segment k of a clip is the softmax of its k-th picked frame
@@ -146,7 +152,7 @@ def score_frames(estimator, table, X: np.ndarray) -> Scored:
                   clip_pred=column[clip_pred])
 
 
-def frame_log_proba(estimator, X: np.ndarray) -> np.ndarray:
+def frame_log_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
     """Per-row log-probabilities (the estimator's own log-softmax when it has one), in batches."""
     parts = []
     for start in range(0, len(X), BATCH_ROWS):
@@ -185,7 +191,8 @@ def load_mean_std(pairs: Sequence[tuple[str, str | os.PathLike]] | None,
             for feature, path in paths.items()}
 
 
-def _read_mean_std(path, feature, dim):
+def _read_mean_std(path: PathLike, feature: str,
+                   dim: int) -> tuple[NDArray[Any], NDArray[Any], dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: np.asarray(data[key]) for key in (MEAN_KEY, STD_KEY) if key in data}
@@ -246,7 +253,8 @@ def normalisation(X: np.ndarray, train_rows: np.ndarray, columns: dict[str, slic
     return mean, std, record
 
 
-def _column_statistics(X, rows, cols, *, chunk=1 << 15):
+def _column_statistics(X: NDArray[Any], rows: NDArray[Any], cols: slice, *,
+                       chunk: int = 1 << 15) -> tuple[NDArray[Any], NDArray[Any]]:
     """Mean and population std of ``X[rows, cols]`` in float64, two passes over row chunks."""
     parts = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
     total = sum(X[part, cols].sum(axis=0, dtype=np.float64) for part in parts)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from featurestore import outputs
 from featurestore.errors import UsageError
 from pipelines.jobs import recipe, runs, tables
-from pipelines.jobs.specs import PathLike
+from pipelines.jobs.specs import PathLike, RunRecord
 
 
 def write_report(run_dirs: Sequence[PathLike], *, out: PathLike, fold: str = "evaluate",
@@ -47,7 +47,8 @@ def write_report(run_dirs: Sequence[PathLike], *, out: PathLike, fold: str = "ev
     return {"report": str(out), "best": best["run"], "systems": rows}
 
 
-def load_system(run_dir, fold):
+def load_system(run_dir: PathLike,
+                fold: str) -> tuple[dict[str, Any], RunRecord, dict[str, Any]]:
     """``(compare row, record, evaluation report)`` of one run evaluated on ``fold``."""
     record = runs.load_record(run_dir)
     path = pathlib.Path(run_dir) / f"evaluation-{fold}.json"
@@ -57,7 +58,8 @@ def load_system(run_dir, fold):
     return tables.system_row(run_dir, record, fold), record, json.loads(path.read_text())
 
 
-def plot_lines(run_dir, evaluation, out_dir):
+def plot_lines(run_dir: PathLike, evaluation: dict[str, Any],
+               out_dir: pathlib.Path) -> list[str]:
     """Markdown images of the run's plots, with paths relative to the report."""
     titles = {"confusion_segment": "Confusion matrix, 1 s segments",
               "confusion_clip": "Confusion matrix, clips", "classwise": "Class-wise accuracy"}
@@ -68,7 +70,7 @@ def plot_lines(run_dir, evaluation, out_dir):
     return lines
 
 
-def provenance_lines(record):
+def provenance_lines(record: RunRecord) -> list[str]:
     """The store and every feature's extractor parameters, as the run recorded them."""
     store = record["store"]
     lines = [f"- store: `{store['path']}` (trained on fold `{store['train_fold']}`)"]
@@ -98,7 +100,8 @@ PROTOCOL_TEXT = {
 }
 
 
-def protocol_lines(loaded):
+def protocol_lines(loaded: Sequence[tuple[PathLike, dict[str, Any], RunRecord,
+                                         dict[str, Any]]]) -> list[str]:
     """One line per run: its recorded test protocol and normalisation."""
     lines = []
     for run_dir, _, record, _ in loaded:
@@ -114,23 +117,26 @@ def protocol_lines(loaded):
     return lines
 
 
-def checkpoint_lines(record):
+def checkpoint_lines(record: RunRecord) -> list[str]:
     """The imported checkpoints of a run (``--from-checkpoint``), with their sha256."""
     return [f"- checkpoint `{c['part']}`: `{c['path']}` (sha256 `{c['sha256']}`)"
             for c in record.get("checkpoints", [])]
 
 
-def random_weights_used(records):
+def random_weights_used(records: Iterable[RunRecord]) -> bool:
     """True when any feature of any run was made with random OpenL3 weights."""
     return any(((f["params"].get("model") or {}).get("random_weights") is not None)
                for record in records for f in record["store"]["features"].values())
 
 
-def build_report(run_dirs, *, fold, out_path, title):
+def build_report(run_dirs: Sequence[PathLike], *, fold: str, out_path: PathLike,
+                 title: str) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     """Return ``(markdown text, rows, best row)`` for the evaluated ``run_dirs``."""
     loaded = [(run_dir, *load_system(run_dir, fold)) for run_dir in run_dirs]
     rows = [row for _, row, _, _ in loaded]
     best = tables.best_system(rows)
+    if best is None:
+        raise ValueError("no run directories to report")
     best_dir, _, best_record, best_eval = loaded[rows.index(best)]
     out_dir = pathlib.Path(out_path).resolve().parent
     lines = [f"# {title}", ""]

@@ -17,11 +17,17 @@ asking to retrain it. Applying a model to a store whose feature definition (extr
 dtype: the store's fingerprint) differs from training raises ProvenanceMismatchError.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import pathlib
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from featurestore import outputs
 from featurestore.datasets import SCENES
@@ -32,6 +38,10 @@ from featurestore.errors import (
     RunNotFoundError,
     StoreFormatError,
 )
+from pipelines.jobs.specs import PathLike, RunRecord
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore
 
 RUN_FORMAT = "avscene-run"
 RUN_FORMAT_VERSION = 2
@@ -42,18 +52,19 @@ ARRAYS_FILE = "model.npz"
 LEGACY_MODEL_FILE = "model.joblib"
 
 
-def check_out(run_dir, *, overwrite):
+def check_out(run_dir: PathLike, *, overwrite: bool) -> None:
     """Refuse to replace an existing run directory unless ``overwrite``."""
     if (pathlib.Path(run_dir) / RECORD_FILE).exists() and not overwrite:
         raise RunFormatError(f"{run_dir} holds a run already (--overwrite replaces it)")
 
 
-def store_location(where):
+def store_location(where: str) -> str:
     """Absolute path for local stores, the URL unchanged otherwise."""
     return where if "://" in str(where) else os.path.abspath(where)
 
 
-def feature_provenance(store, features):
+def feature_provenance(store: FeatureStore,
+                       features: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Return ``{feature: {"fingerprint", "params"}}`` for the named features of ``store``."""
     missing = [name for name in features if name not in store.features]
     if missing:
@@ -63,7 +74,7 @@ def feature_provenance(store, features):
                    "params": store.feature_params(name)} for name in features}
 
 
-def check_provenance(record, store, run_dir):
+def check_provenance(record: RunRecord, store: FeatureStore, run_dir: PathLike) -> None:
     """Raise ProvenanceMismatchError unless ``store`` holds the features the run was trained on."""
     for name, trained in record["store"]["features"].items():
         if name not in store.features:
@@ -77,7 +88,8 @@ def check_provenance(record, store, run_dir):
                 "extracted with other parameters or weights; retrain or use a matching store")
 
 
-def read_segments(store, features, *, fold=None, pooling="mean", need_labels=True):
+def read_segments(store: FeatureStore, features: Sequence[str], *, fold: str | None = None,
+                  pooling: str = "mean", need_labels: bool = True) -> Any:
     """Return the joined segments of ``features`` for the clips of ``fold`` (None: every clip).
 
     Raises StoreFormatError when nothing is selected or, with ``need_labels``, a segment has no
@@ -97,13 +109,14 @@ def read_segments(store, features, *, fold=None, pooling="mean", need_labels=Tru
     return segments
 
 
-def output_classes(model_classes):
+def output_classes(model_classes: Iterable[object]) -> list[str]:
     """Columns of outputs: the ten DCASE scenes in order, then any other trained class (sorted)."""
     extra = sorted(str(c) for c in model_classes if str(c) not in SCENES)
     return list(SCENES) + extra
 
 
-def scene_probabilities(bundle, X):
+def scene_probabilities(bundle: dict[str, Any],
+                        X: ArrayLike) -> tuple[NDArray[Any], list[str]]:
     """Return ``(proba, classes)``: the model's probabilities on ``X`` in :func:`output_classes`
     columns (zero for classes training never saw)."""
     from classifiers.input_checks import align_proba
@@ -118,7 +131,7 @@ def scene_probabilities(bundle, X):
     return align_proba(proba, [str(c) for c in estimator.classes_], classes), classes
 
 
-def features_matrix(segments, bundle):
+def features_matrix(segments: Any, bundle: dict[str, Any]) -> NDArray[Any]:
     """The model's input matrix from segments: its features side by side in training order."""
     X = segments.X(bundle["features"])
     if X.ndim != 2 or X.shape[1] != sum(bundle["dims"].values()):
@@ -127,13 +140,13 @@ def features_matrix(segments, bundle):
     return X
 
 
-def write_json(path, document, *, within=None):
+def write_json(path: PathLike, document: Any, *, within: PathLike | None = None) -> None:
     """Write ``document`` as indented JSON (:func:`featurestore.outputs.write_json`: a fresh
     temporary file renamed into place, never through a symbolic link)."""
     outputs.write_json(path, document, within=within, default=jsonable)
 
 
-def output_files(run_dir):
+def output_files(run_dir: PathLike) -> list[str]:
     """Names of the files ``avscene train`` writes into ``run_dir`` that are there already (its
     fixed files and any LightGBM booster texts), to check before training."""
     run_dir = pathlib.Path(run_dir)
@@ -141,7 +154,7 @@ def output_files(run_dir):
     return [MODEL_FILE, ARRAYS_FILE, RECORD_FILE, *boosters]
 
 
-def save_run(run_dir, bundle, record):
+def save_run(run_dir: PathLike, bundle: dict[str, Any], record: RunRecord) -> None:
     """Write the model files and ``run.json`` into ``run_dir`` (created if needed).
 
     ``bundle`` is ``{"estimator", "features", "dims", "pooling", "classes"}``; every file goes
@@ -164,11 +177,11 @@ def save_run(run_dir, bundle, record):
     (run_dir / LEGACY_MODEL_FILE).unlink(missing_ok=True)
 
 
-def _text_file(name):
+def _text_file(name: str) -> str:
     return f"model-{name.replace('.', '-')}.txt"
 
 
-def load_record(run_dir):
+def load_record(run_dir: PathLike) -> RunRecord:
     """Return the run record of ``run_dir``; RunNotFoundError / RunFormatError otherwise."""
     path = pathlib.Path(run_dir) / RECORD_FILE
     if not path.is_file():
@@ -180,7 +193,7 @@ def load_record(run_dir):
     return record
 
 
-def _read_json(path):
+def _read_json(path: PathLike) -> dict[str, Any]:
     try:
         document = json.loads(pathlib.Path(path).read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -190,7 +203,7 @@ def _read_json(path):
     return document
 
 
-def _check_version(document, path):
+def _check_version(document: dict[str, Any], path: PathLike) -> None:
     version = document.get("format_version")
     if version != RUN_FORMAT_VERSION:
         raise RunFormatError(
@@ -199,7 +212,7 @@ def _check_version(document, path):
             "avscene train")
 
 
-def load_run(run_dir):
+def load_run(run_dir: PathLike) -> tuple[dict[str, Any], RunRecord]:
     """Return ``(bundle, record)`` of a run directory, read from data files only."""
     from classifiers.persistence import load_estimator
 
@@ -221,7 +234,7 @@ def load_run(run_dir):
     return bundle, record
 
 
-def _read_arrays(path):
+def _read_arrays(path: pathlib.Path) -> dict[str, NDArray[Any]]:
     """``{name: ndarray}`` of an npz file, refusing anything that would need unpickling."""
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -232,7 +245,7 @@ def _read_arrays(path):
         raise RunFormatError(f"{path} is not a numpy .npz of plain arrays ({error})") from None
 
 
-def apply_threads(n_threads):
+def apply_threads(n_threads: int | None) -> AbstractContextManager[Any]:
     """Context manager limiting BLAS/OpenMP threads (None: no limit). The estimators' own
     ``n_jobs`` covers torch and LightGBM."""
     from threadpoolctl import threadpool_limits
@@ -240,14 +253,14 @@ def apply_threads(n_threads):
     return threadpool_limits(n_threads)
 
 
-def system_name(record):
+def system_name(record: RunRecord) -> str:
     """Short label of a run's system: ``lr+lgbm late: openl3_audio+openl3_video``."""
     system = record["system"]
     models = sorted(set(system["models"].values()))
     return f"{'+'.join(models)} {system['fusion']}: {'+'.join(system['features'])}"
 
 
-def jsonable(value):
+def jsonable(value: Any) -> Any:
     """JSON form of numpy scalars and arrays, sets and tuples (``json.dumps(default=...)``)."""
     if isinstance(value, np.generic):
         return value.item()

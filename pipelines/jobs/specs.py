@@ -20,7 +20,7 @@ PathLike = str | os.PathLike
 RunRecord = dict[str, Any]
 
 
-def _command_line():
+def _command_line() -> str:
     return "avscene " + " ".join(sys.argv[1:])
 
 
@@ -86,7 +86,7 @@ class TrainSpec:
     dask_local: int | None = None
     command: str = dataclasses.field(default_factory=_command_line)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
 
     @property

@@ -15,14 +15,18 @@ one of two formats:
 from __future__ import annotations
 
 import csv
+import os
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from featurestore import outputs
 from featurestore.datasets import parse_tau_name
 from featurestore.errors import SplitFileError, UsageError
+from pipelines.jobs.specs import PathLike
 
 ROLES = ("train", "validation")
 METHODS = ("location", "dcase2021")
@@ -89,7 +93,7 @@ def write_store_split(store: str, *, out: str | os.PathLike, method: str = "dcas
     }
 
 
-def baseline_location_keys(clips, positions):
+def baseline_location_keys(clips: Any, positions: NDArray[Any]) -> NDArray[Any]:
     """The baseline's location key of each clip: the number in its file name.
 
     ``split_data.py`` keys a clip by ``filename_video.split('-')[2]``: the location number of
@@ -111,7 +115,8 @@ def baseline_location_keys(clips, positions):
     return np.asarray(keys, dtype=str)
 
 
-def split_clips(clips, positions, *, method, val_fraction, seed=None):
+def split_clips(clips: Any, positions: NDArray[Any], *, method: str, val_fraction: float,
+                seed: int | None = None) -> NDArray[Any]:
     """Roles of the clips at ``positions`` (a store's :class:`ClipTable` and positions).
 
     ``location`` weighs each clip by its number of 1-s segments, so that on clips with features
@@ -143,7 +148,8 @@ def split_clips(clips, positions, *, method, val_fraction, seed=None):
     return roles
 
 
-def read_split_file(path, clips, positions, *, fold):
+def read_split_file(path: PathLike, clips: Any, positions: NDArray[Any], *,
+                    fold: str) -> tuple[NDArray[Any], str]:
     """Roles of the clips at ``positions`` (the training fold) from a split file.
 
     Returns
@@ -181,7 +187,7 @@ def read_split_file(path, clips, positions, *, fold):
     return np.asarray([named.get(clip_id, "") for clip_id in ids], dtype="U10"), kind
 
 
-def _read_table(path):
+def _read_table(path: PathLike) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of a comma- or tab-separated file (tab when the header has one)."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
@@ -198,13 +204,14 @@ def _read_table(path):
     return [cell.strip() for cell in table[0]], table[1:]
 
 
-def _cell(row, header, column):
+def _cell(row: Sequence[str], header: Sequence[str], column: str) -> str:
     index = header.index(column)
     return row[index].strip() if index < len(row) else ""
 
 
-def _role_rows(path, header, rows):
-    named = {}
+def _role_rows(path: PathLike, header: Sequence[str],
+               rows: Sequence[Sequence[str]]) -> dict[str, str]:
+    named: dict[str, str] = {}
     for number, row in enumerate(rows, start=2):
         clip_id, role = _cell(row, header, "clip_id"), _cell(row, header, "role")
         if role not in ROLES or not clip_id:
@@ -216,8 +223,9 @@ def _role_rows(path, header, rows):
     return named
 
 
-def _official_rows(path, header, rows):
-    named = {}
+def _official_rows(path: PathLike, header: Sequence[str],
+                   rows: Sequence[Sequence[str]]) -> dict[str, str]:
+    named: dict[str, str] = {}
     for number, row in enumerate(rows, start=2):
         audio = _cell(row, header, "filename_audio") if "filename_audio" in header else ""
         video = _cell(row, header, "filename_video") if "filename_video" in header else ""
@@ -228,11 +236,12 @@ def _official_rows(path, header, rows):
     return named
 
 
-def _stem(filename):
+def _stem(filename: str) -> str:
     return pathlib.PurePosixPath(filename.replace("\\", "/")).stem if filename else ""
 
 
-def _check_named(path, named, clips, positions, fold):
+def _check_named(path: PathLike, named: dict[str, str], clips: Any, positions: NDArray[Any],
+                 fold: str) -> None:
     ids = set(named)
     in_store = set(np.asarray(clips.clip_id).astype(str).tolist())
     absent = sorted(ids - in_store)
@@ -245,11 +254,12 @@ def _check_named(path, named, clips, positions, fold):
                              f"{_some(outside)}")
 
 
-def _some(ids):
+def _some(ids: Sequence[str]) -> str:
     return ", ".join(ids[:SHOWN]) + (", ..." if len(ids) > SHOWN else "")
 
 
-def rows_of_roles(row_clip_ids, clip_ids, roles, *, where):
+def rows_of_roles(row_clip_ids: ArrayLike, clip_ids: ArrayLike, roles: ArrayLike, *,
+                  where: str) -> tuple[NDArray[Any], NDArray[Any]]:
     """``(train_rows, val_rows)`` of data rows from the roles of their clips.
 
     Parameters
@@ -274,14 +284,16 @@ def rows_of_roles(row_clip_ids, clip_ids, roles, *, where):
     return np.flatnonzero(row_roles == ROLES[0]), np.flatnonzero(row_roles == ROLES[1])
 
 
-def write_split(path, clip_ids, roles, *, within=None):
+def write_split(path: PathLike, clip_ids: ArrayLike, roles: ArrayLike, *,
+                within: PathLike | None = None) -> None:
     """Write ``clip_id,role`` rows (:func:`featurestore.outputs.write_csv`: never a half-written
     file, never through a symbolic link; ``within``: the run directory holding it)."""
     rows = zip(np.asarray(clip_ids).astype(str).tolist(), np.asarray(roles).astype(str).tolist())
     outputs.write_csv(path, [ROLE_COLUMNS, *rows], within=within)
 
 
-def clip_roles(row_clip_ids, split):
+def clip_roles(row_clip_ids: ArrayLike,
+               split: tuple[NDArray[Any], NDArray[Any]]) -> tuple[NDArray[Any], NDArray[Any]]:
     """``(clip_ids, roles)`` of the clips of data rows split into ``(train_rows, val_rows)``,
     clips in order of first appearance."""
     row_clip_ids = np.asarray(row_clip_ids).astype(str)

@@ -5,20 +5,26 @@ picks the best of several trained systems (:func:`best_system`: the lowest *vali
 loss, since choosing on the evaluated fold itself would overstate what the choice achieves).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 from pipelines.jobs import runs
+from pipelines.jobs.specs import PathLike, RunRecord
 
 
-def number(value, *, digits=3):
+def number(value: float | None, *, digits: int = 3) -> str:
     """``0.12345`` -> ``"0.123"``; None -> ``"-"``."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def percent(value):
+def percent(value: float | None) -> str:
     """``0.8123`` -> ``"81.2%"``; None -> ``"-"``."""
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def interval(ci, *, as_percent=False):
+def interval(ci: Sequence[Any] | None, *, as_percent: bool = False) -> str:
     """``[0.61, 0.92]`` -> ``" [0.610, 0.920]"`` (``" [61.0, 92.0]"`` as percent); none -> ``""``."""
     if not ci or ci[0] is None:
         return ""
@@ -27,7 +33,8 @@ def interval(ci, *, as_percent=False):
     return f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def render(header, rows, *, align=None, style="markdown"):
+def render(header: Sequence[str], rows: Sequence[Sequence[str]], *, align: str | None = None,
+           style: str = "markdown") -> list[str]:
     """Lines of a table.
 
     Parameters
@@ -45,13 +52,13 @@ def render(header, rows, *, align=None, style="markdown"):
         return ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
     widths = [max(len(cells[j]) for cells in [header, *rows]) for j in range(len(header))]
 
-    def line(cells):
+    def line(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
                          for c, w, a in zip(cells, widths, align)).rstrip()
     return [line(header), *(line(cells) for cells in rows)]
 
 
-def system_row(run_dir, record, fold):
+def system_row(run_dir: PathLike, record: RunRecord, fold: str) -> dict[str, Any]:
     """One trained system's comparable numbers on ``fold`` (None where not measured)."""
     validation = (record.get("validation") or {}).get("segment") or {}
     evaluation = record.get("evaluations", {}).get(fold) or {}
@@ -69,14 +76,15 @@ def system_row(run_dir, record, fold):
     }
 
 
-def best_system(rows):
+def best_system(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The row of lowest validation log loss (rows without one never win while others have it)."""
     if not rows:
         return None
     return min(rows, key=lambda r: (r["val_log_loss"] is None, r["val_log_loss"] or 0.0))
 
 
-def systems_table(rows, *, fold, style="markdown"):
+def systems_table(rows: Sequence[dict[str, Any]], *, fold: str,
+                  style: str = "markdown") -> list[str]:
     """Systems side by side; the best (by validation log loss) is marked with ``*``."""
     best = best_system(rows)
     header = ["run", "system", "preset", "fit s", "val log loss", f"{fold} log loss [95% CI]",
@@ -91,14 +99,15 @@ def systems_table(rows, *, fold, style="markdown"):
     return render(header, body, align="lllrrrrrr", style=style)
 
 
-def per_class_table(evaluation, *, style="markdown"):
+def per_class_table(evaluation: dict[str, Any], *, style: str = "markdown") -> list[str]:
     """Per-class log loss and accuracy at both levels, then the DCASE (class-wise) averages and
     the overall (row-wise) values."""
     seg, clip = evaluation["segment"], evaluation["clip"]
     header = ["class", "segments", "segment log loss", "segment accuracy", "clip log loss",
               "clip accuracy"]
 
-    def cells(name, n, s, c, suffix=""):
+    def cells(name: str, n: int, s: dict[str, Any], c: dict[str, Any],
+              suffix: str = "") -> list[str]:
         return [name, str(n), number(s[f"log_loss{suffix}"]), percent(s[f"accuracy{suffix}"]),
                 number(c[f"log_loss{suffix}"]), percent(c[f"accuracy{suffix}"])]
 
@@ -111,7 +120,7 @@ def per_class_table(evaluation, *, style="markdown"):
     return render(header, body, style=style)
 
 
-def per_city_table(evaluation, *, style="markdown"):
+def per_city_table(evaluation: dict[str, Any], *, style: str = "markdown") -> list[str]:
     """Per-city results; cities never seen in training are marked."""
     header = ["city", "clips", "segment log loss", "segment accuracy", "clip accuracy"]
     body = [[city + (" (unseen in training)" if v["seen_in_training"] is False else ""),
@@ -121,7 +130,7 @@ def per_city_table(evaluation, *, style="markdown"):
     return render(header, body, style=style)
 
 
-def intervals_line(report):
+def intervals_line(report: dict[str, Any]) -> str | None:
     """``95% CI (N bootstrap draws over clips): ...`` of a metrics report, or None."""
     seg, clip = report["segment"], report["clip"]
     ci_s, ci_c = seg.get("ci") or {}, clip.get("ci") or {}

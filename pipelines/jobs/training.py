@@ -15,13 +15,22 @@ import dataclasses
 import logging
 import pathlib
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from classifiers import registry
 from featurestore.provenance import sha256_file
 from pipelines.jobs import checkpoint_runs, recipe, runs, split_files
 from pipelines.jobs.specs import RunRecord, TrainSpec
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore
+
+#: ``(train_rows, val_rows)``: positions of the training and validation data rows.
+Split = tuple[NDArray[Any], NDArray[Any]]
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +133,10 @@ def check_spec(spec: TrainSpec) -> TrainSpec:
     return spec
 
 
-def fit_system(spec, features, dims, X, rows, split, protocol, given, loaded_states, network):
+def fit_system(spec: TrainSpec, features: Sequence[str], dims: dict[str, int], X: NDArray[Any],
+               rows: Any, split: Split, protocol: dict[str, Any], given: dict[str, tuple],
+               loaded_states: list[tuple[str, str, dict[str, Any]]] | None,
+               network: Any) -> tuple[Any, dict[str, str], dict[str, Any], dict[str, Any] | None]:
     """``(fitted, models, protocol, extra record keys)``: trained, or the checked ``network``
     of the ``from_checkpoint`` files (``given``: the ``mean_std`` statistics)."""
     if not is_recipe(spec):
@@ -137,6 +149,7 @@ def fit_system(spec, features, dims, X, rows, split, protocol, given, loaded_sta
     protocol["normalisation"] = normalisation
     models = {name: "baseline" for name in features}
     if network is not None:
+        assert loaded_states is not None      # the network is made of the loaded states
         return (checkpoint_runs.normalised_run(network, mean, std), models, protocol,
                 {"checkpoints": checkpoint_runs.record(loaded_states)})
     estimator, models = build(spec, features, dims)
@@ -151,9 +164,12 @@ def is_recipe(spec: TrainSpec) -> bool:
     return spec.preset in RECIPES or bool(spec.from_checkpoint)
 
 
-def save_trained(spec: TrainSpec, fitted, *, models, dims, segments, split, validation,
-                 provenance, store_attrs, timings, extra=None, protocol=None,
-                 split_record=None) -> RunRecord:
+def save_trained(spec: TrainSpec, fitted: Any, *, models: dict[str, str], dims: dict[str, int],
+                 segments: Any, split: Split, validation: dict[str, Any] | None,
+                 provenance: dict[str, dict[str, Any]], store_attrs: dict[str, Any],
+                 timings: dict[str, float], extra: dict[str, Any] | None = None,
+                 protocol: dict[str, Any] | None = None,
+                 split_record: dict[str, Any] | None = None) -> RunRecord:
     """Write the run directory (model bundle, ``split.csv``, ``run.json``); return the record.
 
     ``protocol`` is the run's test protocol (default: segments); ``split_record`` says where the
@@ -203,7 +219,8 @@ def save_trained(spec: TrainSpec, fitted, *, models, dims, segments, split, vali
     return record
 
 
-def build(spec: TrainSpec, features, dims):
+def build(spec: TrainSpec, features: Sequence[str],
+          dims: dict[str, int]) -> tuple[Any, dict[str, str]]:
     """Return ``(estimator, {feature: model})`` of the spec.
 
     The recipe's estimator is a :class:`~classifiers.scaling.NormalisedClassifier` (its
@@ -230,7 +247,8 @@ def build(spec: TrainSpec, features, dims):
     return estimator, models
 
 
-def split_rows(spec: TrainSpec, store, rows):
+def split_rows(spec: TrainSpec, store: FeatureStore,
+               rows: Any) -> tuple[Split, dict[str, Any]]:
     """``((train_rows, val_rows), record)`` of the training fold's data rows.
 
     A ``split`` file wins; the recipe uses the baseline's split of the fold's clips (the whole
@@ -243,7 +261,7 @@ def split_rows(spec: TrainSpec, store, rows):
     fold = store.select(fold=spec.train_fold)
     if spec.split:
         roles, kind = split_files.read_split_file(spec.split, clips, fold, fold=spec.train_fold)
-        record = {"method": "file", "source": str(spec.split), "format": kind,
+        record: dict[str, Any] = {"method": "file", "source": str(spec.split), "format": kind,
                   "sha256": sha256_file(spec.split)}
     elif is_recipe(spec):
         roles = split_files.split_clips(clips, fold, method="dcase2021",
@@ -267,7 +285,7 @@ def split_rows(spec: TrainSpec, store, rows):
     return split, record
 
 
-def fit(estimator, X, segments, split):
+def fit(estimator: Any, X: NDArray[Any], segments: Any, split: Split) -> Any:
     """Fit on the training rows, the validation rows as ``eval_set``; return the fitted system."""
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
     train_rows, val_rows = split
@@ -279,7 +297,8 @@ def fit(estimator, X, segments, split):
         raise runs.RunFormatError(f"training failed: {error}") from error
 
 
-def validate(fitted, X, segments, split, *, protocol=None):
+def validate(fitted: Any, X: Any, segments: Any, split: Split, *,
+             protocol: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Metrics of the fitted system on the validation rows (no bootstrap), or None.
 
     Frame runs are scored with the baseline's protocol (picked frames, clip rule over all
@@ -316,7 +335,7 @@ def validate(fitted, X, segments, split, *, protocol=None):
     return summary
 
 
-def describe_rows(segments, rows, *, unit="segments"):
+def describe_rows(segments: Any, rows: NDArray[Any], *, unit: str = "segments") -> dict[str, Any]:
     """Counts of rows (``n_segments`` or ``n_frames``), clips, locations and classes."""
     scenes, counts = np.unique(np.asarray(segments.y)[rows].astype(str), return_counts=True)
     return {f"n_{unit}": int(len(rows)),
