@@ -20,7 +20,7 @@ To stay within a few minutes on 2 CPU cores the extraction takes one 1 s OpenL3 
 (``--hop 1 --no-center``) and one video frame (``--fps 1``) per second of media, in bf16 where
 the hardware supports it; the real-data commands in the README use the baseline's settings.
 
-The job is :func:`pipelines.jobs.demo.run_demo`; this module gives it the command line to run
+The job is :func:`pipelines.jobs.demo_run.run_demo`; this module gives it the command line to run
 the steps with (:func:`command`), prints the summary and returns the exit status.
 """
 
@@ -41,7 +41,7 @@ from pipelines.commands.options import (
     print_json,
     seed,
 )
-from pipelines.jobs import demo, tables
+from pipelines.jobs import demo_run, tables
 
 #: Upper bounds of the corpus options (the demo runs every step in minutes, not hours).
 MAX_CLIPS_PER_CLASS, MAX_SECONDS, MAX_EVAL_CLIPS = 1000, 60.0, 10000
@@ -93,9 +93,9 @@ def notice(text):
     print(text, flush=True)
 
 
-def demo_spec(args) -> demo.DemoSpec:
-    """The :class:`~pipelines.jobs.demo.DemoSpec` of the parsed options."""
-    return demo.DemoSpec(out=args.out, clips_per_class=args.clips_per_class,
+def demo_spec(args) -> demo_run.DemoSpec:
+    """The :class:`~pipelines.jobs.demo_run.DemoSpec` of the parsed options."""
+    return demo_run.DemoSpec(out=args.out, clips_per_class=args.clips_per_class,
                          seconds=args.seconds, eval_clips=args.eval_clips,
                          classes=tuple(args.classes), weights=args.weights, preset=args.preset,
                          workers=args.workers, seed=args.seed, overwrite=args.overwrite)
@@ -114,12 +114,12 @@ def check_arguments(args):
 def run(args):
     spec = demo_spec(args)
     check_output(spec.out, folder=True)
-    summary = demo.run_demo(spec, run_command=command, notice=notice)
+    summary = demo_run.run_demo(spec, run_command=command, notice=notice)
     if args.json:
         print_json(summary)
     else:
         print(format_summary(summary, summary["systems"]))
-    return 0 if demo.succeeded(summary, spec.classes) else 1
+    return 0 if demo_run.succeeded(summary, spec.classes) else 1
 
 
 def format_summary(summary, rows):

@@ -18,7 +18,7 @@ from pipelines.commands import cli
 from pipelines.commands import train as train_command
 from pipelines.jobs import (
     dask_training,
-    demo,
+    demo_run,
     evaluation,
     pooled_segments,
     prediction,
@@ -235,7 +235,7 @@ def test_demo_refuses_a_folder_that_is_not_a_demo_before_running_anything(tmp_pa
     (tmp_path / "precious.txt").write_text("keep me")
     ran = []
     with pytest.raises(UsageError, match="is not a demo folder"):
-        demo.run_demo(demo.DemoSpec(out=tmp_path), run_command=lambda *a, **k: ran.append(a),
+        demo_run.run_demo(demo_run.DemoSpec(out=tmp_path), run_command=lambda *a, **k: ran.append(a),
                       notice=ran.append)
     assert_silent(capsys)
     assert ran == [] and (tmp_path / "precious.txt").read_text() == "keep me"
@@ -248,8 +248,8 @@ def test_demo_refuses_a_folder_that_is_not_a_demo_before_running_anything(tmp_pa
 ])
 def test_demo_succeeds_when_every_step_and_system_worked(steps, trained, expected):
     classes = ("airport", "bus")
-    n_systems = len(demo.systems(classes)) - (trained == "one less")
+    n_systems = len(demo_run.systems(classes)) - (trained == "one less")
     summary = {"steps": {**{name: {"status": status, "seconds": 0.1}
                             for name, status in steps.items()},
                          "train": {"systems": n_systems, "seconds": 1.0}}}
-    assert demo.succeeded(summary, classes) is expected
+    assert demo_run.succeeded(summary, classes) is expected
