@@ -14,7 +14,8 @@ per block), :mod:`~featurestore.store.chunks` (chunk-level reading),
 hold, checked in folders and zip archives), :mod:`~featurestore.store.opening` (locations,
 open modes, attributes), :mod:`~featurestore.store.concurrency.files` and :mod:`~featurestore.store.concurrency.host` (temporary
 files, processes), :mod:`~featurestore.store.interchange.hdf5_export` and :mod:`~featurestore.store.interchange.hdf5_import`
-(HDF5 interchange) and :mod:`~featurestore.store.dask_views` (lazy dask arrays). The format
+(HDF5 interchange), :mod:`~featurestore.store.dask_views` (lazy dask arrays) and
+:mod:`~featurestore.store.zarr_compat` (the one use of zarr's private attributes). The format
 itself is specified in the documentation (``docs/store-format.md``).
 """
 

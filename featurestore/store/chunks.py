@@ -27,6 +27,8 @@ from zarr.storage import LocalStore, ZipStore
 
 from featurestore.errors import StoreFormatError
 from featurestore.store.bounded_decoding import chunk_codecs, crc32c, decode_chunk
+from featurestore.store.layout import chunk_prefix
+from featurestore.store.zarr_compat import zip_file
 
 
 def default_workers():
@@ -345,7 +347,7 @@ async def _list_dir(store, prefix):
 def stored_chunk_indices(reader):
     """Indices along axis 0 of the chunks the store holds for the reader's array (a set)."""
     store = reader.array.store_path.store
-    names = sync(_list_dir(store, f"{reader.array.path}/c"))
+    names = sync(_list_dir(store, chunk_prefix(reader.array.path)))
     return {int(name) for name in names if name.isdigit()}
 
 
@@ -362,9 +364,7 @@ def zip_directory(store):
     """The ``zipfile.ZipFile`` of a store that is a zip archive (local or over fsspec), else
     None."""
     if isinstance(store, ZipStore):
-        if not store._is_open:
-            store._sync_open()
-        return store._zf
+        return zip_file(store)
     inner = getattr(getattr(store, "fs", None), "sync_fs", None)
     return getattr(inner, "zip", None) if getattr(inner, "protocol", None) in \
         ("zip", ("zip",)) else None

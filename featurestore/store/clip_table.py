@@ -56,6 +56,20 @@ class ClipTable:
     audio_bytes, video_bytes : ndarray, shape (n_clips,), int64 (-1 when not given)
     """
 
+    # One attribute per column of CLIP_COLUMNS (set in __init__), declared for type checkers.
+    clip_id: np.ndarray
+    scene: np.ndarray
+    city: np.ndarray
+    location: np.ndarray
+    folds: np.ndarray
+    duration: np.ndarray
+    audio: np.ndarray
+    video: np.ndarray
+    audio_bytes: np.ndarray
+    video_bytes: np.ndarray
+    audio_sha256: np.ndarray
+    video_sha256: np.ndarray
+
     def __init__(self, columns):
         self.columns = {name: columns[name] for name in CLIP_COLUMNS}
         for name, values in self.columns.items():

@@ -1,5 +1,7 @@
 """One feature of a store: its arrays, attributes and row layout."""
 
+from typing import Any
+
 import numpy as np
 
 from featurestore import __version__
@@ -92,6 +94,15 @@ class Feature:
         False for a store that holds segments only: its features keep their attributes and
         index, but no ``values`` or ``timestamps``.
     """
+
+    # The arrays (set in __init__ from ``arrays``), declared for type checkers; ``values`` and
+    # ``timestamps`` are None in a store that holds segments only.
+    values: Any
+    timestamps: Any
+    offset: Any
+    count: Any
+    status: Any
+    reason: Any
 
     def __init__(self, group, *, block_clips, frames=True):
         self.group = group

@@ -16,11 +16,15 @@ needs only zarr (or xarray).
 
 import contextlib
 import copy
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple, Self, cast
 
 import numpy as np
 import zarr
+from numpy.typing import ArrayLike, NDArray
+from zarr.abc.store import Store
 
 from featurestore.errors import (
     ProvenanceMismatchError,
@@ -58,7 +62,14 @@ from featurestore.store.layout import (
     n_segments,
     normalise_params,
 )
-from featurestore.store.concurrency.leases import STORE_KEY, acquire, block_key, lease_files
+from featurestore.store.concurrency.leases import (
+    STORE_KEY,
+    LocalLeaseFiles,
+    StoreLeaseFiles,
+    acquire,
+    block_key,
+    lease_files,
+)
 from featurestore.store.opening import (
     MODES,
     StoreAttrs,
@@ -77,6 +88,11 @@ from featurestore.store.writer import BlockWriter
 #: How long adding clips or declaring a feature waits for another process doing the same.
 SETUP_WAIT_SECONDS = 120
 
+#: Where :meth:`FeatureStore.open` finds a store: a path, a URL or a zarr store object.
+Location = str | os.PathLike[str] | Store
+#: (offset, count, status) of a feature's clips, as :meth:`FeatureStore.feature_index` gives it.
+Index = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int8]]
+
 
 @dataclass(frozen=True)
 class Block:
@@ -85,9 +101,9 @@ class Block:
     index: int
     start: int
     stop: int
-    clip_ids: tuple
+    clip_ids: tuple[str, ...]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.stop - self.start
 
 
@@ -116,20 +132,21 @@ class FeatureStore:
     writers of the last block run.
     """
 
-    def __init__(self, group, *, label, mode, owned_store=None, clip_table=True):
+    def __init__(self, group: zarr.Group, *, label: str, mode: str,
+                 owned_store: Store | None = None, clip_table: bool = True) -> None:
         self._group = group
         self.label = label
         self.mode = mode
         self._owned_store = owned_store
-        meta = group.attrs.get("avscene")
+        meta: Any = group.attrs.get("avscene")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreFormatError(f"{label} is a zarr group but not an avscene feature store")
         version = meta.get("format_version")
         if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
             raise StoreFormatError(f"{label} has store format {version!r}; this avscene reads "
                                    f"formats 1 to {FORMAT_VERSION}")
-        self._meta = dict(meta)
-        counts = [meta.get(key) for key in ("block_clips", "n_clips")]
+        self._meta: dict[str, Any] = dict(meta)
+        counts: list[Any] = [meta.get(key) for key in ("block_clips", "n_clips")]
         if not all(type(value) is int for value in counts) or counts[0] < 1 or counts[1] < 0:
             raise StoreFormatError(f"{label}: block_clips {counts[0]!r} and n_clips "
                                    f"{counts[1]!r} must be a positive and a non-negative integer")
@@ -137,13 +154,14 @@ class FeatureStore:
         #: True for a store (or archive) that holds the stored segments but no frames.
         self.segments_only = meta.get("segments_only") is True
         self._clip_table = read_clip_table(group, int(meta["n_clips"])) if clip_table else None
-        self._features = {}
+        self._features: dict[str, Feature] = {}
         self._leases = lease_files(group)
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
-    def open(cls, where, mode="r", *, storage_options=None, block_clips=DEFAULT_BLOCK_CLIPS,
-             clip_table=True):
+    def open(cls, where: Location, mode: str = "r", *,
+             storage_options: dict[str, Any] | None = None,
+             block_clips: int = DEFAULT_BLOCK_CLIPS, clip_table: bool = True) -> Self:
         """Open or create a store.
 
         Parameters
@@ -191,34 +209,34 @@ class FeatureStore:
         owned = group.store if not hasattr(where, "list_prefix") else None
         return cls(group, label=label, mode=mode, owned_store=owned, clip_table=clip_table)
 
-    def close(self):
+    def close(self) -> None:
         """Release the zarr store if this object opened it (stores passed in are left open)."""
         if self._owned_store is not None:
             self._owned_store.close()
             self._owned_store = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<FeatureStore {self.label} mode={self.mode!r} clips={self.n_clips} "
                 f"features={list(self.features)}>")
 
     @property
-    def n_clips(self):
+    def n_clips(self) -> int:
         """The number of clips (the root attribute ``n_clips``; the clip table is not read)."""
         return int(self._meta["n_clips"])
 
     @property
-    def read_only(self):
+    def read_only(self) -> bool:
         """True when opened with mode ``r``."""
         return self.mode == "r"
 
-    def _require_writable(self):
+    def _require_writable(self) -> None:
         if self.read_only:
             raise StoreError(f"{self.label} is open read-only (mode 'r')")
         if self.segments_only:
@@ -226,7 +244,7 @@ class FeatureStore:
                              f"cannot be extended or rewritten")
 
     @contextlib.contextmanager
-    def _setup(self):
+    def _setup(self) -> Iterator[None]:
         """Hold the store's setup lease (one process at a time appends clips, declares features
         or sets attributes) and re-read what another process may have changed meanwhile."""
         what = f"setup of {self.label} (adding clips, declaring features, setting attributes)"
@@ -235,11 +253,11 @@ class FeatureStore:
             yield
             consolidate(self._group)      # readers of the consolidated metadata see the change
 
-    def _refresh(self):
+    def _refresh(self) -> None:
         """Re-read the root attributes and, if another process appended clips, the clip table."""
         group = zarr.open_group(self._group.store, path=self._group.path, mode="r+",
                                 zarr_format=3, use_consolidated=False)
-        meta = dict(group.attrs["avscene"])
+        meta = dict(cast(dict[str, Any], group.attrs["avscene"]))
         if self._clip_table is None or int(meta["n_clips"]) != len(self._clip_table):
             self._clip_table = None            # read again, from the new group, when used
             self._features = {}
@@ -247,26 +265,34 @@ class FeatureStore:
 
     # -- clips ------------------------------------------------------------------------------
     @property
-    def clips(self):
+    def clips(self) -> ClipTable:
         """The :class:`~featurestore.store.clip_table.ClipTable` (columnar arrays in position order)."""
         return self._clips
 
     @property
-    def _clips(self):
+    def _clips(self) -> ClipTable:
         if self._clip_table is None:           # opened with clip_table=False
             self._clip_table = read_clip_table(self._group, self.n_clips)
         return self._clip_table
 
     @_clips.setter
-    def _clips(self, table):
+    def _clips(self, table: ClipTable) -> None:
         self._clip_table = table
 
     @property
-    def attrs(self):
+    def attrs(self) -> StoreAttrs:
         """Store-level attributes (dict-like; e.g. ``manifest_sha256``, ``dataset_root``)."""
-        return StoreAttrs(self)
+        return StoreAttrs(self._group, check_writable=self._require_writable,
+                          changing=self._changing_root)
 
-    def add_clips(self, clips, *, sources=None):
+    @contextlib.contextmanager
+    def _changing_root(self) -> Iterator[zarr.Group]:
+        """The root group, re-read under the setup lease, for a change of its attributes."""
+        with self._setup():
+            yield self._group
+
+    def add_clips(self, clips: Iterable[Any], *,
+                  sources: dict[str, dict[str, Any]] | None = None) -> int:
         """Append clips to the clip table and extend every feature's layout.
 
         Parameters
@@ -292,7 +318,7 @@ class FeatureStore:
         with self._setup():
             return self._append_clips(encoded)
 
-    def _append_clips(self, encoded):
+    def _append_clips(self, encoded: dict[str, NDArray[Any]]) -> int:
         new = merge_new_clips(self._clips, encoded)
         added = len(new["clip_id"])
         if not added:
@@ -307,7 +333,7 @@ class FeatureStore:
         self._clips = ClipTable(columns)
         return added
 
-    def blocks(self):
+    def blocks(self) -> list[Block]:
         """The fixed partition of the clip table into blocks (``block_clips`` clips each).
 
         Returns
@@ -317,7 +343,7 @@ class FeatureStore:
         """
         return [self._block(index) for index in range(-(-len(self._clips) // self.block_clips))]
 
-    def _block(self, index):
+    def _block(self, index: int) -> Block:
         n_blocks = -(-len(self._clips) // self.block_clips)
         if not 0 <= index < n_blocks:
             raise StoreFormatError(f"{self.label} has no block {index} ({n_blocks} blocks)")
@@ -326,7 +352,11 @@ class FeatureStore:
         return Block(index=index, start=start, stop=stop,
                      clip_ids=tuple(self._clips.clip_id[start:stop].tolist()))
 
-    def select(self, *, scene=None, city=None, location=None, fold=None, clips=None):
+    def select(self, *, scene: str | Sequence[str] | None = None,
+               city: str | Sequence[str] | None = None,
+               location: str | Sequence[str] | None = None,
+               fold: str | Sequence[str] | None = None,
+               clips: str | Sequence[str] | None = None) -> NDArray[np.int64]:
         """Positions of the clips matching every given criterion.
 
         Each argument is a string or a list of strings (any of them matches); ``fold`` matches
@@ -351,22 +381,26 @@ class FeatureStore:
 
     # -- features ---------------------------------------------------------------------------
     @property
-    def features(self):
+    def features(self) -> tuple[str, ...]:
         """Names of the stored features, sorted."""
-        return tuple(sorted(self._group["features"].group_keys()))
+        return tuple(sorted(self._features_group().group_keys()))
 
-    def _feature(self, name):
+    def _features_group(self) -> zarr.Group:
+        return cast(zarr.Group, self._group["features"])
+
+    def _feature(self, name: str) -> Feature:
         if name not in self._features:
             if name not in self.features:
                 raise StoreFormatError(f"{self.label} has no feature {name!r} "
                                        f"(it has {', '.join(self.features) or 'none'})")
-            group = self._group["features"][name]
+            group = cast(zarr.Group, self._features_group()[name])
             self._features[name] = Feature(group, block_clips=self.block_clips,
                                            frames=not self.segments_only)
         return self._features[name]
 
-    def create_feature(self, name, *, dim, frame_rate, params, storage_dtype="float32",
-                       chunk_mib=4, compression=DEFAULT_COMPRESSION):
+    def create_feature(self, name: str, *, dim: int, frame_rate: float, params: dict[str, Any],
+                       storage_dtype: str = "float32", chunk_mib: float = 4,
+                       compression: str = DEFAULT_COMPRESSION) -> None:
         """Declare a feature, or check that an existing one has the same definition.
 
         Parameters
@@ -409,11 +443,11 @@ class FeatureStore:
             if name in self.features:
                 return self._same_definition(name, wanted)
             self._features[name] = create_feature_group(
-                self._group["features"], name, wanted, compression=compression,
+                self._features_group(), name, wanted, compression=compression,
                 chunk_mib=chunk_mib, block_clips=self.block_clips, n_clips=len(self._clips),
                 durations=self._clips.duration)
 
-    def _same_definition(self, name, wanted):
+    def _same_definition(self, name: str, wanted: dict[str, Any]) -> None:
         """Refuse a redeclaration of ``name`` with another definition (or an unknown name)."""
         if name not in self.features:
             self._require_writable()
@@ -423,20 +457,21 @@ class FeatureStore:
                 f"feature {name!r} in {self.label} was made with a different definition: "
                 f"{describe_diff(differences)}; use a new feature name or a new store")
 
-    def feature_params(self, name):
+    def feature_params(self, name: str) -> dict[str, Any]:
         """The extractor parameters a feature was made with (a copy)."""
         return copy.deepcopy(self._feature(name).attrs["params"])
 
-    def feature_attrs(self, name):
+    def feature_attrs(self, name: str) -> dict[str, Any]:
         """All attributes of a feature (definition, layout, provenance), as a copy."""
         return copy.deepcopy(self._feature(name).attrs)
 
-    def feature_fingerprint(self, name):
+    def feature_fingerprint(self, name: str) -> str:
         """sha256 of the feature's definition (params, dim, storage dtype)."""
         return self._feature(name).attrs["fingerprint"]
 
     # -- writing ----------------------------------------------------------------------------
-    def block_writer(self, name, block, *, commit_seconds=1.0):
+    def block_writer(self, name: str, block: Block | int, *,
+                     commit_seconds: float = 1.0) -> BlockWriter:
         """A :class:`~featurestore.store.writer.BlockWriter` for ``block`` (Block or index).
 
         The writer holds the block's lease until it closes; the lease of a writer that died
@@ -469,11 +504,11 @@ class FeatureStore:
             lease.release()
             raise
 
-    def _index(self, name, positions=None):
+    def _index(self, name: str, positions: ArrayLike | None = None) -> Index:
         """Checked offset, count, status of a feature (see :meth:`Feature.checked_index`)."""
         return self._feature(name).checked_index(self._clips, positions)
 
-    def status(self, name):
+    def status(self, name: str) -> NDArray[np.int8]:
         """Per-clip status of a feature: 0 pending, 1 committed, 2 failed, 3 not applicable.
 
         Returns
@@ -482,7 +517,7 @@ class FeatureStore:
         """
         return self._index(name)[2]
 
-    def pending(self, name, *, block=None):
+    def pending(self, name: str, *, block: Block | int | None = None) -> list[str]:
         """Ids of clips neither committed nor failed for ``name`` (optionally in one block)."""
         if block is None:
             start, status = 0, self.status(name)
@@ -493,7 +528,7 @@ class FeatureStore:
         positions = start + np.flatnonzero(status == PENDING)
         return [str(clip_id) for clip_id in self._clips.clip_id[positions]]
 
-    def failures(self, name=None):
+    def failures(self, name: str | None = None) -> list[tuple[str, str, str]]:
         """Recorded failures, as a list of (feature, clip_id, reason)."""
         found = []
         for feature_name in self.features if name is None else [name]:
@@ -506,7 +541,8 @@ class FeatureStore:
         return found
 
     # -- reading ----------------------------------------------------------------------------
-    def frames(self, name, clip_id):
+    def frames(self, name: str,
+               clip_id: str) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
         """Frames of one clip.
 
         Returns
@@ -521,7 +557,7 @@ class FeatureStore:
                              f"({STATUS_NAMES.get(int(status[0]), status[0])})")
         return self._feature(name).rows(offset, count)
 
-    def read(self, name, *, selection=None):
+    def read(self, name: str, *, selection: ArrayLike | None = None) -> Frames:
         """All frame rows of the committed clips of a selection.
 
         Parameters
@@ -542,7 +578,8 @@ class FeatureStore:
         values, timestamps = feature.rows(offset[keep], count[keep])
         return Frames(values, timestamps, positions[keep], count[keep])
 
-    def segments(self, names, *, selection=None, pooling="mean"):
+    def segments(self, names: str | Sequence[str], *,
+                 selection: ArrayLike | None = None, pooling: str = "mean") -> Segments:
         """Per-second segments of one or more features, joined on (clip, second).
 
         Parameters
@@ -578,7 +615,8 @@ class FeatureStore:
             pooling=pooling, names=tuple(names),
         )
 
-    def _pooled(self, name, positions, stride, pooling):
+    def _pooled(self, name: str, positions: NDArray[np.int64], stride: int,
+                pooling: str) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
         """(keys, pooled, counts) of one feature: from its stored segments when they were made
         from the current frames, else pooled from the frames."""
         feature = self._feature(name)
@@ -595,23 +633,27 @@ class FeatureStore:
         subset = tuple(part[positions] for part in index)
         return pool_feature(feature, subset, positions, self._clips.duration, stride, pooling)
 
-    def _stored_names(self):
+    def _stored_names(self) -> str:
         return ", ".join(f"{name} {pooling}" for name, pooling in
                          stored_segments.stored_groups(self._group))
 
-    def stored_segments(self):
+    def stored_segments(self, *,
+                        indexes: dict[str, Index] | None = None) -> list[dict[str, Any]]:
         """The stored segment groups and whether each was made from the current frames.
+
+        Parameters
+        ----------
+        indexes : dict, optional
+            {feature name: (offset, count, status)} of indexes read already (from
+            :meth:`feature_index`); they are used as they are, and those read here are added
+            to it, so that a caller reads each feature's index once.
 
         Returns
         -------
         list of dict
             ``feature``, ``pooling``, ``segments``, ``dim``, ``fresh``, ``created``, sorted.
         """
-        return self._segment_entries({})
-
-    def _segment_entries(self, indexes):
-        """:meth:`stored_segments`, reading each feature's index once into ``indexes``
-        ({name: (offset, count, status)}; those already there are used as they are)."""
+        indexes = {} if indexes is None else indexes
         found = []
         for (name, pooling), group in stored_segments.stored_groups(self._group).items():
             if name in self.features and name not in indexes:
@@ -623,7 +665,9 @@ class FeatureStore:
                           "dim": group.attrs.get("dim"), "created": group.attrs.get("created")})
         return found
 
-    def write_segments(self, names=None, *, poolings=("mean",), overwrite=False):
+    def write_segments(self, names: str | Sequence[str] | None = None, *,
+                       poolings: Sequence[str] = ("mean",),
+                       overwrite: bool = False) -> list[dict[str, Any]]:
         """Store the pooled 1-s segments of features, for later reads of the same pooling.
 
         :meth:`segments` reads a stored copy instead of pooling the frames as long as the frames
@@ -668,7 +712,7 @@ class FeatureStore:
                         self._group, feature, self._clips, index, pooling), "written": True})
         return done
 
-    def _positions(self, selection):
+    def _positions(self, selection: ArrayLike | None) -> NDArray[np.int64]:
         if selection is None:
             return np.arange(len(self._clips), dtype=np.int64)
         positions = np.asarray(selection)
@@ -679,7 +723,7 @@ class FeatureStore:
             raise StoreFormatError(f"selection holds positions outside 0..{len(self._clips) - 1}")
         return np.unique(positions)
 
-    def record_sizes(self):
+    def record_sizes(self) -> None:
         """Measure the stored bytes of every array and record them with the consolidated
         metadata, where ``info`` over HTTP reads them (:mod:`featurestore.store.sizes`).
 
@@ -690,13 +734,89 @@ class FeatureStore:
         with self._setup():                   # consolidates, measuring the sizes
             pass
 
+    # -- the zarr objects underneath -------------------------------------------------------
+    # For the store's own modules (integrity, interchange) and readers that need zarr itself;
+    # every change goes through the methods above, which keep leases and metadata right.
+
+    @property
+    def zarr_group(self) -> zarr.Group:
+        """The store's root zarr group, to read from (change the store through its methods).
+
+        The store opens its root group again when it re-reads its metadata (adding clips,
+        declaring features, setting attributes), so ask for it again rather than keeping it.
+        """
+        return self._group
+
+    def zarr_location(self) -> tuple[Store, str]:
+        """Where the store lives in zarr's terms.
+
+        Returns
+        -------
+        store : zarr.abc.store.Store
+            The zarr store object holding the root group.
+        path : str
+            The root group's path in it (``""`` when the store is the whole zarr store); keys
+            of the store's files are ``f"{path}/{key}"``, or ``key`` for an empty path.
+        """
+        return self._group.store, self._group.path
+
+    def format_record(self) -> dict[str, Any]:
+        """A copy of the root attribute ``avscene`` as last read: format, format_version,
+        block_clips, n_clips, created, versions and the recorded sizes."""
+        return copy.deepcopy(self._meta)
+
+    def feature(self, name: str) -> Feature:
+        """The :class:`~featurestore.store.feature.Feature` (arrays, attributes, layout) of a
+        stored feature.
+
+        Raises
+        ------
+        StoreFormatError
+            The store has no such feature, or avscene refuses its attributes or arrays.
+        """
+        return self._feature(name)
+
+    def feature_group(self, name: str) -> zarr.Group:
+        """The zarr group ``features/<name>``, opened without any check (for reading what a
+        feature that :meth:`feature` refuses still holds).
+
+        Raises
+        ------
+        KeyError
+            No such group.
+        """
+        return cast(zarr.Group, self._features_group()[name])
+
+    def feature_index(self, name: str, *, positions: ArrayLike | None = None) -> Index:
+        """The checked index of a feature (see
+        :meth:`~featurestore.store.feature.Feature.checked_index`).
+
+        Parameters
+        ----------
+        name : str
+        positions : array of int, optional
+            Clip positions; default all clips.
+
+        Returns
+        -------
+        offset, count : ndarray of int64, shape (n,)
+        status : ndarray of int8, shape (n,)
+        """
+        return self._index(name, positions)
+
+    @property
+    def leases(self) -> LocalLeaseFiles | StoreLeaseFiles:
+        """The lease files of the store's writers (under ``leases/``; see
+        :mod:`~featurestore.store.concurrency.leases`)."""
+        return self._leases
+
     # -- checks and interchange -------------------------------------------------------------
-    def info(self):
+    def info(self) -> dict[str, Any]:
         """Summary of clips, features, layout, sizes on disk and provenance (a JSON-able dict)."""
         from featurestore.store.integrity import store_info
         return store_info(self)
 
-    def verify(self):
+    def verify(self) -> list[str]:
         """Re-read every chunk and check the index; return the problems found (one per line).
 
         Leases and leftover temporary files are not problems (see :meth:`repair`).
@@ -704,12 +824,12 @@ class FeatureStore:
         from featurestore.store.integrity import verify_store
         return verify_store(self)
 
-    def temporary_files(self):
+    def temporary_files(self) -> list[str]:
         """Keys of leftover temporary files (names ending in ``.partial``), sorted."""
         from featurestore.store.integrity import temporary_files
         return temporary_files(self)
 
-    def repair(self):
+    def repair(self) -> list[str]:
         """Remove leftover temporary files and the leases of writers that are gone.
 
         Returns
@@ -727,5 +847,5 @@ class FeatureStore:
         return repair_store(self)
 
 
-def _as_list(value):
+def _as_list(value: str | Iterable[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)

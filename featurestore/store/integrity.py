@@ -43,8 +43,10 @@ from featurestore.store.layout import (
     INDEX_ARRAYS,
     NOT_APPLICABLE,
     PENDING,
+    chunk_prefix,
     fingerprint,
     n_segments,
+    parse_chunk_key,
 )
 from featurestore.store.opening import is_archive_name, local_directory, resolve_location
 from featurestore.store.segment_pooling import pool_feature
@@ -76,10 +78,11 @@ def store_info(store):
     for text, n_clips in _counts(table.folds).items():
         for fold in text.split(FOLD_SEPARATOR) if text else ["(none)"]:
             by_fold[fold] = by_fold.get(fold, 0) + n_clips
-    sizes, sizes_from = array_bytes(store._group, store.label)
+    sizes, sizes_from = array_bytes(store.zarr_group, store.label)
     info = {
         "store": store.label,
-        "format": {key: value for key, value in store._meta.items() if key != SIZES_KEY},
+        "format": {key: value for key, value in store.format_record().items()
+                   if key != SIZES_KEY},
         "attrs": {key: value for key, value in store.attrs.items() if key != "avscene"},
         "clips": {
             "total": len(table),
@@ -98,9 +101,9 @@ def store_info(store):
         "features": {},
         "segments": [],
     }
-    indexes = {name: store._index(name) for name in store.features}
+    indexes = {name: store.feature_index(name) for name in store.features}
     for name in store.features:
-        feature = store._feature(name)
+        feature = store.feature(name)
         _, count, status = indexes[name]
         rows = int(count[status == COMMITTED].sum())
         on_disk = bytes_under(sizes, f"features/{name}")
@@ -129,7 +132,7 @@ def store_info(store):
             "created": feature.attrs.get("created"),
             "package_versions": feature.attrs.get("package_versions", {}),
         }
-    for entry in store._segment_entries(indexes):     # the indexes are read once
+    for entry in store.stored_segments(indexes=indexes):     # the indexes are read once
         path = stored_segments.group_path(entry["feature"], entry["pooling"])
         info["segments"].append({**entry, "bytes_on_disk": bytes_under(sizes, path)})
     info["bytes_on_disk"] = bytes_under(sizes, "")
@@ -162,7 +165,7 @@ def _verify_store(store):
         found = _guarded(f"features/{name}", _verify_feature, store, name, table)
         sound[name] = not found
         problems += found
-    groups = _guarded_list("segments", lambda: stored_segments.stored_groups(store._group),
+    groups = _guarded_list("segments", lambda: stored_segments.stored_groups(store.zarr_group),
                            problems)
     for (name, pooling), group in (groups or {}).items():
         problems += _guarded(group.path, _verify_segments, store, name, pooling, group, table,
@@ -191,14 +194,14 @@ def _guarded_list(label, listing, problems):
 def _verify_clip_table(store, problems):
     """Check every chunk of the clip table, then read it; return it, or None (with a line
     saying why) when it cannot be read."""
-    clips = _guarded_list("clips", lambda: store._group["clips"], problems)
+    clips = _guarded_list("clips", lambda: store.zarr_group["clips"], problems)
     if clips is None:
         problems.append("clips: the clip table cannot be read; the features' indexes are "
                         "not checked")
         return None
     problems += _check_chunks(clips, CLIP_COLUMNS, "clips")
     try:
-        table = read_clip_table(store._group, store.n_clips)
+        table = read_clip_table(store.zarr_group, store.n_clips)
     except Exception as error:
         text = _first_line(error, "")
         known = any(text in problem for problem in problems)
@@ -223,7 +226,7 @@ def _file_problems(store):
     """In a local folder: entries that are not files of a store (see
     :mod:`~featurestore.store.inventory`). Elsewhere, where readers use the root's consolidated
     metadata: node documents that differ from their copies there."""
-    zstore, prefix = store._group.store, store._group.path
+    zstore, prefix = store.zarr_location()
     if isinstance(zstore, LocalStore):
         return folder_problems(Path(zstore.root).joinpath(*prefix.split("/")) if prefix
                                else Path(zstore.root))
@@ -286,15 +289,15 @@ def _check_chunks(group, names, label, stored=None):
 def _stored_chunks(store, path, reader):
     """(set of chunk indices stored, number of other objects) under ``<path>/c/``, from the
     store's listing; temporary files are left out."""
-    prefix = f"{path}/c/"
     indices, outside = set(), 0
-    for key in list_keys(store, prefix.rstrip("/")):
+    for key in list_keys(store, chunk_prefix(path)):
         if is_temporary(key) or key.endswith("/"):      # folder entries of zip tools
             continue
-        parts = key[len(prefix):].split("/")
-        if len(parts) == len(reader.shape) and all(part.isdigit() for part in parts) and \
-                all(part == "0" for part in parts[1:]) and int(parts[0]) < reader.nchunks:
-            indices.add(int(parts[0]))
+        parsed = parse_chunk_key(key)
+        coords = parsed[1] if parsed is not None and parsed[0] == path else ()
+        if coords and len(coords) == len(reader.shape) and not any(coords[1:]) and \
+                coords[0] < reader.nchunks:
+            indices.add(coords[0])
         else:
             outside += 1
     return indices, outside
@@ -305,9 +308,9 @@ def _verify_feature(store, name, table):
     chunks holding committed rows and their timestamps."""
     label = f"features/{name}"
     try:
-        feature = store._feature(name)
+        feature = store.feature(name)
     except Exception as error:               # still decode the arrays avscene can read
-        group = store._group["features"][name]
+        group = store.feature_group(name)
         names = [key for key in ("values", "timestamps") + INDEX_ARRAYS
                  if key in group.array_keys()]
         return [_first_line(error, label)] + _check_chunks(group, names, label)
@@ -465,7 +468,7 @@ def _verify_segments(store, name, pooling, group, table, *, frames_ok=True):
     problems = _check_chunks(group, arrays, label, stored)
     if table is None or not frames_ok:             # the feature's own lines say why
         return problems
-    feature = store._feature(name)
+    feature = store.feature(name)
     index = feature.index(n_clips=len(table))
     try:
         readers = stored_segments.checked_arrays(
@@ -513,7 +516,7 @@ def stale_segments(store):
 
 def temporary_files(store):
     """Keys of leftover temporary files in the store (names ending in ``.partial``), sorted."""
-    zstore, prefix = store._group.store, store._group.path
+    zstore, prefix = store.zarr_location()
     if isinstance(zstore, LocalStore):
         root = Path(zstore.root).joinpath(*prefix.split("/")) if prefix else Path(zstore.root)
         found = [Path(folder, name).relative_to(root).as_posix()
@@ -534,17 +537,17 @@ def repair_store(store):
     list of str
         One line per file removed.
     """
-    live = live_leases(store._leases)
+    live = live_leases(store.leases)
     if live:
         key, holder = live[0]
         raise StoreError(f"{store.label}: {LEASE_DIR}/{key} is held by {holder}; a writer is "
                          f"running, repair when it has finished")
-    zstore, prefix = store._group.store, store._group.path
+    zstore, prefix = store.zarr_location()
     removed = []
     for key in temporary_files(store):
         sync(zstore.delete(_join(prefix, key)))
         removed.append(f"removed temporary file {key}")
-    for key, holder in stale_leases(store._leases):
-        if remove_stale(store._leases, key):
+    for key, holder in stale_leases(store.leases):
+        if remove_stale(store.leases, key):
             removed.append(f"removed the lease {LEASE_DIR}/{key} of {holder} (no longer running)")
     return removed

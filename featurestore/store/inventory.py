@@ -23,7 +23,6 @@ that reading an archive never inflates anything and never reads more than the ar
 
 import json
 import os
-import re
 import stat
 import struct
 import zipfile
@@ -33,7 +32,7 @@ import numpy as np
 from featurestore.errors import StoreFormatError
 from featurestore.store.concurrency.files import is_temporary
 from featurestore.store.concurrency.leases import LEASE_DIR
-from featurestore.store.layout import MAX_CHUNK_BYTES
+from featurestore.store.layout import MAX_CHUNK_BYTES, parse_chunk_key
 
 METADATA_NAME = "zarr.json"
 #: A store's deepest key has 7 components (``segments/<f>/<pooling>/values/c/<i>/<j>``).
@@ -49,7 +48,6 @@ CHUNK_OVERHEAD = 4096
 #: Strangers named in one refusal (verify lists them all).
 SHOWN = 5
 
-_CHUNK_KEY = re.compile(r"^(?P<array>.+)/c(/[0-9]+)+$")
 #: A zip entry's local header: signature, versions, flags, method (field 4), time, date, CRC,
 #: sizes, then the lengths of the name (field 10) and of the extra field (field 11).
 _ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -83,8 +81,8 @@ def key_kind(key, metadata_keys):
         return "temporary"
     if key == METADATA_NAME or key.endswith("/" + METADATA_NAME):
         return "metadata"
-    match = _CHUNK_KEY.match(key)
-    if match and f"{match.group('array')}/{METADATA_NAME}" in metadata_keys:
+    parsed = parse_chunk_key(key)
+    if parsed and f"{parsed[0]}/{METADATA_NAME}" in metadata_keys:
         return "chunk"
     return None
 
@@ -318,10 +316,10 @@ def _check_sizes(archive, entries, label):
                                    f"hold ({MAX_METADATA_BYTES}); refused")
     bounds = _chunk_bounds(archive)
     for entry in entries:
-        match = _CHUNK_KEY.match(entry.filename)
-        if match is None:
+        parsed = parse_chunk_key(entry.filename)
+        if parsed is None:
             continue
-        bound = bounds.get(match.group("array"), MAX_CHUNK_BYTES + CHUNK_OVERHEAD)
+        bound = bounds.get(parsed[0], MAX_CHUNK_BYTES + CHUNK_OVERHEAD)
         if entry.file_size > bound:
             raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' declares "
                                    f"{entry.file_size} bytes, more than a chunk of its array "
@@ -403,21 +401,22 @@ def chunks_outside(keys, root_document):
         return []
     outside = []
     for key in keys:
-        match = _CHUNK_KEY.match(key)
-        node = nodes.get(match.group("array")) if match and isinstance(nodes, dict) else None
-        if isinstance(node, dict) and not _inside_grid(key[match.end("array") + 3:], node):
+        parsed = parse_chunk_key(key)
+        node = nodes.get(parsed[0]) if parsed and isinstance(nodes, dict) else None
+        if isinstance(node, dict) and not _inside_grid(parsed[1], node):
             outside.append(key)
     return outside
 
 
-def _inside_grid(indices, node):
-    """True if the chunk indices (``3/0``) address a chunk of the array ``node`` declares."""
+def _inside_grid(coords, node):
+    """True if the chunk coordinates (``(3, 0)``) address a chunk of the array ``node``
+    declares."""
     try:
         shape, chunks = node["shape"], node["chunk_grid"]["configuration"]["chunk_shape"]
         grid = [-(-int(size) // int(chunk)) for size, chunk in zip(shape, chunks)]
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return True                        # zarr refuses such metadata itself
-    parts = [int(part) for part in indices.split("/")]
+    parts = list(coords)
     return len(parts) == len(grid) and all(part < size for part, size in zip(parts, grid))
 
 

@@ -24,6 +24,7 @@ to whole chunks. Regions follow each other in block order, so adding clips only 
 """
 
 import json
+import re
 
 import numpy as np
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
@@ -59,6 +60,10 @@ STORAGE_DTYPES = ("float32", "float16")
 POOLINGS = ("mean", "max", "meanstd", "center", "none")
 
 INDEX_ARRAYS = ("offset", "count", "status", "reason")
+
+#: The folder of an array's chunks under zarr v3's default chunk key encoding (separator "/").
+CHUNK_FOLDER = "c"
+_CHUNK_KEY = re.compile(rf"(?P<array>.+)/{CHUNK_FOLDER}(?P<coords>(?:/[0-9]+)+)")
 
 #: The only codecs avscene writes, and the only ones it reads (others are refused at open).
 CODECS = ("bytes", "blosc", "zstd", "crc32c", "vlen-utf8")
@@ -192,6 +197,51 @@ def describe_diff(differences, *, limit=6):
     if len(differences) > limit:
         parts.append(f"and {len(differences) - limit} more")
     return ", ".join(parts)
+
+
+def chunk_key(array_path: str, index: int, *, ndim: int = 1) -> str:
+    """Store key of row-chunk ``index`` of an array chunked along its first axis only.
+
+    The one place avscene names a chunk: zarr v3's default chunk key encoding (separator
+    ``/``), which every array avscene writes uses: ``<array_path>/c/<index>``, then ``/0`` for
+    each further axis (held whole in one chunk), e.g. ``features/x/values/c/3/0``.
+
+    Parameters
+    ----------
+    array_path : str
+        The array's key in the store (``features/x/values``), without a trailing ``/``.
+    index : int
+        The chunk's index along axis 0.
+    ndim : int
+        The array's number of dimensions (1 or more).
+    """
+    if ndim < 1 or int(index) < 0:
+        raise ValueError(f"no chunk {index!r} of a {ndim}-dimensional array")
+    coords = "/".join([str(int(index))] + ["0"] * (ndim - 1))
+    return f"{chunk_prefix(array_path)}/{coords}"
+
+
+def chunk_prefix(array_path: str) -> str:
+    """The key every chunk key of the array at ``array_path`` starts with (``<array_path>/c``;
+    list it to find the stored chunks)."""
+    return f"{array_path}/{CHUNK_FOLDER}"
+
+
+def parse_chunk_key(key: str) -> tuple[str, tuple[int, ...]] | None:
+    """(array path, chunk coordinates) of a key in zarr v3's default chunk key encoding
+    (``<array>/c/<i>[/<j>...]``, digits only), or None for any other key.
+
+    >>> parse_chunk_key("features/x/values/c/3/0")
+    ('features/x/values', (3, 0))
+    """
+    match = _CHUNK_KEY.fullmatch(key)
+    if match is None:
+        return None
+    try:
+        coords = tuple(int(part) for part in match.group("coords")[1:].split("/"))
+    except ValueError:                  # more digits than Python converts (no zarr key)
+        return None
+    return match.group("array"), coords
 
 
 def check_durations(durations, clip_ids):

@@ -60,6 +60,7 @@ from featurestore.store.remote import (
     require_consolidated,
 )
 from featurestore.store.sizes import measure, record
+from featurestore.store.zarr_compat import zip_file
 
 MODES = ("r", "r+", "a", "w", "w-")
 #: A store location ending in this (any case) is a one-file zip archive, opened read-only.
@@ -73,34 +74,48 @@ class StoreAttrs(MutableMapping):
     versions recorded when the store was made. Setting or deleting an attribute takes the
     store's setup lease and re-reads the attributes first, so that concurrent processes never
     write back a stale copy of the others' attributes.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The store's root group, read from.
+    check_writable : callable
+        Called before every change; raises if the store may not be changed.
+    changing : callable
+        Returns a context manager that holds the store's setup lease and gives the root group
+        as re-read under it; the change is made there, and that group is read from afterwards.
     """
 
-    def __init__(self, store):
-        self._store = store
+    def __init__(self, group, *, check_writable, changing):
+        self._root = group
+        self._check_writable = check_writable
+        self._changing = changing
 
     def __getitem__(self, key):
-        return copy.deepcopy(self._store._group.attrs[key])
+        return copy.deepcopy(self._root.attrs[key])
 
     def __setitem__(self, key, value):
-        self._store._require_writable()
+        self._check_writable()
         if key == "avscene":
             raise StoreFormatError("store attribute 'avscene' is reserved")
         value = normalise_params(value, name=f"attrs[{key!r}]")
-        with self._store._setup():
-            self._store._group.attrs[key] = value
+        with self._changing() as group:
+            group.attrs[key] = value
+            self._root = group
 
     def __delitem__(self, key):
-        self._store._require_writable()
+        self._check_writable()
         if key == "avscene":
             raise StoreFormatError("store attribute 'avscene' is reserved")
-        with self._store._setup():
-            del self._store._group.attrs[key]
+        with self._changing() as group:
+            del group.attrs[key]
+            self._root = group
 
     def __iter__(self):
-        return iter(list(self._store._group.attrs))
+        return iter(list(self._root.attrs))
 
     def __len__(self):
-        return len(self._store._group.attrs)
+        return len(self._root.attrs)
 
     def __repr__(self):
         return repr(dict(self))
@@ -159,7 +174,7 @@ def archive_store(location, *, storage_options=None):
     if "://" not in location and "::" not in location:
         store = ZipStore(location, mode="r")
         try:
-            store._sync_open()             # zarr opens it lazily; list_keys needs it open
+            zip_file(store)                # zarr opens it lazily; list_keys needs it open
         except FileNotFoundError:
             return _MissingArchive(location)
         except (OSError, zipfile.BadZipFile) as error:

@@ -97,7 +97,7 @@ def pack_store(store, path, *, segments_only=False, overwrite=False):
         raise StoreExistsError(f"{path} exists already (pass overwrite to replace it)")
     if segments_only:
         _check_segments(store)
-    source, prefix = store._group.store, store._group.path
+    source, prefix = store.zarr_location()
     keys = [key for key in _store_keys(source, prefix, store.label)
             if not (segments_only and _is_frame_key(key))]
     remove_stale_builds(path, "pack")

@@ -34,7 +34,7 @@ from featurestore.store.concurrency.files import (
     remove_stale_builds,
     reporting_write_errors,
 )
-from featurestore.store.layout import FORMAT
+from featurestore.store.layout import FORMAT, chunk_prefix
 
 META_ATTR = "_zarr"
 #: JSON list of the chunk indices (along rows) that zarr had stored; import writes exactly these.
@@ -85,7 +85,7 @@ def export_hdf5(store, path, *, compression="gzip", overwrite=False):
                     h5.attrs["avscene_export"] = json.dumps(
                         {"format": FORMAT, "source": store.label, "exported": utc_now(),
                          "avscene_version": __version__})
-                    _export_group(store._group, h5, job)
+                    _export_group(store.zarr_group, h5, job)
                     h5.flush()
                 job.check()
                 os.fsync(handle.fileno())          # on the disk before it takes the name
@@ -218,7 +218,7 @@ def _export_array(array, h5group, name, job):
         dtype=h5py.string_dtype() if strings else np.dtype(array.dtype),
         fillvalue=None if strings else array.fill_value, **options)
     reader = None if strings else ChunkReader(array)
-    stored = set(list_keys(array.store_path.store, array.path + "/c"))
+    stored = set(list_keys(array.store_path.store, chunk_prefix(array.path)))
     indices = [] if strings else [i for i in range(reader.nchunks) if reader.key(i) in stored]
     _write_attrs(dataset, attributes, meta)
     dataset.attrs[CHUNKS_ATTR] = json.dumps(indices)
