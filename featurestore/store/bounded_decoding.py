@@ -24,13 +24,7 @@ from zarr.core.sync import sync
 from featurestore.errors import StoreFormatError
 from featurestore.store.layout import CODECS, MAX_CHUNK_BYTES, MAX_STRING_CHARS
 
-try:                                   # crc32c is an install requirement of avscene
-    from crc32c import crc32c
-except ImportError:                    # pragma: no cover - zarr's own dependency as a fallback
-    import google_crc32c
-
-    def crc32c(view):
-        return google_crc32c.value(np.frombuffer(view, np.uint8))
+from crc32c import crc32c             # an install requirement of avscene (setup.cfg)
 
 #: Codecs that may sit between the serializer and the checksum (at most one of them).
 COMPRESSORS = ("blosc", "zstd")

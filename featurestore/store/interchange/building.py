@@ -40,7 +40,7 @@ class NewTarget:
     target: object
     label: str
     options: dict
-    local: Path = None
+    local: Path | None = None
 
 
 def new_store_target(where, *, overwrite, storage_options=None):
