@@ -106,8 +106,8 @@ def run_experiment(spec, X, y, groups, clip_ids, train, test, *, threads, seed=0
 
     name, features, model, fusion, _ = spec
     columns = {"audio": slice(0, 512), "video": slice(512, 1024)}
-    dims = {f: 512 for f in features}
-    models = model if isinstance(model, dict) else {f: model for f in features}
+    dims = dict.fromkeys(features, 512)
+    models = model if isinstance(model, dict) else dict.fromkeys(features, model)
     use = np.concatenate([np.arange(1024)[columns[f]] for f in features])
     estimator = TemperatureScaledClassifier(
         systems.make_system(dims, models, fusion, preset="default", random_state=seed,

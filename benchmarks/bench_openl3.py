@@ -105,8 +105,8 @@ def run_kind(kind, path, inputs, args):
     models = {label: load(path, **options) for label, options in MODES}
     for model in models.values():                       # warm-up (allocations, oneDNN kernels)
         embed(inputs[:2], model=model, batch_size=2)
-    best = {label: 0.0 for label in models}
-    best_cpu = {label: 0.0 for label in models}
+    best = dict.fromkeys(models, 0.0)
+    best_cpu = dict.fromkeys(models, 0.0)
     for _ in range(args.repeats):                       # interleaved: noise hits every mode
         for label, model in models.items():
             wall, cpu = seconds(lambda model=model: embed(inputs, model=model,

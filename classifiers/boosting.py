@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from classifiers.input_checks import check_features
 from classifiers.fitting import start_fit
+from classifiers.input_checks import check_features
 from classifiers.scaling import maybe_standardize
 
 

@@ -15,8 +15,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from classifiers.input_checks import check_features, encode_labels, index_labels, random_seed
 from classifiers.fitting import validation_rows
+from classifiers.input_checks import check_features, encode_labels, index_labels, random_seed
 
 #: Floor for probabilities before taking logs (zeros would give -inf logits).
 PROBA_FLOOR = 1e-12

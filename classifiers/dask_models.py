@@ -26,8 +26,8 @@ from scipy import optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from classifiers.boosting import LightGBMClassifier, pca_projection
-from classifiers.input_checks import encode_labels, index_labels, random_seed
 from classifiers.fitting import validation_rows
+from classifiers.input_checks import encode_labels, index_labels, random_seed
 from classifiers.linear import LogisticClassifier, softmax
 from classifiers.scaling import ZScore, maybe_standardize
 

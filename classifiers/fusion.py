@@ -28,6 +28,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from classifiers import dcase_networks, splits
+from classifiers.fitting import validation_rows
 from classifiers.input_checks import (
     align_proba,
     check_features,
@@ -36,7 +37,6 @@ from classifiers.input_checks import (
     index_labels,
     random_seed,
 )
-from classifiers.fitting import validation_rows
 from classifiers.linear import LogisticClassifier, softmax
 from classifiers.protocols import log_softmax
 

@@ -21,8 +21,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from classifiers import dcase_networks
 from classifiers.fitting import start_fit
 from classifiers.linear import softmax
-from classifiers.scaling import maybe_standardize
 from classifiers.protocols import log_softmax
+from classifiers.scaling import maybe_standardize
 
 
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):

@@ -44,7 +44,7 @@ def parse_models(spec, features):
     """
     spec = spec.strip()
     if "=" not in spec:
-        return {feature: spec for feature in features}
+        return dict.fromkeys(features, spec)
     models = {}
     for item in spec.split(","):
         key, _, model = item.partition("=")

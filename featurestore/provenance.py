@@ -41,4 +41,4 @@ def package_versions():
 
 def utc_now():
     """Return the current UTC time as an ISO 8601 string with seconds."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -6,7 +6,6 @@ import pathlib
 import pytest
 from threadpoolctl import threadpool_limits
 
-
 #: Test files that ``make test-fast`` leaves out (marked ``heavy``): backbone parity, the demo,
 #: Dask clusters. ``make test`` and CI run them.
 HEAVY_FILES = {

@@ -25,5 +25,15 @@ from featurestore.datasets.manifest import (
 )
 from featurestore.datasets.manifest_rows import parse_tau_name
 
-__all__ = ["Clip", "FOLDS", "SCENES", "DEVELOPMENT_CITIES", "EVALUATION_ONLY_CITIES", "KINDS",
-           "Manifest", "load_manifest", "find_dataset_root", "parse_tau_name"]
+__all__ = [
+           "DEVELOPMENT_CITIES",
+           "EVALUATION_ONLY_CITIES",
+           "FOLDS",
+           "KINDS",
+           "SCENES",
+           "Clip",
+           "Manifest",
+           "find_dataset_root",
+           "load_manifest",
+           "parse_tau_name",
+]

@@ -29,6 +29,17 @@ from featurestore.extraction.prepare import (
 from featurestore.extraction.progress import Progress
 from featurestore.extraction.runners import load_runners
 
-__all__ = ["ExtractJob", "DaskExtraction", "Plan", "FEATURES", "extract", "plan_extractors",
-           "prepare_clip", "probe_duration", "load_runners", "Progress", "ShardSetupError",
-           "CLIP_TIMEOUT"]
+__all__ = [
+    "CLIP_TIMEOUT",
+    "FEATURES",
+    "DaskExtraction",
+    "ExtractJob",
+    "Plan",
+    "Progress",
+    "ShardSetupError",
+    "extract",
+    "load_runners",
+    "plan_extractors",
+    "prepare_clip",
+    "probe_duration",
+]

@@ -44,8 +44,16 @@ FEATURES = ("openl3_audio", "openl3_video", "logmel")
 PLAN_CHANNELS, PLAN_HOLD_SECONDS = limits.Bounds(1, 64, int), limits.Bounds(0.0, 10.0)
 PLAN_DECODE_THREADS = limits.Bounds(0, 64, int)
 AudioWindows = Windows.of      # the OpenL3 windows' shipping form (name kept for callers)
-__all__ = ["Plan", "PreparedClip", "FeatureInput", "prepare_clip", "sampled_frames", "fan_out",
-           "probe_duration", "FEATURES"]
+__all__ = [
+    "FEATURES",
+    "FeatureInput",
+    "Plan",
+    "PreparedClip",
+    "fan_out",
+    "prepare_clip",
+    "probe_duration",
+    "sampled_frames",
+]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ that does not (device, file paths, speed-only layout options), so shards run on 
 machines fill one store. torch is imported by the extractors' ``load`` functions only.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,28 @@ from featurestore.extractors.sampling import (
     frame_windows,
 )
 
-__all__ = ["Extractor", "FeatureInput", "AudioSignal", "VideoFrames", "AUDIO", "VIDEO",
-           "MODALITIES", "VideoSampling", "Windows", "frame_windows", "FPS", "PER_AUDIO_WINDOW",
-           "builtin", "check_name", "names", "builtin_names", "plugins", "official_file",
-           "store_name", "CATALOG", "GROUP", "BASELINE", "HEAR_PREFIX"]
+__all__ = [
+    "AUDIO",
+    "BASELINE",
+    "CATALOG",
+    "FPS",
+    "GROUP",
+    "HEAR_PREFIX",
+    "MODALITIES",
+    "PER_AUDIO_WINDOW",
+    "VIDEO",
+    "AudioSignal",
+    "Extractor",
+    "FeatureInput",
+    "VideoFrames",
+    "VideoSampling",
+    "Windows",
+    "builtin",
+    "builtin_names",
+    "check_name",
+    "frame_windows",
+    "names",
+    "official_file",
+    "plugins",
+    "store_name",
+]

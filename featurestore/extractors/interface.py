@@ -155,5 +155,12 @@ class VideoFrames:
         return iter(self._frames)
 
 
-__all__ = ["Extractor", "FeatureInput", "AudioSignal", "VideoFrames", "AUDIO", "VIDEO",
-           "MODALITIES"]
+__all__ = [
+    "AUDIO",
+    "MODALITIES",
+    "VIDEO",
+    "AudioSignal",
+    "Extractor",
+    "FeatureInput",
+    "VideoFrames",
+]

@@ -10,4 +10,4 @@ from featurestore.frontends import logmel, melfilters
 from featurestore.frontends.logmel import logmel_params
 from featurestore.frontends.melfilters import mel_filterbank
 
-__all__ = ["logmel", "melfilters", "logmel_params", "mel_filterbank"]
+__all__ = ["logmel", "logmel_params", "mel_filterbank", "melfilters"]

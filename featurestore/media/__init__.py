@@ -20,6 +20,16 @@ from featurestore.media.decode import (
 )
 from featurestore.media.resample import resample
 
-__all__ = ["AudioInfo", "VideoInfo", "probe_audio", "read_audio", "probe_video", "iter_video",
-           "read_video", "sample_times", "resample", "HOLD_SECONDS"]
+__all__ = [
+    "HOLD_SECONDS",
+    "AudioInfo",
+    "VideoInfo",
+    "iter_video",
+    "probe_audio",
+    "probe_video",
+    "read_audio",
+    "read_video",
+    "resample",
+    "sample_times",
+]
 __all__ += ["iter_spread_frames"]

@@ -28,11 +28,25 @@ from featurestore.openl3.image import preprocess_images
 from featurestore.openl3.weights import ENV_VAR, find_weights, official_name
 
 __all__ = [
-    "load_audio_model", "load_image_model", "audio_embeddings", "image_embeddings",
-    "frame_audio", "count_windows", "embed_audio_frames", "preprocess_images", "embed_images",
-    "spectrogram", "bf16_is_fast", "find_weights", "official_name", "random_weights_file",
-    "random_weights_folder", "ENV_VAR",
-    "INPUT_REPRS", "CONTENT_TYPES", "EMBEDDING_SIZES",
+    "CONTENT_TYPES",
+    "EMBEDDING_SIZES",
+    "ENV_VAR",
+    "INPUT_REPRS",
+    "audio_embeddings",
+    "bf16_is_fast",
+    "count_windows",
+    "embed_audio_frames",
+    "embed_images",
+    "find_weights",
+    "frame_audio",
+    "image_embeddings",
+    "load_audio_model",
+    "load_image_model",
+    "official_name",
+    "preprocess_images",
+    "random_weights_file",
+    "random_weights_folder",
+    "spectrogram",
 ]
 
 

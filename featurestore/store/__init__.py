@@ -27,6 +27,18 @@ from featurestore.store.interchange.hdf5_import import import_hdf5
 from featurestore.store.layout import COMMITTED, FAILED, NOT_APPLICABLE, PENDING
 from featurestore.store.segment_pooling import Segments
 
-__all__ = ["FeatureStore", "Segments", "FrameTable", "read_frame_table", "Block", "Frames",
-           "ClipTable", "export_hdf5", "import_hdf5", "PENDING", "COMMITTED", "FAILED",
-           "NOT_APPLICABLE"]
+__all__ = [
+           "COMMITTED",
+           "FAILED",
+           "NOT_APPLICABLE",
+           "PENDING",
+           "Block",
+           "ClipTable",
+           "FeatureStore",
+           "FrameTable",
+           "Frames",
+           "Segments",
+           "export_hdf5",
+           "import_hdf5",
+           "read_frame_table",
+]

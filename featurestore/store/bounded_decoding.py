@@ -18,13 +18,12 @@ import numcodecs.blosc
 import numcodecs.zstd
 import numpy as np
 import zarr
+from crc32c import crc32c  # an install requirement of avscene (setup.cfg)
 from numcodecs.vlen import VLenUTF8
 from zarr.core.sync import sync
 
 from featurestore.errors import StoreFormatError
 from featurestore.store.layout import CODECS, MAX_CHUNK_BYTES, MAX_STRING_CHARS
-
-from crc32c import crc32c             # an install requirement of avscene (setup.cfg)
 
 #: Codecs that may sit between the serializer and the checksum (at most one of them).
 COMPRESSORS = ("blosc", "zstd")

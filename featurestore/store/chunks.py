@@ -136,7 +136,7 @@ class ChunkReader:
             self._coords(index)).split("/"))
         target = out.reshape(-1).view(np.uint8)
         try:
-            handle = open(path, "rb", buffering=0)
+            handle = open(path, "rb", buffering=0)     # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             self._absent(index)
             out[...] = self.fill_value

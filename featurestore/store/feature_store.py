@@ -43,6 +43,14 @@ from featurestore.store.clip_table import (
     read_clip_table,
     write_clip_rows,
 )
+from featurestore.store.concurrency.leases import (
+    STORE_KEY,
+    LocalLeaseFiles,
+    StoreLeaseFiles,
+    acquire,
+    block_key,
+    lease_files,
+)
 from featurestore.store.feature import Feature, create_feature_group
 from featurestore.store.layout import (
     COMMITTED,
@@ -61,14 +69,6 @@ from featurestore.store.layout import (
     describe_diff,
     n_segments,
     normalise_params,
-)
-from featurestore.store.concurrency.leases import (
-    STORE_KEY,
-    LocalLeaseFiles,
-    StoreLeaseFiles,
-    acquire,
-    block_key,
-    lease_files,
 )
 from featurestore.store.opening import (
     MODES,

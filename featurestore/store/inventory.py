@@ -270,7 +270,7 @@ def _check_names(entries, label):
         if clash is not None or (name.endswith("/") and key in files):
             raise StoreFormatError(f"{label}: '{shown(clash or key)}' is both a file and a folder; "
                                    f"refused")
-    sizes = {name: 0 for name in files}
+    sizes = dict.fromkeys(files, 0)
     _, strangers = classify(sizes)
     if strangers:
         raise refusal(label, strangers, what=("entry", "entries"))

@@ -46,8 +46,8 @@ from featurestore import __version__
 from featurestore.errors import StoreExistsError, StoreFormatError
 from featurestore.outputs import LOCAL_SCHEMES
 from featurestore.provenance import package_versions, utc_now
-from featurestore.store.clip_table import create_clip_arrays
 from featurestore.store.chunks import zip_directory
+from featurestore.store.clip_table import create_clip_arrays
 from featurestore.store.concurrency.files import build_path, remove_stale_builds
 from featurestore.store.inventory import check_folder, check_zip_directory
 from featurestore.store.layout import FORMAT, FORMAT_VERSION, normalise_params

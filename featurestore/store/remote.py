@@ -39,13 +39,13 @@ from urllib.parse import quote, urljoin, urlsplit
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.sync import sync
 
-from featurestore.limits import HTTP_TIMEOUT
 from featurestore.errors import (
     RemoteStoreError,
     StoreFormatError,
     StoreNotFoundError,
     UsageError,
 )
+from featurestore.limits import HTTP_TIMEOUT
 
 MiB = 1 << 20
 #: The largest metadata document (``zarr.json``) read over HTTP.
@@ -375,6 +375,9 @@ class HttpStore(Store):
         return isinstance(other, HttpStore) and (self.url, self.options) == \
             (other.url, other.options)
 
+    def __hash__(self):
+        return hash((HttpStore, self.url, self.options))
+
     def __repr__(self):
         return f"HttpStore({self.url!r})"
 
@@ -585,7 +588,7 @@ def open_http_archive(url, storage_options=None):
 
     remote = HttpFile(checked_url(url, folder=False), http_options(storage_options),
                       max_read=MAX_ZIP_DIRECTORY_BYTES, reading="the zip directory")
-    remote.size                   # zipfile would turn a RemoteStoreError here into BadZipFile
+    _ = remote.size               # zipfile would turn a RemoteStoreError here into BadZipFile
     try:
         fs = fsspec.filesystem("zip", fo=remote)
     except (ValueError, EOFError, zipfile.BadZipFile) as error:

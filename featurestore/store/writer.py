@@ -284,7 +284,7 @@ class BlockWriter:
         """Remove chunks of this region past the last written chunk (left by a crashed run)."""
         rows = self.feature.chunk_rows
         tail = range(-(-self._next_row // rows), self.region_stop // rows)
-        if len(tail):
+        if tail:
             self._lease.confirm()
             for array in (self.feature.values, self.feature.timestamps):
                 delete_chunks(ChunkReader(array), tail)

@@ -10,4 +10,4 @@ Modules: :mod:`~featurestore.synth.corpus` (planning and writing the corpus),
 
 from featurestore.synth.corpus import SynthResult, plan_corpus, synth_corpus
 
-__all__ = ["synth_corpus", "plan_corpus", "SynthResult"]
+__all__ = ["SynthResult", "plan_corpus", "synth_corpus"]

@@ -4,9 +4,8 @@ The best system, marked ``*``, is the one of lowest validation log loss
 (:func:`pipelines.jobs.tables.best_system`), as in ``avscene report`` and ``avscene demo``.
 """
 
-from pipelines.jobs import runs
-from pipelines.jobs import tables
 from pipelines.commands.options import add_json, print_json
+from pipelines.jobs import runs, tables
 
 
 def add_arguments(parser):

@@ -139,8 +139,8 @@ def device_name(text):
     """``--device``: auto, cpu, cuda or cuda:N (whether the device exists is checked before the
     job starts, :func:`check_arguments`)."""
     kind, colon, index = text.partition(":")
-    if kind in ("auto", "cpu") and not colon or kind == "cuda" and (
-            not colon or index.isdigit() and int(index) < MAX_CUDA_INDEX):
+    if (kind in ("auto", "cpu") and not colon) or (kind == "cuda" and (
+            not colon or (index.isdigit() and int(index) < MAX_CUDA_INDEX))):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 

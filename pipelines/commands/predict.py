@@ -17,7 +17,6 @@ video file's, else the clip id. Works on stores without labels.
 The job is :func:`pipelines.jobs.prediction.predict_run`; this module prints its summary.
 """
 
-from pipelines.jobs import prediction
 from pipelines.commands.options import (
     add_http,
     add_json,
@@ -26,6 +25,7 @@ from pipelines.commands.options import (
     check_output,
     print_json,
 )
+from pipelines.jobs import prediction
 
 
 def add_arguments(parser):

@@ -13,8 +13,8 @@ itself would overstate what the choice achieves.
 The job is :func:`pipelines.jobs.reporting.write_report`; this module prints its summary.
 """
 
-from pipelines.jobs import reporting, tables
 from pipelines.commands.options import add_json, add_out, check_output, print_json
+from pipelines.jobs import reporting, tables
 
 
 def add_arguments(parser):

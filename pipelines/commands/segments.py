@@ -8,8 +8,6 @@ from; a stale copy is never used). Copies that are up to date are left alone unl
 The job is :func:`pipelines.jobs.pooled_segments.write_segments`; this module prints what it did.
 """
 
-from pipelines.jobs import pooled_segments
-from pipelines.jobs.pooled_segments import STORED_POOLINGS
 from pipelines.commands.options import (
     add_json,
     add_overwrite,
@@ -17,6 +15,8 @@ from pipelines.commands.options import (
     comma_list,
     print_json,
 )
+from pipelines.jobs import pooled_segments
+from pipelines.jobs.pooled_segments import STORED_POOLINGS
 
 
 def add_arguments(parser):

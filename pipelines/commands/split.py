@@ -10,7 +10,6 @@ training until it holds 90% of the scene's clips), ``location`` is avscene's def
 The job is :func:`pipelines.jobs.split_files.write_store_split`; this module prints its summary.
 """
 
-from pipelines.jobs import split_files
 from pipelines.commands.options import (
     add_http,
     add_json,
@@ -21,6 +20,7 @@ from pipelines.commands.options import (
     print_json,
     seed,
 )
+from pipelines.jobs import split_files
 
 
 def add_arguments(parser):

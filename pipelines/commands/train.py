@@ -19,8 +19,6 @@ made from the options; this module prints the run's summary or its record.
 
 import argparse
 
-from pipelines.jobs import dask_training, runs, training
-from pipelines.jobs.training import SPLIT_FILE
 from pipelines.commands.options import (
     add_dask_arguments,
     add_http,
@@ -35,6 +33,8 @@ from pipelines.commands.options import (
     print_json,
     seed,
 )
+from pipelines.jobs import dask_training, runs, training
+from pipelines.jobs.training import SPLIT_FILE
 
 MODELS, FUSIONS = training.MODELS, training.FUSIONS
 

@@ -56,7 +56,7 @@ class _Blockwise:
 def check_options(spec: TrainSpec, features: Sequence[str]) -> tuple[Any, dict[str, str]]:
     """Refuse what the Dask path does not train; return ``(estimator, models)`` of the spec."""
     runs.check_out(spec.out, overwrite=spec.overwrite)
-    estimator, models = training.build(spec, features, {name: 1 for name in features})
+    estimator, models = training.build(spec, features, dict.fromkeys(features, 1))
     unsupported = sorted(set(models.values()) - set(DASK_MODELS))
     if unsupported or spec.fusion not in DASK_FUSIONS:
         raise runs.RunFormatError(
@@ -117,8 +117,8 @@ def fit(estimator: Any, X_train: Any, X_val: Any, segments: Any, split: training
     a :class:`~classifiers.calibration.TemperatureScaledClassifier`.
     """
     from classifiers.calibration import TemperatureScaledClassifier, fit_temperature
-    from classifiers.input_checks import index_labels
     from classifiers.dask_models import blockwise_proba, dask_estimator_for
+    from classifiers.input_checks import index_labels
 
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
     train_rows, val_rows = split

@@ -78,7 +78,7 @@ def provenance_lines(record: RunRecord) -> list[str]:
         params = feature["params"]
         model = params.get("model") or {}
         random_seed = model.get("random_weights")
-        weights = ("**RANDOM weights (seed %s): a pipeline check, not OpenL3 results**" % random_seed
+        weights = (f"**RANDOM weights (seed {random_seed}): a pipeline check, not OpenL3 results**"
                    if random_seed is not None else f"weights sha256 `{model.get('weights_sha256')}`"
                    if model else "no network")
         lines.append(f"- `{name}` (fingerprint `{feature['fingerprint'][:12]}`): {weights}; "

@@ -129,7 +129,7 @@ def check_spec(spec: TrainSpec) -> TrainSpec:
     if spec.from_checkpoint:
         checkpoint_runs.parts(spec, features)
         return dataclasses.replace(spec, preset="dcase2021")
-    build(spec, features, {name: 1 for name in features})
+    build(spec, features, dict.fromkeys(features, 1))
     return spec
 
 
@@ -147,7 +147,7 @@ def fit_system(spec: TrainSpec, features: Sequence[str], dims: dict[str, int], X
 
     mean, std, normalisation = recipe.normalisation(X, split[0], feature_columns(dims), given)
     protocol["normalisation"] = normalisation
-    models = {name: "baseline" for name in features}
+    models = dict.fromkeys(features, "baseline")
     if network is not None:
         assert loaded_states is not None      # the network is made of the loaded states
         return (checkpoint_runs.normalised_run(network, mean, std), models, protocol,

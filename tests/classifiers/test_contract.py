@@ -35,13 +35,12 @@ DIMS = {"audio": 8, "video": 8}
 
 def system(model, fusion, features=("audio", "video")):
     return lambda: systems.make_system({f: DIMS[f] for f in features},
-                                       {f: model for f in features}, fusion, preset="fast")
+                                       dict.fromkeys(features, model), fusion, preset="fast")
 
 
 def mixed_late():
     return LateFusion([("audio", LogisticClassifier(max_iter=50), slice(0, 8)),
-                       ("video", LightGBMClassifier(**{"n_components": 4, "n_estimators": 10,
-                                                       "min_child_samples": 5},
+                       ("video", LightGBMClassifier(n_components=4, n_estimators=10, min_child_samples=5,
                                                     random_state=0), slice(8, 16))],
                       fit_weights=True, random_state=0)
 

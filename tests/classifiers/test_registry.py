@@ -84,7 +84,7 @@ def test_a_registered_model_trains_saves_loads_and_predicts_through_the_cli(
                      "centroid", "--fusion", "early", "--preset", "small", "--no-temperature",
                      "--out", str(run_dir)]) == 0
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["system"]["models"] == {name: "centroid" for name in FEATURES}
+    assert record["system"]["models"] == dict.fromkeys(FEATURES, "centroid")
     tree = json.loads((run_dir / "model.json").read_text())["estimator"]
     assert tree["class"] == "CentroidClassifier" and tree["params"]["scale"] == 0.2
     assert tree["fitted"]["centroids_"] == {"array": "m.centroids_"}

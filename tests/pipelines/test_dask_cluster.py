@@ -24,8 +24,8 @@ from featurestore.extraction import dask_job
 from featurestore.store import FeatureStore
 from featurestore.synth import synth_corpus
 from pipelines.commands import cli
-from pipelines.jobs import runs
 from pipelines.commands import extract as extract_command
+from pipelines.jobs import runs
 
 FAST = ["--random-weights", "7", "--hop", "1.0", "--fps", "1", "--batch", "4", "--device", "cpu",
         "--progress", "log"]

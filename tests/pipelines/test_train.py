@@ -16,8 +16,8 @@ from featurestore.datasets import SCENES, Clip
 from featurestore.errors import ProvenanceMismatchError
 from featurestore.store import FeatureStore
 from pipelines.commands import cli
-from pipelines.jobs import runs
 from pipelines.commands import train as train_command
+from pipelines.jobs import runs
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -35,14 +35,14 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
 from featurestore.errors import StoreExistsError, StoreFormatError, StoreNotFoundError
-from featurestore.store.interchange.building import build_into_place, new_store_target
 from featurestore.store.chunks import list_keys
-from featurestore.store.feature_store import FeatureStore
 from featurestore.store.concurrency.files import (
     build_path,
     remove_stale_builds,
     reporting_write_errors,
 )
+from featurestore.store.feature_store import FeatureStore
+from featurestore.store.interchange.building import build_into_place, new_store_target
 from featurestore.store.inventory import (
     METADATA_NAME,
     check_folder,
@@ -107,7 +107,7 @@ def pack_store(store, path, *, segments_only=False, overwrite=False):
             copied = _write_archive(partial, source, prefix, keys, segments_only=segments_only)
             with contextlib.closing(archive_store(str(partial))) as written, \
                     FeatureStore.open(written, mode="r") as packed:
-                packed.features                    # opens as a store before it takes the name
+                _ = packed.features                # opens as a store before it takes the name
             os.replace(partial, path)
         except BaseException:
             partial.unlink(missing_ok=True)

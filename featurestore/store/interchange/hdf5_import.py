@@ -29,8 +29,8 @@ from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.core.metadata.v3 import ArrayV3Metadata
 
 from featurestore.errors import StoreFormatError, StoreNotFoundError
-from featurestore.store.interchange.building import build_into_place, new_store_target
 from featurestore.store.feature_store import FeatureStore
+from featurestore.store.interchange.building import build_into_place, new_store_target
 from featurestore.store.interchange.hdf5_export import CHUNKS_ATTR, META_ATTR
 from featurestore.store.layout import CODECS, MAX_CHUNK_BYTES
 from featurestore.store.opening import (
