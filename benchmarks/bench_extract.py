@@ -35,8 +35,11 @@ from featurestore.provenance import package_versions, utc_now
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks extract", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks extract",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--clips", type=int, default=4, help="development clips (one class each)")
     parser.add_argument("--seconds", type=float, default=5.0, help="clip length")
     parser.add_argument("--size", default="640x360", help="video WxH (short side >= 224)")
@@ -45,11 +48,19 @@ def parse(argv):
     parser.add_argument("--fps", type=float, default=10.0, help="video frames sampled per second")
     parser.add_argument("--features", default="openl3_audio,openl3_video,logmel")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="decoding workers of the 'workers on' run (default: the CLI's)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding workers of the 'workers on' run (default: the CLI's)",
+    )
     parser.add_argument("--fp32", action="store_true", help="float32 networks (default: bf16)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="rounds over the three phases (order rotated); best kept")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds over the three phases (order rotated); best kept",
+    )
     parser.add_argument("--quick", action="store_true", help="2 clips of 3 s")
     parser.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
     parser.add_argument("--out", default="bench-output/extract.json")
@@ -64,8 +75,16 @@ def make_corpus(folder, args):
     from featurestore.synth import synth_corpus
 
     width, height = (int(v) for v in args.size.split("x"))
-    synth_corpus(folder, clips_per_class=1, seconds=args.seconds, size=(width, height),
-                 fps=args.source_fps, seed=0, classes=SCENES[:args.clips], workers=1)
+    synth_corpus(
+        folder,
+        clips_per_class=1,
+        seconds=args.seconds,
+        size=(width, height),
+        fps=args.source_fps,
+        seed=0,
+        classes=SCENES[: args.clips],
+        workers=1,
+    )
     return folder / "development"
 
 
@@ -98,21 +117,43 @@ def pure_model(root, plan, extractors, runners):
             batcher.step()
         model += batcher.model_seconds
     media = sum(c.duration for c in clips)
-    return {"media_seconds": media, "model_seconds": model, "decode_seconds": decode,
-            "media_per_second": media / model, "decode_media_per_second": media / decode}
+    return {
+        "media_seconds": media,
+        "model_seconds": model,
+        "decode_seconds": decode,
+        "media_per_second": media / model,
+        "decode_media_per_second": media / decode,
+    }
 
 
 def extraction(root, store, plan, extractors, args, workers):
     from featurestore.extraction import ExtractJob
 
-    job = ExtractJob(root, store, plan, extractors=extractors, device="cpu",
-                     batch=args.batch, workers=workers, progress="log")
+    job = ExtractJob(
+        root,
+        store,
+        plan,
+        extractors=extractors,
+        device="cpu",
+        batch=args.batch,
+        workers=workers,
+        progress="log",
+    )
     summary = job.run()
     if summary["failed_in_scope"]:
         raise RuntimeError(f"benchmark extraction failed: {summary['failures']}")
-    return {key: summary[key] for key in ("media_seconds", "wall_seconds", "media_per_second",
-                                          "decode_seconds", "model_seconds", "write_seconds",
-                                          "wait_seconds")}
+    return {
+        key: summary[key]
+        for key in (
+            "media_seconds",
+            "wall_seconds",
+            "media_per_second",
+            "decode_seconds",
+            "model_seconds",
+            "write_seconds",
+            "wait_seconds",
+        )
+    }
 
 
 def run(args, workdir):
@@ -128,15 +169,17 @@ def run(args, workdir):
     runners = load_runners(extractors, device="cpu", batch=args.batch)
     phases = {
         "pure model": lambda k: pure_model(root, plan, extractors, runners),
-        "extract, no workers": lambda k: extraction(root, workdir / f"s0-{k}", plan, extractors,
-                                                    args, 0),
-        f"extract, {workers} workers": lambda k: extraction(root, workdir / f"s1-{k}", plan,
-                                                            extractors, args, workers),
+        "extract, no workers": lambda k: extraction(
+            root, workdir / f"s0-{k}", plan, extractors, args, 0
+        ),
+        f"extract, {workers} workers": lambda k: extraction(
+            root, workdir / f"s1-{k}", plan, extractors, args, workers
+        ),
     }
     names = list(phases)
     results = {}
     for k in range(args.repeats):
-        for name in names[k % 3:] + names[:k % 3]:
+        for name in names[k % 3 :] + names[: k % 3]:
             row = phases[name](k)
             if name not in results or row["media_per_second"] > results[name]["media_per_second"]:
                 results[name] = row
@@ -148,20 +191,26 @@ def run(args, workdir):
 
 
 def table(record):
-    lines = ["| phase | media s | wall s | of which model s | waiting s | media s / s "
-             "| ratio to pure model |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| phase | media s | wall s | of which model s | waiting s | media s / s "
+        "| ratio to pure model |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for phase, row in record["phases"].items():
         wall = row.get("wall_seconds", row["model_seconds"])
         wait = f"{row['wait_seconds']:.1f}" if "wait_seconds" in row else "-"
-        lines.append(f"| {phase} | {row['media_seconds']:.1f} | {wall:.1f} | "
-                     f"{row['model_seconds']:.1f} | {wait} | {row['media_per_second']:.3f} | "
-                     f"{row['ratio_to_pure_model']:.0%} |")
+        lines.append(
+            f"| {phase} | {row['media_seconds']:.1f} | {wall:.1f} | "
+            f"{row['model_seconds']:.1f} | {wait} | {row['media_per_second']:.3f} | "
+            f"{row['ratio_to_pure_model']:.0%} |"
+        )
     pure = record["phases"]["pure model"]
     lines.append("")
-    lines.append(f"decoding alone (one process): {pure['decode_media_per_second']:.1f} s media/s; "
-                 f"load average at start {record['load_average'][0]:.1f} on "
-                 f"{record['cpu_count']} cores")
+    lines.append(
+        f"decoding alone (one process): {pure['decode_media_per_second']:.1f} s media/s; "
+        f"load average at start {record['load_average'][0]:.1f} on "
+        f"{record['cpu_count']} cores"
+    )
     return "\n".join(lines)
 
 
@@ -176,13 +225,24 @@ def main(argv):
         shutil.rmtree(workdir, ignore_errors=True)
     record = {
         "command": " ".join([".venv/bin/python -m benchmarks.bench_extract", *argv]),
-        "settings": {"clips": args.clips, "seconds": args.seconds, "size": args.size,
-                     "source_fps": args.source_fps, "hop": args.hop, "fps": args.fps,
-                     "features": args.features, "batch": args.batch, "workers": workers,
-                     "repeats": args.repeats,
-                     "dtype": "float32" if args.fp32 else "bfloat16"},
-        "phases": phases, "load_average": load, "cpu_count": os.cpu_count(),
-        "time": utc_now(), "versions": package_versions(),
+        "settings": {
+            "clips": args.clips,
+            "seconds": args.seconds,
+            "size": args.size,
+            "source_fps": args.source_fps,
+            "hop": args.hop,
+            "fps": args.fps,
+            "features": args.features,
+            "batch": args.batch,
+            "workers": workers,
+            "repeats": args.repeats,
+            "dtype": "float32" if args.fp32 else "bfloat16",
+        },
+        "phases": phases,
+        "load_average": load,
+        "cpu_count": os.cpu_count(),
+        "time": utc_now(),
+        "versions": package_versions(),
     }
     print(table(record))
     write_record(args.out, record)

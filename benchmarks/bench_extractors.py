@@ -32,14 +32,19 @@ from benchmarks.bench_openl3 import cosine_min, machine
 from benchmarks.records import write_record
 from featurestore.provenance import package_versions, utc_now
 
-DEFAULT = ("openl3_audio,openl3_video,resnet50,efficientnet_b0,efficientnet_b1,efficientnet_b2,"
-           "efficientnet_b3,efficientnet_b4,efficientnet_b5,efficientnet_b6,efficientnet_b7,"
-           "efficientnet_v2_s,efficientnet_v2_m,clip_vit_b32,clip_vit_l14,panns_cnn14")
+DEFAULT = (
+    "openl3_audio,openl3_video,resnet50,efficientnet_b0,efficientnet_b1,efficientnet_b2,"
+    "efficientnet_b3,efficientnet_b4,efficientnet_b5,efficientnet_b6,efficientnet_b7,"
+    "efficientnet_v2_s,efficientnet_v2_m,clip_vit_b32,clip_vit_l14,panns_cnn14"
+)
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks extractors", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks extractors",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--extractors", default=DEFAULT, help="comma-separated feature names")
     parser.add_argument("--items", type=int, default=4, help="frames or windows per repeat")
     parser.add_argument("--repeats", type=int, default=2)
@@ -58,8 +63,9 @@ def media(extractor, n_items):
         return VideoFrames(zip((np.arange(n_items) + 0.5) / 10, frames))
     seconds = n_items * 0.1 + 1.0
     t = np.arange(int(48000 * seconds)) / 48000
-    audio = (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t)
-             + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    audio = (
+        0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.1 * rng.standard_normal(t.size)
+    ).astype(np.float32)
     return AudioSignal(audio)
 
 
@@ -80,6 +86,7 @@ def eager(name, extractor, batch):
 
         def forward(x):
             return model.embed(torch.from_numpy(np.ascontiguousarray(x)))
+
         return (lambda items: embed(items, model=model, batch_size=batch)), forward
     if name == "panns_cnn14":
         state, _ = cnn14.load_state(path)
@@ -99,8 +106,10 @@ def eager(name, extractor, batch):
             net = images.build(name, images.classes_of(name, state))
             net.load_state_dict(state)
             setattr(net, images.head_name(name), torch.nn.Identity())
-            mean, std = extractor.params["preprocessing"]["mean"], \
-                extractor.params["preprocessing"]["std"]
+            mean, std = (
+                extractor.params["preprocessing"]["mean"],
+                extractor.params["preprocessing"]["std"],
+            )
         net.eval()
 
         def forward(x):
@@ -108,8 +117,10 @@ def eager(name, extractor, batch):
                 return net(normalise(torch.from_numpy(np.ascontiguousarray(x)), mean, std))
 
     def run(items):
-        return np.concatenate([forward(items[i:i + batch]).float().numpy()
-                               for i in range(0, len(items), batch)])
+        return np.concatenate(
+            [forward(items[i : i + batch]).float().numpy() for i in range(0, len(items), batch)]
+        )
+
     return run, forward
 
 
@@ -138,12 +149,14 @@ def run_one(name, args):
     started = time.perf_counter()
     prepared = fp32.prepare(media(fp32, args.items), None)
     prepare_rate = len(prepared.items) / (time.perf_counter() - started)
-    items = np.asarray(prepared.items[:args.items])
+    items = np.asarray(prepared.items[: args.items])
     reference, forward = eager(name, fp32, args.batch)
-    modes = {"eager fp32": reference,
-             "avscene fp32": fp32.load(device="cpu", batch=args.batch),
-             "avscene bf16": bf16.load(device="cpu", batch=args.batch)}
-    for embed in modes.values():                        # warm-up
+    modes = {
+        "eager fp32": reference,
+        "avscene fp32": fp32.load(device="cpu", batch=args.batch),
+        "avscene bf16": bf16.load(device="cpu", batch=args.batch),
+    }
+    for embed in modes.values():  # warm-up
         embed([items[:1]] if embed is not reference else items[:1])
     best = dict.fromkeys(modes, 0.0)
     out = {}
@@ -153,20 +166,33 @@ def run_one(name, args):
             out[label] = np.asarray(embed(items) if embed is reference else embed([items]))
             best[label] = max(best[label], len(items) / (time.perf_counter() - start))
     flops = flops_per_item(forward, items)
-    return [{"extractor": name, "mode": label, "items_per_s": best[label],
-             "x_eager": best[label] / best["eager fp32"], "gflop_per_item": flops / 1e9,
-             "cosine_min_vs_eager": cosine_min(out[label], out["eager fp32"]),
-             "max_abs_diff_vs_eager": float(np.abs(out[label] - out["eager fp32"]).max()),
-             "prepare_items_per_s": prepare_rate} for label in modes]
+    return [
+        {
+            "extractor": name,
+            "mode": label,
+            "items_per_s": best[label],
+            "x_eager": best[label] / best["eager fp32"],
+            "gflop_per_item": flops / 1e9,
+            "cosine_min_vs_eager": cosine_min(out[label], out["eager fp32"]),
+            "max_abs_diff_vs_eager": float(np.abs(out[label] - out["eager fp32"]).max()),
+            "prepare_items_per_s": prepare_rate,
+        }
+        for label in modes
+    ]
 
 
 def table(rows):
-    lines = ["| extractor | GFLOP per item | mode | items/s | x eager fp32 | min cosine vs eager "
-             "| prepare items/s |", "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| extractor | GFLOP per item | mode | items/s | x eager fp32 | min cosine vs eager "
+        "| prepare items/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
     for row in rows:
-        lines.append(f"| {row['extractor']} | {row['gflop_per_item']:.2f} | {row['mode']} | "
-                     f"{row['items_per_s']:.2f} | {row['x_eager']:.2f} | "
-                     f"{row['cosine_min_vs_eager']:.6f} | {row['prepare_items_per_s']:.1f} |")
+        lines.append(
+            f"| {row['extractor']} | {row['gflop_per_item']:.2f} | {row['mode']} | "
+            f"{row['items_per_s']:.2f} | {row['x_eager']:.2f} | "
+            f"{row['cosine_min_vs_eager']:.6f} | {row['prepare_items_per_s']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -177,13 +203,20 @@ def main(argv):
         rows += run_one(name.strip(), args)
         done = table([r for r in rows if r["extractor"] == name.strip()]).splitlines()[2:]
         print("\n".join(done), file=sys.stderr, flush=True)
-    print(f"Extractor throughput, {args.items} items per repeat, batch {args.batch}, best of "
-          f"{args.repeats}\n")
+    print(
+        f"Extractor throughput, {args.items} items per repeat, batch {args.batch}, best of "
+        f"{args.repeats}\n"
+    )
     print(table(rows))
-    record = {"benchmark": "extractors", "when": utc_now(),
-              "command": "python -m benchmarks extractors " + " ".join(argv),
-              "machine": machine(), "versions": package_versions(), "settings": vars(args),
-              "rows": rows}
+    record = {
+        "benchmark": "extractors",
+        "when": utc_now(),
+        "command": "python -m benchmarks extractors " + " ".join(argv),
+        "machine": machine(),
+        "versions": package_versions(),
+        "settings": vars(args),
+        "rows": rows,
+    }
     write_record(args.out, record)
     return 0
 

@@ -26,7 +26,7 @@ from featurestore.datasets import DEVELOPMENT_CITIES, SCENES, Clip
 from featurestore.store import FeatureStore
 
 FULL_CLIPS, DIM, FRAMES_PER_SECOND, SECONDS = 12_292, 512, 10, 10
-SETTINGS = (   # label, compression, storage dtype
+SETTINGS = (  # label, compression, storage dtype
     ("zstd+shuffle float32", "zstd", "float32"),
     ("zstd+shuffle float16", "zstd", "float16"),
     ("lz4+shuffle float32 (default)", "lz4", "float32"),
@@ -47,9 +47,18 @@ def make_clips(n_clips):
         scene, city = SCENES[scene_index], DEVELOPMENT_CITIES[city_index]
         location = f"{city}-{scene_index * 4 + within % 4}"
         fold = ("evaluate",) if within % 4 == 3 else ("train",)
-        clips.append(Clip(f"{scene}-{location}-{i}", f"audio/{i}.wav", f"video/{i}.mp4",
-                          scene=scene, city=city, location=location, folds=fold,
-                          duration=float(SECONDS)))
+        clips.append(
+            Clip(
+                f"{scene}-{location}-{i}",
+                f"audio/{i}.wav",
+                f"video/{i}.mp4",
+                scene=scene,
+                city=city,
+                location=location,
+                folds=fold,
+                duration=float(SECONDS),
+            )
+        )
     return clips
 
 
@@ -80,7 +89,7 @@ def write_feature(store, name, values, frames_per_clip):
     for block in store.blocks():
         with store.block_writer(name, block) as writer:
             for i in range(block.start, block.stop):
-                rows = values[i * frames_per_clip:(i + 1) * frames_per_clip]
+                rows = values[i * frames_per_clip : (i + 1) * frames_per_clip]
                 writer.write(block.clip_ids[i - block.start], rows, timestamps)
 
 
@@ -96,8 +105,13 @@ def run(n_clips, workdir, repeat):
     clips = make_clips(n_clips)
     audio = make_values(n_rows, seed=1)
     npy = workdir / "audio.npy"
-    results = {"clips": n_clips, "rows": n_rows, "dim": DIM, "raw_bytes": audio.nbytes,
-               "settings": []}
+    results = {
+        "clips": n_clips,
+        "rows": n_rows,
+        "dim": DIM,
+        "raw_bytes": audio.nbytes,
+        "settings": [],
+    }
     for label, compression, dtype in SETTINGS:
         # np.save / np.load are timed next to each setting, so that the ratios compare runs
         # made under the same load (the machine is shared)
@@ -105,11 +119,17 @@ def run(n_clips, workdir, repeat):
         path = workdir / f"{compression}-{dtype}.zarr"
         store = FeatureStore.open(path, mode="w")
         store.add_clips(clips)
-        store.create_feature("audio", dim=DIM, frame_rate=FRAMES_PER_SECOND,
-                             params={"synthetic": True}, storage_dtype=dtype,
-                             compression=compression)
-        write_s, _ = timed(lambda store=store: write_feature(store, "audio", audio,
-                                                             frames_per_clip))
+        store.create_feature(
+            "audio",
+            dim=DIM,
+            frame_rate=FRAMES_PER_SECOND,
+            params={"synthetic": True},
+            storage_dtype=dtype,
+            compression=compression,
+        )
+        write_s, _ = timed(
+            lambda store=store: write_feature(store, "audio", audio, frames_per_clip)
+        )
         load_s = read_s = float("inf")
         for _ in range(repeat):
             load_s = min(load_s, timed(lambda: np.load(npy))[0])
@@ -117,26 +137,33 @@ def run(n_clips, workdir, repeat):
             read_s = min(read_s, seconds)
         error = float(np.max(np.abs(frames.values - audio))) if frames.values.size else 0.0
         del frames
-        results["settings"].append({
-            "setting": label, "bytes_on_disk": feature_bytes(path, "audio"),
-            "np_save_s": save_s, "np_load_s": load_s, "write_s": write_s, "read_s": read_s,
-            "max_abs_error": error, "write_vs_np_save": save_s / write_s,
-            "read_vs_np_load": load_s / read_s,
-        })
+        results["settings"].append(
+            {
+                "setting": label,
+                "bytes_on_disk": feature_bytes(path, "audio"),
+                "np_save_s": save_s,
+                "np_load_s": load_s,
+                "write_s": write_s,
+                "read_s": read_s,
+                "max_abs_error": error,
+                "write_vs_np_save": save_s / write_s,
+                "read_vs_np_load": load_s / read_s,
+            }
+        )
         if (compression, dtype) != SELECTION_SETTING:
             shutil.rmtree(path)
     npy.unlink()
     kept = workdir / "{}-{}.zarr".format(*SELECTION_SETTING)
-    results["selection"] = time_selection(kept, audio, frames_per_clip,
-                                          repeat)
+    results["selection"] = time_selection(kept, audio, frames_per_clip, repeat)
     return results
 
 
 def time_selection(path, audio, frames_per_clip, repeat):
     """Add the video feature, then time one-city reads against full reads of the store."""
     store = FeatureStore.open(path, mode="r+")
-    store.create_feature("video", dim=DIM, frame_rate=FRAMES_PER_SECOND,
-                         params={"synthetic": True})
+    store.create_feature(
+        "video", dim=DIM, frame_rate=FRAMES_PER_SECOND, params={"synthetic": True}
+    )
     video = make_values(audio.shape[0], seed=2)
     write_feature(store, "video", video, frames_per_clip)
     del video
@@ -146,15 +173,21 @@ def time_selection(path, audio, frames_per_clip, repeat):
     city_read_s, _ = timed(lambda: [store.read(name, selection=city) for name in names], repeat)
     full_seg_s, full = timed(lambda: store.segments(names, pooling="mean"), repeat)
     city_seg_s, part = timed(lambda: store.segments(names, selection=city, pooling="mean"), repeat)
-    return {"city_clips": int(city.size), "segments_full": len(full), "segments_city": len(part),
-            "full_read_s": full_read_s, "city_read_s": city_read_s,
-            "full_segments_mean_s": full_seg_s, "city_segments_mean_s": city_seg_s,
-            "store_bytes": sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())}
+    return {
+        "city_clips": int(city.size),
+        "segments_full": len(full),
+        "segments_city": len(part),
+        "full_read_s": full_read_s,
+        "city_read_s": city_read_s,
+        "full_segments_mean_s": full_seg_s,
+        "city_segments_mean_s": city_seg_s,
+        "store_bytes": sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()),
+    }
 
 
 def table(results):
     """Markdown tables of the results."""
-    gib = 2 ** 30
+    gib = 2**30
     raw = results["raw_bytes"]
     lines = [
         f"{results['clips']} clips x {results['rows'] // results['clips']} frames = "
@@ -172,7 +205,8 @@ def table(results):
             f"{raw / row['bytes_on_disk']:.2f} | {raw / row['write_s'] / 1e9:.2f} | "
             f"{raw / row['np_save_s'] / 1e9:.2f} | {row['write_vs_np_save']:.2f} | "
             f"{raw / row['read_s'] / 1e9:.2f} | {raw / row['np_load_s'] / 1e9:.2f} | "
-            f"{row['read_vs_np_load']:.2f} | {row['max_abs_error']:.1e} |")
+            f"{row['read_vs_np_load']:.2f} | {row['max_abs_error']:.1e} |"
+        )
     sel = results["selection"]
     lines += [
         "",
@@ -191,12 +225,19 @@ def table(results):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks store", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--small", action="store_true", help="a tenth of the TAU size")
     parser.add_argument("--clips", type=int, default=None, help="number of 10 s clips")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="reads (and np.load) timed this often; the best time counts")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="reads (and np.load) timed this often; the best time counts",
+    )
     parser.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
     parser.add_argument("--output", default="bench-output/store.json", help="JSON results")
     args = parser.parse_args(argv)

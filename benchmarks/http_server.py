@@ -49,7 +49,7 @@ class CountingHandler(http.server.SimpleHTTPRequestHandler):
         if not match or not any(match.groups()):
             return self.send_error(416, "unsupported range")
         first, last = match.groups()
-        if first == "":                              # the last N bytes
+        if first == "":  # the last N bytes
             start, stop = max(0, size - int(last)), size
         else:
             start, stop = int(first), min(size, int(last) + 1 if last else size)
@@ -115,8 +115,9 @@ def serve(root, *, delay=0.0):
 @contextlib.contextmanager
 def running(server):
     """Run ``server`` (a ``socketserver`` server) in a thread until the block ends."""
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server

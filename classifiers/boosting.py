@@ -22,9 +22,14 @@ from classifiers.input_checks import check_features
 from classifiers.scaling import maybe_standardize
 
 
-def pca_projection(X: NDArray[Any], n_components: int, *, max_rows: int | None = 20000,
-                   random_state: int = 0, chunk_rows: int = 16384
-                   ) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+def pca_projection(
+    X: NDArray[Any],
+    n_components: int,
+    *,
+    max_rows: int | None = 20000,
+    random_state: int = 0,
+    chunk_rows: int = 16384,
+) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
     """Return ``(mean, components)`` of the top principal directions of ``X``.
 
     Parameters
@@ -51,7 +56,7 @@ def pca_projection(X: NDArray[Any], n_components: int, *, max_rows: int | None =
     mean = X.mean(axis=0, dtype=np.float64)
     scatter = np.zeros((dim, dim))
     for start in range(0, len(X), chunk_rows):
-        block = X[start:start + chunk_rows] - mean.astype(X.dtype)
+        block = X[start : start + chunk_rows] - mean.astype(X.dtype)
         scatter += block.T @ block
     values, vectors = np.linalg.eigh(scatter)
     top = vectors[:, np.argsort(values)[::-1][:n_components]]
@@ -89,13 +94,25 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
     components_ : ndarray (dim, n_components) or None
     """
 
-    def __init__(self, *, n_components: int | None = 64, n_estimators: int = 100,
-                 learning_rate: float = 0.2, num_leaves: int = 15, max_bin: int = 63,
-                 min_child_samples: int = 20, feature_fraction: float = 0.5,
-                 bagging_fraction: float = 0.3, bagging_freq: int = 1, reg_lambda: float = 0.0,
-                 early_stopping_rounds: int | None = 10, validation_fraction: float = 0.1,
-                 standardize: bool = True, n_jobs: int = 1,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        n_components: int | None = 64,
+        n_estimators: int = 100,
+        learning_rate: float = 0.2,
+        num_leaves: int = 15,
+        max_bin: int = 63,
+        min_child_samples: int = 20,
+        feature_fraction: float = 0.5,
+        bagging_fraction: float = 0.3,
+        bagging_freq: int = 1,
+        reg_lambda: float = 0.0,
+        early_stopping_rounds: int | None = 10,
+        validation_fraction: float = 0.1,
+        standardize: bool = True,
+        n_jobs: int = 1,
+        random_state: int | None = None,
+    ) -> None:
         self.n_components = n_components
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -123,46 +140,70 @@ class LightGBMClassifier(ClassifierMixin, BaseEstimator):
 
     def _params(self, n_classes: int, seed: int) -> dict[str, Any]:
         return {
-            "objective": "multiclass", "num_class": n_classes, "verbosity": -1,
-            "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_child_samples, "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction, "bagging_freq": self.bagging_freq,
-            "lambda_l2": self.reg_lambda, "num_threads": self.n_jobs, "seed": seed,
-            "deterministic": True, "force_row_wise": True,
+            "objective": "multiclass",
+            "num_class": n_classes,
+            "verbosity": -1,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.reg_lambda,
+            "num_threads": self.n_jobs,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
         }
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); validation data as in TorchMLPClassifier."""
         import lightgbm
 
-        X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
-                                                     eval_set=eval_set)
+        X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups, eval_set=eval_set)
         self.components_: NDArray[np.float32] | None = None
         if self.n_components is not None and self.n_components < X_fit.shape[1]:
-            self.pca_mean_, self.components_ = pca_projection(X_fit, self.n_components,
-                                                              random_state=seed)
+            self.pca_mean_, self.components_ = pca_projection(
+                X_fit, self.n_components, random_state=seed
+            )
         dataset_params = {"max_bin": self.max_bin, "verbosity": -1}
         train_set = lightgbm.Dataset(self._reduce(X_fit), y_fit, params=dataset_params)
         valid_sets: list[lightgbm.Dataset] = []
         callbacks: list[Callable[..., Any]] = []
         if X_val is not None and self.early_stopping_rounds:
-            valid_sets = [lightgbm.Dataset(self._reduce(X_val), y_val, reference=train_set,
-                                           params=dataset_params)]
+            valid_sets = [
+                lightgbm.Dataset(
+                    self._reduce(X_val), y_val, reference=train_set, params=dataset_params
+                )
+            ]
             callbacks = [lightgbm.early_stopping(self.early_stopping_rounds, verbose=False)]
         self.booster_ = lightgbm.train(
-            self._params(len(self.classes_), seed), train_set, num_boost_round=self.n_estimators,
-            valid_sets=valid_sets, callbacks=callbacks)
+            self._params(len(self.classes_), seed),
+            train_set,
+            num_boost_round=self.n_estimators,
+            valid_sets=valid_sets,
+            callbacks=callbacks,
+        )
         best = self.booster_.best_iteration
-        self.best_iteration_ = int(best) if best and best > 0 else self.booster_.current_iteration()
+        self.best_iteration_ = (
+            int(best) if best and best > 0 else self.booster_.current_iteration()
+        )
         self.n_features_in_ = X_fit.shape[1]
         return self
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return class probabilities, shape (n_rows, n_classes), columns in ``classes_`` order."""
         Z = self._project(check_features(X, dtype=np.float32))
-        proba = self.booster_.predict(Z, num_iteration=self.best_iteration_,
-                                      num_threads=self.n_jobs)
+        proba = self.booster_.predict(
+            Z, num_iteration=self.best_iteration_, num_threads=self.n_jobs
+        )
         return np.asarray(proba, dtype=np.float64).reshape(len(Z), len(self.classes_))
 
     def predict(self, X: ArrayLike) -> NDArray[Any]:

@@ -30,8 +30,9 @@ def scale_probabilities(proba: ArrayLike, temperature: float) -> NDArray[np.floa
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
-def _nll(log_temperature: float, logits: NDArray[np.float64],
-         y_index: NDArray[np.integer[Any]]) -> float:
+def _nll(
+    log_temperature: float, logits: NDArray[np.float64], y_index: NDArray[np.integer[Any]]
+) -> float:
     """Mean negative log-likelihood of ``y_index`` under ``softmax(logits / exp(log_temperature))``."""
     z = logits / np.exp(log_temperature)
     z -= z.max(axis=1, keepdims=True)
@@ -39,8 +40,9 @@ def _nll(log_temperature: float, logits: NDArray[np.float64],
     return float(np.mean(log_norm - z[np.arange(len(z)), y_index]))
 
 
-def fit_temperature(proba: ArrayLike, y_index: ArrayLike, *,
-                    bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+def fit_temperature(
+    proba: ArrayLike, y_index: ArrayLike, *, bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
     """Return the temperature minimising the mean NLL of ``y_index`` under the scaled ``proba``.
 
     Parameters
@@ -51,8 +53,13 @@ def fit_temperature(proba: ArrayLike, y_index: ArrayLike, *,
     """
     logits = np.log(np.clip(np.asarray(proba, dtype=np.float64), PROBA_FLOOR, None))
     y_index = np.asarray(y_index)
-    result = minimize_scalar(_nll, bounds=np.log(bounds), args=(logits, y_index),
-                             method="bounded", options={"xatol": 1e-6})
+    result = minimize_scalar(
+        _nll,
+        bounds=np.log(bounds),
+        args=(logits, y_index),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     return float(np.exp(result.x))
 
 
@@ -75,28 +82,39 @@ class TemperatureScaledClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, estimator: Any, *, validation_fraction: float = 0.1,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self, estimator: Any, *, validation_fraction: float = 0.1, random_state: int | None = None
+    ) -> None:
         self.estimator = estimator
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fit the estimator on ``X`` (n_rows, dim), ``y``; then the temperature on validation data."""
         X = check_features(X)
         classes, y_index = encode_labels(y, n_rows=len(X))
         if eval_set is None:
-            rows = validation_rows(y_index, groups=groups,
-                                   validation_fraction=self.validation_fraction,
-                                   random_state=random_seed(self.random_state))
+            rows = validation_rows(
+                y_index,
+                groups=groups,
+                validation_fraction=self.validation_fraction,
+                random_state=random_seed(self.random_state),
+            )
             if rows is not None:
                 fit_rows, val_rows = rows
                 eval_set = (X[val_rows], classes[y_index[val_rows]])
                 X, y_index = X[fit_rows], y_index[fit_rows]
                 groups = None if groups is None else np.asarray(groups)[fit_rows]
-        self.estimator_ = clone(self.estimator).fit(X, classes[y_index], groups=groups,
-                                                    eval_set=eval_set)
+        self.estimator_ = clone(self.estimator).fit(
+            X, classes[y_index], groups=groups, eval_set=eval_set
+        )
         self.classes_ = self.estimator_.classes_
         self.temperature_ = 1.0
         if eval_set is not None:

@@ -48,7 +48,9 @@ def as_dask(X, *, name="X"):
 
     if not isinstance(X, da.Array):
         X = np.asarray(X)
-        X = da.from_array(X, chunks=(min(CHUNK_ROWS, max(len(X), 1)), X.shape[-1] if X.ndim else 1))
+        X = da.from_array(
+            X, chunks=(min(CHUNK_ROWS, max(len(X), 1)), X.shape[-1] if X.ndim else 1)
+        )
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_rows, dim), got shape {X.shape}")
     if any(np.isnan(c) for c in X.chunks[0]):
@@ -87,9 +89,13 @@ def blockwise_proba(estimator, X):
     """``estimator.predict_proba`` applied to every row block of the dask array ``X`` (lazy)."""
     import dask
 
-    return X.map_blocks(_predict_block, dask.delayed(estimator), dtype=np.float64,
-                        chunks=(X.chunks[0], (len(estimator.classes_),)),
-                        meta=np.empty((0, 0), np.float64))
+    return X.map_blocks(
+        _predict_block,
+        dask.delayed(estimator),
+        dtype=np.float64,
+        chunks=(X.chunks[0], (len(estimator.classes_),)),
+        meta=np.empty((0, 0), np.float64),
+    )
 
 
 def _predict_block(x, estimator):
@@ -118,12 +124,13 @@ class _DaskEstimator(ClassifierMixin, BaseEstimator):
 
 # -- logistic regression -------------------------------------------------------------------------
 
+
 def _loss_grad_block(x, y, packed, scaler, n_classes):
     """Summed cross-entropy and its gradient over one row block; shape (1, 1 + k * d + k)."""
     x = maybe_standardize(x, scaler).astype(np.float64)
     y = y[:, 0]
     dim = x.shape[1]
-    coef, intercept = packed[:n_classes * dim].reshape(n_classes, dim), packed[n_classes * dim:]
+    coef, intercept = packed[: n_classes * dim].reshape(n_classes, dim), packed[n_classes * dim :]
     logits = x @ coef.T + intercept
     top = logits.max(axis=1, keepdims=True)
     exp = np.exp(logits - top)
@@ -156,8 +163,9 @@ class DaskLogisticClassifier(_DaskEstimator):
     local_ : LogisticClassifier, fitted (see :meth:`to_local`)
     """
 
-    def __init__(self, *, C=1.0, max_iter=100, tol=1e-4, standardize=True, n_jobs=None,
-                 random_state=None):
+    def __init__(
+        self, *, C=1.0, max_iter=100, tol=1e-4, standardize=True, n_jobs=None, random_state=None
+    ):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -172,28 +180,43 @@ class DaskLogisticClassifier(_DaskEstimator):
         X = as_dask(X)
         self.classes_, y_index = encode_labels(as_labels(y), n_rows=X.shape[0])
         n_rows, dim, n_classes = X.shape[0], X.shape[1], len(self.classes_)
-        X, y_column = dask.persist(X, row_chunks(y_index, X)[:, None])   # one pass per step
+        X, y_column = dask.persist(X, row_chunks(y_index, X)[:, None])  # one pass per step
         self.scaler_ = lazy_zscore(X) if self.standardize else None
         scaler = dask.delayed(self.scaler_)
         penalty = 1.0 / (self.C * n_rows)
 
         def loss_and_gradient(packed):
-            parts = X.map_blocks(_loss_grad_block, y_column, dask.delayed(packed), scaler,
-                                 n_classes, dtype=np.float64, meta=np.empty((0, 0)),
-                                 chunks=(1, 1 + n_classes * dim + n_classes))
+            parts = X.map_blocks(
+                _loss_grad_block,
+                y_column,
+                dask.delayed(packed),
+                scaler,
+                n_classes,
+                dtype=np.float64,
+                meta=np.empty((0, 0)),
+                chunks=(1, 1 + n_classes * dim + n_classes),
+            )
             total = parts.sum(axis=0).compute()
-            coef = packed[:n_classes * dim]
+            coef = packed[: n_classes * dim]
             gradient = total[1:] / n_rows
-            gradient[:n_classes * dim] += penalty * coef
+            gradient[: n_classes * dim] += penalty * coef
             return total[0] / n_rows + 0.5 * penalty * float(coef @ coef), gradient
 
         start = np.zeros(n_classes * dim + n_classes)
         result = optimize.minimize(
-            loss_and_gradient, start, method="L-BFGS-B", jac=True,
-            options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
-                     "ftol": 64 * np.finfo(float).eps})
-        self.coef_ = result.x[:n_classes * dim].reshape(n_classes, dim)
-        self.intercept_ = result.x[n_classes * dim:]
+            loss_and_gradient,
+            start,
+            method="L-BFGS-B",
+            jac=True,
+            options={
+                "maxiter": self.max_iter,
+                "maxls": 50,
+                "gtol": self.tol,
+                "ftol": 64 * np.finfo(float).eps,
+            },
+        )
+        self.coef_ = result.x[: n_classes * dim].reshape(n_classes, dim)
+        self.intercept_ = result.x[n_classes * dim :]
         self.n_iter_ = int(result.nit)
         self.converged_ = result.status == 0
         self.n_features_in_ = dim
@@ -212,6 +235,7 @@ class DaskLogisticClassifier(_DaskEstimator):
 
 # -- LightGBM ------------------------------------------------------------------------------------
 
+
 def _project_block(x, scaler, pca_mean, components):
     """LightGBMClassifier's input transform: z-score, then the PCA projection if any."""
     x = maybe_standardize(x, scaler)
@@ -224,8 +248,11 @@ def _prefix_losses_block(z, y, booster, n_classes, n_iterations, n_jobs):
     rows = np.arange(len(z))
     losses = np.empty(n_iterations)
     for i in range(n_iterations):
-        raw += np.asarray(booster.predict(z, raw_score=True, start_iteration=i, num_iteration=1,
-                                          num_threads=n_jobs)).reshape(len(z), n_classes)
+        raw += np.asarray(
+            booster.predict(
+                z, raw_score=True, start_iteration=i, num_iteration=1, num_threads=n_jobs
+            )
+        ).reshape(len(z), n_classes)
         proba = softmax(raw.copy())
         losses[i] = -np.log(np.maximum(proba[rows, y[:, 0]], LOGLOSS_FLOOR)).sum()
     return losses[None, :]
@@ -246,13 +273,14 @@ def mix_classes(Z, y, n_classes, seed):
     y : ndarray, shape (n_rows,)
     """
     bounds = np.cumsum((0,) + tuple(Z.chunks[0]))
-    if all(len(np.unique(y[start:stop])) == n_classes
-           for start, stop in zip(bounds[:-1], bounds[1:])):
+    if all(
+        len(np.unique(y[start:stop])) == n_classes for start, stop in zip(bounds[:-1], bounds[1:])
+    ):
         return Z, y
     counts = np.bincount(y, minlength=n_classes)
     n_chunks = int(max(1, min(len(Z.chunks[0]), counts.min())))
     order = np.random.default_rng(seed).permutation(len(y))
-    order = order[np.argsort(y[order], kind="stable")]          # by class, shuffled within
+    order = order[np.argsort(y[order], kind="stable")]  # by class, shuffled within
     rank = np.arange(len(y)) - np.repeat(np.cumsum(counts) - counts, counts)
     chunk = rank % n_chunks
     order = order[np.argsort(chunk, kind="stable")]
@@ -296,11 +324,26 @@ class DaskLightGBMClassifier(_DaskEstimator):
     local_ : LightGBMClassifier, fitted (see :meth:`to_local`)
     """
 
-    def __init__(self, *, n_components=64, n_estimators=100, learning_rate=0.2, num_leaves=15,
-                 max_bin=63, min_child_samples=20, feature_fraction=0.5, bagging_fraction=0.3,
-                 bagging_freq=1, reg_lambda=0.0, early_stopping_rounds=10,
-                 validation_fraction=0.1, standardize=True, n_jobs=1, random_state=None,
-                 client=None):
+    def __init__(
+        self,
+        *,
+        n_components=64,
+        n_estimators=100,
+        learning_rate=0.2,
+        num_leaves=15,
+        max_bin=63,
+        min_child_samples=20,
+        feature_fraction=0.5,
+        bagging_fraction=0.3,
+        bagging_freq=1,
+        reg_lambda=0.0,
+        early_stopping_rounds=10,
+        validation_fraction=0.1,
+        standardize=True,
+        n_jobs=1,
+        random_state=None,
+        client=None,
+    ):
         self.n_components = n_components
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -333,28 +376,36 @@ class DaskLightGBMClassifier(_DaskEstimator):
         local.components_ = local.pca_mean_ = None
         if self.n_components is not None and self.n_components < X.shape[1]:
             rows = np.arange(X_fit.shape[0])
-            if len(rows) > PCA_ROWS:       # the rows pca_projection would draw in memory
-                rows = np.sort(np.random.default_rng(seed).choice(len(rows), PCA_ROWS,
-                                                                  replace=False))
+            if len(rows) > PCA_ROWS:  # the rows pca_projection would draw in memory
+                rows = np.sort(
+                    np.random.default_rng(seed).choice(len(rows), PCA_ROWS, replace=False)
+                )
             sample = maybe_standardize(X_fit[rows].compute(), local.scaler_)
             local.pca_mean_, local.components_ = pca_projection(
-                sample, self.n_components, max_rows=PCA_ROWS, random_state=seed)
-        transform = [dask.delayed(part) for part in
-                     (local.scaler_, local.pca_mean_, local.components_)]
+                sample, self.n_components, max_rows=PCA_ROWS, random_state=seed
+            )
+        transform = [
+            dask.delayed(part) for part in (local.scaler_, local.pca_mean_, local.components_)
+        ]
         width = X.shape[1] if local.components_ is None else local.components_.shape[1]
 
         def project(data):
-            return data.map_blocks(_project_block, *transform, dtype=np.float32,
-                                   chunks=(data.chunks[0], (width,)),
-                                   meta=np.empty((0, 0), np.float32))
+            return data.map_blocks(
+                _project_block,
+                *transform,
+                dtype=np.float32,
+                chunks=(data.chunks[0], (width,)),
+                meta=np.empty((0, 0), np.float32),
+            )
 
         local.booster_ = self._grow(project(X_fit), y_fit, seed, local)
         self.validation_losses_ = None
         local.best_iteration_ = local.booster_.current_iteration()
         if X_val is not None and self.early_stopping_rounds:
             self.validation_losses_ = self._prefix_losses(project(X_val), y_val, local.booster_)
-            local.best_iteration_ = early_stopping_iteration(self.validation_losses_,
-                                                             self.early_stopping_rounds)
+            local.best_iteration_ = early_stopping_iteration(
+                self.validation_losses_, self.early_stopping_rounds
+            )
         self.best_iteration_ = local.best_iteration_
         local.n_features_in_ = self.n_features_in_ = X.shape[1]
         self.local_ = local
@@ -364,10 +415,18 @@ class DaskLightGBMClassifier(_DaskEstimator):
         """``(X_fit, y_fit, X_val, y_val)`` as :func:`classifiers.fitting.validation_data`."""
         if eval_set is not None:
             X_val = as_dask(eval_set[0], name="eval_set X")
-            return X, y_index, X_val, index_labels(as_labels(eval_set[1]), self.classes_,
-                                                   name="eval_set y")
-        rows = validation_rows(y_index, groups=None if groups is None else as_labels(groups),
-                               validation_fraction=self.validation_fraction, random_state=seed)
+            return (
+                X,
+                y_index,
+                X_val,
+                index_labels(as_labels(eval_set[1]), self.classes_, name="eval_set y"),
+            )
+        rows = validation_rows(
+            y_index,
+            groups=None if groups is None else as_labels(groups),
+            validation_fraction=self.validation_fraction,
+            random_state=seed,
+        )
         if rows is None:
             return X, y_index, None, None
         fit_rows, val_rows = rows
@@ -379,12 +438,16 @@ class DaskLightGBMClassifier(_DaskEstimator):
 
         if len(np.unique(y_fit)) != len(self.classes_):
             raise ValueError("the training rows (after the validation split) lack some classes")
-        params = local._params(len(self.classes_), seed)   # the in-memory parameter mapping
-        for key in ("objective", "num_class"):             # set by the classifier itself
+        params = local._params(len(self.classes_), seed)  # the in-memory parameter mapping
+        for key in ("objective", "num_class"):  # set by the classifier itself
             params.pop(key)
-        model = DaskLGBMClassifier(client=self.client, n_estimators=self.n_estimators,
-                                   max_bin=self.max_bin, time_out=NETWORK_TIMEOUT_MINUTES,
-                                   **params)
+        model = DaskLGBMClassifier(
+            client=self.client,
+            n_estimators=self.n_estimators,
+            max_bin=self.max_bin,
+            time_out=NETWORK_TIMEOUT_MINUTES,
+            **params,
+        )
         Z, y_fit = mix_classes(Z, y_fit, len(self.classes_), seed)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Parameter.*will be ignored.*")
@@ -396,9 +459,17 @@ class DaskLightGBMClassifier(_DaskEstimator):
         import dask
 
         n_rounds = booster.current_iteration()
-        parts = Z.map_blocks(_prefix_losses_block, row_chunks(y_val, Z)[:, None],
-                             dask.delayed(booster), len(self.classes_), n_rounds, self.n_jobs,
-                             dtype=np.float64, chunks=(1, n_rounds), meta=np.empty((0, 0)))
+        parts = Z.map_blocks(
+            _prefix_losses_block,
+            row_chunks(y_val, Z)[:, None],
+            dask.delayed(booster),
+            len(self.classes_),
+            n_rounds,
+            self.n_jobs,
+            dtype=np.float64,
+            chunks=(1, n_rounds),
+            meta=np.empty((0, 0)),
+        )
         return parts.sum(axis=0).compute() / max(len(y_val), 1)
 
 
@@ -415,5 +486,7 @@ def dask_estimator_for(estimator, *, client=None):
         return DaskLogisticClassifier(**estimator.get_params())
     if isinstance(estimator, LightGBMClassifier):
         return DaskLightGBMClassifier(**estimator.get_params(), client=client)
-    raise ValueError(f"no Dask counterpart of {type(estimator).__name__}; Dask trains "
-                     "LogisticClassifier (lr) and LightGBMClassifier (lgbm)")
+    raise ValueError(
+        f"no Dask counterpart of {type(estimator).__name__}; Dask trains "
+        "LogisticClassifier (lr) and LightGBMClassifier (lgbm)"
+    )

@@ -39,8 +39,12 @@ def l3_dense_shapes(in_dim, n_classes):
 
 def head_shapes(in_dim, n_classes):
     """``{key: shape}`` of an ``l3_combine(in_dim, n_classes)`` state dict."""
-    return {"model.0.weight": (HEAD_HIDDEN, in_dim), "model.0.bias": (HEAD_HIDDEN,),
-            "model.1.weight": (n_classes, HEAD_HIDDEN), "model.1.bias": (n_classes,)}
+    return {
+        "model.0.weight": (HEAD_HIDDEN, in_dim),
+        "model.0.bias": (HEAD_HIDDEN,),
+        "model.1.weight": (n_classes, HEAD_HIDDEN),
+        "model.1.bias": (n_classes,),
+    }
 
 
 def check_state(state, shapes, *, path, what):
@@ -48,12 +52,16 @@ def check_state(state, shapes, *, path, what):
     keys of ``shapes``, with those shapes and finite values."""
     missing = [key for key in shapes if key not in state]
     if missing:
-        raise CheckpointError(f"{path}: key {missing[0]!r} is missing ({len(missing)} missing); "
-                              f"expected the state dict of {what}")
+        raise CheckpointError(
+            f"{path}: key {missing[0]!r} is missing ({len(missing)} missing); "
+            f"expected the state dict of {what}"
+        )
     unexpected = sorted(key for key in state if key not in shapes)
     if unexpected:
-        raise CheckpointError(f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} "
-                              f"unexpected); expected the state dict of {what}")
+        raise CheckpointError(
+            f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} "
+            f"unexpected); expected the state dict of {what}"
+        )
     for key, shape in shapes.items():
         value = np.asarray(state[key])
         if value.shape != shape:
@@ -64,8 +72,11 @@ def check_state(state, shapes, *, path, what):
 
 def _numpy_state(state):
     """The float tensors of a state dict without the ``model.`` prefix, as float32."""
-    return {key.removeprefix("model."): np.asarray(value, dtype=np.float32)
-            for key, value in state.items() if not key.endswith("num_batches_tracked")}
+    return {
+        key.removeprefix("model."): np.asarray(value, dtype=np.float32)
+        for key, value in state.items()
+        if not key.endswith("num_batches_tracked")
+    }
 
 
 def l3_dense_classifier(state, *, in_dim, classes, path):
@@ -108,11 +119,16 @@ def proposed_fusion(branches, head_state, *, columns, names, path):
     path : str, the head's file (named in errors)
     """
     classes = branches[0].classes_
-    in_dim = L3_DENSE_HIDDEN[1] * len(branches)       # each trunk ends with Linear(512, 128)
-    check_state(head_state, head_shapes(in_dim, len(classes)), path=path,
-                what=f"l3_combine({in_dim}, {len(classes)})")
-    fusion = ProposedFusion([(name, baseline_network(standardize=False), cols)
-                             for name, cols in zip(names, columns)])
+    in_dim = L3_DENSE_HIDDEN[1] * len(branches)  # each trunk ends with Linear(512, 128)
+    check_state(
+        head_state,
+        head_shapes(in_dim, len(classes)),
+        path=path,
+        what=f"l3_combine({in_dim}, {len(classes)})",
+    )
+    fusion = ProposedFusion(
+        [(name, baseline_network(standardize=False), cols) for name, cols in zip(names, columns)]
+    )
     fusion.classes_, fusion.branches_ = classes, list(branches)
     fusion.trunk_modules_ = TRUNK_MODULES
     fusion.head_kinds_, fusion.head_state_ = ["linear", "linear"], _numpy_state(head_state)

@@ -45,7 +45,8 @@ def import_torch(who):
     except ImportError as error:
         raise TorchMissingError(
             f"{who} needs PyTorch (pip install 'avscene[extract]' or torch); "
-            "the models 'lr' and 'lgbm' work without it") from error
+            "the models 'lr' and 'lgbm' work without it"
+        ) from error
     return torch
 
 
@@ -92,8 +93,12 @@ def proposed_head(in_dim=256, n_classes=10, *, hidden=128):
 def module_kinds(module):
     """Return the kind (one of :data:`KINDS`) of each child of a Sequential."""
     nn = import_torch("module_kinds").nn
-    types = {nn.Linear: "linear", nn.BatchNorm1d: "batchnorm", nn.ReLU: "relu",
-             nn.Dropout: "dropout"}
+    types = {
+        nn.Linear: "linear",
+        nn.BatchNorm1d: "batchnorm",
+        nn.ReLU: "relu",
+        nn.Dropout: "dropout",
+    }
     kinds = []
     for child in module:
         if type(child) not in types:
@@ -104,8 +109,11 @@ def module_kinds(module):
 
 def state_to_numpy(module):
     """Return ``{name: ndarray}`` copies (CPU, float32) of the module's parameters and buffers."""
-    return {name: value.detach().cpu().numpy().copy()
-            for name, value in module.state_dict().items() if value.is_floating_point()}
+    return {
+        name: value.detach().cpu().numpy().copy()
+        for name, value in module.state_dict().items()
+        if value.is_floating_point()
+    }
 
 
 def numpy_forward(kinds, state, X, *, n_modules=None):
@@ -126,7 +134,9 @@ def numpy_forward(kinds, state, X, *, n_modules=None):
         if kind == "linear":
             out = out @ state[f"{index}.weight"].T + state[f"{index}.bias"]
         elif kind == "batchnorm":
-            scale = state[f"{index}.weight"] / np.sqrt(state[f"{index}.running_var"] + BATCHNORM_EPS)
+            scale = state[f"{index}.weight"] / np.sqrt(
+                state[f"{index}.running_var"] + BATCHNORM_EPS
+            )
             out = (out - state[f"{index}.running_mean"]) * scale + state[f"{index}.bias"]
         elif kind == "relu":
             out = np.maximum(out, 0.0)
@@ -141,7 +151,7 @@ def _batches(n_rows, batch_size, generator, *, drop_last):
     batch_size = min(batch_size, n_rows)
     stop = n_rows - n_rows % batch_size if drop_last else n_rows
     for start in range(0, stop, batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         if len(batch) > 1:
             yield batch
 
@@ -158,8 +168,8 @@ def mean_loss(module, X, y, *, device, batch_rows=8192):
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(X), batch_rows):
-            logits = module(X[start:start + batch_rows].to(device))
-            target = y[start:start + batch_rows].to(device)
+            logits = module(X[start : start + batch_rows].to(device))
+            target = y[start : start + batch_rows].to(device)
             total += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
     return total / max(len(X), 1)
 
@@ -187,9 +197,25 @@ def best_epoch(history, *, ties="first"):
     return int(lowest[-1 if ties == "last" else 0]) + 1
 
 
-def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, weight_decay=1e-4,
-                  batch_size=64, max_epochs=100, patience=None, drop_last=True, bf16=False,
-                  device="cpu", seed=0, val_loss="rows", ties="first"):
+def train_network(
+    module,
+    X,
+    y,
+    *,
+    X_val=None,
+    y_val=None,
+    learning_rate=1e-4,
+    weight_decay=1e-4,
+    batch_size=64,
+    max_epochs=100,
+    patience=None,
+    drop_last=True,
+    bf16=False,
+    device="cpu",
+    seed=0,
+    val_loss="rows",
+    ties="first",
+):
     """Train ``module`` in place with Adam on cross-entropy; keep the lowest-validation-loss state.
 
     Parameters
@@ -217,8 +243,10 @@ def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, w
     """
     torch = import_torch("train_network")
     if val_loss not in VAL_LOSSES or ties not in TIES:
-        raise ValueError(f"val_loss must be one of {VAL_LOSSES} and ties one of {TIES}, got "
-                         f"{val_loss!r}, {ties!r}")
+        raise ValueError(
+            f"val_loss must be one of {VAL_LOSSES} and ties one of {TIES}, got "
+            f"{val_loss!r}, {ties!r}"
+        )
     device = resolve_device(device)
     X_t, y_t = torch.from_numpy(np.ascontiguousarray(X, np.float32)), torch.from_numpy(y)
     has_val = X_val is not None and len(X_val) > 0
@@ -247,11 +275,14 @@ def train_network(module, X, y, *, X_val=None, y_val=None, learning_rate=1e-4, w
                 seen += len(batch)
             loss_now = None
             if has_val and val_loss == "batches":
-                loss_now = mean_batch_loss(module, X_v, y_v, device=device,
-                                           batch_size=batch_size, generator=generator)
+                loss_now = mean_batch_loss(
+                    module, X_v, y_v, device=device, batch_size=batch_size, generator=generator
+                )
             elif has_val:
                 loss_now = mean_loss(module, X_v, y_v, device=device)
-            history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": loss_now})
+            history.append(
+                {"epoch": epoch, "train_loss": total / max(seen, 1), "val_loss": loss_now}
+            )
             if has_val and (loss_now < best_loss or (ties == "last" and loss_now == best_loss)):
                 best_loss, stale = min(loss_now, best_loss), 0
                 best_state = copy.deepcopy(module.state_dict())
@@ -277,18 +308,24 @@ def read_state_dict(path):
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:
         raise
-    except Exception as error:       # UnpicklingError, RuntimeError, EOFError, ... of bad files
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ... of bad files
         reason = " ".join(str(error).split())[:120]
-        raise ValueError(f"{path}: not a PyTorch checkpoint readable with weights_only=True "
-                         f"({type(error).__name__}: {reason})") from None
+        raise ValueError(
+            f"{path}: not a PyTorch checkpoint readable with weights_only=True "
+            f"({type(error).__name__}: {reason})"
+        ) from None
     if not isinstance(loaded, dict) or not loaded:
-        raise ValueError(f"{path}: holds a {type(loaded).__name__}, not a state dict "
-                         "(a mapping of parameter names to tensors)")
+        raise ValueError(
+            f"{path}: holds a {type(loaded).__name__}, not a state dict "
+            "(a mapping of parameter names to tensors)"
+        )
     state = {}
     for key, value in loaded.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise ValueError(f"{path}: entry {str(key)[:60]!r} is a {type(value).__name__}, not a "
-                             "tensor: not a state dict")
+            raise ValueError(
+                f"{path}: entry {str(key)[:60]!r} is a {type(value).__name__}, not a "
+                "tensor: not a state dict"
+            )
         state[key] = value.detach().cpu().numpy().copy()
     return state
 

@@ -22,8 +22,16 @@ from classifiers.input_checks import check_features, encode_labels, index_labels
 from classifiers.scaling import ZScore, maybe_standardize
 
 
-def validation_data(X, y_index, *, groups=None, eval_set=None, classes=None,
-                    validation_fraction=0.0, random_state=None):
+def validation_data(
+    X,
+    y_index,
+    *,
+    groups=None,
+    eval_set=None,
+    classes=None,
+    validation_fraction=0.0,
+    random_state=None,
+):
     """Return ``(X_fit, y_fit, X_val, y_val)`` (the last two None without validation data).
 
     ``eval_set`` wins; otherwise ``validation_fraction`` > 0 holds out that fraction of rows,
@@ -33,8 +41,9 @@ def validation_data(X, y_index, *, groups=None, eval_set=None, classes=None,
         X_val, y_val = eval_set
         X_val = check_features(X_val, dtype=X.dtype, name="eval_set X")
         return X, y_index, X_val, index_labels(y_val, classes, name="eval_set y")
-    rows = validation_rows(y_index, groups=groups, validation_fraction=validation_fraction,
-                           random_state=random_state)
+    rows = validation_rows(
+        y_index, groups=groups, validation_fraction=validation_fraction, random_state=random_state
+    )
     if rows is None:
         return X, y_index, None, None
     fit_rows, val_rows = rows
@@ -57,17 +66,27 @@ def start_fit(estimator, X, y, *, groups=None, eval_set=None):
     estimator.classes_, y_index = encode_labels(y, n_rows=len(X))
     seed = random_seed(estimator.random_state)
     X_fit, y_fit, X_val, y_val = validation_data(
-        X, y_index, groups=groups, eval_set=eval_set, classes=estimator.classes_,
-        validation_fraction=estimator.validation_fraction, random_state=seed)
+        X,
+        y_index,
+        groups=groups,
+        eval_set=eval_set,
+        classes=estimator.classes_,
+        validation_fraction=estimator.validation_fraction,
+        random_state=seed,
+    )
     estimator.scaler_ = ZScore().fit(X_fit) if estimator.standardize else None
     X_fit = maybe_standardize(X_fit, estimator.scaler_)
     X_val = None if X_val is None else maybe_standardize(X_val, estimator.scaler_)
     return X_fit, y_fit, X_val, y_val, seed
 
 
-def validation_rows(y_index: NDArray[np.integer[Any]], *, groups: ArrayLike | None = None,
-                    validation_fraction: float = 0.0, random_state: int | None = None
-                    ) -> tuple[NDArray[np.intp], NDArray[np.intp]] | None:
+def validation_rows(
+    y_index: NDArray[np.integer[Any]],
+    *,
+    groups: ArrayLike | None = None,
+    validation_fraction: float = 0.0,
+    random_state: int | None = None,
+) -> tuple[NDArray[np.intp], NDArray[np.intp]] | None:
     """Return ``(fit_rows, val_rows)`` holding out ``validation_fraction`` of the rows, or None.
 
     Whole locations (``groups``) when given, else rows stratified by class. None when the
@@ -77,8 +96,10 @@ def validation_rows(y_index: NDArray[np.integer[Any]], *, groups: ArrayLike | No
         return None
     if groups is not None:
         fit_rows, val_rows = splits.location_split(
-            y_index, groups, val_fraction=validation_fraction, random_state=random_state)
+            y_index, groups, val_fraction=validation_fraction, random_state=random_state
+        )
     else:
         fit_rows, val_rows = splits.stratified_row_split(
-            y_index, val_fraction=validation_fraction, random_state=random_state)
+            y_index, val_fraction=validation_fraction, random_state=random_state
+        )
     return None if len(val_rows) == 0 else (fit_rows, val_rows)

@@ -59,8 +59,12 @@ class _NamedEstimators:
         if deep:
             for name, estimator, _ in self.estimators:
                 params[name] = estimator
-                params.update({f"{name}__{key}": value
-                               for key, value in estimator.get_params(deep=True).items()})
+                params.update(
+                    {
+                        f"{name}__{key}": value
+                        for key, value in estimator.get_params(deep=True).items()
+                    }
+                )
         return params
 
     def set_params(self, **params: Any) -> Self:
@@ -76,8 +80,9 @@ class _NamedEstimators:
                 estimators[index] = (name, value, estimators[index][2])
         return super().set_params(estimators=estimators, **params)  # type: ignore[misc]
 
-    def _start_fit(self, X: ArrayLike, y: ArrayLike, *, dtype: DTypeLike | None = None
-                   ) -> tuple[NDArray[Any], NDArray[np.int64]]:
+    def _start_fit(
+        self, X: ArrayLike, y: ArrayLike, *, dtype: DTypeLike | None = None
+    ) -> tuple[NDArray[Any], NDArray[np.int64]]:
         """Check the members and ``X``; set ``classes_``; return (X, y as class indices)."""
         self._check_estimators()
         X = check_features(X, dtype=dtype)
@@ -92,8 +97,15 @@ class _NamedEstimators:
             raise ValueError(f"estimator names must be unique and free of '__': {names}")
 
 
-def _fit_member(estimator: Any, X: NDArray[Any], y: ArrayLike, *, columns: _Columns,
-                groups: ArrayLike | None, eval_set: tuple[ArrayLike, ArrayLike] | None) -> Any:
+def _fit_member(
+    estimator: Any,
+    X: NDArray[Any],
+    y: ArrayLike,
+    *,
+    columns: _Columns,
+    groups: ArrayLike | None,
+    eval_set: tuple[ArrayLike, ArrayLike] | None,
+) -> Any:
     """Clone and fit ``estimator`` on one column block, with the matching block of ``eval_set``."""
     block_eval = None
     if eval_set is not None:
@@ -101,14 +113,16 @@ def _fit_member(estimator: Any, X: NDArray[Any], y: ArrayLike, *, columns: _Colu
     return clone(estimator).fit(column_block(X, columns), y, groups=groups, eval_set=block_eval)
 
 
-def _member_proba(fitted: Any, X: NDArray[Any], columns: _Columns,
-                  classes: NDArray[Any]) -> NDArray[np.float64]:
+def _member_proba(
+    fitted: Any, X: NDArray[Any], columns: _Columns, classes: NDArray[Any]
+) -> NDArray[np.float64]:
     """Probabilities of a fitted member on its block, aligned to ``classes``."""
     return align_proba(fitted.predict_proba(column_block(X, columns)), fitted.classes_, classes)
 
 
-def fit_fusion_weights(probas: Sequence[NDArray[np.float64]],
-                       y_index: NDArray[np.integer[Any]]) -> NDArray[np.float64]:
+def fit_fusion_weights(
+    probas: Sequence[NDArray[np.float64]], y_index: NDArray[np.integer[Any]]
+) -> NDArray[np.float64]:
     """Return simplex weights minimising the mean NLL of ``sum_m w_m probas[m]``.
 
     Parameters
@@ -126,8 +140,12 @@ def fit_fusion_weights(probas: Sequence[NDArray[np.float64]],
         weights = softmax(theta[None, :])[0]
         return -float(np.mean(np.log(np.clip(truth @ weights, PROBA_FLOOR, None))))
 
-    result = minimize(objective, np.zeros(len(probas)), method="Nelder-Mead",
-                      options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
+    result = minimize(
+        objective,
+        np.zeros(len(probas)),
+        method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000},
+    )
     return softmax(result.x[None, :])[0]
 
 
@@ -152,43 +170,67 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, estimators: Sequence[tuple[str, Any, _Columns]], *,
-                 weights: Sequence[float] | None = None, fit_weights: bool = False,
-                 validation_fraction: float = 0.1, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        estimators: Sequence[tuple[str, Any, _Columns]],
+        *,
+        weights: Sequence[float] | None = None,
+        fit_weights: bool = False,
+        validation_fraction: float = 0.1,
+        random_state: int | None = None,
+    ) -> None:
         self.estimators = estimators
         self.weights = weights
         self.fit_weights = fit_weights
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fit every member on its columns of ``X`` (n_rows, n_columns); then the weights."""
         X, y_index = self._start_fit(X, y)
         labels = self.classes_[y_index]
         if self.fit_weights and eval_set is None:
-            rows = validation_rows(y_index, groups=groups,
-                                   validation_fraction=self.validation_fraction,
-                                   random_state=random_seed(self.random_state))
+            rows = validation_rows(
+                y_index,
+                groups=groups,
+                validation_fraction=self.validation_fraction,
+                random_state=random_seed(self.random_state),
+            )
             if rows is not None:
                 fit_rows, val_rows = rows
                 eval_set = (X[val_rows], labels[val_rows])
                 X, labels = X[fit_rows], labels[fit_rows]
                 groups = None if groups is None else np.asarray(groups)[fit_rows]
-        self.estimators_ = [_fit_member(est, X, labels, columns=cols, groups=groups,
-                                        eval_set=eval_set)
-                            for _, est, cols in self.estimators]
+        self.estimators_ = [
+            _fit_member(est, X, labels, columns=cols, groups=groups, eval_set=eval_set)
+            for _, est, cols in self.estimators
+        ]
         if self.fit_weights and eval_set is not None:
             y_val = index_labels(eval_set[1], self.classes_, name="eval_set y")
-            probas = [_member_proba(fitted, check_features(eval_set[0]), cols, self.classes_)
-                      for fitted, (_, _, cols) in zip(self.estimators_, self.estimators)]
+            probas = [
+                _member_proba(fitted, check_features(eval_set[0]), cols, self.classes_)
+                for fitted, (_, _, cols) in zip(self.estimators_, self.estimators)
+            ]
             self.weights_ = fit_fusion_weights(probas, y_val)
         else:
             weights = np.ones(len(self.estimators)) if self.weights is None else self.weights
             weights = np.asarray(weights, dtype=np.float64)
-            if weights.shape != (len(self.estimators),) or (weights < 0).any() or weights.sum() <= 0:
-                raise ValueError(f"weights must be {len(self.estimators)} non-negative numbers, "
-                                 f"got {self.weights}")
+            if (
+                weights.shape != (len(self.estimators),)
+                or (weights < 0).any()
+                or weights.sum() <= 0
+            ):
+                raise ValueError(
+                    f"weights must be {len(self.estimators)} non-negative numbers, "
+                    f"got {self.weights}"
+                )
             self.weights_ = weights / weights.sum()
         self.n_features_in_ = X.shape[1]
         return self
@@ -196,8 +238,10 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     def member_probas(self, X: ArrayLike) -> list[NDArray[np.float64]]:
         """Return each member's aligned probabilities: list of ndarray (n_rows, n_classes)."""
         X = check_features(X)
-        return [_member_proba(fitted, X, cols, self.classes_)
-                for fitted, (_, _, cols) in zip(self.estimators_, self.estimators)]
+        return [
+            _member_proba(fitted, X, cols, self.classes_)
+            for fitted, (_, _, cols) in zip(self.estimators_, self.estimators)
+        ]
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the weighted mean of the members' probabilities, shape (n_rows, n_classes)."""
@@ -208,18 +252,23 @@ class LateFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
-def _kfold_rows(y_index: NDArray[np.integer[Any]], groups: NDArray[Any] | None, n_splits: int,
-                seed: int) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+def _kfold_rows(
+    y_index: NDArray[np.integer[Any]], groups: NDArray[Any] | None, n_splits: int, seed: int
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
     """Class-aware grouped K-fold when groups are known, else stratified K-fold on rows."""
     if groups is not None:
         return splits.group_kfold(groups, n_splits=n_splits, y=y_index, random_state=seed)
     from sklearn.model_selection import StratifiedKFold
+
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return list(folds.split(np.zeros(len(y_index)), y_index))
 
 
-def _check_fold_classes(folds: Sequence[tuple[NDArray[np.intp], NDArray[np.intp]]],
-                        y_index: NDArray[np.integer[Any]], classes: NDArray[Any]) -> None:
+def _check_fold_classes(
+    folds: Sequence[tuple[NDArray[np.intp], NDArray[np.intp]]],
+    y_index: NDArray[np.integer[Any]],
+    classes: NDArray[Any],
+) -> None:
     """Refuse folds whose training part lacks a class: its out-of-fold probability would be ~0
     exactly on its own rows, and the meta-classifier would learn that inverted rule."""
     for k, (fit_rows, _) in enumerate(folds):
@@ -228,7 +277,8 @@ def _check_fold_classes(folds: Sequence[tuple[NDArray[np.intp], NDArray[np.intp]
             raise ValueError(
                 f"stacking: the training part of fold {k + 1} of {len(folds)} has no "
                 f"{str(classes[absent[0]])!r} rows (too few locations of that class for out-of-fold "
-                f"predictions); use more data, fewer folds, or late/weighted fusion")
+                f"predictions); use more data, fewer folds, or late/weighted fusion"
+            )
 
 
 class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
@@ -261,17 +311,29 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     oof_proba_ : ndarray, shape (n_rows, n_members * n_classes), the out-of-fold probabilities
     """
 
-    def __init__(self, estimators: Sequence[tuple[str, Any, _Columns]], *,
-                 final_estimator: Any = None, n_splits: int = 5, refit: bool = False,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        estimators: Sequence[tuple[str, Any, _Columns]],
+        *,
+        final_estimator: Any = None,
+        n_splits: int = 5,
+        refit: bool = False,
+        random_state: int | None = None,
+    ) -> None:
         self.estimators = estimators
         self.final_estimator = final_estimator
         self.n_splits = n_splits
         self.refit = refit
         self.random_state = random_state
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fit the members by K-fold on ``X`` (n_rows, n_columns), then the meta-classifier."""
         X, y_index = self._start_fit(X, y)
         labels = self.classes_[y_index]
@@ -284,20 +346,27 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         for m, (_, estimator, cols) in enumerate(self.estimators):
             fitted_folds: list[Any] = []
             for fit_rows, held_rows in folds:
-                fitted = _fit_member(estimator, X[fit_rows], labels[fit_rows], columns=cols,
-                                     groups=None if groups is None else groups[fit_rows],
-                                     eval_set=eval_set)
-                self.oof_proba_[held_rows, m * n_classes:(m + 1) * n_classes] = _member_proba(
-                    fitted, X[held_rows], cols, self.classes_)
+                fitted = _fit_member(
+                    estimator,
+                    X[fit_rows],
+                    labels[fit_rows],
+                    columns=cols,
+                    groups=None if groups is None else groups[fit_rows],
+                    eval_set=eval_set,
+                )
+                self.oof_proba_[held_rows, m * n_classes : (m + 1) * n_classes] = _member_proba(
+                    fitted, X[held_rows], cols, self.classes_
+                )
                 fitted_folds.append(fitted)
             self.fold_estimators_.append(fitted_folds)
         final = self.final_estimator if self.final_estimator is not None else LogisticClassifier()
         self.final_estimator_ = clone(final).fit(self._meta_features(self.oof_proba_), labels)
         self.estimators_: list[Any] | None = None
         if self.refit:
-            self.estimators_ = [_fit_member(est, X, labels, columns=cols, groups=groups,
-                                            eval_set=eval_set)
-                                for _, est, cols in self.estimators]
+            self.estimators_ = [
+                _fit_member(est, X, labels, columns=cols, groups=groups, eval_set=eval_set)
+                for _, est, cols in self.estimators
+            ]
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -310,15 +379,20 @@ class StackingFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         X = check_features(X)
         out: list[NDArray[np.float64]] = []
         for m, (_, _, cols) in enumerate(self.estimators):
-            fitted = [self.estimators_[m]] if self.estimators_ is not None else self.fold_estimators_[m]
+            fitted = (
+                [self.estimators_[m]] if self.estimators_ is not None else self.fold_estimators_[m]
+            )
             out.append(np.mean([_member_proba(f, X, cols, self.classes_) for f in fitted], axis=0))
         return out
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Return the meta-classifier's probabilities, shape (n_rows, n_classes)."""
         meta = self._meta_features(np.concatenate(self.member_probas(X), axis=1))
-        return align_proba(self.final_estimator_.predict_proba(meta),
-                           self.final_estimator_.classes_, self.classes_)
+        return align_proba(
+            self.final_estimator_.predict_proba(meta),
+            self.final_estimator_.classes_,
+            self.classes_,
+        )
 
     def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Return the most probable class of each row."""
@@ -363,12 +437,25 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
     history_ : per-epoch losses of the head
     """
 
-    def __init__(self, estimators: Sequence[tuple[str, Any, _Columns]], *, head_hidden: int = 128,
-                 learning_rate: float = 1e-4, weight_decay: float = 1e-4, batch_size: int = 64,
-                 max_epochs: int = 99, patience: int | None = None,
-                 validation_fraction: float = 0.1, drop_last: bool = True, bf16: bool = False,
-                 device: str = "auto", n_jobs: int | None = None, random_state: int | None = None,
-                 val_loss: str = "rows", ties: str = "first") -> None:
+    def __init__(
+        self,
+        estimators: Sequence[tuple[str, Any, _Columns]],
+        *,
+        head_hidden: int = 128,
+        learning_rate: float = 1e-4,
+        weight_decay: float = 1e-4,
+        batch_size: int = 64,
+        max_epochs: int = 99,
+        patience: int | None = None,
+        validation_fraction: float = 0.1,
+        drop_last: bool = True,
+        bf16: bool = False,
+        device: str = "auto",
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+        val_loss: str = "rows",
+        ties: str = "first",
+    ) -> None:
         self.estimators = estimators
         self.head_hidden = head_hidden
         self.learning_rate = learning_rate
@@ -390,18 +477,32 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
 
     def _hidden(self, X: NDArray[Any], columns_list: Sequence[_Columns]) -> NDArray[Any]:
         return np.concatenate(
-            [branch.transform_hidden(column_block(X, cols), n_modules=self.trunk_modules_)
-             for branch, cols in zip(self.branches_, columns_list)], axis=1)
+            [
+                branch.transform_hidden(column_block(X, cols), n_modules=self.trunk_modules_)
+                for branch, cols in zip(self.branches_, columns_list)
+            ],
+            axis=1,
+        )
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Train the branches on their columns of ``X`` (n_rows, n_columns), then the head."""
         torch = dcase_networks.import_torch("ProposedFusion")
         X, y_index = self._start_fit(X, y, dtype=np.float32)
         seed = random_seed(self.random_state)
         if eval_set is None:
-            rows = validation_rows(y_index, groups=groups,
-                                   validation_fraction=self.validation_fraction, random_state=seed)
+            rows = validation_rows(
+                y_index,
+                groups=groups,
+                validation_fraction=self.validation_fraction,
+                random_state=seed,
+            )
             if rows is not None:
                 fit_rows, val_rows = rows
                 eval_set = (X[val_rows], self.classes_[y_index[val_rows]])
@@ -410,16 +511,22 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
         if len(np.unique(y_index)) != len(self.classes_):
             raise ValueError("every class needs training rows after the validation split")
         for name, estimator, _ in self.estimators:
-            if len(getattr(estimator, "hidden", ())) < 2 or not getattr(estimator, "batch_norm", False):
-                raise ValueError(f"branch {name!r} must be a TorchMLPClassifier with batch_norm and "
-                                 "at least two hidden layers (e.g. baseline_network())")
+            if len(getattr(estimator, "hidden", ())) < 2 or not getattr(
+                estimator, "batch_norm", False
+            ):
+                raise ValueError(
+                    f"branch {name!r} must be a TorchMLPClassifier with batch_norm and "
+                    "at least two hidden layers (e.g. baseline_network())"
+                )
         columns_list = [cols for _, _, cols in self.estimators]
-        self.branches_ = [_fit_member(est, X, labels, columns=cols, groups=None, eval_set=eval_set)
-                          for _, est, cols in self.estimators]
+        self.branches_ = [
+            _fit_member(est, X, labels, columns=cols, groups=None, eval_set=eval_set)
+            for _, est, cols in self.estimators
+        ]
         self.trunk_modules_ = self.TRUNK_MODULES
         self.trunks_: list[Any] = []
         for branch in self.branches_:
-            trunk = branch.module_[:self.trunk_modules_].eval()
+            trunk = branch.module_[: self.trunk_modules_].eval()
             for parameter in trunk.parameters():
                 parameter.requires_grad_(False)
             self.trunks_.append(trunk)
@@ -432,14 +539,27 @@ class ProposedFusion(_NamedEstimators, ClassifierMixin, BaseEstimator):
             y_val = index_labels(eval_set[1], self.classes_, name="eval_set y")
         with dcase_networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            head = dcase_networks.proposed_head(H_fit.shape[1], len(self.classes_),
-                                           hidden=self.head_hidden)
+            head = dcase_networks.proposed_head(
+                H_fit.shape[1], len(self.classes_), hidden=self.head_hidden
+            )
             self.history_ = dcase_networks.train_network(
-                head, H_fit, y_index, X_val=H_val, y_val=y_val, learning_rate=self.learning_rate,
-                weight_decay=self.weight_decay, batch_size=self.batch_size,
-                max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
-                bf16=self.bf16, device=self.device, seed=seed, val_loss=self.val_loss,
-                ties=self.ties)
+                head,
+                H_fit,
+                y_index,
+                X_val=H_val,
+                y_val=y_val,
+                learning_rate=self.learning_rate,
+                weight_decay=self.weight_decay,
+                batch_size=self.batch_size,
+                max_epochs=self.max_epochs,
+                patience=self.patience,
+                drop_last=self.drop_last,
+                bf16=self.bf16,
+                device=self.device,
+                seed=seed,
+                val_loss=self.val_loss,
+                ties=self.ties,
+            )
         self.head_ = head.cpu().eval()
         self.head_kinds_ = dcase_networks.module_kinds(head)
         self.head_state_ = dcase_networks.state_to_numpy(head)

@@ -8,8 +8,9 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 
-def check_features(X: ArrayLike, *, dtype: DTypeLike | None = None,
-                   name: str = "X") -> NDArray[Any]:
+def check_features(
+    X: ArrayLike, *, dtype: DTypeLike | None = None, name: str = "X"
+) -> NDArray[Any]:
     """Return ``X`` as a C-contiguous 2-D float array (float32 unless float64 was given or asked).
 
     Parameters

@@ -62,9 +62,16 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
     converged_ : bool
     """
 
-    def __init__(self, *, C: float = 1.0, max_iter: int = 100, tol: float = 1e-4,
-                 standardize: bool = True, n_jobs: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        C: float = 1.0,
+        max_iter: int = 100,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -72,8 +79,14 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fit on ``X`` (n_rows, dim) and labels ``y`` (n_rows,); ``groups``/``eval_set`` unused."""
         X = check_features(X)
         self.classes_, y_index = encode_labels(y, n_rows=len(X))

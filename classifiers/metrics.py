@@ -130,8 +130,14 @@ def summarise(y_index, proba, classes, *, pred=None):
         "overall_log_loss": _number(row_log_loss(y_index, proba).mean()),
         "overall_accuracy": _number((pred == y_index).mean()),
         "n": int(len(y_index)),
-        "per_class": {str(c): {"log_loss": _number(losses[k]), "accuracy": _number(accuracies[k]),
-                               "n": int(counts[k])} for k, c in enumerate(classes)},
+        "per_class": {
+            str(c): {
+                "log_loss": _number(losses[k]),
+                "accuracy": _number(accuracies[k]),
+                "n": int(counts[k]),
+            }
+            for k, c in enumerate(classes)
+        },
         "confusion": confusion_matrix(y_index, pred, len(classes)).tolist(),
     }
 
@@ -151,13 +157,27 @@ def _bootstrap_stats(weights, label_onehot, counts, losses, corrects):
         class_loss = np.where(count > 0, loss / count, np.nan)
         class_acc = np.where(count > 0, correct / count, np.nan)
     total = count.sum(axis=1)
-    return {"log_loss": np.nanmean(class_loss, axis=1), "accuracy": np.nanmean(class_acc, axis=1),
-            "overall_log_loss": loss.sum(axis=1) / total,
-            "overall_accuracy": correct.sum(axis=1) / total}
+    return {
+        "log_loss": np.nanmean(class_loss, axis=1),
+        "accuracy": np.nanmean(class_acc, axis=1),
+        "overall_log_loss": loss.sum(axis=1) / total,
+        "overall_accuracy": correct.sum(axis=1) / total,
+    }
 
 
-def bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y, *, n_bootstrap=1000,
-                        confidence=0.95, random_state=0, chunk=250, clip_pred=None):
+def bootstrap_intervals(
+    y_index,
+    proba,
+    segment_clip,
+    clip_proba,
+    clip_y,
+    *,
+    n_bootstrap=1000,
+    confidence=0.95,
+    random_state=0,
+    chunk=250,
+    clip_pred=None,
+):
     """Percentile bootstrap intervals of the segment- and clip-level metrics, resampling clips.
 
     Each draw picks ``n_clips`` clips with replacement; a clip drawn twice counts all its segments
@@ -168,8 +188,9 @@ def bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y, *, n_b
     onehot = np.eye(n_classes)[clip_y]
     seg_counts = np.bincount(segment_clip, minlength=n_clips).astype(np.float64)
     seg_losses = np.bincount(segment_clip, weights=row_log_loss(y_index, proba), minlength=n_clips)
-    seg_correct = np.bincount(segment_clip, weights=(np.asarray(proba).argmax(axis=1) == y_index),
-                              minlength=n_clips)
+    seg_correct = np.bincount(
+        segment_clip, weights=(np.asarray(proba).argmax(axis=1) == y_index), minlength=n_clips
+    )
     clip_losses = row_log_loss(clip_y, clip_proba)
     clip_pred = clip_proba.argmax(axis=1) if clip_pred is None else np.asarray(clip_pred)
     clip_correct = (clip_pred == clip_y).astype(np.float64)
@@ -179,21 +200,44 @@ def bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y, *, n_b
         size = min(chunk, n_bootstrap - start)
         picks = rng.integers(0, n_clips, size=(size, n_clips))
         flat = (np.arange(size)[:, None] * n_clips + picks).ravel()
-        weights = np.bincount(flat, minlength=size * n_clips).reshape(size, n_clips).astype(np.float64)
-        draws["segment"].append(_bootstrap_stats(weights, onehot, seg_counts, seg_losses, seg_correct))
-        draws["clip"].append(_bootstrap_stats(weights, onehot, np.ones(n_clips), clip_losses,
-                                              clip_correct))
+        weights = (
+            np.bincount(flat, minlength=size * n_clips).reshape(size, n_clips).astype(np.float64)
+        )
+        draws["segment"].append(
+            _bootstrap_stats(weights, onehot, seg_counts, seg_losses, seg_correct)
+        )
+        draws["clip"].append(
+            _bootstrap_stats(weights, onehot, np.ones(n_clips), clip_losses, clip_correct)
+        )
     tail = 100.0 * (1.0 - confidence) / 2.0
     out = {}
     for level, parts in draws.items():
-        out[level] = {metric: [_number(v) for v in np.nanpercentile(
-            np.concatenate([p[metric] for p in parts]), [tail, 100.0 - tail])]
-            for metric in parts[0]}
+        out[level] = {
+            metric: [
+                _number(v)
+                for v in np.nanpercentile(
+                    np.concatenate([p[metric] for p in parts]), [tail, 100.0 - tail]
+                )
+            ]
+            for metric in parts[0]
+        }
     return out
 
 
-def evaluate(y, proba, *, classes, clip_ids, cities=None, seen_cities=None, n_bootstrap=1000,
-             confidence=0.95, random_state=0, clip_proba=None, clip_pred=None):
+def evaluate(
+    y,
+    proba,
+    *,
+    classes,
+    clip_ids,
+    cities=None,
+    seen_cities=None,
+    n_bootstrap=1000,
+    confidence=0.95,
+    random_state=0,
+    clip_proba=None,
+    clip_pred=None,
+):
     """Evaluate segment probabilities the DCASE 2021 Task 1B way, plus CIs and a per-city breakdown.
 
     Parameters
@@ -232,22 +276,44 @@ def evaluate(y, proba, *, classes, clip_ids, cities=None, seen_cities=None, n_bo
     summed, clip_names, segment_clip = clip_probabilities(proba, clip_ids)
     clip_proba, clip_pred = _clip_level(summed, clip_proba, clip_pred, len(classes))
     clip_y = clip_labels(y_index, segment_clip, len(clip_names))
-    report = {"classes": classes, "n_clips": int(len(clip_names)),
-              "segment": summarise(y_index, proba, classes),
-              "clip": summarise(clip_y, clip_proba, classes, pred=clip_pred)}
+    report = {
+        "classes": classes,
+        "n_clips": int(len(clip_names)),
+        "segment": summarise(y_index, proba, classes),
+        "clip": summarise(clip_y, clip_proba, classes, pred=clip_pred),
+    }
     if n_bootstrap:
-        intervals = bootstrap_intervals(y_index, proba, segment_clip, clip_proba, clip_y,
-                                        n_bootstrap=n_bootstrap, confidence=confidence,
-                                        random_state=random_state, clip_pred=clip_pred)
+        intervals = bootstrap_intervals(
+            y_index,
+            proba,
+            segment_clip,
+            clip_proba,
+            clip_y,
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            random_state=random_state,
+            clip_pred=clip_pred,
+        )
         report["segment"]["ci"] = intervals["segment"]
         report["clip"]["ci"] = intervals["clip"]
     report["bootstrap"] = {
-        "n": int(n_bootstrap), "confidence": confidence, "unit": "clip",
-        "note": "clips resampled with replacement (segments of a clip are correlated)"}
+        "n": int(n_bootstrap),
+        "confidence": confidence,
+        "unit": "clip",
+        "note": "clips resampled with replacement (segments of a clip are correlated)",
+    }
     if cities is not None:
-        report["per_city"] = per_city(y_index, proba, segment_clip, clip_proba, clip_y,
-                                      np.asarray(cities).astype(str), classes, seen_cities,
-                                      clip_pred=clip_pred)
+        report["per_city"] = per_city(
+            y_index,
+            proba,
+            segment_clip,
+            clip_proba,
+            clip_y,
+            np.asarray(cities).astype(str),
+            classes,
+            seen_cities,
+            clip_pred=clip_pred,
+        )
     return report
 
 
@@ -259,13 +325,27 @@ def _clip_level(summed, clip_proba, clip_pred, n_classes):
     if clip_proba.shape != summed.shape:
         raise ValueError(f"clip_proba has shape {clip_proba.shape}, expected {summed.shape}")
     clip_pred = clip_proba.argmax(axis=1) if clip_pred is None else np.asarray(clip_pred)
-    if clip_pred.shape != (len(summed),) or (clip_pred < 0).any() or (clip_pred >= n_classes).any():
+    if (
+        clip_pred.shape != (len(summed),)
+        or (clip_pred < 0).any()
+        or (clip_pred >= n_classes).any()
+    ):
         raise ValueError(f"clip_pred must hold {len(summed)} class indices below {n_classes}")
     return clip_proba, clip_pred
 
 
-def per_city(y_index, proba, segment_clip, clip_proba, clip_y, cities, classes, seen_cities, *,
-             clip_pred=None):
+def per_city(
+    y_index,
+    proba,
+    segment_clip,
+    clip_proba,
+    clip_y,
+    cities,
+    classes,
+    seen_cities,
+    *,
+    clip_pred=None,
+):
     """Return ``{city: {seen_in_training, n_clips, segment: {...}, clip: {...}}}``.
 
     Within a city, averages run over the classes recorded there (cities lack some scenes).
@@ -277,8 +357,12 @@ def per_city(y_index, proba, segment_clip, clip_proba, clip_y, cities, classes, 
         rows = cities == city
         clips = clip_city == city
         seg = summarise(y_index[rows], proba[rows], classes)
-        clip = summarise(clip_y[clips], clip_proba[clips], classes,
-                         pred=None if clip_pred is None else clip_pred[clips])
+        clip = summarise(
+            clip_y[clips],
+            clip_proba[clips],
+            classes,
+            pred=None if clip_pred is None else clip_pred[clips],
+        )
         out[city] = {
             "seen_in_training": None if seen_cities is None else city in set(seen_cities),
             "n_clips": int(clips.sum()),

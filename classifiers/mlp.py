@@ -71,13 +71,27 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     module_ : torch.nn.Sequential, the trained network (only in the fitting process; not pickled)
     """
 
-    def __init__(self, *, hidden: Sequence[int] = (256,), dropout: float = 0.2,
-                 batch_norm: bool = True, learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 512, max_epochs: int = 10,
-                 patience: int | None = None, validation_fraction: float = 0.1,
-                 drop_last: bool = True, bf16: bool = False, standardize: bool = True,
-                 device: str = "auto", n_jobs: int | None = None, random_state: int | None = None,
-                 val_loss: str = "rows", ties: str = "first") -> None:
+    def __init__(
+        self,
+        *,
+        hidden: Sequence[int] = (256,),
+        dropout: float = 0.2,
+        batch_norm: bool = True,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 512,
+        max_epochs: int = 10,
+        patience: int | None = None,
+        validation_fraction: float = 0.1,
+        drop_last: bool = True,
+        bf16: bool = False,
+        standardize: bool = True,
+        device: str = "auto",
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+        val_loss: str = "rows",
+        ties: str = "first",
+    ) -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -96,22 +110,44 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.val_loss = val_loss
         self.ties = ties
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fit on ``X`` (n_rows, dim), ``y`` (n_rows,); see the class doc for groups/eval_set."""
         torch = dcase_networks.import_torch("TorchMLPClassifier")
-        X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups,
-                                                     eval_set=eval_set)
+        X_fit, y_fit, X_val, y_val, seed = start_fit(self, X, y, groups=groups, eval_set=eval_set)
         with dcase_networks.torch_threads(self.n_jobs), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = dcase_networks.build_mlp(X_fit.shape[1], tuple(self.hidden), len(self.classes_),
-                                         dropout=self.dropout, batch_norm=self.batch_norm)
+            module = dcase_networks.build_mlp(
+                X_fit.shape[1],
+                tuple(self.hidden),
+                len(self.classes_),
+                dropout=self.dropout,
+                batch_norm=self.batch_norm,
+            )
             self.history_ = dcase_networks.train_network(
-                module, X_fit, y_fit, X_val=X_val, y_val=y_val, learning_rate=self.learning_rate,
-                weight_decay=self.weight_decay, batch_size=self.batch_size,
-                max_epochs=self.max_epochs, patience=self.patience, drop_last=self.drop_last,
-                bf16=self.bf16, device=self.device, seed=seed, val_loss=self.val_loss,
-                ties=self.ties)
+                module,
+                X_fit,
+                y_fit,
+                X_val=X_val,
+                y_val=y_val,
+                learning_rate=self.learning_rate,
+                weight_decay=self.weight_decay,
+                batch_size=self.batch_size,
+                max_epochs=self.max_epochs,
+                patience=self.patience,
+                drop_last=self.drop_last,
+                bf16=self.bf16,
+                device=self.device,
+                seed=seed,
+                val_loss=self.val_loss,
+                ties=self.ties,
+            )
         self.module_ = module.cpu().eval()
         self.kinds_ = dcase_networks.module_kinds(module)
         self.state_ = dcase_networks.state_to_numpy(module)
@@ -148,9 +184,15 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
 #: The DCASE 2021 Task 1B baseline's per-modality network and training (train/train.py).
 BASELINE_NETWORK: dict[str, Any] = {
-    "hidden": (512, 128, 64), "dropout": 0.2, "batch_norm": True,
-    "learning_rate": 1e-4, "weight_decay": 1e-4, "batch_size": 64, "max_epochs": 199,
-    "drop_last": True, "standardize": True,
+    "hidden": (512, 128, 64),
+    "dropout": 0.2,
+    "batch_norm": True,
+    "learning_rate": 1e-4,
+    "weight_decay": 1e-4,
+    "batch_size": 64,
+    "max_epochs": 199,
+    "drop_last": True,
+    "standardize": True,
 }
 
 

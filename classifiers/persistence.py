@@ -32,18 +32,57 @@ from featurestore.errors import ModelFormatError
 #: StackingFusion's ``oof_proba_`` (one row per training segment) is not kept.
 PARTS = {
     ZScore: ({"mean_": "array", "scale_": "array", "n_features_in_": "json"}, ()),
-    LateFusion: ({"classes_": "array", "estimators_": "estimator", "weights_": "array",
-                  "n_features_in_": "json"}, ()),
-    StackingFusion: ({"classes_": "array", "fold_estimators_": "estimator",
-                      "estimators_": "estimator", "final_estimator_": "estimator",
-                      "n_features_in_": "json"}, ("oof_proba_",)),
-    ProposedFusion: ({"classes_": "array", "branches_": "estimator", "trunk_modules_": "json",
-                      "head_kinds_": "json", "head_state_": "array", "history_": "json",
-                      "n_features_in_": "json"}, ("trunks_", "head_")),
-    TemperatureScaledClassifier: ({"estimator_": "estimator", "classes_": "array",
-                                   "temperature_": "json", "n_features_in_": "json"}, ()),
-    NormalisedClassifier: ({"estimator_": "estimator", "classes_": "array", "mean_": "array",
-                            "scale_": "array", "source_": "json", "n_features_in_": "json"}, ()),
+    LateFusion: (
+        {
+            "classes_": "array",
+            "estimators_": "estimator",
+            "weights_": "array",
+            "n_features_in_": "json",
+        },
+        (),
+    ),
+    StackingFusion: (
+        {
+            "classes_": "array",
+            "fold_estimators_": "estimator",
+            "estimators_": "estimator",
+            "final_estimator_": "estimator",
+            "n_features_in_": "json",
+        },
+        ("oof_proba_",),
+    ),
+    ProposedFusion: (
+        {
+            "classes_": "array",
+            "branches_": "estimator",
+            "trunk_modules_": "json",
+            "head_kinds_": "json",
+            "head_state_": "array",
+            "history_": "json",
+            "n_features_in_": "json",
+        },
+        ("trunks_", "head_"),
+    ),
+    TemperatureScaledClassifier: (
+        {
+            "estimator_": "estimator",
+            "classes_": "array",
+            "temperature_": "json",
+            "n_features_in_": "json",
+        },
+        (),
+    ),
+    NormalisedClassifier: (
+        {
+            "estimator_": "estimator",
+            "classes_": "array",
+            "mean_": "array",
+            "scale_": "array",
+            "source_": "json",
+            "n_features_in_": "json",
+        },
+        (),
+    ),
 }
 
 
@@ -62,15 +101,21 @@ def closed_list():
     twice in different ways: a tree names classes by name only.
     """
     classes = {}
-    declarations = [(entry.estimator_class(), entry.fitted, entry.transient,
-                     f"model {entry.name!r}") for entry in registry.MODELS.values()]
-    declarations += [(cls, fitted, transient, "classifiers.persistence.PARTS")
-                     for cls, (fitted, transient) in PARTS.items()]
+    declarations = [
+        (entry.estimator_class(), entry.fitted, entry.transient, f"model {entry.name!r}")
+        for entry in registry.MODELS.values()
+    ]
+    declarations += [
+        (cls, fitted, transient, "classifiers.persistence.PARTS")
+        for cls, (fitted, transient) in PARTS.items()
+    ]
     for cls, fitted, transient, source in declarations:
         declared = Declared(cls, dict(fitted), tuple(transient))
         if classes.setdefault(cls.__name__, declared) != declared:
-            raise ValueError(f"classifiers.registry: {source} declares class {cls.__name__} "
-                             "anew (another class of that name, or other fitted attributes)")
+            raise ValueError(
+                f"classifiers.registry: {source} declares class {cls.__name__} "
+                "anew (another class of that name, or other fitted attributes)"
+            )
     return classes
 
 
@@ -127,18 +172,32 @@ def _dump_tree(estimator, path, files):
     name = type(estimator).__name__
     declared = files.classes.get(name)
     if declared is None or declared.cls is not type(estimator):
-        raise ModelFormatError(f"{name} cannot be written as data (not a model of "
-                               "classifiers.registry nor a part of classifiers.persistence)")
-    undeclared = sorted(key for key in vars(estimator) if key.endswith("_")
-                        and not key.startswith("_") and key not in declared.fitted
-                        and key not in declared.transient)
+        raise ModelFormatError(
+            f"{name} cannot be written as data (not a model of "
+            "classifiers.registry nor a part of classifiers.persistence)"
+        )
+    undeclared = sorted(
+        key
+        for key in vars(estimator)
+        if key.endswith("_")
+        and not key.startswith("_")
+        and key not in declared.fitted
+        and key not in declared.transient
+    )
     if undeclared:
-        raise ModelFormatError(f"{name}.{undeclared[0]} is fitted but its declaration neither "
-                               "writes it nor calls it transient (classifiers.registry)")
-    params = {key: _dump(value, f"{path}.{key}", files, None)
-              for key, value in estimator.get_params(deep=False).items()}
-    fitted = {key: _dump(getattr(estimator, key), f"{path}.{key}", files, kind)
-              for key, kind in declared.fitted.items() if hasattr(estimator, key)}
+        raise ModelFormatError(
+            f"{name}.{undeclared[0]} is fitted but its declaration neither "
+            "writes it nor calls it transient (classifiers.registry)"
+        )
+    params = {
+        key: _dump(value, f"{path}.{key}", files, None)
+        for key, value in estimator.get_params(deep=False).items()
+    }
+    fitted = {
+        key: _dump(getattr(estimator, key), f"{path}.{key}", files, kind)
+        for key, kind in declared.fitted.items()
+        if hasattr(estimator, key)
+    }
     return {"class": name, "params": params, "fitted": fitted}
 
 
@@ -172,12 +231,11 @@ _FORMS = {"array": "an array", "estimator": "an estimator", "lightgbm": "a Light
 
 def _check_kind(kind, form, where):
     if kind is not None and kind != form:
-        raise ModelFormatError(f"{where} holds {_FORMS[form]}, but its class writes it as "
-                               f"{kind}")
+        raise ModelFormatError(f"{where} holds {_FORMS[form]}, but its class writes it as {kind}")
 
 
 def _add_array(value, path, arrays):
-    if value.dtype.kind == "T":                 # NumPy 2 variable-width strings: fixed width
+    if value.dtype.kind == "T":  # NumPy 2 variable-width strings: fixed width
         value = value.astype(str)
     if value.dtype.kind not in "biufcU":
         raise ModelFormatError(f"{path}: arrays of dtype {value.dtype} cannot be written")
@@ -197,8 +255,9 @@ def _load_tree(tree, files):
     unknown = set(tree["fitted"]) - set(declared.fitted)
     if unknown:
         raise ModelFormatError(f"{name}: unknown fitted attribute {sorted(unknown)[0]!r}")
-    params = {key: _load(value, files, None, f"{name}.{key}")
-              for key, value in tree["params"].items()}
+    params = {
+        key: _load(value, files, None, f"{name}.{key}") for key, value in tree["params"].items()
+    }
     try:
         estimator = declared.cls(**params)
     except TypeError as error:
@@ -216,7 +275,7 @@ def _load(value, files, kind, where):
         return [_load(v, files, kind, where) for v in value]
     if not isinstance(value, dict) or len(value) != 1:
         raise ModelFormatError(f"unexpected value {str(value)[:60]}")
-    (form, body), = value.items()
+    ((form, body),) = value.items()
     if form in ("array", "lightgbm", "estimator"):
         _check_kind(kind, form, where)
     if form == "array":

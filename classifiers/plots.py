@@ -50,8 +50,15 @@ def plot_confusion_matrix(matrix, classes, path, *, title="Confusion matrix", wi
     for row in range(len(classes)):
         for col in range(len(classes)):
             if matrix[row, col]:
-                axes.text(col, row, f"{int(matrix[row, col])}", ha="center", va="center",
-                          fontsize=7, color="white" if share[row, col] > 0.5 else "black")
+                axes.text(
+                    col,
+                    row,
+                    f"{int(matrix[row, col])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[row, col] > 0.5 else "black",
+                )
     figure.tight_layout()
     outputs.write_figure(path, figure, format="png", within=within)
     return figure

@@ -44,8 +44,13 @@ FUSION_SETTINGS = {
         "stack": {"n_splits": 3},
     },
     "default": {
-        "proposed": {"max_epochs": 5, "batch_size": 1024, "learning_rate": 2e-3, "patience": 2,
-                     "members": {"baseline": {"max_epochs": 3}}},
+        "proposed": {
+            "max_epochs": 5,
+            "batch_size": 1024,
+            "learning_rate": 2e-3,
+            "patience": 2,
+            "members": {"baseline": {"max_epochs": 3}},
+        },
         "stack": {"n_splits": 3, "members": {"lr": {"max_iter": 20}}},
     },
     "small": {
@@ -57,14 +62,23 @@ FUSION_SETTINGS = {
         "stack": {"n_splits": 5},
     },
     "dcase2021": {
-        "proposed": {"max_epochs": 99, "batch_size": 64, "learning_rate": 1e-4,
-                     "weight_decay": 1e-4, "drop_last": True, "val_loss": "batches",
-                     "ties": "last", "validation_fraction": 0.0},
+        "proposed": {
+            "max_epochs": 99,
+            "batch_size": 64,
+            "learning_rate": 1e-4,
+            "weight_decay": 1e-4,
+            "drop_last": True,
+            "val_loss": "batches",
+            "ties": "last",
+            "validation_fraction": 0.0,
+        },
     },
 }
 if set(FUSION_SETTINGS) != set(registry.PRESETS):
-    raise ValueError("classifiers.presets: FUSION_SETTINGS needs exactly the presets of "
-                     f"classifiers.registry.PRESETS ({', '.join(registry.PRESETS)})")
+    raise ValueError(
+        "classifiers.presets: FUSION_SETTINGS needs exactly the presets of "
+        f"classifiers.registry.PRESETS ({', '.join(registry.PRESETS)})"
+    )
 
 #: Presets that are whole recipes (frame-level rows, fixed normalisation, their own split and
 #: test protocol), with the fusions they cover; they train the models that give them settings.
@@ -78,8 +92,11 @@ def get_preset(name):
     ValueError naming the known presets for an unknown name.
     """
     registry.check_preset(name)
-    models = {model: entry.presets[name] for model, entry in registry.MODELS.items()
-              if entry.presets[name] is not None}
+    models = {
+        model: entry.presets[name]
+        for model, entry in registry.MODELS.items()
+        if entry.presets[name] is not None
+    }
     return copy.deepcopy({**models, **FUSION_SETTINGS[name]})
 
 
@@ -88,11 +105,14 @@ def check_recipe(name, models, fusion):
     recipe = RECIPES.get(name)
     if recipe is None:
         return
-    trained = [model for model, entry in registry.MODELS.items()
-               if entry.presets[name] is not None]
+    trained = [
+        model for model, entry in registry.MODELS.items() if entry.presets[name] is not None
+    ]
     bad = sorted(set(models) - set(trained))
     if bad or fusion not in recipe["fusions"]:
-        raise ValueError(f"--preset {name} is the DCASE 2021 baseline recipe: --model "
-                         f"{' or '.join(trained)} with --fusion "
-                         f"{', '.join(recipe['fusions'])} (got model {', '.join(bad or models)}"
-                         f", fusion {fusion})")
+        raise ValueError(
+            f"--preset {name} is the DCASE 2021 baseline recipe: --model "
+            f"{' or '.join(trained)} with --fusion "
+            f"{', '.join(recipe['fusions'])} (got model {', '.join(bad or models)}"
+            f", fusion {fusion})"
+        )

@@ -44,17 +44,20 @@ def frame_pick(n_frames, n_segments):
     n_frames = np.asarray(n_frames, dtype=np.int64)
     n_segments = np.asarray(n_segments, dtype=np.int64)
     if n_frames.shape != n_segments.shape or n_frames.ndim != 1:
-        raise ValueError(f"n_frames {n_frames.shape} and n_segments {n_segments.shape} must be "
-                         "1-D arrays of one length")
+        raise ValueError(
+            f"n_frames {n_frames.shape} and n_segments {n_segments.shape} must be "
+            "1-D arrays of one length"
+        )
     if n_frames.size and (n_frames.min() < 1 or n_segments.min() < 1):
         raise ValueError("every clip needs at least one frame and one segment")
     clip = np.repeat(np.arange(len(n_frames)), n_segments)
     frame = np.empty(len(clip), dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(n_segments)[:-1]]).astype(np.int64)
-    pairs, inverse = np.unique(np.stack([n_frames, n_segments], axis=1), axis=0,
-                               return_inverse=True)
+    pairs, inverse = np.unique(
+        np.stack([n_frames, n_segments], axis=1), axis=0, return_inverse=True
+    )
     inverse = inverse.reshape(-1)
-    for k, (frames, segments) in enumerate(pairs):      # one linspace per distinct (N, S)
+    for k, (frames, segments) in enumerate(pairs):  # one linspace per distinct (N, S)
         picks = np.linspace(0, frames, segments, endpoint=False).astype(np.int64)
         frame[starts[inverse == k][:, None] + np.arange(segments)] = picks
     return clip, frame

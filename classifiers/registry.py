@@ -77,9 +77,15 @@ class Model:
         return _resolve(self.build if self.build is not None else self.estimator)(**params)
 
 
-def register(name: str, *, estimator: type[Any] | str, fitted: dict[str, str],
-             presets: dict[str, dict[str, Any] | None], transient: Sequence[str] = (),
-             build: Callable[..., Any] | str | None = None) -> Model:
+def register(
+    name: str,
+    *,
+    estimator: type[Any] | str,
+    fitted: dict[str, str],
+    presets: dict[str, dict[str, Any] | None],
+    transient: Sequence[str] = (),
+    build: Callable[..., Any] | str | None = None,
+) -> Model:
     """Add a model to :data:`MODELS` and return its :class:`Model`.
 
     Parameters
@@ -106,8 +112,9 @@ def register(name: str, *, estimator: type[Any] | str, fitted: dict[str, str],
     problem = _problem(entry)
     if problem:
         raise ValueError(f"classifiers.registry: model {name!r} {problem}")
-    MODELS[name] = dataclasses.replace(entry, fitted=dict(fitted), presets=copy.deepcopy(presets),
-                                       transient=tuple(transient))
+    MODELS[name] = dataclasses.replace(
+        entry, fitted=dict(fitted), presets=copy.deepcopy(presets), transient=tuple(transient)
+    )
     return MODELS[name]
 
 
@@ -142,8 +149,10 @@ def _problem(entry: Model) -> str | None:
     for field in ("estimator", "build"):
         value = getattr(entry, field)
         if isinstance(value, str) and not _REFERENCE.match(value):
-            return (f"names its {field} as {value!r}; write 'classifiers.module:Name' or pass "
-                    "the object itself")
+            return (
+                f"names its {field} as {value!r}; write 'classifiers.module:Name' or pass "
+                "the object itself"
+            )
         if isinstance(value, str) and not _module_exists(value.partition(":")[0]):
             return f"names its {field} in {value.partition(':')[0]}, which does not exist"
         if value is not None and not isinstance(value, str) and not callable(value):
@@ -158,11 +167,13 @@ def _fitted_problem(entry: Model) -> str | None:
         if not (isinstance(attribute, str) and attribute.endswith("_")):
             return f"declares fitted attribute {attribute!r}; fitted attributes end in _"
         if kind not in KINDS:
-            return (f"writes fitted attribute {attribute!r} as {kind!r}; choose from "
-                    f"{', '.join(KINDS)}")
+            return (
+                f"writes fitted attribute {attribute!r} as {kind!r}; choose from "
+                f"{', '.join(KINDS)}"
+            )
     if not isinstance(entry.transient, (tuple, list)) or not all(
-            isinstance(attribute, str) and attribute.endswith("_")
-            for attribute in entry.transient):
+        isinstance(attribute, str) and attribute.endswith("_") for attribute in entry.transient
+    ):
         return "gives transient as something else than a tuple of attribute names ending in _"
     both = sorted(set(entry.fitted) & set(entry.transient))
     if both:
@@ -175,8 +186,10 @@ def _preset_problem(entry: Model) -> str | None:
         return f"gives presets as a {type(entry.presets).__name__}, not {{preset: settings}}"
     missing = [preset for preset in PRESETS if preset not in entry.presets]
     if missing:
-        return (f"gives no settings for preset {missing[0]!r} (every model gives each of "
-                f"{', '.join(PRESETS)} a dict, or None where the preset does not train it)")
+        return (
+            f"gives no settings for preset {missing[0]!r} (every model gives each of "
+            f"{', '.join(PRESETS)} a dict, or None where the preset does not train it)"
+        )
     unknown = sorted(set(entry.presets) - set(PRESETS))
     if unknown:
         return f"gives settings for unknown preset {unknown[0]!r}; presets: {', '.join(PRESETS)}"
@@ -190,9 +203,13 @@ def _sharing_problem(entry: Model) -> str | None:
     """Models built on one class must write it the same way."""
     for other in MODELS.values():
         if other.estimator == entry.estimator and (other.fitted, other.transient) != (
-                dict(entry.fitted), tuple(entry.transient)):
-            return (f"writes {_label(entry.estimator)} differently from model {other.name!r} "
-                    "(give both the same fitted and transient)")
+            dict(entry.fitted),
+            tuple(entry.transient),
+        ):
+            return (
+                f"writes {_label(entry.estimator)} differently from model {other.name!r} "
+                "(give both the same fitted and transient)"
+            )
     return None
 
 
@@ -222,58 +239,145 @@ def _resolve(reference: Callable[..., Any] | str) -> Any:
 # Their settings per preset: classifiers.presets explains how each preset is sized.
 
 register(
-    "lr", estimator="classifiers.linear:LogisticClassifier",
-    fitted={"classes_": "array", "scaler_": "estimator", "coef_": "array", "intercept_": "array",
-            "n_iter_": "json", "converged_": "json", "n_features_in_": "json"},
-    presets={"fast": {"C": 1.0, "max_iter": 50},
-             "default": {"C": 1.0, "max_iter": 40},
-             "small": {"C": 1.0, "max_iter": 200},
-             "paper": {"C": 1.0, "max_iter": 200},
-             "dcase2021": None})
+    "lr",
+    estimator="classifiers.linear:LogisticClassifier",
+    fitted={
+        "classes_": "array",
+        "scaler_": "estimator",
+        "coef_": "array",
+        "intercept_": "array",
+        "n_iter_": "json",
+        "converged_": "json",
+        "n_features_in_": "json",
+    },
+    presets={
+        "fast": {"C": 1.0, "max_iter": 50},
+        "default": {"C": 1.0, "max_iter": 40},
+        "small": {"C": 1.0, "max_iter": 200},
+        "paper": {"C": 1.0, "max_iter": 200},
+        "dcase2021": None,
+    },
+)
 
-_MLP_FITTED = {"classes_": "array", "scaler_": "estimator", "kinds_": "json", "state_": "array",
-               "history_": "json", "best_epoch_": "json", "n_features_in_": "json"}
+_MLP_FITTED = {
+    "classes_": "array",
+    "scaler_": "estimator",
+    "kinds_": "json",
+    "state_": "array",
+    "history_": "json",
+    "best_epoch_": "json",
+    "n_features_in_": "json",
+}
 
 register(
-    "mlp", estimator="classifiers.mlp:TorchMLPClassifier",
-    fitted=_MLP_FITTED, transient=("module_",),
-    presets={"fast": {"hidden": (32,), "max_epochs": 6, "batch_size": 64, "learning_rate": 3e-3},
-             "default": {"hidden": (256,), "max_epochs": 6, "batch_size": 1024,
-                         "learning_rate": 2e-3, "patience": 2},
-             "small": {"hidden": (256,), "max_epochs": 60, "batch_size": 64,
-                       "learning_rate": 1e-3, "patience": 8},
-             "paper": {"hidden": (512, 128), "max_epochs": 50, "batch_size": 256,
-                       "learning_rate": 1e-3, "patience": 10},
-             "dcase2021": None})
+    "mlp",
+    estimator="classifiers.mlp:TorchMLPClassifier",
+    fitted=_MLP_FITTED,
+    transient=("module_",),
+    presets={
+        "fast": {"hidden": (32,), "max_epochs": 6, "batch_size": 64, "learning_rate": 3e-3},
+        "default": {
+            "hidden": (256,),
+            "max_epochs": 6,
+            "batch_size": 1024,
+            "learning_rate": 2e-3,
+            "patience": 2,
+        },
+        "small": {
+            "hidden": (256,),
+            "max_epochs": 60,
+            "batch_size": 64,
+            "learning_rate": 1e-3,
+            "patience": 8,
+        },
+        "paper": {
+            "hidden": (512, 128),
+            "max_epochs": 50,
+            "batch_size": 256,
+            "learning_rate": 1e-3,
+            "patience": 10,
+        },
+        "dcase2021": None,
+    },
+)
 
 register(
-    "lgbm", estimator="classifiers.boosting:LightGBMClassifier",
-    fitted={"classes_": "array", "scaler_": "estimator", "components_": "array",
-            "pca_mean_": "array", "booster_": "lightgbm", "best_iteration_": "json",
-            "n_features_in_": "json"},
-    presets={"fast": {"n_components": 8, "n_estimators": 20, "learning_rate": 0.3,
-                      "num_leaves": 7, "min_child_samples": 5, "bagging_fraction": 0.8},
-             "default": {"n_components": 64, "n_estimators": 100, "learning_rate": 0.2,
-                         "num_leaves": 15, "bagging_fraction": 0.3, "feature_fraction": 0.5,
-                         "early_stopping_rounds": 10},
-             "small": {"n_components": 32, "n_estimators": 200, "learning_rate": 0.1,
-                       "num_leaves": 7, "min_child_samples": 5, "bagging_fraction": 0.8,
-                       "feature_fraction": 0.5, "early_stopping_rounds": 20},
-             "paper": {"n_components": None, "n_estimators": 500, "learning_rate": 0.05,
-                       "num_leaves": 31, "bagging_fraction": 0.8, "feature_fraction": 0.25,
-                       "early_stopping_rounds": 30},
-             "dcase2021": None})
+    "lgbm",
+    estimator="classifiers.boosting:LightGBMClassifier",
+    fitted={
+        "classes_": "array",
+        "scaler_": "estimator",
+        "components_": "array",
+        "pca_mean_": "array",
+        "booster_": "lightgbm",
+        "best_iteration_": "json",
+        "n_features_in_": "json",
+    },
+    presets={
+        "fast": {
+            "n_components": 8,
+            "n_estimators": 20,
+            "learning_rate": 0.3,
+            "num_leaves": 7,
+            "min_child_samples": 5,
+            "bagging_fraction": 0.8,
+        },
+        "default": {
+            "n_components": 64,
+            "n_estimators": 100,
+            "learning_rate": 0.2,
+            "num_leaves": 15,
+            "bagging_fraction": 0.3,
+            "feature_fraction": 0.5,
+            "early_stopping_rounds": 10,
+        },
+        "small": {
+            "n_components": 32,
+            "n_estimators": 200,
+            "learning_rate": 0.1,
+            "num_leaves": 7,
+            "min_child_samples": 5,
+            "bagging_fraction": 0.8,
+            "feature_fraction": 0.5,
+            "early_stopping_rounds": 20,
+        },
+        "paper": {
+            "n_components": None,
+            "n_estimators": 500,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "bagging_fraction": 0.8,
+            "feature_fraction": 0.25,
+            "early_stopping_rounds": 30,
+        },
+        "dcase2021": None,
+    },
+)
 
 # The DCASE 2021 baseline's per-modality network: its settings are overrides of
 # classifiers.mlp.baseline_network (the architecture is fixed); under dcase2021, those of the
 # baseline's train/train.py.
 register(
-    "baseline", estimator="classifiers.mlp:TorchMLPClassifier",
-    build="classifiers.mlp:baseline_network", fitted=_MLP_FITTED, transient=("module_",),
-    presets={"fast": {"max_epochs": 4, "batch_size": 64, "learning_rate": 1e-3},
-             "default": {"max_epochs": 4, "batch_size": 1024, "learning_rate": 2e-3},
-             "small": {"max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3, "patience": 8},
-             "paper": {},
-             "dcase2021": {"max_epochs": 199, "batch_size": 64, "learning_rate": 1e-4,
-                           "weight_decay": 1e-4, "drop_last": True, "standardize": False,
-                           "val_loss": "batches", "ties": "last", "validation_fraction": 0.0}})
+    "baseline",
+    estimator="classifiers.mlp:TorchMLPClassifier",
+    build="classifiers.mlp:baseline_network",
+    fitted=_MLP_FITTED,
+    transient=("module_",),
+    presets={
+        "fast": {"max_epochs": 4, "batch_size": 64, "learning_rate": 1e-3},
+        "default": {"max_epochs": 4, "batch_size": 1024, "learning_rate": 2e-3},
+        "small": {"max_epochs": 60, "batch_size": 64, "learning_rate": 1e-3, "patience": 8},
+        "paper": {},
+        "dcase2021": {
+            "max_epochs": 199,
+            "batch_size": 64,
+            "learning_rate": 1e-4,
+            "weight_decay": 1e-4,
+            "drop_last": True,
+            "standardize": False,
+            "val_loss": "batches",
+            "ties": "last",
+            "validation_fraction": 0.0,
+        },
+    },
+)

@@ -45,10 +45,17 @@ class ZScore(TransformerMixin, BaseEstimator):
         X = check_features(X)
         n_rows = max(len(X), 1)
         chunks = range(0, len(X), 16384)
-        self.mean_ = sum((X[s:s + 16384].sum(axis=0, dtype=np.float64) for s in chunks),
-                         np.zeros(X.shape[1])) / n_rows
-        squares = sum((np.square(X[s:s + 16384] - self.mean_).sum(axis=0) for s in chunks),
-                      np.zeros(X.shape[1]))
+        self.mean_ = (
+            sum(
+                (X[s : s + 16384].sum(axis=0, dtype=np.float64) for s in chunks),
+                np.zeros(X.shape[1]),
+            )
+            / n_rows
+        )
+        squares = sum(
+            (np.square(X[s : s + 16384] - self.mean_).sum(axis=0) for s in chunks),
+            np.zeros(X.shape[1]),
+        )
         scale = np.sqrt(squares / n_rows)  # two passes: no cancellation when |mean| >> std
         self.scale_ = np.where(scale < self.min_scale, 1.0, scale)
         self.n_features_in_ = X.shape[1]
@@ -58,8 +65,9 @@ class ZScore(TransformerMixin, BaseEstimator):
         """Return the standardised copy of ``X`` in its own float dtype (float32 by default)."""
         X = check_features(X)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} columns, the scaler was fitted on "
-                                 f"{self.n_features_in_}")
+            raise ValueError(
+                f"X has {X.shape[1]} columns, the scaler was fitted on {self.n_features_in_}"
+            )
         mean = self.mean_.astype(X.dtype)
         scale = self.scale_.astype(X.dtype)
         return (X - mean) / scale
@@ -89,14 +97,21 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, estimator: Any, *, mean: ArrayLike | None = None,
-                 std: ArrayLike | None = None) -> None:
+    def __init__(
+        self, estimator: Any, *, mean: ArrayLike | None = None, std: ArrayLike | None = None
+    ) -> None:
         self.estimator = estimator
         self.mean = mean
         self.std = std
 
-    def fit(self, X: ArrayLike, y: ArrayLike, *, groups: ArrayLike | None = None,
-            eval_set: tuple[ArrayLike, ArrayLike] | None = None) -> Self:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> Self:
         """Fix the statistics, then fit the classifier on normalised ``X`` (n_rows, n_columns)."""
         X = check_features(X, dtype=np.float32)
         if (self.mean is None) != (self.std is None):
@@ -106,14 +121,14 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
             self.mean_, self.scale_, self.source_ = scaler.mean_, scaler.scale_, "training rows"
         else:
             # self.std is not None here (both or neither, checked above)
-            self.mean_, self.scale_ = given_statistics(
-                self.mean, self.std, X.shape[1])  # type: ignore[arg-type]
+            self.mean_, self.scale_ = given_statistics(self.mean, self.std, X.shape[1])  # type: ignore[arg-type]
             self.source_ = "given"
         self.n_features_in_ = X.shape[1]
         if eval_set is not None:
             eval_set = (self.transform(eval_set[0]), eval_set[1])
-        self.estimator_ = clone(self.estimator).fit(self.transform(X), y, groups=groups,
-                                                    eval_set=eval_set)
+        self.estimator_ = clone(self.estimator).fit(
+            self.transform(X), y, groups=groups, eval_set=eval_set
+        )
         self.classes_ = self.estimator_.classes_
         return self
 
@@ -124,7 +139,9 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} columns, the statistics have {len(self.mean_)}")
         out = np.empty(X.shape, dtype=np.float32)
         for start in range(0, len(X), CHUNK_ROWS):
-            out[start:start + CHUNK_ROWS] = (X[start:start + CHUNK_ROWS] - self.mean_) / self.scale_
+            out[start : start + CHUNK_ROWS] = (
+                X[start : start + CHUNK_ROWS] - self.mean_
+            ) / self.scale_
         return out
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
@@ -142,14 +159,16 @@ class NormalisedClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
-def given_statistics(mean: ArrayLike, std: ArrayLike,
-                     n_columns: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def given_statistics(
+    mean: ArrayLike, std: ArrayLike, n_columns: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(mean, std)`` as float64 arrays of ``n_columns``; ValueError unless std is finite > 0."""
     mean = np.asarray(mean, dtype=np.float64).reshape(-1)
     std = np.asarray(std, dtype=np.float64).reshape(-1)
     if mean.shape != (n_columns,) or std.shape != (n_columns,):
-        raise ValueError(f"mean and std must have {n_columns} values, got {mean.size} and "
-                         f"{std.size}")
+        raise ValueError(
+            f"mean and std must have {n_columns} values, got {mean.size} and {std.size}"
+        )
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
         raise ValueError("mean must be finite and std finite and > 0")
     return mean, std

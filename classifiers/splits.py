@@ -106,7 +106,7 @@ def dcase2021_split(scenes, location_keys, *, val_fraction=0.1, seed=DCASE2021_S
     in_val = np.zeros(len(scenes), dtype=bool)
     for scene in sorted(set(scenes.tolist())):
         rows = np.flatnonzero(scenes == scene)
-        names, sizes = np.unique(keys[rows], return_counts=True)   # sorted as strings
+        names, sizes = np.unique(keys[rows], return_counts=True)  # sorted as strings
         unused = list(range(len(names)))
         wanted, taken = int((1 - val_fraction) * len(rows)), 0
         while True:
@@ -156,8 +156,11 @@ def group_kfold(groups, *, n_splits=5, y=None, random_state=None):
     if not 2 <= n_splits <= len(group_names):
         raise ValueError(f"n_splits={n_splits} needs between 2 and {len(group_names)} groups")
     size = np.bincount(group_index)
-    label = (np.zeros(len(group_names), dtype=np.int64) if y is None
-             else _majority_label(np.asarray(y), group_index, len(group_names)))
+    label = (
+        np.zeros(len(group_names), dtype=np.int64)
+        if y is None
+        else _majority_label(np.asarray(y), group_index, len(group_names))
+    )
     order = np.arange(len(group_names))
     if random_state is not None:
         order = np.random.default_rng(random_state).permutation(order)
@@ -171,8 +174,10 @@ def group_kfold(groups, *, n_splits=5, y=None, random_state=None):
         fold_rows[fold] += size[g]
         class_groups[label[g], fold] += 1
     fold_of_row = fold_of_group[group_index]
-    return [(np.flatnonzero(fold_of_row != k), np.flatnonzero(fold_of_row == k))
-            for k in range(n_splits)]
+    return [
+        (np.flatnonzero(fold_of_row != k), np.flatnonzero(fold_of_row == k))
+        for k in range(n_splits)
+    ]
 
 
 def shared_groups(groups, rows_a, rows_b):

@@ -20,10 +20,21 @@ def class_names(n_classes):
     return list(SCENES) if n_classes == len(SCENES) else [f"class{k}" for k in range(n_classes)]
 
 
-def make_av_features(*, n_clips=400, segments_per_clip=10, dim_audio=64, dim_video=64,
-                     n_classes=10, locations_per_class=6, n_cities=5, pair_separation=4.0,
-                     within_pair_separation=1.2, location_scale=0.35, clip_scale=0.35,
-                     random_state=0):
+def make_av_features(
+    *,
+    n_clips=400,
+    segments_per_clip=10,
+    dim_audio=64,
+    dim_video=64,
+    n_classes=10,
+    locations_per_class=6,
+    n_cities=5,
+    pair_separation=4.0,
+    within_pair_separation=1.2,
+    location_scale=0.35,
+    clip_scale=0.35,
+    random_state=0,
+):
     """Return a dict of per-segment arrays (all rows aligned, float32 features).
 
     Parameters
@@ -62,13 +73,17 @@ def make_av_features(*, n_clips=400, segments_per_clip=10, dim_audio=64, dim_vid
         own = rng.standard_normal((n_classes, dim)) * within_pair_separation / np.sqrt(2 * dim)
         return centre[pair] + own
 
-    proto = {"audio": prototypes(dim_audio, pair_audio), "video": prototypes(dim_video, pair_video)}
+    proto = {
+        "audio": prototypes(dim_audio, pair_audio),
+        "video": prototypes(dim_video, pair_video),
+    }
     dims = {"audio": dim_audio, "video": dim_video}
     n_locations = n_classes * locations_per_class
     location_class = np.repeat(np.arange(n_classes), locations_per_class)
     location_city = rng.integers(0, n_cities, n_locations)
-    location_offset = {m: rng.standard_normal((n_locations, d)) * location_scale
-                       for m, d in dims.items()}
+    location_offset = {
+        m: rng.standard_normal((n_locations, d)) * location_scale for m, d in dims.items()
+    }
     clip_location = np.arange(n_clips) % n_locations
     clip_offset = {m: rng.standard_normal((n_clips, d)) * clip_scale for m, d in dims.items()}
     row_clip = np.repeat(np.arange(n_clips), segments_per_clip)
@@ -77,18 +92,25 @@ def make_av_features(*, n_clips=400, segments_per_clip=10, dim_audio=64, dim_vid
     out = {}
     for m, d in dims.items():
         values = rng.standard_normal((len(row_clip), d), dtype=np.float32)
-        values += (proto[m][row_class] + location_offset[m][row_location]
-                   + clip_offset[m][row_clip]).astype(np.float32)
+        values += (
+            proto[m][row_class] + location_offset[m][row_location] + clip_offset[m][row_clip]
+        ).astype(np.float32)
         out[m] = values
     cities = np.array([f"city{c}" for c in range(n_cities)])
     location_names = np.array([f"{cities[location_city[g]]}-{g}" for g in range(n_locations)])
-    clip_names = np.array([f"{names[location_class[g]]}-{location_names[g]}-{c}"
-                           for c, g in enumerate(clip_location)])
-    out.update({
-        "y": np.array(names)[row_class],
-        "clip_id": clip_names[row_clip],
-        "second": np.tile(np.arange(segments_per_clip), n_clips),
-        "location": location_names[row_location],
-        "city": cities[location_city[row_location]],
-    })
+    clip_names = np.array(
+        [
+            f"{names[location_class[g]]}-{location_names[g]}-{c}"
+            for c, g in enumerate(clip_location)
+        ]
+    )
+    out.update(
+        {
+            "y": np.array(names)[row_class],
+            "clip_id": clip_names[row_clip],
+            "second": np.tile(np.arange(segments_per_clip), n_clips),
+            "location": location_names[row_location],
+            "city": cities[location_city[row_location]],
+        }
+    )
     return out

@@ -51,8 +51,9 @@ def parse_models(spec, features):
         key, model = key.strip(), model.strip()
         matches = [f for f in features if f == key] or [f for f in features if key in f]
         if len(matches) != 1:
-            raise ValueError(f"--model key {key!r} matches {len(matches)} of the features "
-                             f"{list(features)}")
+            raise ValueError(
+                f"--model key {key!r} matches {len(matches)} of the features {list(features)}"
+            )
         models[matches[0]] = model
     missing = [f for f in features if f not in models]
     if missing:
@@ -87,8 +88,9 @@ def make_system(dims, models, fusion, *, preset="default", random_state=0, n_job
     kinds = sorted({models[f] for f in features})
     check_recipe(preset, kinds, fusion)
     if fusion == "none" and len(features) != 1:
-        raise ValueError(f"{len(features)} features need a fusion mode "
-                         "(early, late, weighted, stack, proposed)")
+        raise ValueError(
+            f"{len(features)} features need a fusion mode (early, late, weighted, stack, proposed)"
+        )
     if fusion != "none" and len(features) < 2:
         raise ValueError(f"fusion {fusion!r} needs at least two features")
     if fusion in ("none", "early"):
@@ -96,13 +98,26 @@ def make_system(dims, models, fusion, *, preset="default", random_state=0, n_job
             raise ValueError(f"fusion {fusion!r} fits one model on all features, got {kinds}")
         return make_estimator(kinds[0], preset=preset, random_state=random_state, n_jobs=n_jobs)
     if fusion == "proposed" and kinds != ["baseline"]:
-        raise ValueError(f"fusion 'proposed' trains baseline networks per feature, got models {kinds}")
+        raise ValueError(
+            f"fusion 'proposed' trains baseline networks per feature, got models {kinds}"
+        )
     columns = feature_columns(dims)
     settings = get_preset(preset).get(fusion, {})
     member_overrides = settings.pop("members", {})
-    members = [(f, make_estimator(models[f], preset=preset, random_state=random_state,
-                                  n_jobs=n_jobs, overrides=member_overrides.get(models[f])),
-                columns[f]) for f in features]
+    members = [
+        (
+            f,
+            make_estimator(
+                models[f],
+                preset=preset,
+                random_state=random_state,
+                n_jobs=n_jobs,
+                overrides=member_overrides.get(models[f]),
+            ),
+            columns[f],
+        )
+        for f in features
+    ]
     if fusion in ("late", "weighted"):
         return LateFusion(members, fit_weights=fusion == "weighted", random_state=random_state)
     if fusion == "stack":

@@ -25,15 +25,20 @@ def dask_client(*, address=None, n_local=None, resources=None):
     import dask
     from distributed import Client, LocalCluster
 
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:   # -v shows Dask's own logs
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # -v shows Dask's own logs
         logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if address:
         client = Client(address)
     else:
         with dask.config.set({"distributed.worker.daemon": not resources}):
-            cluster = LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", resources=resources)
+            cluster = LocalCluster(
+                n_workers=n_local,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                resources=resources,
+            )
         client = Client(cluster)
     try:
         yield client

@@ -10,8 +10,11 @@ one line and name the file, clip or row concerned.
 import errno
 
 #: What the errno of an OSError says about a full disk.
-FULL_DISK = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-             errno.EFBIG: "file-size limit reached"}
+FULL_DISK = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file-size limit reached",
+}
 
 
 def full_disk(error):

@@ -38,10 +38,16 @@ class Bounds:
         ValueError
             One line naming the setting, the bounds and the value.
         """
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
-                self.kind is int and int(value) != value) or not math.isfinite(value):
-            raise ValueError(f"{name} must be {'an integer' if self.kind is int else 'a number'}"
-                             f" from {self.low:g} to {self.high:g}, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or (self.kind is int and int(value) != value)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(
+                f"{name} must be {'an integer' if self.kind is int else 'a number'}"
+                f" from {self.low:g} to {self.high:g}, got {value!r}"
+            )
         if not self.low <= value <= self.high:
             raise ValueError(f"{name} must be from {self.low:g} to {self.high:g}, got {value!r}")
         return value

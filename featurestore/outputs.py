@@ -42,8 +42,9 @@ TEMP_SUFFIX = ".partial"
 LOCAL_SCHEMES = ("file://", "local://")
 
 _FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-_NEW_FILE_FLAGS = (os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-                   | getattr(os, "O_CLOEXEC", 0))
+_NEW_FILE_FLAGS = (
+    os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 def temp_path(path):
@@ -80,11 +81,12 @@ def local_path(where):
     text = os.fspath(where)
     scheme = next((s for s in LOCAL_SCHEMES if text.startswith(s)), None)
     if scheme:
-        return Path(text[len(scheme):])
+        return Path(text[len(scheme) :])
     return None if "://" in text or "::" in text else Path(text)
 
 
 # -- writing --------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def atomic_output(path, *, within=None):
@@ -138,8 +140,8 @@ def _replacement(path, within):
             with os.fdopen(descriptor, "w+b") as handle:
                 yield path.with_name(temporary), handle
                 handle.flush()
-                os.fsync(handle.fileno())      # the file's data, however it was written
-            _check_target(folder, path)        # nothing appeared there meanwhile
+                os.fsync(handle.fileno())  # the file's data, however it was written
+            _check_target(folder, path)  # nothing appeared there meanwhile
             os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException as error:
             with contextlib.suppress(OSError):
@@ -167,8 +169,9 @@ def create_new(path, *, within=None, text=False):
             raise OutputExistsError(f"{path} exists already; not writing over it") from None
         except OSError as error:
             raise _write_error(path, error) from None
-        with os.fdopen(descriptor, "w" if text else "w+b",
-                       **({"encoding": "utf-8"} if text else {})) as handle:
+        with os.fdopen(
+            descriptor, "w" if text else "w+b", **({"encoding": "utf-8"} if text else {})
+        ) as handle:
             yield handle
 
 
@@ -217,6 +220,7 @@ def write_csv(path, rows, *, within=None, delimiter=","):
 
 # -- checking before the work ---------------------------------------------------------------
 
+
 def check_writable(path, *, overwrite, folder=False, within=None):
     """Refuse, before a command's work, an output it could not or must not write.
 
@@ -256,8 +260,10 @@ def check_writable(path, *, overwrite, folder=False, within=None):
 
 def _check_existing(path, info, *, folder, overwrite):
     if stat.S_ISLNK(info.st_mode):
-        raise UnsafeOutputError(f"{path} is a symbolic link; avscene does not write through "
-                                f"links (remove it or choose another path)")
+        raise UnsafeOutputError(
+            f"{path} is a symbolic link; avscene does not write through "
+            f"links (remove it or choose another path)"
+        )
     if folder and not stat.S_ISDIR(info.st_mode):
         raise UnsafeOutputError(f"{path} exists and is not a folder")
     if not folder and not stat.S_ISREG(info.st_mode):
@@ -285,8 +291,9 @@ def _check_components(path, within):
         if info is None:
             raise OutputError(f"cannot write {path}: there is no folder {folder}")
         if not stat.S_ISDIR(info.st_mode):
-            raise UnsafeOutputError(f"cannot write {path}: {folder} is a symbolic link or not "
-                                    f"a folder")
+            raise UnsafeOutputError(
+                f"cannot write {path}: {folder} is a symbolic link or not a folder"
+            )
 
 
 def _below(path, within):
@@ -297,7 +304,7 @@ def _below(path, within):
         raise UnsafeOutputError(f"{path} is not inside {within}") from None
     if not parts or ".." in parts:
         raise UnsafeOutputError(f"{path}: a name with '..' or no name, inside {within}")
-    return [within.joinpath(*parts[:i + 1]) for i in range(len(parts))]
+    return [within.joinpath(*parts[: i + 1]) for i in range(len(parts))]
 
 
 def _stat_followed(path):
@@ -315,6 +322,7 @@ def _lstat(path):
 
 
 # -- folder descriptors ---------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def _output_folder(path, within):
@@ -346,8 +354,9 @@ def _enter(descriptor, name, path):
         return os.open(name, _FOLDER_FLAGS | getattr(os, "O_NOFOLLOW", 0), dir_fd=descriptor)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise UnsafeOutputError(f"cannot write {path}: its folder {name!r} is a symbolic "
-                                    f"link or not a folder") from None
+            raise UnsafeOutputError(
+                f"cannot write {path}: its folder {name!r} is a symbolic link or not a folder"
+            ) from None
         raise _write_error(path, error) from None
 
 
@@ -357,8 +366,10 @@ def _check_target(folder, path):
     except FileNotFoundError:
         return
     if stat.S_ISLNK(info.st_mode):
-        raise UnsafeOutputError(f"{path} is a symbolic link; avscene does not write through "
-                                f"links (remove it or choose another path)")
+        raise UnsafeOutputError(
+            f"{path} is a symbolic link; avscene does not write through "
+            f"links (remove it or choose another path)"
+        )
     if not stat.S_ISREG(info.st_mode):
         raise UnsafeOutputError(f"{path} exists and is not a regular file; not replacing it")
 
@@ -366,7 +377,7 @@ def _check_target(folder, path):
 def _fsync_folder(descriptor):
     try:
         os.fsync(descriptor)
-    except OSError:                        # some file systems refuse fsync on a directory
+    except OSError:  # some file systems refuse fsync on a directory
         pass
 
 

@@ -8,8 +8,20 @@ from importlib import metadata
 
 #: Distributions whose versions are recorded when installed (import-free lookup).
 TRACKED_PACKAGES = (
-    "avscene", "numpy", "zarr", "numcodecs", "h5py", "torch", "av", "soundfile",
-    "scipy", "scikit-learn", "lightgbm", "joblib", "torchvision", "open_clip_torch",
+    "avscene",
+    "numpy",
+    "zarr",
+    "numcodecs",
+    "h5py",
+    "torch",
+    "av",
+    "soundfile",
+    "scipy",
+    "scikit-learn",
+    "lightgbm",
+    "joblib",
+    "torchvision",
+    "open_clip_torch",
 )
 
 

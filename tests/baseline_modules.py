@@ -17,10 +17,20 @@ class L3Dense(nn.Module):
     def __init__(self, emb_dim, n_classes=10):
         super().__init__()
         self.model = nn.Sequential(
-            nn.Linear(emb_dim, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Dropout(p=0.2),
-            nn.Linear(512, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(p=0.2),
-            nn.Linear(128, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(p=0.2),
-            nn.Linear(64, n_classes))
+            nn.Linear(emb_dim, 512),
+            nn.BatchNorm1d(512),
+            nn.ReLU(),
+            nn.Dropout(p=0.2),
+            nn.Linear(512, 128),
+            nn.BatchNorm1d(128),
+            nn.ReLU(),
+            nn.Dropout(p=0.2),
+            nn.Linear(128, 64),
+            nn.BatchNorm1d(64),
+            nn.ReLU(),
+            nn.Dropout(p=0.2),
+            nn.Linear(64, n_classes),
+        )
 
     def forward(self, x):
         return self.model(x)
@@ -52,8 +62,10 @@ def random_state(module, seed):
                 tensor.fill_(int(torch.randint(1, 1000, (1,), generator=generator)))
             elif name.endswith("running_var"):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif tensor.ndim == 2:                   # Linear weights, at PyTorch's init scale
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) / tensor.shape[1] ** 0.5)
+            elif tensor.ndim == 2:  # Linear weights, at PyTorch's init scale
+                tensor.copy_(
+                    torch.randn(tensor.shape, generator=generator) / tensor.shape[1] ** 0.5
+                )
             else:
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
     return module

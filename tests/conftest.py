@@ -20,10 +20,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "needs_reference(path): the test reads reference data at path; skipped "
-                   "where it is absent, failed under CI (CI=true)")
+        "markers",
+        "needs_reference(path): the test reads reference data at path; skipped "
+        "where it is absent, failed under CI (CI=true)",
+    )
     config.addinivalue_line(
-        "markers", "heavy: left out by `make test-fast` (backbone parity, the demo, Dask)")
+        "markers", "heavy: left out by `make test-fast` (backbone parity, the demo, Dask)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -38,7 +38,7 @@ def get_timestamp_embeddings(audio, model):
         raise ValueError("audio must be (n_sounds, n_samples)")
     n_sounds, n_samples = audio.shape
     padded = torch.nn.functional.pad(audio, (WINDOW // 2, WINDOW // 2))
-    frames = padded.unfold(1, WINDOW, HOP)[:, : 1 + n_samples // HOP]     # (n, frames, 400)
+    frames = padded.unfold(1, WINDOW, HOP)[:, : 1 + n_samples // HOP]  # (n, frames, 400)
     embeddings = frames @ model.projection.T
     stamps = torch.arange(frames.shape[1], dtype=torch.float32) * (1000.0 * HOP / SAMPLE_RATE)
     return embeddings, stamps.expand(n_sounds, -1)

@@ -27,11 +27,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # -- reference data ------------------------------------------------------------------------
 
+
 def _origin_root():
     """The repository this checkout was cloned from (a CI clone's ``../shared`` may be absent)."""
     try:
-        url = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
-                             capture_output=True, text=True, check=False).stdout.strip()
+        url = subprocess.run(
+            ["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         return None
     return pathlib.Path(url) if url and "://" not in url and pathlib.Path(url).is_dir() else None
@@ -68,6 +73,7 @@ sys.meta_path.insert(0, BlockTorch())
 
 # -- media files ---------------------------------------------------------------------------
 
+
 def noise(seconds, *, sr=48000, channels=2, seed=0, amplitude=0.5):
     """Uniform noise, shape (round(seconds * sr), channels), float64."""
     rng = np.random.default_rng(seed)
@@ -85,20 +91,33 @@ def indexed_frame(i, width, height):
     """RGB frame i: left half 16 * (i % 16), right half 16 * (i // 16)."""
     frame = np.empty((height, width, 3), np.uint8)
     frame[:, : width // 2] = 16 * (i % 16)
-    frame[:, width // 2:] = 16 * (i // 16)
+    frame[:, width // 2 :] = 16 * (i // 16)
     return frame
 
 
 def frame_index(rgb):
     """Recover the index of an :func:`indexed_frame` after lossy coding."""
     height, width = rgb.shape[:2]
-    left = rgb[2:-2, 2: width // 2 - 2].mean()
-    right = rgb[2:-2, width // 2 + 2: -2].mean()
+    left = rgb[2:-2, 2 : width // 2 - 2].mean()
+    right = rgb[2:-2, width // 2 + 2 : -2].mean()
     return int(round(left / 16)) + 16 * int(round(right / 16))
 
 
-def write_mp4(path, *, width=64, height=48, rate=25, n_frames=25, start=0.0, times=None,
-              audio=None, video=True, bframes=0, pix_fmt="yuv420p", faststart=False):
+def write_mp4(
+    path,
+    *,
+    width=64,
+    height=48,
+    rate=25,
+    n_frames=25,
+    start=0.0,
+    times=None,
+    audio=None,
+    video=True,
+    bframes=0,
+    pix_fmt="yuv420p",
+    faststart=False,
+):
     """Write an H.264 mp4 of indexed frames (and optionally an AAC track).
 
     Parameters
@@ -153,7 +172,7 @@ def write_mp4(path, *, width=64, height=48, rate=25, n_frames=25, start=0.0, tim
     if audio is not None:
         planar = np.ascontiguousarray(samples.T, dtype=np.float32)
         for offset in range(0, planar.shape[1], 1024):
-            chunk = np.ascontiguousarray(planar[:, offset: offset + 1024])
+            chunk = np.ascontiguousarray(planar[:, offset : offset + 1024])
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=astream.layout.name)
             frame.sample_rate, frame.pts = sr, offset
             for packet in astream.encode(frame):
@@ -188,13 +207,18 @@ def make_clips(n_clips, *, seed=0, durations=DURATIONS):
     for i in range(n_clips):
         city = CITIES[rng.integers(len(CITIES))]
         folds = [("train",), ("evaluate", "test"), ("evaluate",), ("eval",)][rng.integers(4)]
-        clips.append(Clip(
-            clip_id=f"clip-{seed}-{i:04d}", audio=f"audio/{i}.wav",
-            video=None if i % 5 == 0 else f"video/{i}.mp4",
-            scene=SCENES[rng.integers(len(SCENES))], city=city,
-            location=f"{city}-{rng.integers(3)}", folds=folds,
-            duration=float(durations[i % len(durations)]),
-        ))
+        clips.append(
+            Clip(
+                clip_id=f"clip-{seed}-{i:04d}",
+                audio=f"audio/{i}.wav",
+                video=None if i % 5 == 0 else f"video/{i}.mp4",
+                scene=SCENES[rng.integers(len(SCENES))],
+                city=city,
+                location=f"{city}-{rng.integers(3)}",
+                folds=folds,
+                duration=float(durations[i % len(durations)]),
+            )
+        )
     return clips
 
 
@@ -227,8 +251,8 @@ def fill_store(store, name, clips, make, *, order=None, commit_seconds=0.0, **kw
     for block in store.blocks():
         with store.block_writer(name, block, commit_seconds=commit_seconds) as writer:
             pending = store.pending(name, block=block)
-            for clip_id in (order(pending) if order else pending):
-                if clip_id not in by_id:              # clips not given are left pending
+            for clip_id in order(pending) if order else pending:
+                if clip_id not in by_id:  # clips not given are left pending
                     continue
                 values, times = make(by_id[clip_id], **kwargs)
                 writer.write(clip_id, values, times)
@@ -236,15 +260,29 @@ def fill_store(store, name, clips, make, *, order=None, commit_seconds=0.0, **kw
     return written
 
 
-def new_store(where, clips, *, features=(("audio", 8, 10.0),), block_clips=4, chunk_mib=0.0005,
-              storage_dtype="float32", compression="zstd"):
+def new_store(
+    where,
+    clips,
+    *,
+    features=(("audio", 8, 10.0),),
+    block_clips=4,
+    chunk_mib=0.0005,
+    storage_dtype="float32",
+    compression="zstd",
+):
     """A store with ``clips`` and empty features (small chunks so clips straddle chunks)."""
     store = FeatureStore.open(where, mode="w", block_clips=block_clips)
     store.add_clips(clips)
     for name, dim, rate in features:
-        store.create_feature(name, dim=dim, frame_rate=rate, params={"hop": 1 / rate},
-                             chunk_mib=chunk_mib, storage_dtype=storage_dtype,
-                             compression=compression)
+        store.create_feature(
+            name,
+            dim=dim,
+            frame_rate=rate,
+            params={"hop": 1 / rate},
+            chunk_mib=chunk_mib,
+            storage_dtype=storage_dtype,
+            compression=compression,
+        )
     return store
 
 
@@ -260,6 +298,7 @@ def all_arrays(store):
                 walk(member, prefix + name + "/")
             else:
                 found[prefix + name] = np.asarray(member[...])
+
     walk(store._group, "")
     return found
 
@@ -280,16 +319,24 @@ def assert_same_arrays(a, b):
 
 # -- classifier data -----------------------------------------------------------------------
 
+
 def small_av(*, n_clips=60, segments=5, dim=8, n_classes=4, locations_per_class=5, seed=0):
     """Return (X, y, groups, data) with audio and video side by side in X (dim + dim columns)."""
-    data = make_av_features(n_clips=n_clips, segments_per_clip=segments, dim_audio=dim,
-                            dim_video=dim, n_classes=n_classes,
-                            locations_per_class=locations_per_class, random_state=seed)
+    data = make_av_features(
+        n_clips=n_clips,
+        segments_per_clip=segments,
+        dim_audio=dim,
+        dim_video=dim,
+        n_classes=n_classes,
+        locations_per_class=locations_per_class,
+        random_state=seed,
+    )
     X = np.concatenate([data["audio"], data["video"]], axis=1)
     return X, data["y"], data["location"], data
 
 
 # -- OpenL3 weight files -------------------------------------------------------------------
+
 
 def _strings(values, text):
     if text == "bytes":
@@ -305,6 +352,7 @@ def renumbered_copy(src, dst, *, first_suffix, text="bytes", top_level_group=Fal
     (``conv2d_8`` ... ``conv2d_15``, so ``conv2d_10`` sorts before ``conv2d_8``). Groups are
     created in a shuffled order, so the file's own order cannot help a reader.
     """
+
     def rename(name):
         match = re.fullmatch(r"(.*)_(\d+)", name)
         if not match:
@@ -331,6 +379,7 @@ def renumbered_copy(src, dst, *, first_suffix, text="bytes", top_level_group=Fal
             for old_weight, new_weight in zip(weight_names, renamed):
                 group.create_dataset(new_weight, data=source[old][old_weight][()])
         if top_level_group:
-            target.create_group("top_level_model_weights").attrs["weight_names"] = \
-                np.zeros((0,), dtype=np.float64)
+            target.create_group("top_level_model_weights").attrs["weight_names"] = np.zeros(
+                (0,), dtype=np.float64
+            )
     return pathlib.Path(dst)

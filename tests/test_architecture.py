@@ -25,10 +25,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("featurestore", "classifiers", "pipelines")
 LINT = pathlib.Path(sys.executable).with_name("lint-imports")
 
+
 def lint(cwd):
     env = {**os.environ, "PYTHONPATH": str(cwd)}
-    return subprocess.run([str(LINT), "--no-cache"], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [str(LINT), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
 
 
 def copy_tree(target):
@@ -44,16 +46,26 @@ def test_contracts_hold():
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("module, line, broken", [
-    ("featurestore/datasets/labels.py", "import classifiers.metrics", "One-way flow"),
-    ("featurestore/media/decode.py", "import featurestore.store", "featurestore subpackages"),
-    ("classifiers/metrics.py", "import featurestore.store", "arrays only"),
-    ("classifiers/linear.py", "import torch", "torch only in classifiers.dcase_networks"),
-    ("classifiers/input_checks.py", "import classifiers.fitting", "No import cycles"),
-    ("pipelines/jobs/split_files.py", "import pipelines.commands.options", "commands above jobs"),
-    ("pipelines/commands/extract.py", "import pipelines.commands.segments",
-     "no command imports another command"),
-])
+@pytest.mark.parametrize(
+    "module, line, broken",
+    [
+        ("featurestore/datasets/labels.py", "import classifiers.metrics", "One-way flow"),
+        ("featurestore/media/decode.py", "import featurestore.store", "featurestore subpackages"),
+        ("classifiers/metrics.py", "import featurestore.store", "arrays only"),
+        ("classifiers/linear.py", "import torch", "torch only in classifiers.dcase_networks"),
+        ("classifiers/input_checks.py", "import classifiers.fitting", "No import cycles"),
+        (
+            "pipelines/jobs/split_files.py",
+            "import pipelines.commands.options",
+            "commands above jobs",
+        ),
+        (
+            "pipelines/commands/extract.py",
+            "import pipelines.commands.segments",
+            "no command imports another command",
+        ),
+    ],
+)
 def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line, broken):
     tree = copy_tree(tmp_path)
     path = tree / module
@@ -65,15 +77,24 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line, broken):
 
 
 def test_cpu_side_imports_without_torch():
-    modules = ["featurestore", "featurestore.store", "featurestore.datasets", "classifiers",
-               "pipelines.commands.cli"]
-    modules += [f"classifiers.{p.stem}" for p in (ROOT / "classifiers").glob("*.py")
-                if p.stem != "__init__"]
+    modules = [
+        "featurestore",
+        "featurestore.store",
+        "featurestore.datasets",
+        "classifiers",
+        "pipelines.commands.cli",
+    ]
+    modules += [
+        f"classifiers.{p.stem}"
+        for p in (ROOT / "classifiers").glob("*.py")
+        if p.stem != "__init__"
+    ]
     code = BLOCK_TORCH + "".join(f"import {m}\n" for m in modules)
     code += "import pipelines.commands.cli; pipelines.commands.cli.build_parser()\n"
     code += "assert 'torch' not in sys.modules\n"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -82,8 +103,13 @@ def job_violations(source):
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
-            name = (node.func.id if isinstance(node.func, ast.Name) else
-                    node.func.attr if isinstance(node.func, ast.Attribute) else None)
+            name = (
+                node.func.id
+                if isinstance(node.func, ast.Name)
+                else node.func.attr
+                if isinstance(node.func, ast.Attribute)
+                else None
+            )
             if name in ("print", "exit", "quit", "_exit"):
                 found.append((node.lineno, f"{name}()"))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -93,17 +119,24 @@ def job_violations(source):
     return sorted(found)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "pipelines" / "jobs").glob("*.py")),
-                         ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "pipelines" / "jobs").glob("*.py")), ids=lambda path: path.name
+)
 def test_jobs_neither_print_exit_nor_parse_arguments(path):
     assert job_violations(path.read_text()) == []
 
 
 def test_the_job_check_finds_each_violation():
-    source = ("import argparse\nimport sys\n\ndef job():\n    print('done')\n"
-              "    sys.exit(0)\n\ndef parse():\n    from argparse import Namespace\n")
-    assert job_violations(source) == [(1, "argparse"), (5, "print()"), (6, "exit()"),
-                                      (9, "argparse")]
+    source = (
+        "import argparse\nimport sys\n\ndef job():\n    print('done')\n"
+        "    sys.exit(0)\n\ndef parse():\n    from argparse import Namespace\n"
+    )
+    assert job_violations(source) == [
+        (1, "argparse"),
+        (5, "print()"),
+        (6, "exit()"),
+        (9, "argparse"),
+    ]
 
 
 # -- the store encapsulated -------------------------------------------------------------------
@@ -126,8 +159,12 @@ def private_names(source, class_name=None):
         for inner in ast.walk(node):
             if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 names.add(inner.name)
-            elif isinstance(inner, ast.Attribute) and isinstance(inner.ctx, ast.Store) and \
-                    isinstance(inner.value, ast.Name) and inner.value.id == "self":
+            elif (
+                isinstance(inner, ast.Attribute)
+                and isinstance(inner.ctx, ast.Store)
+                and isinstance(inner.value, ast.Name)
+                and inner.value.id == "self"
+            ):
                 names.add(inner.attr)
     return {name for name in names if name.startswith("_") and not name.startswith("__")}
 
@@ -135,9 +172,13 @@ def private_names(source, class_name=None):
 def private_reads(source, names):
     """``[(line, name)]``: accesses ``<expr>._name`` for ``name`` in ``names``, where ``<expr>``
     is not ``self`` or ``cls`` (an object's own attributes are its business)."""
-    return sorted((node.lineno, node.attr) for node in ast.walk(ast.parse(source))
-                  if isinstance(node, ast.Attribute) and node.attr in names and
-                  not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")))
+    return sorted(
+        (node.lineno, node.attr)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute)
+        and node.attr in names
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    )
 
 
 def checked_store_names():
@@ -152,20 +193,35 @@ def checked_store_names():
 
 def test_only_the_store_module_reads_the_stores_private_attributes():
     names = checked_store_names()
-    assert {"_group", "_meta", "_feature", "_index", "_leases", "_setup",
-            "_require_writable"} <= names
-    found = {str(path.relative_to(ROOT)): private_reads(path.read_text(), names)
-             for path in package_modules() if path != STORE_MODULE}
+    assert {
+        "_group",
+        "_meta",
+        "_feature",
+        "_index",
+        "_leases",
+        "_setup",
+        "_require_writable",
+    } <= names
+    found = {
+        str(path.relative_to(ROOT)): private_reads(path.read_text(), names)
+        for path in package_modules()
+        if path != STORE_MODULE
+    }
     assert {path: reads for path, reads in found.items() if reads} == {}
 
 
 def test_the_private_attribute_check_finds_each_read():
-    source = ("class Other:\n    def __init__(self, store):\n        self._group = 1\n"
-              "        self._index = store._index('x')\n\n"
-              "def info(store):\n    return store._group.store, store._meta\n")
+    source = (
+        "class Other:\n    def __init__(self, store):\n        self._group = 1\n"
+        "        self._index = store._index('x')\n\n"
+        "def info(store):\n    return store._group.store, store._meta\n"
+    )
     assert private_names(source) == {"_group", "_index"}
-    assert private_reads(source, {"_group", "_meta", "_index"}) == \
-        [(4, "_index"), (7, "_group"), (7, "_meta")]
+    assert private_reads(source, {"_group", "_meta", "_index"}) == [
+        (4, "_index"),
+        (7, "_group"),
+        (7, "_meta"),
+    ]
 
 
 #: A string that names a chunk folder: a path component ``c`` (``/c/``, ``/c``, ``c/``).
@@ -178,26 +234,38 @@ def chunk_key_literals(source):
     tree = ast.parse(source)
     docstrings = set()
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
-                and node.body and isinstance(node.body[0], ast.Expr) and \
-                isinstance(node.body[0].value, ast.Constant):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        ):
             docstrings.add(id(node.body[0].value))
-    return sorted((node.lineno, node.value) for node in ast.walk(tree)
-                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and
-                  id(node) not in docstrings and
-                  (node.value == "c" or ("/" in node.value and CHUNK_PART.search(node.value))))
+    return sorted(
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and (node.value == "c" or ("/" in node.value and CHUNK_PART.search(node.value)))
+    )
 
 
 def test_chunk_keys_are_formed_in_layout_only():
-    found = {str(path.relative_to(ROOT)): chunk_key_literals(path.read_text())
-             for path in package_modules() if path != LAYOUT_MODULE}
+    found = {
+        str(path.relative_to(ROOT)): chunk_key_literals(path.read_text())
+        for path in package_modules()
+        if path != LAYOUT_MODULE
+    }
     assert {path: texts for path, texts in found.items() if texts} == {}
-    assert chunk_key_literals(LAYOUT_MODULE.read_text())     # the check sees layout's own
+    assert chunk_key_literals(LAYOUT_MODULE.read_text())  # the check sees layout's own
 
 
 def test_the_chunk_key_check_finds_each_literal():
-    source = ('"""Keys look like ``values/c/3/0``."""\n\n'
-              'def key(path, i):\n    """``<path>/c/<i>``."""\n'
-              '    return f"{path}/c/{i}"\n\n'
-              'PREFIX = "values" + "/c"\nFOLDER = "c"\nOTHER = "abc/cd"\n')
+    source = (
+        '"""Keys look like ``values/c/3/0``."""\n\n'
+        'def key(path, i):\n    """``<path>/c/<i>``."""\n'
+        '    return f"{path}/c/{i}"\n\n'
+        'PREFIX = "values" + "/c"\nFOLDER = "c"\nOTHER = "abc/cd"\n'
+    )
     assert chunk_key_literals(source) == [(5, "/c/"), (7, "/c"), (8, "c")]

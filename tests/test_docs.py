@@ -21,7 +21,7 @@ DOCS = ROOT / "docs"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 #: Pages checked: README.md and docs/*.md, by path relative to the repository.
 PAGES = ["README.md"] + sorted(str(path.relative_to(ROOT)) for path in DOCS.rglob("*.md"))
-FENCE = r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```"     # fences may be indented (in list items)
+FENCE = r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```"  # fences may be indented (in list items)
 
 
 def read(page):
@@ -54,14 +54,21 @@ def subparser_options():
 
 # -- avscene invocations ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("page", PAGES)
 def test_avscene_invocations_are_real(page):
     options = subparser_options()
     found = invocations(code_fragments(read(page)))
     unknown = sorted({command for command, _ in found} - set(options))
     assert not unknown, f"{page} names sub-commands that do not exist: {unknown}"
-    bad = sorted({(command, flag) for command, flags in found for flag in flags
-                  if flag not in options[command]})
+    bad = sorted(
+        {
+            (command, flag)
+            for command, flags in found
+            for flag in flags
+            if flag not in options[command]
+        }
+    )
     assert not bad, f"{page} passes options the commands do not accept: {bad}"
 
 
@@ -82,6 +89,7 @@ def test_invocation_parser_catches_a_wrong_option():
 
 # -- make targets and benchmarks ----------------------------------------------------------------
 
+
 def make_targets():
     return set(re.findall(r"^([a-z][a-z0-9-]*):", (ROOT / "Makefile").read_text(), flags=re.M))
 
@@ -94,8 +102,11 @@ def test_readme_make_targets_exist(target):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_make_targets_named_exist(page):
-    named = {match for fragment in code_fragments(read(page))
-             for match in re.findall(r"(?:^|[\s(])make ([a-z][a-z0-9-]*)", fragment)}
+    named = {
+        match
+        for fragment in code_fragments(read(page))
+        for match in re.findall(r"(?:^|[\s(])make ([a-z][a-z0-9-]*)", fragment)
+    }
     missing = sorted(named - make_targets())
     assert not missing, f"{page} names make targets that the Makefile lacks: {missing}"
 
@@ -113,10 +124,13 @@ def test_benchmark_names_exist(page):
 
 def test_the_benchmarks_are_documented():
     text = "\n".join(read(page) for page in PAGES)
-    assert {name for name, _ in MODULES} <= set(re.findall(r"python -m benchmarks ([a-z0-9]+)", text))
+    assert {name for name, _ in MODULES} <= set(
+        re.findall(r"python -m benchmarks ([a-z0-9]+)", text)
+    )
 
 
 # -- the mkdocs site ----------------------------------------------------------------------------
+
 
 def nav_pages(nav):
     """Page paths of an mkdocs ``nav`` (nested lists and {title: page} mappings)."""
@@ -138,6 +152,7 @@ def test_every_page_is_in_the_nav():
 
 
 # -- links --------------------------------------------------------------------------------------
+
 
 def slug_mkdocs(heading):
     """Python-Markdown's toc slug (what mkdocs uses for heading ids)."""
@@ -178,9 +193,12 @@ def relative_links(markdown):
 
 
 def test_link_finder_and_slugs():
-    text = "See [a](docs/x.md#b-c), ![i](img.png \"t\"), [web](https://e.org), `[no](code.md)`.\n"
+    text = 'See [a](docs/x.md#b-c), ![i](img.png "t"), [web](https://e.org), `[no](code.md)`.\n'
     assert relative_links(text) == ["docs/x.md#b-c", "img.png"]
-    assert slug_mkdocs("Fusion, and the literature's systems: `x`") == "fusion-and-the-literatures-systems-x"
+    assert (
+        slug_mkdocs("Fusion, and the literature's systems: `x`")
+        == "fusion-and-the-literatures-systems-x"
+    )
     assert slug_github("Extraction: dataset -> store") == "extraction-dataset---store"
     assert anchors("# A\n```\n# not a heading\n```\n## A\n", slug_mkdocs, "_") == {"a", "a_1"}
 
@@ -194,10 +212,15 @@ def test_relative_links_point_to_existing_files_and_headings(page):
         path, _, anchor = link.partition("#")
         target = (source.parent / path).resolve() if path else source
         if not target.is_file():
-            broken.append(f"{link} (no file {target.relative_to(ROOT) if ROOT in target.parents else target})")
+            broken.append(
+                f"{link} (no file {target.relative_to(ROOT) if ROOT in target.parents else target})"
+            )
         elif not page.startswith("docs/") or DOCS in target.parents:
-            if anchor and target.suffix == ".md" and anchor not in anchors(
-                    target.read_text(encoding="utf-8"), slug, separator):
+            if (
+                anchor
+                and target.suffix == ".md"
+                and anchor not in anchors(target.read_text(encoding="utf-8"), slug, separator)
+            ):
                 broken.append(f"{link} (no heading #{anchor} in {target.relative_to(ROOT)})")
         else:
             broken.append(f"{link} (outside docs/: the mkdocs site cannot link to it)")
@@ -210,7 +233,7 @@ BOOKKEEPING = re.compile(r"\b(issues?|sessions?)\b", re.I)
 
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_speak_of_the_product_not_of_issues_or_sessions(page):
-    text = re.sub(r"\(https?://[^)\s]+\)", "", read(page))     # link targets (a tracker's URL)
+    text = re.sub(r"\(https?://[^)\s]+\)", "", read(page))  # link targets (a tracker's URL)
     found = [line for line in text.splitlines() if BOOKKEEPING.search(line)]
     assert not found, f"{page}: {found[:3]}"
 
@@ -227,7 +250,9 @@ def security_table_tests():
     page = read("docs/security.md")
     table = page.split("## Hostile input at a glance", 1)[1].split("\n## ", 1)[0]
     found = []
-    for row in (line for line in table.splitlines() if line.startswith("| ") and "---" not in line):
+    for row in (
+        line for line in table.splitlines() if line.startswith("| ") and "---" not in line
+    ):
         cell = row.rstrip(" |").rsplit(" | ", 1)[-1]
         current = None
         for reference in re.findall(r"`([^`]+)`", cell):
@@ -244,5 +269,8 @@ def test_the_security_table_names_tests_that_exist():
     for row, path, name in found:
         assert path is not None and path.exists(), (row, path)
         if name:
-            assert re.search(rf"^def {re.escape(name)}\(", path.read_text(), flags=re.M), \
-                (row, path.name, name)
+            assert re.search(rf"^def {re.escape(name)}\(", path.read_text(), flags=re.M), (
+                row,
+                path.name,
+                name,
+            )

@@ -30,15 +30,23 @@ class ClipModel:
     hub: str
 
     def preprocessing(self):
-        return {"resize": self.image_size, "crop": self.image_size, "interpolation": BICUBIC,
-                "mean": list(OPENAI_MEAN), "std": list(OPENAI_STD), "keep_ratio": True}
+        return {
+            "resize": self.image_size,
+            "crop": self.image_size,
+            "interpolation": BICUBIC,
+            "mean": list(OPENAI_MEAN),
+            "std": list(OPENAI_STD),
+            "keep_ratio": True,
+        }
 
 
 MODELS = {
-    "clip_vit_b32": ClipModel("ViT-B-32-quickgelu", 512, 224,
-                              "timm/vit_base_patch32_clip_224.openai"),
-    "clip_vit_l14": ClipModel("ViT-L-14-quickgelu", 768, 224,
-                              "timm/vit_large_patch14_clip_224.openai"),
+    "clip_vit_b32": ClipModel(
+        "ViT-B-32-quickgelu", 512, 224, "timm/vit_base_patch32_clip_224.openai"
+    ),
+    "clip_vit_l14": ClipModel(
+        "ViT-L-14-quickgelu", 768, 224, "timm/vit_large_patch14_clip_224.openai"
+    ),
 }
 
 
@@ -48,14 +56,18 @@ def build_visual(name):
     from open_clip.model import CLIPVisionCfg, _build_vision_tower
 
     config = open_clip.get_model_config(MODELS[name].config)
-    return _build_vision_tower(config["embed_dim"], CLIPVisionCfg(**config["vision_cfg"]),
-                               quick_gelu=config.get("quick_gelu", False)).eval()
+    return _build_vision_tower(
+        config["embed_dim"],
+        CLIPVisionCfg(**config["vision_cfg"]),
+        quick_gelu=config.get("quick_gelu", False),
+    ).eval()
 
 
 def visual_state(state):
     """The image tower's keys of a CLIP state dict, ``visual.`` prefix removed."""
-    return {key[len("visual."):]: value for key, value in state.items()
-            if key.startswith("visual.")}
+    return {
+        key[len("visual.") :]: value for key, value in state.items() if key.startswith("visual.")
+    }
 
 
 def write_random(name, path, *, seed):
@@ -68,8 +80,9 @@ def load_state(name, path):
     """``(visual state dict checked against the tower, random seed)``."""
     state, seed, _ = weight_files.unwrap(weight_files.read_checkpoint(path), path)
     shapes = {key: tuple(value.shape) for key, value in build_visual(name).state_dict().items()}
-    visual = weight_files.check_state(visual_state(state), shapes, path,
-                                     what=f"CLIP {MODELS[name].config} image tower")
+    visual = weight_files.check_state(
+        visual_state(state), shapes, path, what=f"CLIP {MODELS[name].config} image tower"
+    )
     return visual, seed
 
 

@@ -20,7 +20,6 @@ are not needed and are ignored, the rest must match. It is read with
 ``torch.load(weights_only=True)``.
 """
 
-
 import numpy as np
 
 from featurestore.backbones import weight_files
@@ -41,11 +40,23 @@ ZENODO_URL = "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth"
 
 
 def frontend_parameters():
-    return {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "win_length": N_FFT, "hop_length": HOP,
-            "window": "hann_periodic", "center": True, "pad_mode": "reflect", "power": 2.0,
-            "n_mels": N_MELS, "fmin": FMIN, "fmax": FMAX, "mel_scale": "slaney",
-            "mel_norm": "slaney", "scale": "10*log10(max(mel, amin)), ref 1.0, no top_db",
-            "amin": AMIN}
+    return {
+        "sample_rate": SAMPLE_RATE,
+        "n_fft": N_FFT,
+        "win_length": N_FFT,
+        "hop_length": HOP,
+        "window": "hann_periodic",
+        "center": True,
+        "pad_mode": "reflect",
+        "power": 2.0,
+        "n_mels": N_MELS,
+        "fmin": FMIN,
+        "fmax": FMAX,
+        "mel_scale": "slaney",
+        "mel_norm": "slaney",
+        "scale": "10*log10(max(mel, amin)), ref 1.0, no top_db",
+        "amin": AMIN,
+    }
 
 
 def _modules():
@@ -71,17 +82,24 @@ def _modules():
         def __init__(self):
             super().__init__()
             self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
-            fbank = mel_filterbank(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN,
-                                   fmax=FMAX)
+            fbank = mel_filterbank(
+                sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX
+            )
             self.register_buffer("fbank", torch.from_numpy(fbank))
 
         def forward(self, windows):
             with torch.autocast(windows.device.type, enabled=False):
-                spec = torch.stft(windows.float(), n_fft=N_FFT, hop_length=HOP,
-                                  window=self.window, center=True, pad_mode="reflect",
-                                  return_complex=True)
-                power = spec.real.square() + spec.imag.square()            # (N, 513, T)
-                mel = torch.matmul(power.transpose(1, 2), self.fbank)      # (N, T, 64)
+                spec = torch.stft(
+                    windows.float(),
+                    n_fft=N_FFT,
+                    hop_length=HOP,
+                    window=self.window,
+                    center=True,
+                    pad_mode="reflect",
+                    return_complex=True,
+                )
+                power = spec.real.square() + spec.imag.square()  # (N, 513, T)
+                mel = torch.matmul(power.transpose(1, 2), self.fbank)  # (N, T, 64)
                 return (10.0 * torch.log10(torch.clamp(mel, min=AMIN))).unsqueeze(1)
 
     class Cnn14(nn.Module):
@@ -125,16 +143,23 @@ def official_frontend_buffers():
         "spectrogram_extractor.stft.conv_real.weight": (np.cos(angle) * window)[:, None, :],
         "spectrogram_extractor.stft.conv_imag.weight": (-np.sin(angle) * window)[:, None, :],
     }
-    buffers["logmel_extractor.melW"] = mel_filterbank(sr=SAMPLE_RATE, n_fft=N_FFT,
-                                                      n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
+    buffers["logmel_extractor.melW"] = mel_filterbank(
+        sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX
+    )
     return {key: value.astype(np.float32) for key, value in buffers.items()}
 
 
 def write_random(path, *, seed):
     """RANDOM CNN14 weights in the official checkpoint layout ``{"model": state_dict}``."""
     _, network = build()
-    return weight_files.write_random(path, network.state_dict(), seed=seed, what="PANNs CNN14",
-                                    wrapper="model", extra=official_frontend_buffers())
+    return weight_files.write_random(
+        path,
+        network.state_dict(),
+        seed=seed,
+        what="PANNs CNN14",
+        wrapper="model",
+        extra=official_frontend_buffers(),
+    )
 
 
 def load_state(path):

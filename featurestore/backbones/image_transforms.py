@@ -115,8 +115,10 @@ def resize_crop(rgb, *, resize, crop, interpolation, keep_ratio=True):
     height, width = rgb.shape[:2]
     out_h, out_w = resized_size(height, width, resize, keep_ratio=keep_ratio)
     if min(out_h, out_w) < crop:
-        raise MediaError(f"frame {width}x{height} resizes to {out_w}x{out_h}, smaller than the "
-                         f"{crop}x{crop} crop")
+        raise MediaError(
+            f"frame {width}x{height} resizes to {out_w}x{out_h}, smaller than the "
+            f"{crop}x{crop} crop"
+        )
     rows = axis_weights(height, out_h, interpolation, first=crop_offset(out_h, crop), count=crop)
     cols = axis_weights(width, out_w, interpolation, first=crop_offset(out_w, crop), count=crop)
     # only the source rows and columns the crop needs take part

@@ -48,8 +48,11 @@ class WeightSet:
     url: str = ""
 
     def describe(self):
-        return {key: (list(value) if isinstance(value, tuple) else value)
-                for key, value in asdict(self).items() if key != "url"}
+        return {
+            key: (list(value) if isinstance(value, tuple) else value)
+            for key, value in asdict(self).items()
+            if key != "url"
+        }
 
 
 def _tv(name, file, resize, crop, interpolation):
@@ -61,38 +64,64 @@ WEIGHT_SETS = {
     "resnet50": (
         _tv("IMAGENET1K_V2", "resnet50-11ad3fa6.pth", 232, 224, BILINEAR),
         _tv("IMAGENET1K_V1", "resnet50-0676ba61.pth", 256, 224, BILINEAR),
-        WeightSet("PLACES365", "resnet50_places365.pth.tar", 256, 224, BILINEAR,
-                  keep_ratio=False, classes=365, url=PLACES365_URL),
+        WeightSet(
+            "PLACES365",
+            "resnet50_places365.pth.tar",
+            256,
+            224,
+            BILINEAR,
+            keep_ratio=False,
+            classes=365,
+            url=PLACES365_URL,
+        ),
     ),
-    "efficientnet_b0": (_tv("IMAGENET1K_V1", "efficientnet_b0_rwightman-7f5810bc.pth", 256, 224,
-                            BICUBIC),),
+    "efficientnet_b0": (
+        _tv("IMAGENET1K_V1", "efficientnet_b0_rwightman-7f5810bc.pth", 256, 224, BICUBIC),
+    ),
     "efficientnet_b1": (
         _tv("IMAGENET1K_V2", "efficientnet_b1-c27df63c.pth", 255, 240, BILINEAR),
         _tv("IMAGENET1K_V1", "efficientnet_b1_rwightman-bac287d4.pth", 256, 240, BICUBIC),
     ),
-    "efficientnet_b2": (_tv("IMAGENET1K_V1", "efficientnet_b2_rwightman-c35c1473.pth", 288, 288,
-                            BICUBIC),),
-    "efficientnet_b3": (_tv("IMAGENET1K_V1", "efficientnet_b3_rwightman-b3899882.pth", 320, 300,
-                            BICUBIC),),
-    "efficientnet_b4": (_tv("IMAGENET1K_V1", "efficientnet_b4_rwightman-23ab8bcd.pth", 384, 380,
-                            BICUBIC),),
-    "efficientnet_b5": (_tv("IMAGENET1K_V1", "efficientnet_b5_lukemelas-1a07897c.pth", 456, 456,
-                            BICUBIC),),
-    "efficientnet_b6": (_tv("IMAGENET1K_V1", "efficientnet_b6_lukemelas-24a108a5.pth", 528, 528,
-                            BICUBIC),),
-    "efficientnet_b7": (_tv("IMAGENET1K_V1", "efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600,
-                            BICUBIC),),
-    "efficientnet_v2_s": (_tv("IMAGENET1K_V1", "efficientnet_v2_s-dd5fe13b.pth", 384, 384,
-                              BILINEAR),),
-    "efficientnet_v2_m": (_tv("IMAGENET1K_V1", "efficientnet_v2_m-dc08266a.pth", 480, 480,
-                              BILINEAR),),
+    "efficientnet_b2": (
+        _tv("IMAGENET1K_V1", "efficientnet_b2_rwightman-c35c1473.pth", 288, 288, BICUBIC),
+    ),
+    "efficientnet_b3": (
+        _tv("IMAGENET1K_V1", "efficientnet_b3_rwightman-b3899882.pth", 320, 300, BICUBIC),
+    ),
+    "efficientnet_b4": (
+        _tv("IMAGENET1K_V1", "efficientnet_b4_rwightman-23ab8bcd.pth", 384, 380, BICUBIC),
+    ),
+    "efficientnet_b5": (
+        _tv("IMAGENET1K_V1", "efficientnet_b5_lukemelas-1a07897c.pth", 456, 456, BICUBIC),
+    ),
+    "efficientnet_b6": (
+        _tv("IMAGENET1K_V1", "efficientnet_b6_lukemelas-24a108a5.pth", 528, 528, BICUBIC),
+    ),
+    "efficientnet_b7": (
+        _tv("IMAGENET1K_V1", "efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600, BICUBIC),
+    ),
+    "efficientnet_v2_s": (
+        _tv("IMAGENET1K_V1", "efficientnet_v2_s-dd5fe13b.pth", 384, 384, BILINEAR),
+    ),
+    "efficientnet_v2_m": (
+        _tv("IMAGENET1K_V1", "efficientnet_v2_m-dc08266a.pth", 480, 480, BILINEAR),
+    ),
 }
 
 #: Architecture -> pooled penultimate feature size.
-DIMS = {"resnet50": 2048, "efficientnet_b0": 1280, "efficientnet_b1": 1280,
-        "efficientnet_b2": 1408, "efficientnet_b3": 1536, "efficientnet_b4": 1792,
-        "efficientnet_b5": 2048, "efficientnet_b6": 2304, "efficientnet_b7": 2560,
-        "efficientnet_v2_s": 1280, "efficientnet_v2_m": 1280}
+DIMS = {
+    "resnet50": 2048,
+    "efficientnet_b0": 1280,
+    "efficientnet_b1": 1280,
+    "efficientnet_b2": 1408,
+    "efficientnet_b3": 1536,
+    "efficientnet_b4": 1792,
+    "efficientnet_b5": 2048,
+    "efficientnet_b6": 2304,
+    "efficientnet_b7": 2560,
+    "efficientnet_v2_s": 1280,
+    "efficientnet_v2_m": 1280,
+}
 ARCHITECTURES = tuple(WEIGHT_SETS)
 
 
@@ -138,7 +167,7 @@ class ImageNetwork:
     def __init__(self, net, *, mean, std, device, dtype, channels_last, cast_weights=False):
         self.net, self.mean, self.std = net, mean, std
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
-        self.cast_weights = cast_weights and dtype == "bfloat16"   # net holds bf16 weights
+        self.cast_weights = cast_weights and dtype == "bfloat16"  # net holds bf16 weights
 
     def embed(self, crops, *, batch_size=32):
         """(N, S, S, 3) uint8 -> (N, dim) float32 ndarray, ``batch_size`` crops per call."""
@@ -147,7 +176,7 @@ class ImageNetwork:
         crops = np.asarray(crops)
         out = []
         for start in range(0, len(crops), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(crops[start:start + batch_size]))
+            x = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size]))
             with torch.inference_mode():
                 x = normalise(x.to(self.device), self.mean, self.std)
                 if self.channels_last:

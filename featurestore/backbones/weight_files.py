@@ -37,9 +37,10 @@ def read_checkpoint(path):
 
         try:
             return dict(load_file(str(path)))
-        except Exception as error:          # safetensors raises its own error types
-            raise WeightsFormatError(f"{path}: not a readable safetensors file ({error})") \
-                from None
+        except Exception as error:  # safetensors raises its own error types
+            raise WeightsFormatError(
+                f"{path}: not a readable safetensors file ({error})"
+            ) from None
     import torch
 
     if zipfile.is_zipfile(path):
@@ -47,10 +48,11 @@ def read_checkpoint(path):
             if any(name.endswith("constants.pkl") for name in archive.namelist()):
                 raise WeightsFormatError(
                     f"{path}: a TorchScript archive, not a state dict; use the state-dict file "
-                    f"of the same weights (e.g. open_clip's open_clip_pytorch_model.bin)")
+                    f"of the same weights (e.g. open_clip's open_clip_pytorch_model.bin)"
+                )
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:              # pickle and zip errors of all kinds
+    except Exception as error:  # pickle and zip errors of all kinds
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsFormatError(f"{path}: not a weights-only PyTorch file ({text})") from None
 
@@ -66,7 +68,7 @@ def unwrap(obj, path):
     if seed is None:
         seed = state.pop(RANDOM_KEY, None)
     if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
+        state = {key[len("module.") :]: value for key, value in state.items()}
     if seed is not None:
         seed = int(seed)
     return state, seed, wrapper
@@ -80,20 +82,24 @@ def check_state(state, shapes, path, *, what):
     missing = [key for key in shapes if key not in tensors]
     unexpected = [key for key in tensors if key not in shapes]
     if missing or unexpected:
-        first = (f"no {missing[0]!r}" if missing else f"an unexpected {unexpected[0]!r}")
-        raise WeightsFormatError(f"{path}: not {what} weights: {first} ({len(missing)} keys "
-                                 f"missing, {len(unexpected)} unexpected)")
+        first = f"no {missing[0]!r}" if missing else f"an unexpected {unexpected[0]!r}"
+        raise WeightsFormatError(
+            f"{path}: not {what} weights: {first} ({len(missing)} keys "
+            f"missing, {len(unexpected)} unexpected)"
+        )
     for key, shape in shapes.items():
         if tuple(tensors[key].shape) != tuple(shape):
-            raise WeightsFormatError(f"{path}: {key} has shape {tuple(tensors[key].shape)}; "
-                                     f"{what} needs {tuple(shape)}")
+            raise WeightsFormatError(
+                f"{path}: {key} has shape {tuple(tensors[key].shape)}; {what} needs {tuple(shape)}"
+            )
     return tensors
 
 
 def warn_random(what, path, seed):
     if seed is not None:
-        LOG.warning("%s weights %s are RANDOM (seed %d): embeddings are meaningless", what, path,
-                    seed)
+        LOG.warning(
+            "%s weights %s are RANDOM (seed %d): embeddings are meaningless", what, path, seed
+        )
 
 
 def random_state(template, *, seed):
@@ -154,8 +160,12 @@ def write_random(path, template, *, seed, what, wrapper=None, extra=None):
     obj = {wrapper: state, RANDOM_KEY: int(seed)} if wrapper else {**state, RANDOM_KEY: int(seed)}
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    LOG.warning("writing RANDOM %s weights (seed %d) to %s: embeddings made with them are "
-                "meaningless", what, seed, path)
+    LOG.warning(
+        "writing RANDOM %s weights (seed %d) to %s: embeddings made with them are meaningless",
+        what,
+        seed,
+        path,
+    )
     with outputs.atomic_path(path) as temporary:
         torch.save(obj, str(temporary))
     return path

@@ -13,27 +13,27 @@ layouts), :mod:`~featurestore.datasets.csv_manifest` (a generic CSV manifest) an
 
 from featurestore.datasets.clips import FOLDS, Clip
 from featurestore.datasets.labels import (
-           DEVELOPMENT_CITIES,
-           EVALUATION_ONLY_CITIES,
-           SCENES,
+    DEVELOPMENT_CITIES,
+    EVALUATION_ONLY_CITIES,
+    SCENES,
 )
 from featurestore.datasets.manifest import (
-           KINDS,
-           Manifest,
-           find_dataset_root,
-           load_manifest,
+    KINDS,
+    Manifest,
+    find_dataset_root,
+    load_manifest,
 )
 from featurestore.datasets.manifest_rows import parse_tau_name
 
 __all__ = [
-           "DEVELOPMENT_CITIES",
-           "EVALUATION_ONLY_CITIES",
-           "FOLDS",
-           "KINDS",
-           "SCENES",
-           "Clip",
-           "Manifest",
-           "find_dataset_root",
-           "load_manifest",
-           "parse_tau_name",
+    "DEVELOPMENT_CITIES",
+    "EVALUATION_ONLY_CITIES",
+    "FOLDS",
+    "KINDS",
+    "SCENES",
+    "Clip",
+    "Manifest",
+    "find_dataset_root",
+    "load_manifest",
+    "parse_tau_name",
 ]

@@ -37,8 +37,15 @@ ALIASES = {
     "split": ("split", "fold", "folds"),
     "clip_id": ("clip_id", "clip", "id"),
 }
-SPLITS = {"train": "train", "evaluate": "evaluate", "val": "evaluate", "valid": "evaluate",
-          "validation": "evaluate", "test": "test", "eval": "eval"}
+SPLITS = {
+    "train": "train",
+    "evaluate": "evaluate",
+    "val": "evaluate",
+    "valid": "evaluate",
+    "validation": "evaluate",
+    "test": "test",
+    "eval": "eval",
+}
 
 
 def read_csv_manifest(path, *, name, labels=SCENES):
@@ -61,13 +68,15 @@ def read_csv_manifest(path, *, name, labels=SCENES):
     table = read_table(path, name=name)
     at = {field: table.index(*aliases) for field, aliases in ALIASES.items()}
     if at["audio"] is None and at["video"] is None:
-        raise ManifestError(f"{name}: header has no audio or video column "
-                            f"(found {', '.join(table.columns)})")
+        raise ManifestError(
+            f"{name}: header has no audio or video column (found {', '.join(table.columns)})"
+        )
     clips, problems, first_row = [], [], {}
     for number, fields in table.rows:
         if len(fields) != len(table.columns):
-            problems.append(f"{name} row {number}: expected {len(table.columns)} fields, "
-                            f"found {len(fields)}")
+            problems.append(
+                f"{name} row {number}: expected {len(table.columns)} fields, found {len(fields)}"
+            )
             continue
         values = {field: fields[i] if i is not None else None for field, i in at.items()}
         issues = []
@@ -114,5 +123,12 @@ def _row_clip(values, labels, issues):
             issues.append(f"unknown split {split!r} (use {', '.join(sorted(set(SPLITS)))})")
         elif SPLITS[split] not in folds:
             folds.append(SPLITS[split])
-    return Clip(clip_id, media["audio"], media["video"], scene=label, city=city,
-                location=location, folds=tuple(folds))
+    return Clip(
+        clip_id,
+        media["audio"],
+        media["video"],
+        scene=label,
+        city=city,
+        location=location,
+        folds=tuple(folds),
+    )

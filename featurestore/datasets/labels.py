@@ -17,8 +17,16 @@ SCENES = (
 
 #: Cities in development-set file names (lower case, as they appear in file names).
 DEVELOPMENT_CITIES = (
-    "barcelona", "helsinki", "lisbon", "london", "lyon",
-    "milan", "paris", "prague", "stockholm", "vienna",
+    "barcelona",
+    "helsinki",
+    "lisbon",
+    "london",
+    "lyon",
+    "milan",
+    "paris",
+    "prague",
+    "stockholm",
+    "vienna",
 )
 
 #: Cities recorded for the dataset that appear only in the evaluation set.

@@ -70,6 +70,7 @@ class Manifest:
 
     def summary(self):
         """Return counts per scene, city, location and fold, and the problems (JSON-able dict)."""
+
         def count(values, order=None):
             counts = Counter(value for value in values if value)
             key = (lambda v: (order.index(v) if v in order else len(order), v)) if order else None
@@ -154,8 +155,12 @@ def _load_csv(root, manifest, labels):
 
 
 def _looks_like_dataset(folder):
-    return ((folder / META).is_file() or (folder / SETUP).is_dir()
-            or (folder / "audio").is_dir() or (folder / "video").is_dir())
+    return (
+        (folder / META).is_file()
+        or (folder / SETUP).is_dir()
+        or (folder / "audio").is_dir()
+        or (folder / "video").is_dir()
+    )
 
 
 def find_dataset_root(root):
@@ -165,16 +170,19 @@ def find_dataset_root(root):
         raise DatasetNotFoundError(f"{root}: no such directory")
     if _looks_like_dataset(root):
         return root
-    found = [child for child in sorted(root.iterdir())
-             if child.is_dir() and _looks_like_dataset(child)]
+    found = [
+        child for child in sorted(root.iterdir()) if child.is_dir() and _looks_like_dataset(child)
+    ]
     if len(found) > 1:
         names = ", ".join(child.name for child in found)
-        raise DatasetNotFoundError(f"{root}: {len(found)} datasets one level down ({names}); "
-                                   f"pass one of them")
+        raise DatasetNotFoundError(
+            f"{root}: {len(found)} datasets one level down ({names}); pass one of them"
+        )
     if not found:
         raise DatasetNotFoundError(
             f"{root}: no dataset here or one level down (looked for {META}, {SETUP}/, audio/, "
-            f"video/); for other layouts pass a CSV manifest")
+            f"video/); for other layouts pass a CSV manifest"
+        )
     return found[0]
 
 
@@ -191,10 +199,14 @@ def _is_development(root):
             return True
         first_name = first.replace(",", "\t").split("\t")[0].strip()
         if first_name and not is_integer_id(stem(posix(first_name))):
-            raise ManifestError(f"{META}: header {header.strip()!r} has no scene_label column "
-                                f"but row 2 names a development file")
+            raise ManifestError(
+                f"{META}: header {header.strip()!r} has no scene_label column "
+                f"but row 2 names a development file"
+            )
         return False
     for file_name in ("fold1_train.csv", "fold1_evaluate.csv"):
         if (root / SETUP / file_name).is_file():
-            raise ManifestError(f"{META}: missing (found {SETUP}/{file_name} of a development set)")
+            raise ManifestError(
+                f"{META}: missing (found {SETUP}/{file_name} of a development set)"
+            )
     return False

@@ -183,6 +183,8 @@ def check_media(clips, media, problems):
                     absent_folders[folder] = absent_folders.get(folder, 0) + 1
                 else:
                     problems.append(f"{path}: missing")
-    problems += [f"{folder}/: folder missing ({count} files listed)"
-                 for folder, count in absent_folders.items()]
+    problems += [
+        f"{folder}/: folder missing ({count} files listed)"
+        for folder, count in absent_folders.items()
+    ]
     return list(clips)

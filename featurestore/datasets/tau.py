@@ -25,8 +25,11 @@ from featurestore.errors import ManifestError
 META = "meta.csv"
 SETUP = "evaluation_setup"
 #: (file in evaluation_setup/, fold name) of the one official cross-validation fold.
-FOLD_FILES = (("fold1_train.csv", "train"), ("fold1_evaluate.csv", "evaluate"),
-              ("fold1_test.csv", "test"))
+FOLD_FILES = (
+    ("fold1_train.csv", "train"),
+    ("fold1_evaluate.csv", "evaluate"),
+    ("fold1_test.csv", "test"),
+)
 #: Header names of the media columns, in the order audio, video.
 MEDIA_COLUMNS = ("filename_audio", "filename_video")
 
@@ -87,8 +90,10 @@ def _media_rows(table, positions, problems):
     wrong with the row's media paths, for the caller to extend and report."""
     for number, fields in table.rows:
         if len(fields) != len(table.columns):
-            problems.append(f"{table.name} row {number}: expected {len(table.columns)} fields, "
-                            f"found {len(fields)}")
+            problems.append(
+                f"{table.name} row {number}: expected {len(table.columns)} fields, "
+                f"found {len(fields)}"
+            )
             continue
         issues = []
         clip_id, audio, video = _row_media(fields, positions, issues)
@@ -117,16 +122,24 @@ def _development_clips(meta, problems):
             issues.append(f"scene label {label!r} does not match file name {clip_id!r}")
         identifier = fields[identifier_at] if identifier_at is not None else ""
         if name and identifier and identifier != name.identifier:
-            issues.append(f"identifier {identifier!r} does not match file name "
-                          f"{clip_id!r} (expected {name.identifier!r})")
+            issues.append(
+                f"identifier {identifier!r} does not match file name "
+                f"{clip_id!r} (expected {name.identifier!r})"
+            )
         if clip_id in first_row:
             issues.append(f"duplicate clip {clip_id!r} (first at row {first_row[clip_id]})")
         if issues:
             problems.append(f"{META} row {number}: " + "; ".join(issues))
             continue
         first_row[clip_id] = number
-        clips[clip_id] = dict(clip_id=clip_id, audio=audio, video=video, scene=label,
-                              city=name.city, location=name.identifier)
+        clips[clip_id] = dict(
+            clip_id=clip_id,
+            audio=audio,
+            video=video,
+            scene=label,
+            city=name.city,
+            location=name.identifier,
+        )
     return clips, named
 
 
@@ -137,7 +150,7 @@ def _read_fold(table, fold, clips, rejected, folds, problems):
     first_row = {}
     for number, fields, clip_id, audio, video, issues in _media_rows(table, positions, problems):
         if not issues and clip_id in rejected:
-            continue                                   # its meta.csv row is reported already
+            continue  # its meta.csv row is reported already
         if clip_id is not None:
             label = fields[label_at] if label_at is not None else ""
             issues += _against_meta(clips.get(clip_id), clip_id, audio, video, label)
@@ -155,8 +168,10 @@ def _against_meta(known, clip_id, audio, video, label):
     if known is None:
         return [f"clip {clip_id!r} is not in {META}"]
     issues = []
-    for column, path, expected in (("filename_audio", audio, known["audio"]),
-                                   ("filename_video", video, known["video"])):
+    for column, path, expected in (
+        ("filename_audio", audio, known["audio"]),
+        ("filename_video", video, known["video"]),
+    ):
         if path is not None and path != expected:
             issues.append(f"{column} {path!r} differs from {META} ({expected!r})")
     if label and label != known["scene"]:
@@ -176,8 +191,10 @@ def _leaks(clips, folds):
             problems.append(f"{SETUP}: clip {clip_id!r} is in both fold1_train.csv and {others}")
     train_locations = {clips[c]["location"] for c in by_fold["train"]}
     shared = train_locations & {clips[c]["location"] for c in by_fold["evaluate"]}
-    problems += [f"{SETUP}: location {location!r} is in both fold1_train.csv and "
-                 f"fold1_evaluate.csv" for location in sorted(shared)]
+    problems += [
+        f"{SETUP}: location {location!r} is in both fold1_train.csv and fold1_evaluate.csv"
+        for location in sorted(shared)
+    ]
     return problems
 
 
@@ -197,12 +214,20 @@ def read_evaluation(root, media):
     clips = []
     for clip_id in sorted(set(audio) | set(video), key=_id_order):
         if not is_integer_id(clip_id):
-            problems.append(f"{audio.get(clip_id) or video[clip_id]}: file name "
-                            f"{clip_id!r} is not an integer evaluation id")
+            problems.append(
+                f"{audio.get(clip_id) or video[clip_id]}: file name "
+                f"{clip_id!r} is not an integer evaluation id"
+            )
             continue
         # every evaluation clip has both files: one absent is missing (check_media reports it)
-        clips.append(Clip(clip_id, audio.get(clip_id, f"audio/{clip_id}.wav"),
-                          video.get(clip_id, f"video/{clip_id}.mp4"), folds=("eval",)))
+        clips.append(
+            Clip(
+                clip_id,
+                audio.get(clip_id, f"audio/{clip_id}.wav"),
+                video.get(clip_id, f"video/{clip_id}.mp4"),
+                folds=("eval",),
+            )
+        )
     return clips, problems, []
 
 
@@ -224,4 +249,3 @@ def _evaluation_rows(table, problems):
         first_row[clip_id] = number
         clips.append(Clip(clip_id, audio, video, folds=("eval",)))
     return clips
-

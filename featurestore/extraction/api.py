@@ -5,8 +5,7 @@ from featurestore.extraction.job import ExtractJob
 from featurestore.extraction.prepare import Plan
 
 
-def extract(root, store, *, extractors, plan=None, scheduler=None, local_workers=None,
-            **options):
+def extract(root, store, *, extractors, plan=None, scheduler=None, local_workers=None, **options):
     """Extract the features of ``extractors`` from a dataset into a store; return the summary.
 
     The Python entry point of the job for any :class:`~featurestore.extractors.Extractor`
@@ -34,7 +33,13 @@ def extract(root, store, *, extractors, plan=None, scheduler=None, local_workers
     """
     plan = Plan(features=()) if plan is None else plan
     if scheduler is not None or local_workers is not None:
-        return DaskExtraction(root, store, plan, scheduler=scheduler,
-                              local_workers=local_workers, extractors=extractors,
-                              **options).run()
+        return DaskExtraction(
+            root,
+            store,
+            plan,
+            scheduler=scheduler,
+            local_workers=local_workers,
+            extractors=extractors,
+            **options,
+        ).run()
     return ExtractJob(root, store, plan, extractors=extractors, **options).run()

@@ -28,8 +28,8 @@ class Batcher:
 
     def __init__(self, run, *, batch_items):
         self.run, self.batch_items = run, int(batch_items)
-        self._queue = collections.deque()      # [key, FeatureInput, next item index]
-        self._parts = {}                       # key -> [(rows, timestamps or None)] so far
+        self._queue = collections.deque()  # [key, FeatureInput, next item index]
+        self._parts = {}  # key -> [(rows, timestamps or None)] so far
         self.queued_items = 0
         self.model_seconds = 0.0
 
@@ -59,8 +59,11 @@ class Batcher:
             stop = min(start + room, len(feature_input.items))
             if stop > start:
                 slices.append(feature_input.items[start:stop])
-                rows = (None if feature_input.item_rows is None
-                        else int(feature_input.item_rows[start:stop].sum()))
+                rows = (
+                    None
+                    if feature_input.item_rows is None
+                    else int(feature_input.item_rows[start:stop].sum())
+                )
                 spans.append((key, stop - start, rows))
             entry[2], room = stop, room - (stop - start)
         taken = self.batch_items - room
@@ -74,18 +77,22 @@ class Batcher:
 
     def _distribute(self, out, spans):
         """Hand the runner's output back to the clips of ``spans`` (key, items, rows)."""
-        if isinstance(out, list):               # per item: (values, timestamps)
+        if isinstance(out, list):  # per item: (values, timestamps)
             if len(out) != sum(items for _, items, _ in spans):
-                raise RuntimeError(f"runner returned {len(out)} items for "
-                                   f"{sum(items for _, items, _ in spans)} given")
+                raise RuntimeError(
+                    f"runner returned {len(out)} items for "
+                    f"{sum(items for _, items, _ in spans)} given"
+                )
             offset = 0
             for key, items, _ in spans:
-                for values, stamps in out[offset:offset + items]:
+                for values, stamps in out[offset : offset + items]:
                     values = np.asarray(values, dtype=np.float32)
                     stamps = np.asarray(stamps, dtype=np.float64)
                     if values.ndim != 2 or len(values) != len(stamps):
-                        raise RuntimeError(f"clip {key!r}: runner returned values of shape "
-                                           f"{values.shape} for {len(stamps)} timestamps")
+                        raise RuntimeError(
+                            f"clip {key!r}: runner returned values of shape "
+                            f"{values.shape} for {len(stamps)} timestamps"
+                        )
                     self._parts[key].append((values, stamps))
                 offset += items
             return
@@ -95,7 +102,7 @@ class Batcher:
             raise RuntimeError(f"runner returned {len(rows)} rows for {expected} expected")
         offset = 0
         for key, _, n in spans:
-            self._parts[key].append((rows[offset:offset + n], None))
+            self._parts[key].append((rows[offset : offset + n], None))
             offset += n
 
     def _pop_finished(self):
@@ -108,7 +115,8 @@ class Batcher:
             if stamps is None:
                 stamps = np.concatenate([t for _, t in parts])
             if len(values) != len(stamps):
-                raise RuntimeError(f"clip {key!r}: {len(values)} rows for "
-                                   f"{len(stamps)} timestamps")
+                raise RuntimeError(
+                    f"clip {key!r}: {len(values)} rows for {len(stamps)} timestamps"
+                )
             done.append((key, np.ascontiguousarray(values), stamps))
         return done

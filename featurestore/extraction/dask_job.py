@@ -49,11 +49,22 @@ TASKS_PER_WORKER = 8
 #: ... but no smaller than this (a block's rows are rounded up to whole chunks).
 MIN_BLOCK_CLIPS = 16
 #: ExtractJob options a task receives when the client is not given them.
-TASK_DEFAULTS = {"extractors": None, "weights": None, "random_weights": None, "device": "auto",
-                 "bf16": False,
-                 "batch": 32, "workers": 0, "limit": None, "manifest": None, "progress": "auto",
-                 "storage_dtype": "float32", "compression": None,
-                 "clip_timeout": CLIP_TIMEOUT, "retry_failed": False}
+TASK_DEFAULTS = {
+    "extractors": None,
+    "weights": None,
+    "random_weights": None,
+    "device": "auto",
+    "bf16": False,
+    "batch": 32,
+    "workers": 0,
+    "limit": None,
+    "manifest": None,
+    "progress": "auto",
+    "storage_dtype": "float32",
+    "compression": None,
+    "clip_timeout": CLIP_TIMEOUT,
+    "retry_failed": False,
+}
 
 
 class BlockJob(ExtractJob):
@@ -75,7 +86,8 @@ class BlockJob(ExtractJob):
             if self.manifest_checksum and checksum != self.manifest_checksum:
                 raise DatasetMismatchError(
                     f"{self.root}: the manifest read here (sha256 {checksum[:12]}) differs from "
-                    f"the client's ({self.manifest_checksum[:12]}); workers need the same dataset")
+                    f"the client's ({self.manifest_checksum[:12]}); workers need the same dataset"
+                )
         return self._loaded
 
     def _my_blocks(self, store):
@@ -113,6 +125,7 @@ def quiet_loggers(names, level):
 
 # -- the task (runs in a worker process) -------------------------------------------------
 
+
 def _decode_workers(requested, device):
     """Decoding processes of a task: ``requested`` on CUDA in a non-daemon worker, else 0."""
     if requested <= 0:
@@ -120,10 +133,12 @@ def _decode_workers(requested, device):
     from featurestore.openl3.models import resolve_device
 
     if resolve_device(device).type != "cuda":
-        return 0                       # CPU: the model needs the worker's core
+        return 0  # CPU: the model needs the worker's core
     if multiprocessing.current_process().daemon:
-        LOG.warning("Dask worker processes are daemons and cannot start decoding processes; "
-                    "decoding in the task (start workers with distributed.worker.daemon: false)")
+        LOG.warning(
+            "Dask worker processes are daemons and cannot start decoding processes; "
+            "decoding in the task (start workers with distributed.worker.daemon: false)"
+        )
         return 0
     return requested
 
@@ -143,17 +158,20 @@ def extract_blocks(spec, blocks):
     dict
         The :class:`ExtractJob` summary of this task.
     """
-    options = {key: value for key, value in spec.items()
-               if key not in ("root", "store", "plan")}
-    options.update(workers=_decode_workers(spec["workers"], spec["device"]), progress="log",
-                   shard=(0, 1),      # not None: a task never registers clips or features
-                   blocks=list(blocks))
+    options = {key: value for key, value in spec.items() if key not in ("root", "store", "plan")}
+    options.update(
+        workers=_decode_workers(spec["workers"], spec["device"]),
+        progress="log",
+        shard=(0, 1),  # not None: a task never registers clips or features
+        blocks=list(blocks),
+    )
     job = BlockJob(spec["root"], spec["store"], spec["plan"], **options)
-    with quiet_loggers(["avscene.extract"], logging.ERROR):   # the client reports failures
+    with quiet_loggers(["avscene.extract"], logging.ERROR):  # the client reports failures
         return job.run()
 
 
 # -- the client ------------------------------------------------------------------------------
+
 
 class DaskExtraction:
     """The client side of ``extract --dask`` / ``--dask-local``; :meth:`run` returns the summary.
@@ -177,16 +195,28 @@ class DaskExtraction:
         here and, on CUDA workers, decode in each task.
     """
 
-    def __init__(self, root, store, plan, *, scheduler=None, local_workers=None,
-                 task=extract_blocks, **options):
+    def __init__(
+        self,
+        root,
+        store,
+        plan,
+        *,
+        scheduler=None,
+        local_workers=None,
+        task=extract_blocks,
+        **options,
+    ):
         if options.pop("shard", None) is not None or options.pop("prepare_only", False):
-            raise UsageError("--shard and --prepare-only do not combine with --dask or "
-                             "--dask-local (the client prepares, the cluster shards by block)")
+            raise UsageError(
+                "--shard and --prepare-only do not combine with --dask or "
+                "--dask-local (the client prepares, the cluster shards by block)"
+            )
         self.root, self.store, self.plan, self.task = root, store, plan, task
         self.scheduler, self.local_workers = scheduler, local_workers
         self.options = {**TASK_DEFAULTS, **options}
-        check_job_options(**{key: self.options[key] for key in ("batch", "workers",
-                                                                 "clip_timeout", "limit")})
+        check_job_options(
+            **{key: self.options[key] for key in ("batch", "workers", "clip_timeout", "limit")}
+        )
         if local_workers is not None:
             limits.Bounds(1, limits.WORKERS.high, int).check("local_workers", local_workers)
 
@@ -197,8 +227,15 @@ class DaskExtraction:
     def spec(self, checksum, extractors):
         """The picklable options every task receives (the client has done any retry reset, and
         built the extractors: every task computes the features the client declared)."""
-        return {"root": self.root, "store": self.store, "plan": self.plan, **self.options,
-                "extractors": extractors, "retry_failed": False, "manifest_checksum": checksum}
+        return {
+            "root": self.root,
+            "store": self.store,
+            "plan": self.plan,
+            **self.options,
+            "extractors": extractors,
+            "retry_failed": False,
+            "manifest_checksum": checksum,
+        }
 
     def run(self):
         from featurestore.store import FeatureStore
@@ -206,44 +243,66 @@ class DaskExtraction:
         started = time.perf_counter()
         resources = {"GPU": 1} if str(self.options["device"]).startswith("cuda") else None
         tty = {"auto": None, "bar": True, "log": False}[self.options["progress"]]
-        with dask_client(address=self.scheduler, n_local=self.local_workers,
-                         resources=resources) as client:
+        with dask_client(
+            address=self.scheduler, n_local=self.local_workers, resources=resources
+        ) as client:
             n_workers = len(client.scheduler_info()["workers"])
             job = self._job(prepare_only=True)
-            _ = job.extractors             # bad weights or names stop here, before any write
+            _ = job.extractors  # bad weights or names stop here, before any write
             self._create_store(job, n_workers)
             with quiet_loggers(["avscene.extract", "avscene.progress"], logging.WARNING):
-                prepared = job.run()   # registers clips, declares features (device-free params)
+                prepared = job.run()  # registers clips, declares features (device-free params)
             manifest, _ = job._clips()
             with FeatureStore.open(self.store, mode="r") as store:
                 pending, scope = job.work(store)
-            progress = Progress(sum(len(clips) for clips in pending.values()), label="extract",
-                                tty=tty)
-            LOG.info("%d clips in scope, %d with pending features in %d blocks; %d Dask "
-                     "workers at %s", len(scope), progress.total, len(pending), n_workers,
-                     client.scheduler.address)
+            progress = Progress(
+                sum(len(clips) for clips in pending.values()), label="extract", tty=tty
+            )
+            LOG.info(
+                "%d clips in scope, %d with pending features in %d blocks; %d Dask workers at %s",
+                len(scope),
+                progress.total,
+                len(pending),
+                n_workers,
+                client.scheduler.address,
+            )
             self.names = job.names
-            errors = self._submit(client, self.spec(manifest.checksum, job.extractors), pending,
-                                  resources, progress)
+            errors = self._submit(
+                client, self.spec(manifest.checksum, job.extractors), pending, resources, progress
+            )
         with FeatureStore.open(self.store, mode="r") as store:
             complete_all, failed_any, not_applicable = job.scope_status(store, scope)
             failures = self._failures(store, pending)
         finished = self._finished(pending, scope, complete_all | failed_any)
-        if finished > progress.done:       # clips a lost task stored before it was lost
+        if finished > progress.done:  # clips a lost task stored before it was lost
             progress.advance(finished - progress.done)
         summary = progress.finish()
         left = int((~complete_all & ~failed_any).sum())
-        summary.update({
-            "store": str(self.store), "root": prepared["root"],
-            "features": job.names, "shard": None,
-            "clips_in_scope": len(scope), "registered": prepared["registered"],
-            "retried": prepared["retried"], "committed_in_scope": int(complete_all.sum()),
-            "failed_in_scope": int(failed_any.sum()) + left, "not_applicable": not_applicable,
-            "failures": failures, "errors": errors, "leased": self.leased,
-            "total_seconds": time.perf_counter() - started, "params": prepared["params"],
-            "dask": {"scheduler": self.scheduler or "local", "workers": n_workers,
-                     "tasks": len(pending), "retries": TASK_RETRIES},
-        })
+        summary.update(
+            {
+                "store": str(self.store),
+                "root": prepared["root"],
+                "features": job.names,
+                "shard": None,
+                "clips_in_scope": len(scope),
+                "registered": prepared["registered"],
+                "retried": prepared["retried"],
+                "committed_in_scope": int(complete_all.sum()),
+                "failed_in_scope": int(failed_any.sum()) + left,
+                "not_applicable": not_applicable,
+                "failures": failures,
+                "errors": errors,
+                "leased": self.leased,
+                "total_seconds": time.perf_counter() - started,
+                "params": prepared["params"],
+                "dask": {
+                    "scheduler": self.scheduler or "local",
+                    "workers": n_workers,
+                    "tasks": len(pending),
+                    "retries": TASK_RETRIES,
+                },
+            }
+        )
         return summary
 
     def _create_store(self, job, n_workers):
@@ -260,37 +319,51 @@ class DaskExtraction:
         per_task = -(-len(clips) // (TASKS_PER_WORKER * max(n_workers, 1)))
         block_clips = min(DEFAULT_BLOCK_CLIPS, max(MIN_BLOCK_CLIPS, per_task))
         FeatureStore.open(self.store, mode="w-", block_clips=block_clips).close()
-        LOG.info("created %s with blocks of %d clips (one task per block)", self.store,
-                 block_clips)
+        LOG.info(
+            "created %s with blocks of %d clips (one task per block)", self.store, block_clips
+        )
 
     def _submit(self, client, spec, pending, resources, progress):
         """One task per block; fold each finished task into ``progress``; return the errors."""
         from distributed import as_completed
 
         run = uuid.uuid4().hex[:8]
-        futures = {client.submit(self.task, spec, [index], key=f"avscene-extract-{run}-{index}",
-                                 retries=TASK_RETRIES, resources=resources, pure=False): index
-                   for index in sorted(pending)}
+        futures = {
+            client.submit(
+                self.task,
+                spec,
+                [index],
+                key=f"avscene-extract-{run}-{index}",
+                retries=TASK_RETRIES,
+                resources=resources,
+                pure=False,
+            ): index
+            for index in sorted(pending)
+        }
         errors, raised, self.leased = [], [], []
         for future in as_completed(futures):
             index = futures[future]
             try:
                 result = future.result()
-            except Exception as error:     # after the retries: the block's clips stay pending
+            except Exception as error:  # after the retries: the block's clips stay pending
                 reason = f"{type(error).__name__}: {error}"
-                LOG.error("block %d: not extracted (%s); its clips are left pending for a rerun",
-                          index, reason)
+                LOG.error(
+                    "block %d: not extracted (%s); its clips are left pending for a rerun",
+                    index,
+                    reason,
+                )
                 errors.append({"block": index, "clips": len(pending[index]), "reason": reason})
                 raised.append(error)
                 continue
-            progress.advance(result["done"], media_seconds=result["media_seconds"],
-                             failed=result["failed"])
+            progress.advance(
+                result["done"], media_seconds=result["media_seconds"], failed=result["failed"]
+            )
             for part in PARTS:
                 progress.add_time(part, result[f"{part}_seconds"])
             errors += result["errors"]
             self.leased += result.get("leased", [])
         if raised and len(raised) == len(futures) and isinstance(raised[0], AvsceneError):
-            raise raised[0]                # e.g. every worker refuses the store: bad usage
+            raise raised[0]  # e.g. every worker refuses the store: bad usage
         return errors
 
     def _failures(self, store, pending):
@@ -302,11 +375,17 @@ class DaskExtraction:
             for _, clip_id, reason in store.failures(name):
                 if clip_id in wanted:
                     grouped.setdefault((clip_id, reason), []).append(name)
-        failures = [{"clip_id": clip_id, "features": names, "reason": reason}
-                    for (clip_id, reason), names in grouped.items()]
+        failures = [
+            {"clip_id": clip_id, "features": names, "reason": reason}
+            for (clip_id, reason), names in grouped.items()
+        ]
         for failure in failures:
-            LOG.warning("failed: clip %s [%s]: %s", failure["clip_id"],
-                        ",".join(failure["features"]), failure["reason"])
+            LOG.warning(
+                "failed: clip %s [%s]: %s",
+                failure["clip_id"],
+                ",".join(failure["features"]),
+                failure["reason"],
+            )
         return failures
 
     @staticmethod

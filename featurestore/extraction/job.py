@@ -120,7 +120,7 @@ class Writers:
         self._open = {}
         self._stack = contextlib.ExitStack()
         self.seconds = 0.0
-        self.leased = {}                   # (feature, block index) -> one-line reason
+        self.leased = {}  # (feature, block index) -> one-line reason
 
     def _skip_block(self, key, error):
         if key not in self.leased:
@@ -235,14 +235,34 @@ class ExtractJob:
     The other options are those of ``avscene extract`` (:mod:`pipelines.commands.extract`).
     """
 
-    def __init__(self, root, store, plan, *, extractors=None, weights=None, random_weights=None,
-                 device="auto",
-                 bf16=False, batch=32, workers=1, shard=None, limit=None, manifest=None,
-                 progress="auto", prepare_only=False, storage_dtype="float32", compression=None,
-                 clip_timeout=CLIP_TIMEOUT, retry_failed=False, probe=probe_task,
-                 prepare=prepare_task):
-        check_job_options(batch=batch, workers=workers, clip_timeout=clip_timeout, limit=limit,
-                          shard=shard)
+    def __init__(
+        self,
+        root,
+        store,
+        plan,
+        *,
+        extractors=None,
+        weights=None,
+        random_weights=None,
+        device="auto",
+        bf16=False,
+        batch=32,
+        workers=1,
+        shard=None,
+        limit=None,
+        manifest=None,
+        progress="auto",
+        prepare_only=False,
+        storage_dtype="float32",
+        compression=None,
+        clip_timeout=CLIP_TIMEOUT,
+        retry_failed=False,
+        probe=probe_task,
+        prepare=prepare_task,
+    ):
+        check_job_options(
+            batch=batch, workers=workers, clip_timeout=clip_timeout, limit=limit, shard=shard
+        )
         self.root, self.store_url, self.plan = root, store, plan
         self.clip_timeout, self.retry_failed = clip_timeout or None, retry_failed
         self.probe, self.prepare = probe, prepare
@@ -254,16 +274,16 @@ class ExtractJob:
         self.weights, self.device, self.bf16, self.batch = weights, device, bf16, batch
         self.workers, self.shard, self.limit, self.manifest = workers, shard, limit, manifest
         self.progress_mode = progress
-        self.leased = []                   # blocks skipped because another writer held them
+        self.leased = []  # blocks skipped because another writer held them
         self._extractors = None if extractors is None else list(extractors)
 
     @property
     def extractors(self):
         """The job's extractors (the given ones, else those of ``plan.features``)."""
         if self._extractors is None:
-            self._extractors = plan_extractors(self.plan, weights=self.weights,
-                                               random_weights=self.random_weights,
-                                               bf16=self.bf16)
+            self._extractors = plan_extractors(
+                self.plan, weights=self.weights, random_weights=self.random_weights, bf16=self.bf16
+            )
         names = [e.name for e in self._extractors]
         if len(set(names)) != len(names):
             raise UsageError(f"feature names must be unique, got {', '.join(names)}")
@@ -284,7 +304,7 @@ class ExtractJob:
             LOG.warning("manifest: %s", line)
         if len(manifest.problems) > 20:
             LOG.warning("manifest: %d more problems", len(manifest.problems) - 20)
-        clips = manifest.clips[:self.limit] if self.limit else manifest.clips
+        clips = manifest.clips[: self.limit] if self.limit else manifest.clips
         return manifest, clips
 
     def _register(self, store, manifest, clips):
@@ -294,19 +314,35 @@ class ExtractJob:
             raise ShardSetupError(
                 f"{self.store_url} lacks {len(new)} clips of the manifest (e.g. {new[0].clip_id}); "
                 f"shards must not register clips concurrently: run the same command once with "
-                f"--prepare-only and without --shard, then start the shards")
+                f"--prepare-only and without --shard, then start the shards"
+            )
         if new:
-            probed, unknown = probe_durations(new, manifest.root, workers=self.workers,
-                                              timeout=self.clip_timeout, probe=self.probe)
+            probed, unknown = probe_durations(
+                new,
+                manifest.root,
+                workers=self.workers,
+                timeout=self.clip_timeout,
+                probe=self.probe,
+            )
             for clip_id, reason in sorted(unknown.items()):
-                LOG.info("clip %s: media cannot be probed (%s); registered with a stand-in "
-                         "duration", clip_id, reason)
+                LOG.info(
+                    "clip %s: media cannot be probed (%s); registered with a stand-in duration",
+                    clip_id,
+                    reason,
+                )
             store.add_clips(probed)
             datasets = store.attrs.get("datasets", [])
-            datasets.append({"root": str(manifest.root), "kind": manifest.kind,
-                             "manifest_files": list(manifest.files),
-                             "manifest_checksum": manifest.checksum, "clips_added": len(new),
-                             "stand_in_durations": sorted(unknown), "time": utc_now()})
+            datasets.append(
+                {
+                    "root": str(manifest.root),
+                    "kind": manifest.kind,
+                    "manifest_files": list(manifest.files),
+                    "manifest_checksum": manifest.checksum,
+                    "clips_added": len(new),
+                    "stand_in_durations": sorted(unknown),
+                    "time": utc_now(),
+                }
+            )
             store.attrs["datasets"] = datasets
         return len(new)
 
@@ -315,10 +351,16 @@ class ExtractJob:
         if missing and self.shard is not None:
             raise ShardSetupError(
                 f"{self.store_url} has no feature {', '.join(missing)} yet; run the same command "
-                f"once with --prepare-only and without --shard, then start the shards")
+                f"once with --prepare-only and without --shard, then start the shards"
+            )
         for runner in runners.values():
-            store.create_feature(runner.name, dim=runner.dim, frame_rate=runner.frame_rate,
-                                 params=runner.params, **self.storage)
+            store.create_feature(
+                runner.name,
+                dim=runner.dim,
+                frame_rate=runner.frame_rate,
+                params=runner.params,
+                **self.storage,
+            )
 
     def _retry_failed(self, store, clips, blocks):
         """Turn the clips of ``clips`` recorded as failed in ``blocks`` back to pending, for
@@ -335,13 +377,14 @@ class ExtractJob:
                     with store.block_writer(name, block) as writer:
                         for clip_id in ids:
                             writer.retry(clip_id)
-                except LeaseError as error:     # the other writer's run decides about them
+                except LeaseError as error:  # the other writer's run decides about them
                     LOG.warning("%s; its failed clips are not retried", error)
                     continue
                 retried.update(ids)
         if retried:
-            LOG.info("%d clips recorded as failed are pending again (--retry-failed)",
-                     len(retried))
+            LOG.info(
+                "%d clips recorded as failed are pending again (--retry-failed)", len(retried)
+            )
         return len(retried)
 
     def _my_blocks(self, store):
@@ -378,7 +421,7 @@ class ExtractJob:
 
         started = time.perf_counter()
         manifest, clips = self._clips()
-        extractors = self.extractors        # bad weights or names stop here, before any write
+        extractors = self.extractors  # bad weights or names stop here, before any write
         with FeatureStore.open(self.store_url, mode="a") as store:
             added = self._register(store, manifest, clips)
             runners = load_runners(extractors, device=self.device, batch=self.batch)
@@ -388,39 +431,64 @@ class ExtractJob:
             jobs, scope = self._jobs(store, clips, blocks)
             if self.prepare_only:
                 jobs = []
-            LOG.info("%d clips in scope (%d newly registered), %d with pending features; "
-                     "%d decoding workers", len(scope), added, len(jobs), self.workers)
+            LOG.info(
+                "%d clips in scope (%d newly registered), %d with pending features; "
+                "%d decoding workers",
+                len(scope),
+                added,
+                len(jobs),
+                self.workers,
+            )
             tty = {"auto": None, "bar": True, "log": False}[self.progress_mode]
             progress = Progress(len(jobs), label="extract", tty=tty)
-            pool = WorkerPool(self.prepare, workers=self.workers, initializer=init_worker,
-                              initargs=(manifest.root, self.plan, extractors),
-                              timeout=self.clip_timeout)
+            pool = WorkerPool(
+                self.prepare,
+                workers=self.workers,
+                initializer=init_worker,
+                initargs=(manifest.root, self.plan, extractors),
+                timeout=self.clip_timeout,
+            )
             with pool:
                 failures, errors = self._loop(store, runners, jobs, pool, progress)
             if jobs:
-                store.record_sizes()       # what info over HTTP reports (no listing there)
+                store.record_sizes()  # what info over HTTP reports (no listing there)
             summary = progress.finish()
             complete_all, failed_any, not_applicable = self._scope_status(store, scope)
-        summary.update({
-            "store": str(self.store_url), "root": str(manifest.root),
-            "features": self.names, "shard": list(self.shard) if self.shard else None,
-            "clips_in_scope": len(scope), "registered": added, "retried": retried,
-            "committed_in_scope": int(complete_all.sum()),
-            "failed_in_scope": int(failed_any.sum()) + len(errors),
-            "not_applicable": not_applicable,
-            "failures": failures, "errors": errors, "leased": self.leased,
-            "total_seconds": time.perf_counter() - started,
-            "params": {name: runner.params for name, runner in runners.items()},
-        })
+        summary.update(
+            {
+                "store": str(self.store_url),
+                "root": str(manifest.root),
+                "features": self.names,
+                "shard": list(self.shard) if self.shard else None,
+                "clips_in_scope": len(scope),
+                "registered": added,
+                "retried": retried,
+                "committed_in_scope": int(complete_all.sum()),
+                "failed_in_scope": int(failed_any.sum()) + len(errors),
+                "not_applicable": not_applicable,
+                "failures": failures,
+                "errors": errors,
+                "leased": self.leased,
+                "total_seconds": time.perf_counter() - started,
+                "params": {name: runner.params for name, runner in runners.items()},
+            }
+        )
         earlier = int(failed_any.sum()) - len({f["clip_id"] for f in failures})
         if earlier > 0:
-            LOG.warning("%d clips in scope failed in earlier runs (see the store's failure list; "
-                        "--retry-failed runs them again)", earlier)
+            LOG.warning(
+                "%d clips in scope failed in earlier runs (see the store's failure list; "
+                "--retry-failed runs them again)",
+                earlier,
+            )
         modality = {e.name: e.modality for e in self.extractors}
         for name, count in not_applicable.items():
             if count:
-                LOG.info("%s: not applicable to %d clips in scope (no %s file in the manifest)",
-                         name, count, modality[name])
+                LOG.info(
+                    "%s: not applicable to %d clips in scope (no %s file in the manifest)",
+                    name,
+                    count,
+                    modality[name],
+                )
         return summary
 
     def _scope_status(self, store, scope):
@@ -444,8 +512,9 @@ class ExtractJob:
             for name in features:
                 outstanding[(name, block.index)] = outstanding.get((name, block.index), 0) + 1
         with Writers(store, outstanding) as writers:
-            loop = _Loop(runners, {e.name: e.modality for e in self.extractors}, jobs, writers,
-                         progress)
+            loop = _Loop(
+                runners, {e.name: e.modality for e in self.extractors}, jobs, writers, progress
+            )
             results = pool.imap_unordered(loop.record_not_applicable())
             while True:
                 waited = time.perf_counter()
@@ -458,8 +527,10 @@ class ExtractJob:
             progress.add_time("write", writers.seconds)
         progress.add_time("model", sum(b.model_seconds for b in loop.batchers.values()))
         self._report_refused(store, loop.refused, loop.failures)
-        self.leased = [{"feature": name, "block": index, "reason": reason}
-                       for (name, index), reason in sorted(writers.leased.items())]
+        self.leased = [
+            {"feature": name, "block": index, "reason": reason}
+            for (name, index), reason in sorted(writers.leased.items())
+        ]
         return loop.failures, loop.errors
 
     @staticmethod
@@ -479,12 +550,14 @@ class _Loop:
 
     def __init__(self, runners, modality, jobs, writers, progress):
         self.modality = modality
-        self.batchers = {name: Batcher(runner.run, batch_items=runner.batch_items)
-                         for name, runner in runners.items()}
+        self.batchers = {
+            name: Batcher(runner.run, batch_items=runner.batch_items)
+            for name, runner in runners.items()
+        }
         self.jobs, self.writers, self.progress = jobs, writers, progress
         self.blocks = {clip.clip_id: (clip, block) for clip, block, _ in jobs}
         self.left = {clip.clip_id: len(features) for clip, _, features in jobs}
-        self.tasks = []             # (job index, features the clip has media for)
+        self.tasks = []  # (job index, features the clip has media for)
         self.failed_ids = set()
         self.failures, self.errors, self.refused = [], [], []
 
@@ -496,8 +569,9 @@ class _Loop:
             for name in features:
                 modality = self.modality[name]
                 if getattr(clip, modality) is None:
-                    self.writers.not_applicable(name, block, clip.clip_id,
-                                                f"the manifest names no {modality} file")
+                    self.writers.not_applicable(
+                        name, block, clip.clip_id, f"the manifest names no {modality} file"
+                    )
                     self._finished(clip.clip_id)
                 else:
                     present.append(name)
@@ -512,9 +586,11 @@ class _Loop:
         clip, block, _ = self.jobs[index]
         if isinstance(prepared, WorkerCrash):
             prepared = PreparedClip(clip.clip_id, failures=dict.fromkeys(features, str(prepared)))
-        if isinstance(prepared, Exception):     # a bug: report, leave pending
+        if isinstance(prepared, Exception):  # a bug: report, leave pending
             reason = f"{type(prepared).__name__}: {prepared}"
-            LOG.error("clip %s: not extracted (%s); left pending for a rerun", clip.clip_id, reason)
+            LOG.error(
+                "clip %s: not extracted (%s); left pending for a rerun", clip.clip_id, reason
+            )
             self.errors.append({"clip_id": clip.clip_id, "reason": reason})
             self.failed_ids.add(clip.clip_id)
             for name in features:
@@ -550,8 +626,9 @@ class _Loop:
         self.left[clip_id] -= 1
         if self.left[clip_id] == 0:
             clip = self.blocks[clip_id][0]
-            self.progress.advance(media_seconds=clip.duration,
-                                  failed=int(clip_id in self.failed_ids))
+            self.progress.advance(
+                media_seconds=clip.duration, failed=int(clip_id in self.failed_ids)
+            )
 
     def _report(self, clip, prepared):
         """Log each distinct failure reason of a clip once, with the features it affects."""
@@ -562,4 +639,3 @@ class _Loop:
             LOG.warning("failed: clip %s [%s]: %s", clip.clip_id, ",".join(names), reason)
             self.failures.append({"clip_id": clip.clip_id, "features": names, "reason": reason})
             self.failed_ids.add(clip.clip_id)
-

@@ -43,7 +43,7 @@ FEATURES = ("openl3_audio", "openl3_video", "logmel")
 #: Bounds of the Plan's decoding settings that no command-line option sets.
 PLAN_CHANNELS, PLAN_HOLD_SECONDS = limits.Bounds(1, 64, int), limits.Bounds(0.0, 10.0)
 PLAN_DECODE_THREADS = limits.Bounds(0, 64, int)
-AudioWindows = Windows.of      # the OpenL3 windows' shipping form (name kept for callers)
+AudioWindows = Windows.of  # the OpenL3 windows' shipping form (name kept for callers)
 __all__ = [
     "FEATURES",
     "FeatureInput",
@@ -106,12 +106,15 @@ class Plan:
     def __post_init__(self):
         """Refuse settings outside :mod:`featurestore.limits` (one-line ValueError), before
         anything is planned."""
-        video_sampling(self)                        # fps, hop, centring, video_frames
+        video_sampling(self)  # fps, hop, centring, video_frames
         logmel.check_params(self.logmel)
         limits.MIN_DURATION.check("min_duration (seconds)", self.min_duration)
         limits.SAMPLE_RATE.check("min_sample_rate (Hz)", self.min_sample_rate)
-        for name, bounds in (("max_channels", PLAN_CHANNELS), ("hold", PLAN_HOLD_SECONDS),
-                             ("decode_threads", PLAN_DECODE_THREADS)):
+        for name, bounds in (
+            ("max_channels", PLAN_CHANNELS),
+            ("hold", PLAN_HOLD_SECONDS),
+            ("decode_threads", PLAN_DECODE_THREADS),
+        ):
             bounds.check(name, getattr(self, name))
 
 
@@ -120,8 +123,8 @@ class PreparedClip:
     """What a worker sends back for one clip."""
 
     clip_id: str
-    inputs: dict = field(default_factory=dict)      # feature -> FeatureInput
-    failures: dict = field(default_factory=dict)    # feature -> one-line reason
+    inputs: dict = field(default_factory=dict)  # feature -> FeatureInput
+    failures: dict = field(default_factory=dict)  # feature -> one-line reason
     decode_seconds: float = 0.0
 
 
@@ -160,11 +163,14 @@ def read_mono_48k(path, plan):
     """Decode, check, mix down (mean) and resample to 48 kHz: shape (n,), float32."""
     info = media.probe_audio(path)
     if info.channels > plan.max_channels:
-        raise MediaError(f"{path}: {info.channels} audio channels, expected at most "
-                         f"{plan.max_channels}")
+        raise MediaError(
+            f"{path}: {info.channels} audio channels, expected at most {plan.max_channels}"
+        )
     if info.sample_rate < plan.min_sample_rate:
-        raise MediaError(f"{path}: sample rate {info.sample_rate} Hz is below the "
-                         f"{plan.min_sample_rate} Hz minimum")
+        raise MediaError(
+            f"{path}: sample rate {info.sample_rate} Hz is below the "
+            f"{plan.min_sample_rate} Hz minimum"
+        )
     samples, rate = media.read_audio(path, min_duration=plan.min_duration)
     return framing.mono_48k(samples, rate).astype(np.float32, copy=False)
 
@@ -186,16 +192,19 @@ def sampled_frames(path, duration, plan):
     sampling = video_sampling(plan)
     if plan.video_frames == PER_AUDIO_WINDOW:
         n_samples = int(np.floor(duration * framing.SAMPLE_RATE + 1e-6))
-        n_windows = framing.count_windows(n_samples, framing.SAMPLE_RATE, hop_size=plan.hop,
-                                          center=plan.center)
+        n_windows = framing.count_windows(
+            n_samples, framing.SAMPLE_RATE, hop_size=plan.hop, center=plan.center
+        )
         stamps = np.arange(n_windows) * plan.hop
         picked = media.iter_spread_frames(path, n_windows, threads=plan.decode_threads)
         frames = zip(stamps, (rgb for _, rgb in picked))
     else:
-        frames = media.iter_video(path, fps=plan.fps, duration=duration, hold=plan.hold,
-                                  threads=plan.decode_threads)
-    return VideoFrames(_at_least_one(frames, path, duration, sampling), path=path,
-                       sampling=sampling.describe())
+        frames = media.iter_video(
+            path, fps=plan.fps, duration=duration, hold=plan.hold, threads=plan.decode_threads
+        )
+    return VideoFrames(
+        _at_least_one(frames, path, duration, sampling), path=path, sampling=sampling.describe()
+    )
 
 
 def _at_least_one(frames, path, duration, sampling):
@@ -204,8 +213,9 @@ def _at_least_one(frames, path, duration, sampling):
         count += 1
         yield item
     if not count:
-        raise MediaError(f"{path}: no video frame at {sampling.describe()} within "
-                         f"{duration:.3f} s")
+        raise MediaError(
+            f"{path}: no video frame at {sampling.describe()} within {duration:.3f} s"
+        )
 
 
 def prepare_clip(clip, root, plan, extractors):
@@ -298,16 +308,20 @@ def fan_out(frames, extractors, clip, *, queue_frames=2):
                         raise item.error
                     return
                 yield item
+
         try:
             outcomes[extractor.name] = _prepare_one(
-                extractor, VideoFrames(items(), path=frames.path, sampling=frames.sampling), clip)
-        except BaseException as error:      # a bug: re-raised in the worker below
+                extractor, VideoFrames(items(), path=frames.path, sampling=frames.sampling), clip
+            )
+        except BaseException as error:  # a bug: re-raised in the worker below
             bugs.append(error)
         finally:
             finished.set()
 
-    threads = [threading.Thread(target=consume, args=args, daemon=True)
-               for args in zip(extractors, queues, done)]
+    threads = [
+        threading.Thread(target=consume, args=args, daemon=True)
+        for args in zip(extractors, queues, done)
+    ]
     for thread in threads:
         thread.start()
     end = _End()
@@ -352,7 +366,9 @@ def prepare_task(task):
     chosen = [_CONTEXT["extractors"][name] for name in features]
     result = prepare_clip(clip, _CONTEXT["root"], _CONTEXT["plan"], chosen)
     prefix = str(_CONTEXT["root"]) + "/"
-    result.failures = {name: reason.replace(prefix, "") for name, reason in result.failures.items()}
+    result.failures = {
+        name: reason.replace(prefix, "") for name, reason in result.failures.items()
+    }
     return result
 
 
@@ -367,7 +383,17 @@ def plan_extractors(plan, *, weights=None, random_weights=None, bf16=False):
 
     if weights is not None and not isinstance(weights, dict):
         weights = {None: weights}
-    return [builtin(name, weights=weights, random_weights=random_weights, bf16=bf16,
-                    hop=plan.hop, center=plan.center, sampling=video_sampling(plan),
-                    image_scaling=plan.image_scaling, logmel_params=plan.logmel)
-            for name in plan.features]
+    return [
+        builtin(
+            name,
+            weights=weights,
+            random_weights=random_weights,
+            bf16=bf16,
+            hop=plan.hop,
+            center=plan.center,
+            sampling=video_sampling(plan),
+            image_scaling=plan.image_scaling,
+            logmel_params=plan.logmel,
+        )
+        for name in plan.features
+    ]

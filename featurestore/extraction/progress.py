@@ -56,18 +56,30 @@ class Progress:
         Monotonic clock in seconds (injectable for tests).
     """
 
-    def __init__(self, total, *, label="avscene", unit="clips", stream=None, tty=None,
-                 interval=10.0, refresh=0.2, clock=time.monotonic):
+    def __init__(
+        self,
+        total,
+        *,
+        label="avscene",
+        unit="clips",
+        stream=None,
+        tty=None,
+        interval=10.0,
+        refresh=0.2,
+        clock=time.monotonic,
+    ):
         self.total, self.label, self.unit = int(total), label, unit
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(tty if tty is not None else getattr(self.stream, "isatty", lambda: False)())
+        self.tty = bool(
+            tty if tty is not None else getattr(self.stream, "isatty", lambda: False)()
+        )
         self.interval, self.refresh, self.clock = interval, refresh, clock
         self.done = self.failed = 0
         self.media_seconds = 0.0
         self.times = dict.fromkeys(PARTS, 0.0)
         self.started = clock()
         self._last_shown = self.started
-        self._bar = None                 # the tqdm bar, made at the first terminal redraw
+        self._bar = None  # the tqdm bar, made at the first terminal redraw
         self._finished = None
 
     def __enter__(self):
@@ -103,8 +115,10 @@ class Progress:
         rate = self.media_seconds / elapsed if elapsed > 0 else 0.0
         failed = f", {self.failed} failed" if self.failed else ""
         media = f"{rate:.1f} s media/s, " if self.media_seconds else ""
-        return (f"{self.label}: {self.done}/{self.total} {self.unit}{failed}, {media}"
-                f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(self.eta())}")
+        return (
+            f"{self.label}: {self.done}/{self.total} {self.unit}{failed}, {media}"
+            f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(self.eta())}"
+        )
 
     def _maybe_show(self, force=False):
         now = self.clock()
@@ -118,8 +132,15 @@ class Progress:
         elif self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, initial=self.done, desc=line, file=self.stream,
-                             bar_format="{desc} |{bar:24}|", mininterval=0, leave=True)
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.done,
+                desc=line,
+                file=self.stream,
+                bar_format="{desc} |{bar:24}|",
+                mininterval=0,
+                leave=True,
+            )
         else:
             self._bar.n = self.done
             self._bar.set_description_str(line, refresh=False)
@@ -133,8 +154,11 @@ class Progress:
             return self.media_seconds / seconds if seconds > 0 else None
 
         return {
-            self.unit: self.total, "done": self.done, "failed": self.failed,
-            "media_seconds": self.media_seconds, "wall_seconds": wall,
+            self.unit: self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "media_seconds": self.media_seconds,
+            "wall_seconds": wall,
             "media_per_second": per_second(wall),
             **{f"{part}_seconds": self.times[part] for part in PARTS},
             **{f"{part}_media_per_second": per_second(self.times[part]) for part in PARTS[:3]},
@@ -146,7 +170,7 @@ class Progress:
             return self.summary()
         self._maybe_show(force=True)
         if self._bar is not None:
-            self._bar.close()            # draws the last line and ends it
+            self._bar.close()  # draws the last line and ends it
         self._finished = self.elapsed()
         summary = self.summary()
         for line in summary_lines(summary, label=self.label, unit=self.unit):
@@ -170,10 +194,12 @@ def summary_lines(summary, *, label="avscene", unit="clips"):
         return "-" if value is None else f"{value:.1f} s media/s"
 
     head = f"{label}: {summary['done']}/{summary[unit]} {unit} ({summary['failed']} failed), "
-    if not summary["media_seconds"]:              # a job over other items (e.g. systems)
+    if not summary["media_seconds"]:  # a job over other items (e.g. systems)
         return [head + f"in {summary['wall_seconds']:.1f} s"]
-    lines = [head + f"{summary['media_seconds']:.1f} s of media in "
-             f"{summary['wall_seconds']:.1f} s = {rate(summary['media_per_second'])}"]
+    lines = [
+        head + f"{summary['media_seconds']:.1f} s of media in "
+        f"{summary['wall_seconds']:.1f} s = {rate(summary['media_per_second'])}"
+    ]
     for part in PARTS:
         alone = summary.get(f"{part}_media_per_second")
         figures = f"{summary[f'{part}_seconds']:8.1f} s" + (f" = {rate(alone)}" if alone else "")

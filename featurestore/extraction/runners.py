@@ -23,7 +23,7 @@ class Runner:
     params: dict
     batch_items: int
     run: Callable
-    info: dict          # speed-only settings and paths, for the run log (not the fingerprint)
+    info: dict  # speed-only settings and paths, for the run log (not the fingerprint)
 
 
 def load_runners(extractors, *, device="auto", batch=32):
@@ -44,7 +44,13 @@ def load_runners(extractors, *, device="auto", batch=32):
     for extractor in extractors:
         run = extractor.load(device=device, batch=batch)
         items = extractor.batch_items or batch
-        runners[extractor.name] = Runner(extractor.name, extractor.dim, extractor.frame_rate,
-                                         extractor.params, items, run,
-                                         {**extractor.info, "device": str(device)})
+        runners[extractor.name] = Runner(
+            extractor.name,
+            extractor.dim,
+            extractor.frame_rate,
+            extractor.params,
+            items,
+            run,
+            {**extractor.info, "device": str(device)},
+        )
     return runners

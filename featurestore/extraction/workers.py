@@ -41,7 +41,7 @@ class TaskError(RuntimeError):
 
 
 def _worker_main(function, initializer, initargs, tasks, conn, current, running, slot, parent):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if initializer is not None:
         initializer(*initargs)
     while os.getppid() == parent:
@@ -59,9 +59,9 @@ def _worker_main(function, initializer, initargs, tasks, conn, current, running,
         except Exception as error:  # reported to the parent, never raised in the worker
             last = traceback.format_exception_only(type(error), error)[-1].strip()
             outcome = (index, False, last)
-        running[slot] = 0           # waiting for the parent to read is not the task's time
+        running[slot] = 0  # waiting for the parent to read is not the task's time
         try:
-            conn.send(outcome)      # blocks until the parent reads; EPIPE once it is gone
+            conn.send(outcome)  # blocks until the parent reads; EPIPE once it is gone
         except OSError:
             break
         current[slot] = -1
@@ -91,8 +91,8 @@ class WorkerPool:
         self.initializer, self.initargs = initializer, tuple(initargs)
         self.timeout = float(timeout) if timeout else None
         self._context = multiprocessing.get_context("spawn")
-        self._processes = {}        # slot -> (process, reader)
-        self._busy = {}             # slot -> (task index, first seen running)
+        self._processes = {}  # slot -> (process, reader)
+        self._busy = {}  # slot -> (task index, first seen running)
 
     def __enter__(self):
         return self
@@ -128,11 +128,23 @@ class WorkerPool:
     def _start(self, slot):
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_worker_main, daemon=True, name=f"avscene-worker-{slot}",
-            args=(self.function, self.initializer, self.initargs, self._tasks, writer,
-                  self._current, self._running, slot, os.getpid()))
+            target=_worker_main,
+            daemon=True,
+            name=f"avscene-worker-{slot}",
+            args=(
+                self.function,
+                self.initializer,
+                self.initargs,
+                self._tasks,
+                writer,
+                self._current,
+                self._running,
+                slot,
+                os.getpid(),
+            ),
+        )
         process.start()
-        writer.close()              # the child holds the only writer: EOF when it exits
+        writer.close()  # the child holds the only writer: EOF when it exits
         self._processes[slot] = (process, reader)
 
     def _run_processes(self, tasks):
@@ -159,7 +171,7 @@ class WorkerPool:
                 remaining.discard(index)
                 yield index, (value if ok else TaskError(value))
             yield from self._stop_overdue(remaining)
-        for index in sorted(remaining):      # cannot happen unless the task queue was lost
+        for index in sorted(remaining):  # cannot happen unless the task queue was lost
             yield index, WorkerCrash("no worker left to run the task")
         self.close()
 
@@ -174,7 +186,7 @@ class WorkerPool:
         index = self._current[slot]
         self._current[slot], self._running[slot] = -1, 0
         self._busy.pop(slot, None)
-        self._start(slot)           # takes over the dead worker's place (and its sentinel)
+        self._start(slot)  # takes over the dead worker's place (and its sentinel)
         if index in remaining:
             remaining.discard(index)
             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
@@ -188,7 +200,7 @@ class WorkerPool:
         for slot in list(self._processes):
             index = self._current[slot] if self._running[slot] else -1
             if index < 0 or self._busy.get(slot, (None,))[0] != index:
-                self._busy[slot] = (index, now)     # idle, or a new task: restart the clock
+                self._busy[slot] = (index, now)  # idle, or a new task: restart the clock
                 continue
             if now - self._busy[slot][1] <= self.timeout or index not in remaining:
                 continue
@@ -198,10 +210,12 @@ class WorkerPool:
             reader.close()
             self._current[slot], self._running[slot] = -1, 0
             self._busy.pop(slot)
-            self._start(slot)       # the replacement takes over the killed worker's sentinel
+            self._start(slot)  # the replacement takes over the killed worker's sentinel
             remaining.discard(index)
-            yield index, WorkerCrash(f"decoding took longer than {self.timeout:g} s "
-                                     f"(worker stopped)")
+            yield (
+                index,
+                WorkerCrash(f"decoding took longer than {self.timeout:g} s (worker stopped)"),
+            )
 
     def close(self):
         """Stop the workers (idempotent)."""

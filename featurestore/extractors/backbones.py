@@ -40,8 +40,10 @@ from featurestore.provenance import sha256_file
 
 LOG = logging.getLogger("avscene.extract")
 CNN14_WINDOW = 1.0
-PREPROCESS = ("featurestore.backbones.image_transforms: antialiased resize of the frame in float64, "
-              "round half to even to uint8, centre crop; then x / 255, (x - mean) / std")
+PREPROCESS = (
+    "featurestore.backbones.image_transforms: antialiased resize of the frame in float64, "
+    "round half to even to uint8, centre crop; then x / 255, (x - mean) / std"
+)
 
 _RANDOM: dict = {}
 
@@ -75,7 +77,8 @@ def weights_path(name, weights, random_weights, write_random):
         return random_weights_file(name, random_weights, write_random)
     raise WeightsNotFoundError(
         f"{name}: no weights; avscene never downloads: pass --weights {name}=PATH with the "
-        f"official file ({official_file(name)}, see docs/extractors.md) or --random-weights SEED")
+        f"official file ({official_file(name)}, see docs/extractors.md) or --random-weights SEED"
+    )
 
 
 def _dtype(bf16):
@@ -84,23 +87,28 @@ def _dtype(bf16):
 
 # -- catalog factories (featurestore.extractors.catalog) -----------------------------------------
 
-def torchvision_backbone(name, *, weights=None, random_weights=None, bf16=False,
-                         sampling=VideoSampling(), **options):
+
+def torchvision_backbone(
+    name, *, weights=None, random_weights=None, bf16=False, sampling=VideoSampling(), **options
+):
     """The extractor of torchvision backbone ``name`` (e.g. ``resnet50``)."""
-    path = weights_path(name, weights, random_weights,
-                        functools.partial(images.write_random, name))
+    path = weights_path(
+        name, weights, random_weights, functools.partial(images.write_random, name)
+    )
     return torchvision_extractor(name, path, dtype=_dtype(bf16), sampling=sampling)
 
 
-def clip_backbone(name, *, weights=None, random_weights=None, bf16=False,
-                  sampling=VideoSampling(), **options):
+def clip_backbone(
+    name, *, weights=None, random_weights=None, bf16=False, sampling=VideoSampling(), **options
+):
     """The extractor of CLIP image tower ``name`` (``clip_vit_b32``, ``clip_vit_l14``)."""
     path = weights_path(name, weights, random_weights, functools.partial(clip.write_random, name))
     return clip_extractor(name, path, dtype=_dtype(bf16), sampling=sampling)
 
 
-def panns_cnn14(name, *, weights=None, random_weights=None, bf16=False, hop=0.1, center=True,
-                **options):
+def panns_cnn14(
+    name, *, weights=None, random_weights=None, bf16=False, hop=0.1, center=True, **options
+):
     """The extractor of PANNs CNN14 (``name`` is ``panns_cnn14``)."""
     path = weights_path(name, weights, random_weights, cnn14.write_random)
     return cnn14_extractor(path, dtype=_dtype(bf16), hop=hop, center=center)
@@ -108,68 +116,112 @@ def panns_cnn14(name, *, weights=None, random_weights=None, bf16=False, hop=0.1,
 
 def _video_extractor(name, *, dim, model, preprocessing, dtype, sampling, load, path):
     frames = sampling.params()
-    params = {"feature": name, "model": model, "preprocessing": preprocessing,
-              "preprocess": PREPROCESS, "dtype": dtype, **frames, "avscene": __version__}
-    crop = {key: preprocessing[key] for key in ("resize", "crop", "interpolation",
-                                                "keep_ratio")}
-    return Extractor(name=name, modality=VIDEO, frame_rate=sampling.frame_rate,
-                     timestamps=frames["timestamps"], dim=dim, params=params,
-                     prepare=functools.partial(prepare_frames, **crop), load=load,
-                     info={"weights_path": str(path)})
+    params = {
+        "feature": name,
+        "model": model,
+        "preprocessing": preprocessing,
+        "preprocess": PREPROCESS,
+        "dtype": dtype,
+        **frames,
+        "avscene": __version__,
+    }
+    crop = {key: preprocessing[key] for key in ("resize", "crop", "interpolation", "keep_ratio")}
+    return Extractor(
+        name=name,
+        modality=VIDEO,
+        frame_rate=sampling.frame_rate,
+        timestamps=frames["timestamps"],
+        dim=dim,
+        params=params,
+        prepare=functools.partial(prepare_frames, **crop),
+        load=load,
+        info={"weights_path": str(path)},
+    )
 
 
 def torchvision_extractor(arch, path, *, dtype, sampling):
     state, seed, wrapper = images.load_state(arch, path)
     sha256 = sha256_file(path)
     weight_set, recognised = images.identify(arch, path, sha256, wrapper)
-    model = {"architecture": f"torchvision {arch}", "weights_sha256": sha256,
-             "random_weights": seed, "weight_set": weight_set.name,
-             "weight_set_file": weight_set.file, "classes": images.classes_of(arch, state),
-             "embedding": "global average pool of the last feature map (classifier removed)"}
+    model = {
+        "architecture": f"torchvision {arch}",
+        "weights_sha256": sha256,
+        "random_weights": seed,
+        "weight_set": weight_set.name,
+        "weight_set_file": weight_set.file,
+        "classes": images.classes_of(arch, state),
+        "embedding": "global average pool of the last feature map (classifier removed)",
+    }
     preprocessing = weight_set.describe()
     for key in ("name", "file", "classes"):
         preprocessing.pop(key)
-    load = functools.partial(load_torchvision, arch, str(path), dtype, weight_set.mean,
-                             weight_set.std, sha256)
+    load = functools.partial(
+        load_torchvision, arch, str(path), dtype, weight_set.mean, weight_set.std, sha256
+    )
     LOG.info("%s: %s is weight set %s (%s)", arch, path, weight_set.name, recognised)
-    return _video_extractor(arch, dim=images.DIMS[arch], model=model,
-                            preprocessing=preprocessing, dtype=dtype, sampling=sampling,
-                            load=load, path=path)
+    return _video_extractor(
+        arch,
+        dim=images.DIMS[arch],
+        model=model,
+        preprocessing=preprocessing,
+        dtype=dtype,
+        sampling=sampling,
+        load=load,
+        path=path,
+    )
 
 
 def clip_extractor(name, path, *, dtype, sampling):
     _, seed = clip.load_state(name, path)
     spec = clip.MODELS[name]
-    model = {"architecture": f"open_clip {spec.config} image tower",
-             "weights_sha256": sha256_file(path), "random_weights": seed,
-             "embedding": "image tower output (encode_image, not normalised)"}
+    model = {
+        "architecture": f"open_clip {spec.config} image tower",
+        "weights_sha256": sha256_file(path),
+        "random_weights": seed,
+        "embedding": "image tower output (encode_image, not normalised)",
+    }
     load = functools.partial(load_clip, name, str(path), dtype, model["weights_sha256"])
-    return _video_extractor(name, dim=spec.dim, model=model, preprocessing=spec.preprocessing(),
-                            dtype=dtype, sampling=sampling, load=load, path=path)
+    return _video_extractor(
+        name,
+        dim=spec.dim,
+        model=model,
+        preprocessing=spec.preprocessing(),
+        dtype=dtype,
+        sampling=sampling,
+        load=load,
+        path=path,
+    )
 
 
 def prepare_frames(frames, clip_, *, resize, crop, interpolation, keep_ratio):
     """Each sampled frame resized and centre-cropped as the weight set's preset does (uint8)."""
     crops, stamps = [], []
     for stamp, rgb in frames:
-        crops.append(resize_crop(rgb, resize=resize, crop=crop, interpolation=interpolation,
-                                 keep_ratio=keep_ratio))
+        crops.append(
+            resize_crop(
+                rgb, resize=resize, crop=crop, interpolation=interpolation, keep_ratio=keep_ratio
+            )
+        )
         stamps.append(stamp)
-    return FeatureInput(np.stack(crops), np.ones(len(stamps), np.int64),
-                        np.asarray(stamps, np.float64))
+    return FeatureInput(
+        np.stack(crops), np.ones(len(stamps), np.int64), np.asarray(stamps, np.float64)
+    )
 
 
 def check_weights(path, expected):
     """Refuse a weight file that is not the one the feature was declared with (its sha256)."""
     found = sha256_file(path)
     if found != expected:
-        raise ProvenanceMismatchError(f"{path}: sha256 {found[:12]} differs from the declared "
-                                      f"feature's {expected[:12]} (weights changed since?)")
+        raise ProvenanceMismatchError(
+            f"{path}: sha256 {found[:12]} differs from the declared "
+            f"feature's {expected[:12]} (weights changed since?)"
+        )
 
 
 def _image_embed(network, batch):
     def run(slices):
         return network.embed(np.concatenate(slices), batch_size=batch)
+
     return run
 
 
@@ -179,8 +231,12 @@ def load_torchvision(arch, path, dtype, mean, std, sha256, *, device, batch):
     check_weights(path, sha256)
     device = resolve_device(device)
     net = images.load_network(arch, path, device=device, dtype=dtype)
-    return _image_embed(images.ImageNetwork(net, mean=mean, std=std, device=device, dtype=dtype,
-                                            channels_last=True), batch)
+    return _image_embed(
+        images.ImageNetwork(
+            net, mean=mean, std=std, device=device, dtype=dtype, channels_last=True
+        ),
+        batch,
+    )
 
 
 def load_clip(name, path, dtype, sha256, *, device, batch):
@@ -189,37 +245,67 @@ def load_clip(name, path, dtype, sha256, *, device, batch):
     check_weights(path, sha256)
     device = resolve_device(device)
     net = clip.load_network(name, path, device=device, dtype=dtype)
-    return _image_embed(images.ImageNetwork(net, mean=clip.OPENAI_MEAN, std=clip.OPENAI_STD,
-                                            device=device, dtype=dtype, channels_last=False,
-                                            cast_weights=True), batch)
+    return _image_embed(
+        images.ImageNetwork(
+            net,
+            mean=clip.OPENAI_MEAN,
+            std=clip.OPENAI_STD,
+            device=device,
+            dtype=dtype,
+            channels_last=False,
+            cast_weights=True,
+        ),
+        batch,
+    )
 
 
 # -- PANNs CNN14 ---------------------------------------------------------------------------------
+
 
 def cnn14_extractor(path, *, dtype, hop, center):
     limits.HOP_SECONDS.check("panns_cnn14 hop (seconds)", hop)
     _, seed = cnn14.load_state(path)
     timestamps = "window centre j*hop" if center else "window start j*hop"
-    params = {"feature": "panns_cnn14",
-              "model": {"architecture": "PANNs Cnn14 (Kong et al. 2020), re-stated in avscene",
-                        "weights_sha256": sha256_file(path), "random_weights": seed,
-                        "embedding": "relu(fc1) of max + mean over time of the mean over "
-                                     "frequency", "bn_epsilon": 1e-5},
-              "frontend": cnn14.frontend_parameters(), "window_seconds": CNN14_WINDOW,
-              "hop": hop, "center": center, "mixdown": "mean (float32)",
-              "resample": "resampy 0.2.2 kaiser_best 48 kHz -> 32 kHz (featurestore.resample)",
-              "dtype": dtype, "timestamps": timestamps, "avscene": __version__}
-    return Extractor(name="panns_cnn14", modality=AUDIO, frame_rate=1.0 / hop,
-                     timestamps=timestamps, dim=cnn14.DIM, params=params,
-                     prepare=functools.partial(prepare_cnn14, hop=hop, center=center),
-                     load=functools.partial(load_cnn14, str(path), dtype,
-                                            params["model"]["weights_sha256"]),
-                     info={"weights_path": str(path)})
+    params = {
+        "feature": "panns_cnn14",
+        "model": {
+            "architecture": "PANNs Cnn14 (Kong et al. 2020), re-stated in avscene",
+            "weights_sha256": sha256_file(path),
+            "random_weights": seed,
+            "embedding": "relu(fc1) of max + mean over time of the mean over frequency",
+            "bn_epsilon": 1e-5,
+        },
+        "frontend": cnn14.frontend_parameters(),
+        "window_seconds": CNN14_WINDOW,
+        "hop": hop,
+        "center": center,
+        "mixdown": "mean (float32)",
+        "resample": "resampy 0.2.2 kaiser_best 48 kHz -> 32 kHz (featurestore.resample)",
+        "dtype": dtype,
+        "timestamps": timestamps,
+        "avscene": __version__,
+    }
+    return Extractor(
+        name="panns_cnn14",
+        modality=AUDIO,
+        frame_rate=1.0 / hop,
+        timestamps=timestamps,
+        dim=cnn14.DIM,
+        params=params,
+        prepare=functools.partial(prepare_cnn14, hop=hop, center=center),
+        load=functools.partial(load_cnn14, str(path), dtype, params["model"]["weights_sha256"]),
+        info={"weights_path": str(path)},
+    )
 
 
 def prepare_cnn14(audio, clip_, *, hop, center):
-    windows, stamps = frame_windows(audio.at(cnn14.SAMPLE_RATE), cnn14.SAMPLE_RATE,
-                                    window_seconds=CNN14_WINDOW, hop_seconds=hop, center=center)
+    windows, stamps = frame_windows(
+        audio.at(cnn14.SAMPLE_RATE),
+        cnn14.SAMPLE_RATE,
+        window_seconds=CNN14_WINDOW,
+        hop_seconds=hop,
+        center=center,
+    )
     return FeatureInput(windows, np.ones(len(stamps), np.int64), stamps)
 
 
@@ -236,10 +322,11 @@ def load_cnn14(path, dtype, sha256, *, device, batch):
         windows = np.concatenate([np.asarray(s) for s in slices])
         out = []
         for start in range(0, len(windows), batch):
-            x = torch.from_numpy(np.ascontiguousarray(windows[start:start + batch]))
+            x = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch]))
             with torch.inference_mode():
                 spec = frontend(x.to(device))
                 with images.autocast(device, dtype):
                     out.append(network(spec).float().cpu().numpy())
         return np.concatenate(out)
+
     return run

@@ -72,14 +72,17 @@ class Entry:
         """The factory, imported now; UsageError naming the plugin when it is broken."""
         try:
             factory = metadata.EntryPoint(name=name, value=self.factory, group=GROUP).load()
-        except Exception as error:      # a plugin's import may raise anything
+        except Exception as error:  # a plugin's import may raise anything
             if self.distribution is None:
                 raise
-            raise UsageError(f"{self._label(name)}: cannot import {self.factory} "
-                             f"({_one_line(error)})") from None
+            raise UsageError(
+                f"{self._label(name)}: cannot import {self.factory} ({_one_line(error)})"
+            ) from None
         if not callable(factory):
-            raise UsageError(f"{self._label(name)}: {self.factory} is not callable (a value "
-                             f"of type {type(factory).__name__})")
+            raise UsageError(
+                f"{self._label(name)}: {self.factory} is not callable (a value "
+                f"of type {type(factory).__name__})"
+            )
         return factory
 
     def build(self, name, **options):
@@ -91,25 +94,35 @@ class Entry:
             extractor = factory(name, **options)
         except AvsceneError:
             raise
-        except Exception as error:      # a plugin's bug becomes one line naming it
-            raise UsageError(f"{self._label(name)}: {self.factory} failed "
-                             f"({_one_line(error)})") from None
+        except Exception as error:  # a plugin's bug becomes one line naming it
+            raise UsageError(
+                f"{self._label(name)}: {self.factory} failed ({_one_line(error)})"
+            ) from None
         return self._with_origin(name, extractor)
 
     def _with_origin(self, name, extractor):
         """A plugin's extractor, checked, its params holding :data:`PLUGIN_KEY`."""
         if not isinstance(extractor, Extractor):
-            raise UsageError(f"{self._label(name)}: {self.factory} returned a value of type "
-                             f"{type(extractor).__name__}, not a featurestore.extractors."
-                             f"Extractor")
+            raise UsageError(
+                f"{self._label(name)}: {self.factory} returned a value of type "
+                f"{type(extractor).__name__}, not a featurestore.extractors."
+                f"Extractor"
+            )
         if extractor.name != name:
-            raise UsageError(f"{self._label(name)}: {self.factory} returned an extractor "
-                             f"named {extractor.name!r}; it must be named {name!r}")
+            raise UsageError(
+                f"{self._label(name)}: {self.factory} returned an extractor "
+                f"named {extractor.name!r}; it must be named {name!r}"
+            )
         if PLUGIN_KEY in extractor.params:
-            raise UsageError(f"{self._label(name)}: its params hold the key {PLUGIN_KEY!r}, "
-                             f"which avscene fills in")
-        origin = {"distribution": self.distribution[0], "version": self.distribution[1],
-                  "entry_point": f"{name} = {self.factory}"}
+            raise UsageError(
+                f"{self._label(name)}: its params hold the key {PLUGIN_KEY!r}, "
+                f"which avscene fills in"
+            )
+        origin = {
+            "distribution": self.distribution[0],
+            "version": self.distribution[1],
+            "entry_point": f"{name} = {self.factory}",
+        }
         return dataclasses.replace(extractor, params={**extractor.params, PLUGIN_KEY: origin})
 
     def _label(self, name):
@@ -130,15 +143,27 @@ OPENL3_LOGMEL = "featurestore.extractors.openl3_logmel"
 
 #: The built-in features, by name.
 CATALOG = {
-    "openl3_audio": Entry(f"{OPENL3_LOGMEL}:openl3_audio_feature", AUDIO,
-                          official_name("audio", "mel256", "env"), bare_weights=True),
-    "openl3_video": Entry(f"{OPENL3_LOGMEL}:openl3_video_feature", VIDEO,
-                          official_name("image", "mel256", "env"), bare_weights=True),
+    "openl3_audio": Entry(
+        f"{OPENL3_LOGMEL}:openl3_audio_feature",
+        AUDIO,
+        official_name("audio", "mel256", "env"),
+        bare_weights=True,
+    ),
+    "openl3_video": Entry(
+        f"{OPENL3_LOGMEL}:openl3_video_feature",
+        VIDEO,
+        official_name("image", "mel256", "env"),
+        bare_weights=True,
+    ),
     "logmel": Entry(f"{OPENL3_LOGMEL}:logmel_feature", AUDIO),
-    **{arch: Entry(f"{BACKBONES}:torchvision_backbone", VIDEO, sets[0].file)
-       for arch, sets in images.WEIGHT_SETS.items()},
-    **{model: Entry(f"{BACKBONES}:clip_backbone", VIDEO, "open_clip_pytorch_model.bin")
-       for model in clip.MODELS},
+    **{
+        arch: Entry(f"{BACKBONES}:torchvision_backbone", VIDEO, sets[0].file)
+        for arch, sets in images.WEIGHT_SETS.items()
+    },
+    **{
+        model: Entry(f"{BACKBONES}:clip_backbone", VIDEO, "open_clip_pytorch_model.bin")
+        for model in clip.MODELS
+    },
     "panns_cnn14": Entry(f"{BACKBONES}:panns_cnn14", AUDIO, "Cnn14_mAP=0.431.pth"),
 }
 HEAR = Entry("featurestore.extractors.hear:hear_feature", AUDIO)
@@ -146,7 +171,7 @@ HEAR = Entry("featurestore.extractors.hear:hear_feature", AUDIO)
 
 def store_name(name):
     """The store's name of feature ``name`` (``hear:pkg.mod`` -> ``hear-pkg.mod``)."""
-    return "hear-" + name[len(HEAR_PREFIX):] if name.startswith(HEAR_PREFIX) else name
+    return "hear-" + name[len(HEAR_PREFIX) :] if name.startswith(HEAR_PREFIX) else name
 
 
 def builtin_names():
@@ -179,15 +204,19 @@ def plugins():
         distribution = _distribution(point)
         origin = _origin(distribution)
         if _reserved(point.name):
-            raise UsageError(f"{origin}: its {GROUP} entry point {point.name!r} takes a "
-                             f"built-in feature name; avscene refuses it (rename it)")
+            raise UsageError(
+                f"{origin}: its {GROUP} entry point {point.name!r} takes a "
+                f"built-in feature name; avscene refuses it (rename it)"
+            )
         try:
             check_store_name(point.name)
         except StoreFormatError as error:
             raise UsageError(f"{origin}: {GROUP} entry point: {error}") from None
         if point.name in found and found[point.name].distribution != distribution:
-            raise UsageError(f"{origin} and {_origin(found[point.name].distribution)} both "
-                             f"declare the extractor {point.name!r} ({GROUP})")
+            raise UsageError(
+                f"{origin} and {_origin(found[point.name].distribution)} both "
+                f"declare the extractor {point.name!r} ({GROUP})"
+            )
         found[point.name] = Entry(point.value, distribution=distribution)
     return found
 
@@ -211,8 +240,10 @@ def entry(name):
     installed = plugins()
     if name in installed:
         return installed[name]
-    raise UsageError(f"unknown feature {name!r}; choose from "
-                     f"{', '.join(builtin_names() + tuple(sorted(installed)))}")
+    raise UsageError(
+        f"unknown feature {name!r}; choose from "
+        f"{', '.join(builtin_names() + tuple(sorted(installed)))}"
+    )
 
 
 def check_name(name):
@@ -226,8 +257,18 @@ def official_file(name):
     return entry(name).official_file
 
 
-def builtin(name, *, weights=None, random_weights=None, bf16=False, hop=0.1, center=True,
-            sampling=VideoSampling(), image_scaling="openl3", logmel_params=None):
+def builtin(
+    name,
+    *,
+    weights=None,
+    random_weights=None,
+    bf16=False,
+    hop=0.1,
+    center=True,
+    sampling=VideoSampling(),
+    image_scaling="openl3",
+    logmel_params=None,
+):
     """The extractor of feature ``name``: built in, ``hear:<module>`` or installed.
 
     Parameters
@@ -257,6 +298,14 @@ def builtin(name, *, weights=None, random_weights=None, bf16=False, hop=0.1, cen
     path = weights.get(name)
     if path is None and found.bare_weights:
         path = weights.get(None)
-    return found.build(name, weights=path, random_weights=random_weights, bf16=bf16, hop=hop,
-                       center=center, sampling=sampling, image_scaling=image_scaling,
-                       logmel_params=logmel_params)
+    return found.build(
+        name,
+        weights=path,
+        random_weights=random_weights,
+        bf16=bf16,
+        hop=hop,
+        center=center,
+        sampling=sampling,
+        image_scaling=image_scaling,
+        logmel_params=logmel_params,
+    )

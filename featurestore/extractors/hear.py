@@ -50,8 +50,11 @@ def import_module(module):
         imported = importlib.import_module(module)
     except ImportError as error:
         raise UsageError(f"hear:{module}: cannot import the module ({error})") from None
-    missing = [f for f in ("load_model", "get_timestamp_embeddings")
-               if not callable(getattr(imported, f, None))]
+    missing = [
+        f
+        for f in ("load_model", "get_timestamp_embeddings")
+        if not callable(getattr(imported, f, None))
+    ]
     if missing:
         raise UsageError(f"hear:{module}: not a HEAR module (no {', '.join(missing)})")
     return imported
@@ -98,16 +101,24 @@ def embed_sounds(imported, model, sounds, *, device, dtype):
     import torch
 
     audio = torch.from_numpy(np.ascontiguousarray(np.stack(sounds), dtype=np.float32))
-    cast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-            if dtype == "bfloat16" else contextlib.nullcontext())
+    cast = (
+        torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+        if dtype == "bfloat16"
+        else contextlib.nullcontext()
+    )
     with torch.inference_mode(), cast:
         embeddings, stamps = imported.get_timestamp_embeddings(audio.to(device), model)
     embeddings = embeddings.float().cpu().numpy()
     stamps = stamps.double().cpu().numpy()
-    if embeddings.ndim != 3 or stamps.shape != embeddings.shape[:2] \
-            or len(embeddings) != len(sounds):
-        raise RuntimeError(f"{imported.__name__}.get_timestamp_embeddings returned shapes "
-                           f"{embeddings.shape} and {stamps.shape} for {len(sounds)} sounds")
+    if (
+        embeddings.ndim != 3
+        or stamps.shape != embeddings.shape[:2]
+        or len(embeddings) != len(sounds)
+    ):
+        raise RuntimeError(
+            f"{imported.__name__}.get_timestamp_embeddings returned shapes "
+            f"{embeddings.shape} and {stamps.shape} for {len(sounds)} sounds"
+        )
     return [(values, times / 1000.0) for values, times in zip(embeddings, stamps)]
 
 
@@ -131,23 +142,37 @@ def hear_extractor(module, *, weights=None, bf16=False):
     probe = np.zeros(int(PROBE_SECONDS * rate), np.float32)
     values, stamps = embed_sounds(imported, model, [probe], device="cpu", dtype=dtype)[0]
     if values.shape[1] != dim or len(stamps) == 0:
-        raise UsageError(f"hear:{module}: {PROBE_SECONDS:g} s of audio gave embeddings of shape "
-                         f"{values.shape}; timestamp_embedding_size says {dim}")
+        raise UsageError(
+            f"hear:{module}: {PROBE_SECONDS:g} s of audio gave embeddings of shape "
+            f"{values.shape}; timestamp_embedding_size says {dim}"
+        )
     hop = float(np.median(np.diff(stamps))) if len(stamps) > 1 else PROBE_SECONDS
     frame_rate = 1.0 / hop if hop > 0 else len(stamps) / PROBE_SECONDS
-    params = {"feature": f"hear:{module}", "module": module,
-              "module_version": module_version(module, imported),
-              "weights_sha256": sha256_file(path) if path and pathlib.Path(path).is_file()
-              else None,
-              "sample_rate": rate, "dim": dim, "dtype": dtype,
-              "resample": "resampy 0.2.2 kaiser_best from mono 48 kHz (featurestore.resample)",
-              "mixdown": "mean (float32)", "timestamps": TIMESTAMPS, "avscene": __version__}
+    params = {
+        "feature": f"hear:{module}",
+        "module": module,
+        "module_version": module_version(module, imported),
+        "weights_sha256": sha256_file(path) if path and pathlib.Path(path).is_file() else None,
+        "sample_rate": rate,
+        "dim": dim,
+        "dtype": dtype,
+        "resample": "resampy 0.2.2 kaiser_best from mono 48 kHz (featurestore.resample)",
+        "mixdown": "mean (float32)",
+        "timestamps": TIMESTAMPS,
+        "avscene": __version__,
+    }
     return Extractor(
-        name=f"hear-{module}", modality=AUDIO, frame_rate=frame_rate, timestamps=TIMESTAMPS,
-        dim=dim, params=params, prepare=functools.partial(prepare_sound, rate=rate),
+        name=f"hear-{module}",
+        modality=AUDIO,
+        frame_rate=frame_rate,
+        timestamps=TIMESTAMPS,
+        dim=dim,
+        params=params,
+        prepare=functools.partial(prepare_sound, rate=rate),
         load=functools.partial(load_hear, module, path, dtype, params["weights_sha256"]),
         batch_items=CLIPS_PER_BATCH,
-        info={"weights_path": path})
+        info={"weights_path": path},
+    )
 
 
 def hear_feature(name, *, weights=None, bf16=False, **options):
@@ -165,8 +190,9 @@ def load_hear(module, path, dtype, sha256, *, device, batch):
     from featurestore.openl3.models import resolve_device
 
     if sha256 is not None and sha256_file(path) != sha256:
-        raise ProvenanceMismatchError(f"hear:{module}: {path} differs from the weight file the "
-                                      f"feature was declared with")
+        raise ProvenanceMismatchError(
+            f"hear:{module}: {path} differs from the weight file the feature was declared with"
+        )
     device = resolve_device(device)
     imported, model = load_model(module, path, device, dtype)
 
@@ -177,8 +203,13 @@ def load_hear(module, path, dtype, sha256, *, device, batch):
         for index, sound in enumerate(sounds):
             by_length.setdefault(len(sound), []).append(index)
         for indices in by_length.values():
-            for index, result in zip(indices, embed_sounds(
-                    imported, model, [sounds[i] for i in indices], device=device, dtype=dtype)):
+            for index, result in zip(
+                indices,
+                embed_sounds(
+                    imported, model, [sounds[i] for i in indices], device=device, dtype=dtype
+                ),
+            ):
                 out[index] = result
         return out
+
     return run

@@ -76,21 +76,27 @@ class Extractor:
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
-            raise ValueError(f"extractor {self.name!r}: modality must be one of {MODALITIES}, "
-                             f"got {self.modality!r}")
+            raise ValueError(
+                f"extractor {self.name!r}: modality must be one of {MODALITIES}, "
+                f"got {self.modality!r}"
+            )
         if int(self.dim) != self.dim or self.dim <= 0:
-            raise ValueError(f"extractor {self.name!r}: dim must be a positive integer, "
-                             f"got {self.dim!r}")
+            raise ValueError(
+                f"extractor {self.name!r}: dim must be a positive integer, got {self.dim!r}"
+            )
         if not np.isfinite(self.frame_rate) or not 0 < self.frame_rate <= MAX_FRAME_RATE:
-            raise ValueError(f"extractor {self.name!r}: frame_rate must be positive and at "
-                             f"most {MAX_FRAME_RATE:g} rows per second, got {self.frame_rate!r}")
+            raise ValueError(
+                f"extractor {self.name!r}: frame_rate must be positive and at "
+                f"most {MAX_FRAME_RATE:g} rows per second, got {self.frame_rate!r}"
+            )
         if self.batch_items is not None and int(self.batch_items) < 1:
             raise ValueError(f"extractor {self.name!r}: batch_items must be positive")
         try:
             json.dumps(self.params, allow_nan=False)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"extractor {self.name!r}: params are not plain JSON ({error})") \
-                from None
+            raise ValueError(
+                f"extractor {self.name!r}: params are not plain JSON ({error})"
+            ) from None
 
 
 @dataclass
@@ -146,8 +152,13 @@ class VideoFrames:
     file and ``sampling`` says how the frames were picked (for error messages).
     """
 
-    def __init__(self, frames: Iterable[tuple[float, NDArray[Any]]], *,
-                 path: str | os.PathLike[str] = "", sampling: str = "") -> None:
+    def __init__(
+        self,
+        frames: Iterable[tuple[float, NDArray[Any]]],
+        *,
+        path: str | os.PathLike[str] = "",
+        sampling: str = "",
+    ) -> None:
         self._frames = frames
         self.path, self.sampling = str(path), sampling
 

@@ -31,6 +31,7 @@ def _model_params(provenance):
 
 # -- OpenL3 audio ------------------------------------------------------------------------------
 
+
 def openl3_audio(*, weights=None, hop=0.1, center=True, bf16=False):
     """The OpenL3 audio embedding (mel256, env, 512) as an extractor.
 
@@ -48,27 +49,39 @@ def openl3_audio(*, weights=None, hop=0.1, center=True, bf16=False):
     limits.HOP_SECONDS.check("openl3_audio hop (seconds)", hop)
     path = find_weights("audio", weights=weights)
     provenance = describe.describe_model("audio", path, dtype="bfloat16" if bf16 else "float32")
-    params = {"feature": "openl3_audio", "model": _model_params(provenance), "hop": hop,
-              "center": center, "mixdown": "mean (float32)",
-              "resample": "resampy 0.2.2 kaiser_best to 48 kHz (featurestore.resample)",
-              "timestamps": "window centre j*hop" if center else "window start j*hop",
-              "avscene": __version__}
+    params = {
+        "feature": "openl3_audio",
+        "model": _model_params(provenance),
+        "hop": hop,
+        "center": center,
+        "mixdown": "mean (float32)",
+        "resample": "resampy 0.2.2 kaiser_best to 48 kHz (featurestore.resample)",
+        "timestamps": "window centre j*hop" if center else "window start j*hop",
+        "avscene": __version__,
+    }
     return Extractor(
-        name="openl3_audio", modality=AUDIO, frame_rate=1.0 / hop,
-        timestamps=params["timestamps"], dim=provenance["embedding_size"], params=params,
+        name="openl3_audio",
+        modality=AUDIO,
+        frame_rate=1.0 / hop,
+        timestamps=params["timestamps"],
+        dim=provenance["embedding_size"],
+        params=params,
         prepare=functools.partial(prepare_openl3_audio, hop=hop, center=center),
         load=functools.partial(load_openl3, "audio", str(path), params["model"]),
-        info={"weights_path": str(path)})
+        info={"weights_path": str(path)},
+    )
 
 
 def prepare_openl3_audio(audio, clip, *, hop, center):
     """1 s windows of the 48 kHz signal, shipped as the padded signal."""
-    windows, stamps = framing.frame_audio(audio.mono_48k, framing.SAMPLE_RATE, hop_size=hop,
-                                          center=center)
+    windows, stamps = framing.frame_audio(
+        audio.mono_48k, framing.SAMPLE_RATE, hop_size=hop, center=center
+    )
     return FeatureInput(Windows.of(windows), np.ones(len(stamps), np.int64), stamps)
 
 
 # -- OpenL3 video ------------------------------------------------------------------------------
+
 
 def openl3_video(*, weights=None, sampling=VideoSampling(), image_scaling="openl3", bf16=False):
     """The OpenL3 image embedding (mel256, env, 512) of the sampled video frames."""
@@ -82,14 +95,24 @@ def openl3_video(*, weights=None, sampling=VideoSampling(), image_scaling="openl
         mode = {**frames, "image_scaling": image_scaling}
     else:
         mode = {"fps": sampling.fps, "image_scaling": image_scaling}
-    params = {"feature": "openl3_video", "model": _model_params(provenance), **mode,
-              "timestamps": timestamps, "avscene": __version__}
+    params = {
+        "feature": "openl3_video",
+        "model": _model_params(provenance),
+        **mode,
+        "timestamps": timestamps,
+        "avscene": __version__,
+    }
     return Extractor(
-        name="openl3_video", modality=VIDEO, frame_rate=sampling.frame_rate,
-        timestamps=timestamps, dim=provenance["embedding_size"], params=params,
+        name="openl3_video",
+        modality=VIDEO,
+        frame_rate=sampling.frame_rate,
+        timestamps=timestamps,
+        dim=provenance["embedding_size"],
+        params=params,
         prepare=functools.partial(prepare_openl3_video, scaling=image_scaling),
         load=functools.partial(load_openl3, "image", str(path), params["model"]),
-        info={"weights_path": str(path)})
+        info={"weights_path": str(path)},
+    )
 
 
 def _crop_only(height, width, scaling):
@@ -106,15 +129,16 @@ def prepare_openl3_video(frames, clip, *, scaling):
     for stamp, rgb in frames:
         height, width = rgb.shape[:2]
         if min(height, width) < image.SIZE:
-            raise MediaError(f"{frames.path}: video is {width}x{height}, OpenL3 needs at least "
-                             f"224 pixels on the short side")
+            raise MediaError(
+                f"{frames.path}: video is {width}x{height}, OpenL3 needs at least "
+                f"224 pixels on the short side"
+            )
         stamps.append(stamp)
         if _crop_only(height, width, scaling):
             raw.append(rgb)
         else:
             rows.append(image.preprocess_images(rgb, scaling=scaling)[0])
-    items = (image.preprocess_images(np.stack(raw), scaling=scaling) if raw
-             else np.stack(rows))
+    items = image.preprocess_images(np.stack(raw), scaling=scaling) if raw else np.stack(rows)
     return FeatureInput(items, np.ones(len(stamps), np.int64), np.asarray(stamps, np.float64))
 
 
@@ -126,16 +150,20 @@ def load_openl3(kind, path, expected, *, device, batch):
     loader = openl3.load_audio_model if kind == "audio" else openl3.load_image_model
     model = loader(path, device=device, dtype=dtype)
     if _model_params(model.provenance) != expected:
-        raise RuntimeError(f"{path}: the loaded OpenL3 {kind} model differs from the declared "
-                           f"feature (weights changed since?)")
+        raise RuntimeError(
+            f"{path}: the loaded OpenL3 {kind} model differs from the declared "
+            f"feature (weights changed since?)"
+        )
     embed = openl3.embed_audio_frames if kind == "audio" else openl3.embed_images
 
     def run(slices):
         return embed(np.concatenate(slices), model=model, batch_size=batch)
+
     return run
 
 
 # -- catalog factories (featurestore.extractors.catalog) ---------------------------------------
+
 
 def _openl3_weights(weights, random_weights):
     """The given file or folder, else seeded RANDOM weights, else None (the default place)."""
@@ -146,18 +174,32 @@ def _openl3_weights(weights, random_weights):
     return weights
 
 
-def openl3_audio_feature(name, *, weights=None, random_weights=None, bf16=False, hop=0.1,
-                         center=True, **options):
+def openl3_audio_feature(
+    name, *, weights=None, random_weights=None, bf16=False, hop=0.1, center=True, **options
+):
     """``openl3_audio``: :func:`openl3_audio` from the catalog's options."""
-    return openl3_audio(weights=_openl3_weights(weights, random_weights), hop=hop,
-                        center=center, bf16=bf16)
+    return openl3_audio(
+        weights=_openl3_weights(weights, random_weights), hop=hop, center=center, bf16=bf16
+    )
 
 
-def openl3_video_feature(name, *, weights=None, random_weights=None, bf16=False,
-                         sampling=VideoSampling(), image_scaling="openl3", **options):
+def openl3_video_feature(
+    name,
+    *,
+    weights=None,
+    random_weights=None,
+    bf16=False,
+    sampling=VideoSampling(),
+    image_scaling="openl3",
+    **options,
+):
     """``openl3_video``: :func:`openl3_video` from the catalog's options."""
-    return openl3_video(weights=_openl3_weights(weights, random_weights), sampling=sampling,
-                        image_scaling=image_scaling, bf16=bf16)
+    return openl3_video(
+        weights=_openl3_weights(weights, random_weights),
+        sampling=sampling,
+        image_scaling=image_scaling,
+        bf16=bf16,
+    )
 
 
 def logmel_feature(name, *, logmel_params=None, **options):
@@ -167,17 +209,22 @@ def logmel_feature(name, *, logmel_params=None, **options):
 
 # -- log-mel -----------------------------------------------------------------------------------
 
+
 def logmel(params=None):
     """Log-mel spectrogram frames (:mod:`featurestore.frontends.logmel`); float32 always."""
     params = logmel_frontend.logmel_params() if params is None else dict(params)
     logmel_frontend.check_params(params)
     return Extractor(
-        name="logmel", modality=AUDIO,
+        name="logmel",
+        modality=AUDIO,
         frame_rate=params["sample_rate"] / params["hop_length"],
-        timestamps=params["timestamps"], dim=params["n_mels"],
+        timestamps=params["timestamps"],
+        dim=params["n_mels"],
         params={**params, "avscene": __version__},
         prepare=functools.partial(prepare_logmel, params=params),
-        load=functools.partial(load_logmel, params), batch_items=LOGMEL_CLIPS_PER_BATCH)
+        load=functools.partial(load_logmel, params),
+        batch_items=LOGMEL_CLIPS_PER_BATCH,
+    )
 
 
 def prepare_logmel(audio, clip, *, params):
@@ -195,4 +242,5 @@ def load_logmel(params, *, device, batch):
         signals = [signal for chunk in slices for signal in chunk]
         out = logmel_frontend.logmel(signals, params, module=module)
         return np.concatenate([values for values, _ in out])
+
     return run

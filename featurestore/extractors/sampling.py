@@ -41,8 +41,9 @@ class VideoSampling:
 
     def __post_init__(self):
         if self.mode not in (FPS, PER_AUDIO_WINDOW):
-            raise ValueError(f"video frames must be {FPS!r} or {PER_AUDIO_WINDOW!r}, "
-                             f"got {self.mode!r}")
+            raise ValueError(
+                f"video frames must be {FPS!r} or {PER_AUDIO_WINDOW!r}, got {self.mode!r}"
+            )
         limits.FPS.check("video fps", self.fps)
         limits.HOP_SECONDS.check("audio hop (seconds)", self.hop)
         if self.center not in (True, False):
@@ -55,16 +56,24 @@ class VideoSampling:
     @property
     def timestamps(self):
         if self.mode == PER_AUDIO_WINDOW:
-            return ("the OpenL3 audio windows' j * hop for the clip duration at 48 kHz; frame "
-                    "linspace(0, n_frames - 1, n_windows).astype(int)[j] of all decoded frames")
-        return ("(j + 0.5) / fps for t < clip duration; frame on screen at t (last pts <= t, "
-                "stream start_time = 0)")
+            return (
+                "the OpenL3 audio windows' j * hop for the clip duration at 48 kHz; frame "
+                "linspace(0, n_frames - 1, n_windows).astype(int)[j] of all decoded frames"
+            )
+        return (
+            "(j + 0.5) / fps for t < clip duration; frame on screen at t (last pts <= t, "
+            "stream start_time = 0)"
+        )
 
     def params(self):
         """The sampling part of a video feature's provenance (OpenL3 video's keys)."""
         if self.mode == PER_AUDIO_WINDOW:
-            return {"video_frames": PER_AUDIO_WINDOW, "hop": self.hop, "center": self.center,
-                    "timestamps": self.timestamps}
+            return {
+                "video_frames": PER_AUDIO_WINDOW,
+                "hop": self.hop,
+                "center": self.center,
+                "timestamps": self.timestamps,
+            }
         return {"fps": self.fps, "timestamps": self.timestamps}
 
     def describe(self):
@@ -98,8 +107,11 @@ class Windows:
 
     def __getitem__(self, index):
         view = np.lib.stride_tricks.as_strided(
-            self.signal, shape=(self.n, self.width),
-            strides=(self.hop * self.signal.itemsize, self.signal.itemsize), writeable=False)
+            self.signal,
+            shape=(self.n, self.width),
+            strides=(self.hop * self.signal.itemsize, self.signal.itemsize),
+            writeable=False,
+        )
         return view[index]
 
 
@@ -119,14 +131,16 @@ def frame_windows(signal, rate, *, window_seconds, hop_seconds, center):
     width = int(round(window_seconds * rate))
     hop = int(hop_seconds * rate)
     if hop < 1 or width < 1:
-        raise MediaError(f"window {window_seconds} s / hop {hop_seconds} s is under one sample "
-                         f"at {rate} Hz")
+        raise MediaError(
+            f"window {window_seconds} s / hop {hop_seconds} s is under one sample at {rate} Hz"
+        )
     signal = np.asarray(signal, dtype=np.float32)
     if center:
         signal = np.concatenate([np.zeros(width // 2, np.float32), signal])
     length = signal.shape[0]
-    padding = width - length if length < width else -(-(length - width) // hop) * hop - (
-        length - width)
+    padding = (
+        width - length if length < width else -(-(length - width) // hop) * hop - (length - width)
+    )
     signal = np.concatenate([signal, np.zeros(padding, np.float32)])
     n = 1 + (signal.shape[0] - width) // hop
     return Windows(signal, width=width, hop=hop, n=n), np.arange(n) * hop_seconds

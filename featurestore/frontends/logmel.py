@@ -36,8 +36,17 @@ LOGMEL_VERSION = 1
 CHECKED = ("sample_rate", "n_mels", "win_length", "hop_length", "n_fft", "fmin", "fmax", "amin")
 
 
-def logmel_params(*, sample_rate=48000, n_mels=128, win_length=1920, hop_length=480,
-                  n_fft=None, fmin=0.0, fmax=None, amin=1e-10):
+def logmel_params(
+    *,
+    sample_rate=48000,
+    n_mels=128,
+    win_length=1920,
+    hop_length=480,
+    n_fft=None,
+    fmin=0.0,
+    fmax=None,
+    amin=1e-10,
+):
     """Return the complete, JSON-able parameter dict of the log-mel feature.
 
     Parameters
@@ -65,17 +74,36 @@ def logmel_params(*, sample_rate=48000, n_mels=128, win_length=1920, hop_length=
         A setting outside its bounds (:func:`check_logmel`), in one line.
     """
     n_fft = win_length if n_fft is None else n_fft
-    check_logmel(sample_rate=sample_rate, n_mels=n_mels, win_length=win_length,
-                 hop_length=hop_length, n_fft=n_fft, fmin=fmin, fmax=fmax, amin=amin)
+    check_logmel(
+        sample_rate=sample_rate,
+        n_mels=n_mels,
+        win_length=win_length,
+        hop_length=hop_length,
+        n_fft=n_fft,
+        fmin=fmin,
+        fmax=fmax,
+        amin=amin,
+    )
     n_fft = int(n_fft)
     return {
-        "feature": "logmel", "version": LOGMEL_VERSION,
-        "sample_rate": int(sample_rate), "n_mels": int(n_mels), "n_fft": n_fft,
-        "win_length": int(win_length), "hop_length": int(hop_length),
-        "fmin": float(fmin), "fmax": float(sample_rate / 2 if fmax is None else fmax),
-        "window": "hann_periodic", "center": True, "pad_mode": "constant", "power": 2.0,
-        "mel_scale": "slaney", "mel_norm": "slaney", "mixdown": "mean",
-        "scale": "10*log10(max(mel, amin))", "amin": float(amin),
+        "feature": "logmel",
+        "version": LOGMEL_VERSION,
+        "sample_rate": int(sample_rate),
+        "n_mels": int(n_mels),
+        "n_fft": n_fft,
+        "win_length": int(win_length),
+        "hop_length": int(hop_length),
+        "fmin": float(fmin),
+        "fmax": float(sample_rate / 2 if fmax is None else fmax),
+        "window": "hann_periodic",
+        "center": True,
+        "pad_mode": "constant",
+        "power": 2.0,
+        "mel_scale": "slaney",
+        "mel_norm": "slaney",
+        "mixdown": "mean",
+        "scale": "10*log10(max(mel, amin))",
+        "amin": float(amin),
         "timestamps": "frame centre k*hop_length/sample_rate",
     }
 
@@ -91,18 +119,27 @@ def check_logmel(*, sample_rate, n_mels, win_length, hop_length, n_fft, fmin, fm
     limits.FFT_SAMPLES.check("logmel n_fft", n_fft)
     limits.N_MELS.check("logmel n_mels", n_mels)
     limits.Bounds(*hop_length_bounds(sample_rate), int).check(
-        f"logmel hop_length (samples at {sample_rate} Hz)", hop_length)
+        f"logmel hop_length (samples at {sample_rate} Hz)", hop_length
+    )
     if win_length > n_fft:
-        raise ValueError(f"logmel win_length must be <= n_fft, got win_length={win_length}, "
-                         f"n_fft={n_fft}")
+        raise ValueError(
+            f"logmel win_length must be <= n_fft, got win_length={win_length}, n_fft={n_fft}"
+        )
     if n_mels > limits.mel_bins(n_fft):
-        raise ValueError(f"logmel n_mels must be <= n_fft // 2 + 1 = {limits.mel_bins(n_fft)} "
-                         f"(FFT bins of n_fft={n_fft}), got n_mels={n_mels}")
+        raise ValueError(
+            f"logmel n_mels must be <= n_fft // 2 + 1 = {limits.mel_bins(n_fft)} "
+            f"(FFT bins of n_fft={n_fft}), got n_mels={n_mels}"
+        )
     top = sample_rate / 2 if fmax is None else fmax
-    if not all(isinstance(f, numbers.Real) and math.isfinite(f) for f in (fmin, top, amin)) \
-            or not 0 <= fmin < top <= sample_rate / 2 or amin <= 0:
-        raise ValueError(f"logmel needs 0 <= fmin < fmax <= sample_rate / 2 and amin > 0, got "
-                         f"fmin={fmin!r}, fmax={fmax!r}, amin={amin!r}")
+    if (
+        not all(isinstance(f, numbers.Real) and math.isfinite(f) for f in (fmin, top, amin))
+        or not 0 <= fmin < top <= sample_rate / 2
+        or amin <= 0
+    ):
+        raise ValueError(
+            f"logmel needs 0 <= fmin < fmax <= sample_rate / 2 and amin > 0, got "
+            f"fmin={fmin!r}, fmax={fmax!r}, amin={amin!r}"
+        )
 
 
 def check_params(params):
@@ -150,19 +187,31 @@ def make_logmel_module(params, *, device="cpu"):
     class LogMel(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            fbank = mel_filterbank(sr=params["sample_rate"], n_fft=params["n_fft"],
-                                   n_mels=params["n_mels"], fmin=params["fmin"],
-                                   fmax=params["fmax"])
+            fbank = mel_filterbank(
+                sr=params["sample_rate"],
+                n_fft=params["n_fft"],
+                n_mels=params["n_mels"],
+                fmin=params["fmin"],
+                fmax=params["fmax"],
+            )
             self.register_buffer("fbank", torch.from_numpy(fbank))
             self.register_buffer("window", torch.hann_window(params["win_length"], periodic=True))
 
         def forward(self, batch):
-            spec = torch.stft(batch, n_fft=params["n_fft"], hop_length=params["hop_length"],
-                              win_length=params["win_length"], window=self.window, center=True,
-                              pad_mode="constant", normalized=False, onesided=True,
-                              return_complex=True)
-            power = spec.real.square() + spec.imag.square()          # (B, F, T)
-            mel = torch.matmul(power.transpose(1, 2), self.fbank)    # (B, T, n_mels)
+            spec = torch.stft(
+                batch,
+                n_fft=params["n_fft"],
+                hop_length=params["hop_length"],
+                win_length=params["win_length"],
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                normalized=False,
+                onesided=True,
+                return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()  # (B, F, T)
+            mel = torch.matmul(power.transpose(1, 2), self.fbank)  # (B, T, n_mels)
             return 10.0 * torch.log10(torch.clamp(mel, min=params["amin"]))
 
     return LogMel().to(device).eval()
@@ -199,8 +248,13 @@ def logmel(signals, params=None, *, device="cpu", module=None):
     device = module.fbank.device
     batch = np.zeros((len(mono), max(len(m) for m in mono)), dtype=np.float32)
     for row, signal in zip(batch, mono):
-        row[:len(signal)] = signal
+        row[: len(signal)] = signal
     with torch.inference_mode():
         out = module(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-    return [(np.ascontiguousarray(out[i, :frame_count(len(m), params)]),
-             frame_timestamps(len(m), params)) for i, m in enumerate(mono)]
+    return [
+        (
+            np.ascontiguousarray(out[i, : frame_count(len(m), params)]),
+            frame_timestamps(len(m), params),
+        )
+        for i, m in enumerate(mono)
+    ]

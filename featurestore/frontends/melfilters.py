@@ -8,8 +8,8 @@ frontend (kapre builds its mel matrix with librosa) and by the log-mel feature. 
 
 import numpy as np
 
-_F_SP = 200.0 / 3            # linear part: 66.67 Hz per mel
-_MIN_LOG_HZ = 1000.0         # the scale turns logarithmic above 1 kHz
+_F_SP = 200.0 / 3  # linear part: 66.67 Hz per mel
+_MIN_LOG_HZ = 1000.0  # the scale turns logarithmic above 1 kHz
 _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = np.log(6.4) / 27.0
 
@@ -19,8 +19,12 @@ def hz_to_mel(frequencies):
     frequencies = np.asarray(frequencies, dtype=np.float64)
     mels = frequencies / _F_SP
     log_part = frequencies >= _MIN_LOG_HZ
-    mels = np.where(log_part, _MIN_LOG_MEL + np.log(np.where(log_part, frequencies, _MIN_LOG_HZ)
-                                                    / _MIN_LOG_HZ) / _LOGSTEP, mels)
+    mels = np.where(
+        log_part,
+        _MIN_LOG_MEL
+        + np.log(np.where(log_part, frequencies, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
+        mels,
+    )
     return mels
 
 
@@ -70,5 +74,5 @@ def mel_filterbank(*, sr, n_fft, n_mels, fmin=0.0, fmax=None):
         lower = -ramps[band] / widths[band]
         upper = ramps[band + 2] / widths[band + 1]
         weights[band] = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_edges[2:n_mels + 2] - mel_edges[:n_mels]))[:, np.newaxis]
+    weights *= (2.0 / (mel_edges[2 : n_mels + 2] - mel_edges[:n_mels]))[:, np.newaxis]
     return np.ascontiguousarray(weights.T)

@@ -24,10 +24,23 @@ import numpy as np
 from featurestore.errors import MediaError
 
 #: File suffixes read with soundfile; anything else (mp4, m4a, ...) is read with PyAV.
-SOUNDFILE_SUFFIXES = frozenset({
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au", ".snd",
-    ".caf", ".w64", ".rf64",
-})
+SOUNDFILE_SUFFIXES = frozenset(
+    {
+        ".wav",
+        ".wave",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".caf",
+        ".w64",
+        ".rf64",
+    }
+)
 
 #: Default seconds by which video sample times may run past the end of the last frame.
 HOLD_SECONDS = 0.25
@@ -107,8 +120,10 @@ def _check_riff_complete(path, size):
             if chunk_id == b"data":
                 available = size - offset - 8
                 if chunk_size not in (0, 0xFFFFFFFF) and available < chunk_size:
-                    raise MediaError(f"{path}: truncated WAV: data chunk declares {chunk_size} "
-                                     f"bytes, file holds {available}")
+                    raise MediaError(
+                        f"{path}: truncated WAV: data chunk declares {chunk_size} "
+                        f"bytes, file holds {available}"
+                    )
                 return
             offset += 8 + chunk_size + (chunk_size & 1)
 
@@ -178,8 +193,10 @@ def _check_audio(path, samples, sample_rate, min_duration):
         raise MediaError(f"{path}: audio holds {bad} NaN/inf samples")
     needed = math.ceil(min_duration * sample_rate - 1e-9)
     if len(samples) < needed:
-        raise MediaError(f"{path}: audio lasts {len(samples) / sample_rate:.3f} s, "
-                         f"shorter than the {min_duration:g} s needed")
+        raise MediaError(
+            f"{path}: audio lasts {len(samples) / sample_rate:.3f} s, "
+            f"shorter than the {min_duration:g} s needed"
+        )
 
 
 def _open_av(path):
@@ -229,8 +246,9 @@ def _stream_seconds(stream, container):
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         start = float(container.start_time or 0) / 1e6
-        origin = (float(stream.start_time * stream.time_base) if stream.start_time is not None
-                  else start)
+        origin = (
+            float(stream.start_time * stream.time_base) if stream.start_time is not None else start
+        )
         return max(float(container.duration) / 1e6 + start - origin, 0.0)
     return 0.0
 
@@ -256,9 +274,16 @@ def probe_video(path):
             duration = frames / float(rate)
         if not duration:
             raise MediaError(f"{path}: video duration unknown (no duration in the headers)")
-        return VideoInfo(path, int(stream.codec_context.width), int(stream.codec_context.height),
-                         float(rate) if rate else 0.0, _stream_origin(stream), duration, frames,
-                         stream.codec_context.name)
+        return VideoInfo(
+            path,
+            int(stream.codec_context.width),
+            int(stream.codec_context.height),
+            float(rate) if rate else 0.0,
+            _stream_origin(stream),
+            duration,
+            frames,
+            stream.codec_context.name,
+        )
 
 
 def _video_stream(container, path):
@@ -368,15 +393,17 @@ def iter_video(path, *, fps, duration=None, hold=HOLD_SECONDS, threads=0):
                 if j == len(times):
                     break
         except av.FFmpegError as error:
-            raise MediaError(f"{path}: video decode error after {j} sampled frames: "
-                             f"{_one_line(error)}") from None
+            raise MediaError(
+                f"{path}: video decode error after {j} sampled frames: {_one_line(error)}"
+            ) from None
         if previous is None:
             raise MediaError(f"{path}: video has zero decodable frames")
         if j < len(times):
             last_needed = times[-1]
             if last_needed >= end + hold:
-                raise MediaError(f"{path}: video lasts {end:.3f} s, shorter than the "
-                                 f"{duration:.3f} s needed")
+                raise MediaError(
+                    f"{path}: video lasts {end:.3f} s, shorter than the {duration:.3f} s needed"
+                )
             if rgb is None:
                 rgb = previous.to_ndarray(format="rgb24")
             for time in times[j:]:
@@ -414,8 +441,9 @@ def iter_spread_frames(path, n_picks, *, threads=0):
     with _open_av(path) as container:
         stream = _video_stream(container, path)
         try:
-            n_frames = sum(1 for packet in container.demux(stream)
-                           if packet.size and not packet.is_discard)
+            n_frames = sum(
+                1 for packet in container.demux(stream) if packet.size and not packet.is_discard
+            )
         except av.FFmpegError as error:
             raise MediaError(f"{path}: unreadable video packets: {_one_line(error)}") from None
     if n_frames == 0:
@@ -435,11 +463,15 @@ def iter_spread_frames(path, n_picks, *, threads=0):
                         yield index, rgb
                         k += 1
         except av.FFmpegError as error:
-            raise MediaError(f"{path}: video decode error after {decoded} of {n_frames} frames: "
-                             f"{_one_line(error)}") from None
+            raise MediaError(
+                f"{path}: video decode error after {decoded} of {n_frames} frames: "
+                f"{_one_line(error)}"
+            ) from None
     if decoded != n_frames:
-        raise MediaError(f"{path}: {decoded} video frames decoded but the stream holds "
-                         f"{n_frames} packets; frames cannot be picked by position")
+        raise MediaError(
+            f"{path}: {decoded} video frames decoded but the stream holds "
+            f"{n_frames} packets; frames cannot be picked by position"
+        )
 
 
 def read_video(path, *, fps, duration=None, hold=HOLD_SECONDS, threads=0, transform=None):
@@ -464,8 +496,9 @@ def read_video(path, *, fps, duration=None, hold=HOLD_SECONDS, threads=0, transf
     timestamps : ndarray, shape (n,), float64
     """
     times, frames = [], None
-    for k, (time, rgb) in enumerate(iter_video(path, fps=fps, duration=duration, hold=hold,
-                                               threads=threads)):
+    for k, (time, rgb) in enumerate(
+        iter_video(path, fps=fps, duration=duration, hold=hold, threads=threads)
+    ):
         item = transform(rgb) if transform is not None else rgb
         if frames is None:
             n = len(sample_times(duration, fps)) if duration is not None else None
@@ -486,7 +519,7 @@ class _Stack:
     def put(self, k, item):
         if k >= len(self._rows):
             grown = np.empty((2 * len(self._rows),) + self._rows.shape[1:], self._rows.dtype)
-            grown[:len(self._rows)] = self._rows
+            grown[: len(self._rows)] = self._rows
             self._rows = grown
         self._rows[k] = item
 

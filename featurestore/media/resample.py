@@ -23,11 +23,11 @@ import functools
 import numpy as np
 
 KAISER_BEST_ZEROS = 64
-KAISER_BEST_PRECISION = 9          # 2**9 table entries per zero crossing
+KAISER_BEST_PRECISION = 9  # 2**9 table entries per zero crossing
 KAISER_BEST_BETA = 14.769656459379492
 KAISER_BEST_ROLLOFF = 0.9475937167399596
 
-_BLOCK = 1 << 15                   # output samples per vectorised block (keeps arrays in cache)
+_BLOCK = 1 << 15  # output samples per vectorised block (keeps arrays in cache)
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,7 +44,7 @@ def kaiser_best_table():
         i0,  # scipy's i0 matches the shipped table far better than np.i0
     )
 
-    num_table = 2 ** KAISER_BEST_PRECISION
+    num_table = 2**KAISER_BEST_PRECISION
     n = num_table * KAISER_BEST_ZEROS
     x = np.linspace(0, KAISER_BEST_ZEROS, num=n + 1, endpoint=True)
     sinc = KAISER_BEST_ROLLOFF * np.sinc(KAISER_BEST_ROLLOFF * x)
@@ -79,8 +79,10 @@ def resample(x, sr_orig, sr_new, *, axis=-1):
     ratio = float(sr_new) / sr_orig
     n_out = int(x.shape[axis] * ratio)
     if n_out < 1:
-        raise ValueError(f"resample: {x.shape[axis]} samples are too few to resample "
-                         f"from {sr_orig} to {sr_new} Hz")
+        raise ValueError(
+            f"resample: {x.shape[axis]} samples are too few to resample "
+            f"from {sr_orig} to {sr_new} Hz"
+        )
     moved = np.moveaxis(x, axis, 0)
     x_2d = moved.reshape(moved.shape[0], -1)
     y_2d = np.empty((n_out, x_2d.shape[1]), dtype=x.dtype)
@@ -126,22 +128,22 @@ def _resample_block(x, time, win, delta, num_table, scale, step):
     frac = scale * (time - whole)
     acc = np.zeros(time.shape[0], dtype=x.dtype)
     wings = (  # (fraction, direction, first source offset, samples available)
-        (frac, -1, 0, whole + 1),                        # left wing: x[n - i]
-        (scale - frac, 1, 1, n_in - whole - 1),          # right wing: x[n + 1 + k]
+        (frac, -1, 0, whole + 1),  # left wing: x[n - i]
+        (scale - frac, 1, 1, n_in - whole - 1),  # right wing: x[n + 1 + k]
     )
     for wing_frac, direction, first, available in wings:
         offset, eta, taps = _wing(wing_frac, win.shape[0], num_table, step)
         taps = np.minimum(available, taps)
-        everywhere = int(taps.min(initial=0))            # taps every output sample has
+        everywhere = int(taps.min(initial=0))  # taps every output sample has
         for tap in range(int(taps.max(initial=0))):
             where = offset + tap * step
             source = whole + (direction * tap + first)
-            if tap >= everywhere:                        # some samples have no such tap
+            if tap >= everywhere:  # some samples have no such tap
                 active = tap < taps
                 where = np.where(active, where, 0)
                 source = np.where(active, source, 0)
                 term = np.where(active, (win[where] + eta * delta[where]) * x64[source], 0.0)
             else:
                 term = (win[where] + eta * delta[where]) * x64[source]
-            np.add(acc, term, out=acc)                   # float64 sum, rounded to acc's dtype
+            np.add(acc, term, out=acc)  # float64 sum, rounded to acc's dtype
     return acc

@@ -50,9 +50,19 @@ __all__ = [
 ]
 
 
-def load_audio_model(weights=None, *, input_repr=None, content_type=None, embedding_size=512,
-                     device="cpu", dtype="float32", bf16=False, fold_bn=True,
-                     channels_last=True, allow_tf32=False):
+def load_audio_model(
+    weights=None,
+    *,
+    input_repr=None,
+    content_type=None,
+    embedding_size=512,
+    device="cpu",
+    dtype="float32",
+    bf16=False,
+    fold_bn=True,
+    channels_last=True,
+    allow_tf32=False,
+):
     """Load the OpenL3 audio network (cached: same arguments give the same object).
 
     Parameters
@@ -87,14 +97,34 @@ def load_audio_model(weights=None, *, input_repr=None, content_type=None, embedd
     """
     from featurestore.openl3.models import load_model
 
-    return load_model("audio", weights, input_repr=input_repr, content_type=content_type,
-                      embedding_size=embedding_size, device=device, dtype=dtype, bf16=bf16,
-                      fold_bn=fold_bn, channels_last=channels_last, allow_tf32=allow_tf32)
+    return load_model(
+        "audio",
+        weights,
+        input_repr=input_repr,
+        content_type=content_type,
+        embedding_size=embedding_size,
+        device=device,
+        dtype=dtype,
+        bf16=bf16,
+        fold_bn=fold_bn,
+        channels_last=channels_last,
+        allow_tf32=allow_tf32,
+    )
 
 
-def load_image_model(weights=None, *, input_repr=None, content_type=None, embedding_size=512,
-                     device="cpu", dtype="float32", bf16=False, fold_bn=True,
-                     channels_last=True, allow_tf32=False):
+def load_image_model(
+    weights=None,
+    *,
+    input_repr=None,
+    content_type=None,
+    embedding_size=512,
+    device="cpu",
+    dtype="float32",
+    bf16=False,
+    fold_bn=True,
+    channels_last=True,
+    allow_tf32=False,
+):
     """Load the OpenL3 image network (cached); options as :func:`load_audio_model`.
 
     ``embedding_size`` is 512 or 8192. ``input_repr`` / ``content_type`` name the audio model
@@ -102,9 +132,19 @@ def load_image_model(weights=None, *, input_repr=None, content_type=None, embedd
     """
     from featurestore.openl3.models import load_model
 
-    return load_model("image", weights, input_repr=input_repr, content_type=content_type,
-                      embedding_size=embedding_size, device=device, dtype=dtype, bf16=bf16,
-                      fold_bn=fold_bn, channels_last=channels_last, allow_tf32=allow_tf32)
+    return load_model(
+        "image",
+        weights,
+        input_repr=input_repr,
+        content_type=content_type,
+        embedding_size=embedding_size,
+        device=device,
+        dtype=dtype,
+        bf16=bf16,
+        fold_bn=fold_bn,
+        channels_last=channels_last,
+        allow_tf32=allow_tf32,
+    )
 
 
 def bf16_is_fast(device="auto"):
@@ -210,10 +250,14 @@ def image_embeddings(images, *, model=None, batch_size=32, scaling="openl3"):
     model = load_image_model() if model is None else model
     _check_kind(model, "image")
     if isinstance(images, (list, tuple)):
-        return embed_images([preprocess_images(i, scaling=scaling) for i in images],
-                            model=model, batch_size=batch_size)
-    return embed_images(preprocess_images(images, scaling=scaling), model=model,
-                        batch_size=batch_size)
+        return embed_images(
+            [preprocess_images(i, scaling=scaling) for i in images],
+            model=model,
+            batch_size=batch_size,
+        )
+    return embed_images(
+        preprocess_images(images, scaling=scaling), model=model, batch_size=batch_size
+    )
 
 
 def spectrogram(frames, *, model=None, input_repr="mel256", db=True):

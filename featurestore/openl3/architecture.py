@@ -20,7 +20,12 @@ EMBEDDING_SIZES = {AUDIO: (512, 6144), IMAGE: (512, 8192)}
 BN_EPSILON = 1e-3
 
 #: Network input (height, width) per input representation: (frequency bins or mel bands, frames).
-INPUT_SHAPES = {"linear": (257, 197), "mel128": (128, 199), "mel256": (256, 199), IMAGE: (224, 224)}
+INPUT_SHAPES = {
+    "linear": (257, 197),
+    "mel128": (128, 199),
+    "mel256": (256, 199),
+    IMAGE: (224, 224),
+}
 
 #: Pool sizes of the final max-pool, as in openl3.models (AUDIO_/IMAGE_POOLING_SIZES).
 POOL_SIZES = {
@@ -89,8 +94,12 @@ def keras_layer_names(kind, *, first_suffix=1):
         if position == len(specs) - 1:
             names.append(EMBEDDING_LAYER[kind])
         else:
-            base = {"bn": "batch_normalization", "conv": "conv2d", "relu": "activation",
-                    "pool": "max_pooling2d"}[spec[0]]
+            base = {
+                "bn": "batch_normalization",
+                "conv": "conv2d",
+                "relu": "activation",
+                "pool": "max_pooling2d",
+            }[spec[0]]
             names.append(name(base))
     return names
 
@@ -98,7 +107,7 @@ def keras_layer_names(kind, *, first_suffix=1):
 def output_shape(kind, input_repr, embedding_size):
     """(height, width, channels) after the final max-pool; their product is the embedding size."""
     height, width = INPUT_SHAPES[input_repr if kind == AUDIO else IMAGE]
-    for _ in range(3):                      # three 2x2 max-pools, floor
+    for _ in range(3):  # three 2x2 max-pools, floor
         height, width = height // 2, width // 2
     pool_h, pool_w = POOL_SIZES[input_repr if kind == AUDIO else IMAGE][embedding_size]
     return -(-height // pool_h), -(-width // pool_w), 512

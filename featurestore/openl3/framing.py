@@ -37,8 +37,9 @@ def mono_48k(audio, sr):
     if audio.size == 0:
         raise MediaError("OpenL3: got empty audio")
     if audio.ndim > 2:
-        raise MediaError(f"OpenL3: audio must be (samples,) or (samples, channels), "
-                         f"got shape {audio.shape}")
+        raise MediaError(
+            f"OpenL3: audio must be (samples,) or (samples, channels), got shape {audio.shape}"
+        )
     if audio.dtype not in (np.float32, np.float64):
         raise MediaError(f"OpenL3: audio must be float32 or float64 samples, got {audio.dtype}")
     if not isinstance(sr, numbers.Real) or sr <= 0:
@@ -94,8 +95,11 @@ def frame_audio(audio, sr, *, hop_size=0.1, center=True):
     signal = signal.astype(np.float32, copy=False)
     n_windows = 1 + (signal.shape[0] - WINDOW) // hop
     windows = np.lib.stride_tricks.as_strided(
-        signal, shape=(n_windows, WINDOW), strides=(hop * signal.itemsize, signal.itemsize),
-        writeable=False)
+        signal,
+        shape=(n_windows, WINDOW),
+        strides=(hop * signal.itemsize, signal.itemsize),
+        writeable=False,
+    )
     return windows, np.arange(n_windows) * hop_size
 
 

@@ -28,6 +28,7 @@ from featurestore.openl3.describe import (  # noqa: F401 (re-exported)
 AMIN = 1e-10
 DYNAMIC_RANGE = 80.0
 
+
 class Spectrogram(nn.Module):
     """Windows (N, 48000) float32 -> network input (N, 1, bands, frames) float32 in [-80, 0]."""
 
@@ -35,8 +36,9 @@ class Spectrogram(nn.Module):
         super().__init__()
         self.input_repr = input_repr
         self.n_fft, n_mels, self.pad_end = FRONTENDS[input_repr]
-        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True,
-                                                         dtype=torch.float32))
+        self.register_buffer(
+            "window", torch.hann_window(self.n_fft, periodic=True, dtype=torch.float32)
+        )
         self.register_buffer("log10", torch.log(torch.tensor(10.0, dtype=torch.float32)))
         if n_mels is None:
             self.register_buffer("mel_t", None)
@@ -51,8 +53,16 @@ class Spectrogram(nn.Module):
             n_frames = -(-frames.shape[-1] // HOP)
             padding = (n_frames - 1) * HOP + self.n_fft - frames.shape[-1]
             frames = nn.functional.pad(frames, (0, padding))
-        spec = torch.stft(frames, n_fft=self.n_fft, hop_length=HOP, window=self.window,
-                          center=False, normalized=False, onesided=True, return_complex=True)
+        spec = torch.stft(
+            frames,
+            n_fft=self.n_fft,
+            hop_length=HOP,
+            window=self.window,
+            center=False,
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         return spec.abs()
 
     def mel_magnitude(self, frames):

@@ -57,8 +57,10 @@ def _resized_crop(images, scale):
     col_low, col_high = position[:SIZE], position[SIZE:]
     narrow = images[:, :, columns]
     row_weight = row_weight[None, :, None, None]
-    rows = (_unit_range(narrow[:, row_low]) * (1 - row_weight)
-            + _unit_range(narrow[:, row_high]) * row_weight)
+    rows = (
+        _unit_range(narrow[:, row_low]) * (1 - row_weight)
+        + _unit_range(narrow[:, row_high]) * row_weight
+    )
     col_weight = col_weight[None, None, :, None]
     return rows[:, :, col_low] * (1 - col_weight) + rows[:, :, col_high] * col_weight
 
@@ -85,8 +87,9 @@ def preprocess_images(images, *, scaling="openl3"):
     if images.size == 0:
         raise MediaError("OpenL3: got an empty image array")
     if images.ndim not in (3, 4) or images.shape[-1] != 3:
-        raise MediaError(f"OpenL3: images must be (H, W, 3) or (N, H, W, 3) RGB, "
-                         f"got shape {images.shape}")
+        raise MediaError(
+            f"OpenL3: images must be (H, W, 3) or (N, H, W, 3) RGB, got shape {images.shape}"
+        )
     if images.dtype.kind not in "uf":
         raise MediaError(f"OpenL3: images must be unsigned ints or floats, got {images.dtype}")
     if images.ndim == 3:
@@ -98,13 +101,15 @@ def preprocess_images(images, *, scaling="openl3"):
     if (height, width) == (SIZE, SIZE):
         batch = images
         if unsigned:
-            batch = 2 * (images.astype(np.float32) * np.float32(1 / np.iinfo(images.dtype).max)) - 1
+            batch = (
+                2 * (images.astype(np.float32) * np.float32(1 / np.iinfo(images.dtype).max)) - 1
+            )
     else:
         if min(height, width) > SHORT_SIDE:
             batch = _resized_crop(images, SHORT_SIDE / min(height, width))
         else:
             top, left = height // 2 - SIZE // 2, width // 2 - SIZE // 2
-            batch = images[:, top:top + SIZE, left:left + SIZE].astype(np.float64)
+            batch = images[:, top : top + SIZE, left : left + SIZE].astype(np.float64)
         if scaling == "paper" and unsigned:
             if min(height, width) <= SHORT_SIDE:
                 batch = batch * (1.0 / np.iinfo(images.dtype).max)

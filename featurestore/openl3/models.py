@@ -37,8 +37,9 @@ class OpenL3Model:
     provenance : dict (JSON-able)
     """
 
-    def __init__(self, *, kind, net, frontend, device, dtype, channels_last, allow_tf32,
-                 provenance):
+    def __init__(
+        self, *, kind, net, frontend, device, dtype, channels_last, allow_tf32, provenance
+    ):
         self.kind = kind
         self.net = net
         self.frontend = frontend
@@ -52,8 +53,10 @@ class OpenL3Model:
         self.embedding_size = provenance["embedding_size"]
 
     def __repr__(self):
-        return (f"OpenL3Model({self.kind}, {self.input_repr}, {self.content_type}, "
-                f"{self.embedding_size}, device={self.device}, dtype={self.dtype})")
+        return (
+            f"OpenL3Model({self.kind}, {self.input_repr}, {self.content_type}, "
+            f"{self.embedding_size}, device={self.device}, dtype={self.dtype})"
+        )
 
     def _autocast(self):
         if self.dtype == "bfloat16":
@@ -86,7 +89,7 @@ def _configure_tf32(device, allow):
 
 
 def resolve_device(device):
-    """"auto" -> cuda when available, else cpu; anything else as torch.device.
+    """ "auto" -> cuda when available, else cpu; anything else as torch.device.
 
     Raises
     ------
@@ -116,47 +119,114 @@ def bf16_is_fast(device="auto"):
 
 
 def resolve_dtype(dtype, bf16):
-    return describe.resolve_dtype({torch.bfloat16: "bfloat16", torch.float32: "float32"}.get(
-        dtype, dtype), bf16)
+    return describe.resolve_dtype(
+        {torch.bfloat16: "bfloat16", torch.float32: "float32"}.get(dtype, dtype), bf16
+    )
 
 
-def load_model(kind, weights=None, *, input_repr=None, content_type=None, embedding_size=512,
-               device="cpu", dtype="float32", bf16=False, fold_bn=True, channels_last=True,
-               allow_tf32=False):
+def load_model(
+    kind,
+    weights=None,
+    *,
+    input_repr=None,
+    content_type=None,
+    embedding_size=512,
+    device="cpu",
+    dtype="float32",
+    bf16=False,
+    fold_bn=True,
+    channels_last=True,
+    allow_tf32=False,
+):
     """Load (or fetch from the cache) one tower; see ``featurestore.openl3.load_audio_model``."""
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, bf16)
     if embedding_size not in arch.EMBEDDING_SIZES[kind]:
-        raise ValueError(f"{kind} embedding_size must be one of {arch.EMBEDDING_SIZES[kind]}, "
-                         f"got {embedding_size!r}")
-    path = weight_files.find_weights(kind, input_repr=input_repr or "mel256",
-                                     content_type=content_type or "env", weights=weights)
-    settings = (kind, input_repr, content_type, embedding_size, str(device), dtype, fold_bn,
-                channels_last, allow_tf32)
-    return cached_network(path, settings, lambda: _build(
-        kind, path, input_repr=input_repr, content_type=content_type,
-        embedding_size=embedding_size, device=device, dtype=dtype, fold_bn=fold_bn,
-        channels_last=channels_last, allow_tf32=allow_tf32))
+        raise ValueError(
+            f"{kind} embedding_size must be one of {arch.EMBEDDING_SIZES[kind]}, "
+            f"got {embedding_size!r}"
+        )
+    path = weight_files.find_weights(
+        kind,
+        input_repr=input_repr or "mel256",
+        content_type=content_type or "env",
+        weights=weights,
+    )
+    settings = (
+        kind,
+        input_repr,
+        content_type,
+        embedding_size,
+        str(device),
+        dtype,
+        fold_bn,
+        channels_last,
+        allow_tf32,
+    )
+    return cached_network(
+        path,
+        settings,
+        lambda: _build(
+            kind,
+            path,
+            input_repr=input_repr,
+            content_type=content_type,
+            embedding_size=embedding_size,
+            device=device,
+            dtype=dtype,
+            fold_bn=fold_bn,
+            channels_last=channels_last,
+            allow_tf32=allow_tf32,
+        ),
+    )
 
 
-def _build(kind, path, *, input_repr, content_type, embedding_size, device, dtype, fold_bn,
-           channels_last, allow_tf32):
+def _build(
+    kind,
+    path,
+    *,
+    input_repr,
+    content_type,
+    embedding_size,
+    device,
+    dtype,
+    fold_bn,
+    channels_last,
+    allow_tf32,
+):
     arrays, attrs = weight_files.load_weights(path, kind)
     provenance = describe.describe_model(
-        kind, path, input_repr=input_repr, content_type=content_type,
-        embedding_size=embedding_size, dtype=dtype, fold_bn=fold_bn, channels_last=channels_last,
-        allow_tf32=allow_tf32, device=device, attrs=attrs)
+        kind,
+        path,
+        input_repr=input_repr,
+        content_type=content_type,
+        embedding_size=embedding_size,
+        dtype=dtype,
+        fold_bn=fold_bn,
+        channels_last=channels_last,
+        allow_tf32=allow_tf32,
+        device=device,
+        attrs=attrs,
+    )
     input_repr = provenance["input_repr"]
-    net = build_network(kind, arrays, input_repr=input_repr, embedding_size=embedding_size,
-                        fold_bn=fold_bn)
+    net = build_network(
+        kind, arrays, input_repr=input_repr, embedding_size=embedding_size, fold_bn=fold_bn
+    )
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net = net.to(device)
     frontend = Spectrogram(input_repr).to(device) if kind == arch.AUDIO else None
     _configure_tf32(device, allow_tf32)
-    return OpenL3Model(kind=kind, net=net, frontend=frontend, device=device, dtype=dtype,
-                       channels_last=channels_last, allow_tf32=allow_tf32,
-                       provenance=provenance)
+    return OpenL3Model(
+        kind=kind,
+        net=net,
+        frontend=frontend,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+        allow_tf32=allow_tf32,
+        provenance=provenance,
+    )
 
 
 def run_batches(model, items, batch_size):
@@ -165,8 +235,8 @@ def run_batches(model, items, batch_size):
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     out = np.empty((len(items), model.embedding_size), dtype=np.float32)
     for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
+        chunk = items[start : start + batch_size]
         if isinstance(chunk, np.ndarray):
             chunk = torch.from_numpy(np.require(chunk, requirements=["C", "W"]))
-        out[start:start + len(chunk)] = model.embed(chunk).cpu().numpy()
+        out[start : start + len(chunk)] = model.embed(chunk).cpu().numpy()
     return out

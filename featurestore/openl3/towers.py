@@ -36,9 +36,9 @@ class Embedding(nn.Module):
 
     def forward(self, x):
         with torch.autocast(x.device.type, enabled=False):
-            x = self.trunk[:self.fp32_layers](x.float())
-        y = self.pool(self.trunk[self.fp32_layers:](x))
-        return y.permute(0, 2, 3, 1).flatten(1)      # Keras flattens (H, W, C), C fastest
+            x = self.trunk[: self.fp32_layers](x.float())
+        y = self.pool(self.trunk[self.fp32_layers :](x))
+        return y.permute(0, 2, 3, 1).flatten(1)  # Keras flattens (H, W, C), C fastest
 
 
 def _conv(kernel, bias):
@@ -95,7 +95,7 @@ def build_trunk(kind, arrays, *, fold_bn=False):
         elif op == "relu":
             layers.append(nn.ReLU(inplace=True))
         else:
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))   # floor, like Keras "valid"
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))  # floor, like Keras "valid"
         position += 1
     return nn.Sequential(*layers)
 

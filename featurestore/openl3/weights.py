@@ -26,12 +26,14 @@ from featurestore.openl3 import architecture as arch
 log = logging.getLogger(__name__)
 
 ENV_VAR = "AVSCENE_OPENL3_WEIGHTS"
-RANDOM_ATTR = "avscene_random_weights_seed"       # set only in files written by write_random
+RANDOM_ATTR = "avscene_random_weights_seed"  # set only in files written by write_random
 INPUT_REPR_ATTR = "avscene_input_repr"
-DOWNLOAD_HINT = ("get them with `pip install openl3` (its setup downloads them) or download "
-                 "openl3_<audio|image>_<input_repr>_<content_type>-v0_4_0.h5.gz from "
-                 "https://github.com/marl/openl3/raw/models/, gunzip, drop the version suffix, "
-                 f"and point {ENV_VAR} at that directory")
+DOWNLOAD_HINT = (
+    "get them with `pip install openl3` (its setup downloads them) or download "
+    "openl3_<audio|image>_<input_repr>_<content_type>-v0_4_0.h5.gz from "
+    "https://github.com/marl/openl3/raw/models/, gunzip, drop the version suffix, "
+    f"and point {ENV_VAR} at that directory"
+)
 _NAME_RE = re.compile(r"openl3_(audio|image)_(linear|mel128|mel256)_(env|music)")
 
 
@@ -84,24 +86,29 @@ def read_keras_weights(path):
         layers = []
         for name in _names(root.attrs, "layer_names", path):
             if name not in root:
-                raise WeightsFormatError(f"{path}: layer '{name}' is listed in layer_names "
-                                         "but has no group")
+                raise WeightsFormatError(
+                    f"{path}: layer '{name}' is listed in layer_names but has no group"
+                )
             group = root[name]
             arrays = []
             for weight in _names(group.attrs, "weight_names", f"{path}:{name}"):
                 if weight not in group:
-                    raise WeightsFormatError(f"{path}: layer '{name}' lists weight '{weight}' "
-                                             "but holds no such dataset")
+                    raise WeightsFormatError(
+                        f"{path}: layer '{name}' lists weight '{weight}' but holds no such dataset"
+                    )
                 arrays.append(np.asarray(group[weight][()], dtype=np.float32))
             if arrays:
                 layers.append((name, arrays))
-        attrs = {key: (_text(value) if isinstance(value, (bytes, np.bytes_, str)) else value)
-                 for key, value in handle.attrs.items() if key != "layer_names"}
+        attrs = {
+            key: (_text(value) if isinstance(value, (bytes, np.bytes_, str)) else value)
+            for key, value in handle.attrs.items()
+            if key != "layer_names"
+        }
     return layers, attrs
 
 
 def identify(layers):
-    """"audio" or "image" from the input channels of the first kernel (1 or 3), else None."""
+    """ "audio" or "image" from the input channels of the first kernel (1 or 3), else None."""
     for _, arrays in layers:
         if len(arrays) == 2 and arrays[0].ndim == 4:
             return {1: arch.AUDIO, 3: arch.IMAGE}.get(arrays[0].shape[2])
@@ -129,19 +136,26 @@ def load_weights(path, kind):
     layers, attrs = read_keras_weights(path)
     found = identify(layers)
     if found is not None and found != kind:
-        raise WeightsFormatError(f"{path}: this is an OpenL3 {found} weight file, "
-                                 f"not the {kind} network's")
+        raise WeightsFormatError(
+            f"{path}: this is an OpenL3 {found} weight file, not the {kind} network's"
+        )
     expected = arch.weight_shapes(kind)
     if len(layers) != len(expected):
-        raise WeightsFormatError(f"{path}: {len(layers)} layers with weights, the OpenL3 {kind} "
-                                 f"network has {len(expected)}")
+        raise WeightsFormatError(
+            f"{path}: {len(layers)} layers with weights, the OpenL3 {kind} "
+            f"network has {len(expected)}"
+        )
     for position, ((name, arrays), (op, shapes)) in enumerate(zip(layers, expected)):
         got = [tuple(a.shape) for a in arrays]
         if got != shapes:
-            what = {"conv": "Conv2D (kernel, bias)",
-                    "bn": "BatchNormalization (gamma, beta, mean, variance)"}[op]
-            raise WeightsFormatError(f"{path}: layer '{name}' (weighted layer {position + 1} of "
-                                     f"{len(expected)}) has shapes {got}; expected {what} {shapes}")
+            what = {
+                "conv": "Conv2D (kernel, bias)",
+                "bn": "BatchNormalization (gamma, beta, mean, variance)",
+            }[op]
+            raise WeightsFormatError(
+                f"{path}: layer '{name}' (weighted layer {position + 1} of "
+                f"{len(expected)}) has shapes {got}; expected {what} {shapes}"
+            )
     return [arrays for _, arrays in layers], attrs
 
 
@@ -162,7 +176,7 @@ def find_weights(kind, *, input_repr="mel256", content_type="env", weights=None)
         With a one-line message saying where it looked and how to get the files.
     """
     name = official_name(kind, input_repr, content_type)
-    if weights is not None:                      # explicit: never fall back to anything else
+    if weights is not None:  # explicit: never fall back to anything else
         weights = pathlib.Path(weights).expanduser()
         if weights.is_file():
             return weights
@@ -184,8 +198,9 @@ def find_weights(kind, *, input_repr="mel256", content_type="env", weights=None)
         if candidate.is_file():
             return candidate
     looked = ", ".join([str(c) for c in candidates] + unavailable)
-    raise WeightsNotFoundError(f"OpenL3 weights {name} not found (looked at: {looked}); "
-                               f"{DOWNLOAD_HINT}")
+    raise WeightsNotFoundError(
+        f"OpenL3 weights {name} not found (looked at: {looked}); {DOWNLOAD_HINT}"
+    )
 
 
 def random_arrays(kind, *, seed):
@@ -198,23 +213,26 @@ def random_arrays(kind, *, seed):
     for position, (op, shapes) in enumerate(arch.weight_shapes(kind)):
         if op == "conv":
             fan_in = shapes[0][0] * shapes[0][1] * shapes[0][2]
-            arrays.append([rng.normal(0, np.sqrt(2.0 / fan_in), shapes[0]),
-                           rng.normal(0, 0.05, shapes[1])])
+            arrays.append(
+                [rng.normal(0, np.sqrt(2.0 / fan_in), shapes[0]), rng.normal(0, 0.05, shapes[1])]
+            )
         else:
             (channels,) = shapes[0]
-            if position == 0 and kind == arch.AUDIO:     # input BN sees dB values in [-80, 0]
+            if position == 0 and kind == arch.AUDIO:  # input BN sees dB values in [-80, 0]
                 mean, var = rng.normal(-25, 5, channels), rng.uniform(300, 600, channels)
-            elif position == 0:                          # image input in [-1, 1]
+            elif position == 0:  # image input in [-1, 1]
                 mean, var = rng.normal(0, 0.1, channels), rng.uniform(0.1, 0.4, channels)
             else:
                 mean, var = rng.normal(0.5, 0.2, channels), rng.uniform(0.5, 2.0, channels)
-            arrays.append([rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.2, channels),
-                           mean, var])
+            arrays.append(
+                [rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.2, channels), mean, var]
+            )
     return [[np.asarray(a, dtype=np.float32) for a in group] for group in arrays]
 
 
-def write_keras_weights(path, kind, arrays, *, layer_names=None, text="bytes",
-                        top_level_group=False, attrs=None):
+def write_keras_weights(
+    path, kind, arrays, *, layer_names=None, text="bytes", top_level_group=False, attrs=None
+):
     """Write weights in the official Keras weights-only HDF5 layout.
 
     Parameters
@@ -238,10 +256,13 @@ def write_keras_weights(path, kind, arrays, *, layer_names=None, text="bytes",
     names = list(layer_names or arch.keras_layer_names(kind))
     specs = arch.layer_specs(kind)
     if len(names) != len(specs) + 1:
-        raise ValueError(f"need {len(specs) + 1} layer names for the {kind} network, "
-                         f"got {len(names)}")
-    suffixes = {"conv": ["kernel:0", "bias:0"],
-                "bn": ["gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"]}
+        raise ValueError(
+            f"need {len(specs) + 1} layer names for the {kind} network, got {len(names)}"
+        )
+    suffixes = {
+        "conv": ["kernel:0", "bias:0"],
+        "bn": ["gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"],
+    }
 
     def strings(values):
         if text == "bytes":
@@ -266,8 +287,9 @@ def write_keras_weights(path, kind, arrays, *, layer_names=None, text="bytes",
             for weight_name, value in zip(weight_names, next(weighted)):
                 group.create_dataset(weight_name, data=np.asarray(value, dtype=np.float32))
         if top_level_group:
-            handle.create_group("top_level_model_weights").attrs["weight_names"] = \
-                np.zeros((0,), dtype=np.float64)
+            handle.create_group("top_level_model_weights").attrs["weight_names"] = np.zeros(
+                (0,), dtype=np.float64
+            )
     return pathlib.Path(path)
 
 
@@ -284,6 +306,11 @@ def write_random(path, *, kind="audio", seed=0, input_repr=None):
     attrs = {RANDOM_ATTR: int(seed)}
     if input_repr is not None:
         attrs[INPUT_REPR_ATTR] = input_repr
-    log.warning("writing RANDOM OpenL3 %s weights (seed %d) to %s: embeddings made with them "
-                "are meaningless", kind, seed, path)
+    log.warning(
+        "writing RANDOM OpenL3 %s weights (seed %d) to %s: embeddings made with them "
+        "are meaningless",
+        kind,
+        seed,
+        path,
+    )
     return write_keras_weights(path, kind, random_arrays(kind, seed=seed), attrs=attrs)

@@ -103,23 +103,34 @@ def chunk_codecs(array, label):
     names = [codec.to_dict().get("name") for codec in metadata.codecs]
     unknown = [name for name in names if name not in CODECS]
     if unknown:
-        raise StoreFormatError(f"{label} uses codec {unknown[0]!r}; avscene reads only "
-                               f"{', '.join(CODECS)}")
+        raise StoreFormatError(
+            f"{label} uses codec {unknown[0]!r}; avscene reads only {', '.join(CODECS)}"
+        )
     checksum = names[-1:] == ["crc32c"]
     middle = names[1:-1] if checksum else names[1:]
-    if names[:1] not in (["bytes"], ["vlen-utf8"]) or len(middle) > 1 or \
-            any(name not in COMPRESSORS for name in middle):
-        raise StoreFormatError(f"{label} has the codec chain {' -> '.join(names)}; avscene "
-                               f"reads bytes or vlen-utf8, then blosc or zstd, then crc32c")
+    if (
+        names[:1] not in (["bytes"], ["vlen-utf8"])
+        or len(middle) > 1
+        or any(name not in COMPRESSORS for name in middle)
+    ):
+        raise StoreFormatError(
+            f"{label} has the codec chain {' -> '.join(names)}; avscene "
+            f"reads bytes or vlen-utf8, then blosc or zstd, then crc32c"
+        )
     strings = names[0] == "vlen-utf8"
     dtype = _stored_dtype(array, metadata.codecs[0], strings, label)
-    codecs = ChunkCodecs(shape=tuple(int(n) for n in array.chunks), dtype=dtype,
-                         strings=strings, compressor=middle[0] if middle else None,
-                         checksum=checksum)
+    codecs = ChunkCodecs(
+        shape=tuple(int(n) for n in array.chunks),
+        dtype=dtype,
+        strings=strings,
+        compressor=middle[0] if middle else None,
+        checksum=checksum,
+    )
     size = codecs.items * (4 if strings else dtype.itemsize)
     if size > MAX_CHUNK_BYTES or any(n < 1 for n in codecs.shape):
-        raise StoreFormatError(f"{label} has chunks {array.chunks} of {dtype} larger than "
-                               f"{MAX_CHUNK_BYTES >> 20} MiB")
+        raise StoreFormatError(
+            f"{label} has chunks {array.chunks} of {dtype} larger than {MAX_CHUNK_BYTES >> 20} MiB"
+        )
     return codecs
 
 
@@ -132,8 +143,9 @@ def member_array(group, name, label):
         path = f"{group.store_path.path}/{name}".lstrip("/")
         for document, kind in ((".zarray", "array"), (".zgroup", "group")):
             if sync(group.store.exists(f"{path}/{document}")):
-                raise StoreFormatError(f"{label} is a zarr v2 {kind}; avscene reads zarr v3 "
-                                       f"stores only") from None
+                raise StoreFormatError(
+                    f"{label} is a zarr v2 {kind}; avscene reads zarr v3 stores only"
+                ) from None
         raise StoreFormatError(f"{label} is missing") from None
     if not isinstance(array, zarr.Array):
         raise StoreFormatError(f"{label} is a group, not an array")
@@ -151,13 +163,16 @@ def _stored_dtype(array, serializer, strings, label):
     kind = type(array.metadata.data_type).__name__
     if strings:
         if kind != "VariableLengthUTF8":
-            raise StoreFormatError(f"{label} has data type {array.dtype} with the vlen-utf8 "
-                                   f"codec; avscene stores strings there")
+            raise StoreFormatError(
+                f"{label} has data type {array.dtype} with the vlen-utf8 "
+                f"codec; avscene stores strings there"
+            )
         return np.dtype(object)
     dtype = np.dtype(array.dtype)
     if dtype.kind not in "biuf":
-        raise StoreFormatError(f"{label} has data type {array.dtype}; avscene stores numbers "
-                               f"and strings only")
+        raise StoreFormatError(
+            f"{label} has data type {array.dtype}; avscene stores numbers and strings only"
+        )
     endian = getattr(serializer.endian, "value", serializer.endian)
     return dtype.newbyteorder("<" if endian in (None, "little") else ">")
 
@@ -186,8 +201,7 @@ def decode_chunk(data, codecs, key):
     """
     payload = memoryview(data).cast("B")
     if len(payload) > codecs.max_stored:
-        _corrupt(key, f"{len(payload)} bytes stored, more than a chunk of {codecs.shape} "
-                      f"can need")
+        _corrupt(key, f"{len(payload)} bytes stored, more than a chunk of {codecs.shape} can need")
     if codecs.checksum:
         if len(payload) < 4:
             _corrupt(key, f"{len(payload)} bytes")
@@ -209,8 +223,11 @@ def _check_size(size, codecs, key, what):
     """Refuse a decoded size the chunk cannot hold, before decompressing."""
     exact = not codecs.strings
     if (exact and size != codecs.max_bytes) or size > codecs.max_bytes:
-        _corrupt(key, f"its {what} declares {size} bytes, the chunk holds "
-                      f"{'' if exact else 'at most '}{codecs.max_bytes}")
+        _corrupt(
+            key,
+            f"its {what} declares {size} bytes, the chunk holds "
+            f"{'' if exact else 'at most '}{codecs.max_bytes}",
+        )
 
 
 def _blosc(payload, codecs, key):
@@ -218,7 +235,7 @@ def _blosc(payload, codecs, key):
     if len(payload) < BLOSC_HEADER:
         _corrupt(key, f"{len(payload)} bytes, shorter than a blosc header")
     header = bytes(payload[:BLOSC_HEADER])
-    size, stored = (int.from_bytes(header[at:at + 4], "little") for at in (4, 12))
+    size, stored = (int.from_bytes(header[at : at + 4], "little") for at in (4, 12))
     if stored != len(payload):
         _corrupt(key, f"its blosc header says {stored} bytes, {len(payload)} are stored")
     _check_size(size, codecs, key, "blosc header")
@@ -252,7 +269,7 @@ def zstd_content_size(payload, key):
     """
     total, at, end = 0, 0, len(payload)
     while at < end or at == 0:
-        if bytes(payload[at:at + 4]) != ZSTD_MAGIC:
+        if bytes(payload[at : at + 4]) != ZSTD_MAGIC:
             _corrupt(key, f"no zstd frame at byte {at}")
         size, at, checksum = _zstd_frame_header(payload, at + 4, key)
         at = _zstd_blocks_end(payload, at, key) + (4 if checksum else 0)
@@ -274,7 +291,7 @@ def _zstd_frame_header(payload, at, key):
     at += 1 + (0 if single else 1) + dictionary
     if descriptor & 0x08 or fcs_bytes == 0 or at + fcs_bytes > len(payload):
         _corrupt(key, "a zstd frame does not declare its decoded size")
-    size = int.from_bytes(payload[at:at + fcs_bytes], "little") + (256 if fcs_bytes == 2 else 0)
+    size = int.from_bytes(payload[at : at + fcs_bytes], "little") + (256 if fcs_bytes == 2 else 0)
     return size, at + fcs_bytes, bool(descriptor & 0x04)
 
 
@@ -283,7 +300,7 @@ def _zstd_blocks_end(payload, at, key):
     while True:
         if at + 3 > len(payload):
             _corrupt(key, "a zstd block header is cut short")
-        header = int.from_bytes(payload[at:at + 3], "little")
+        header = int.from_bytes(payload[at : at + 3], "little")
         last, kind, size = header & 1, (header >> 1) & 3, header >> 3
         if kind == 3:
             _corrupt(key, "a zstd block of reserved type")
@@ -311,8 +328,11 @@ def vlen_strings(payload, items, key):
     lengths = np.fromiter(map(len, out), np.int64, items)
     if items and lengths.max() > MAX_STRING_CHARS:
         entry = int(lengths.argmax())
-        _corrupt(key, f"entry {entry} holds a string of {lengths[entry]} characters; avscene "
-                      f"reads strings of at most {MAX_STRING_CHARS}")
+        _corrupt(
+            key,
+            f"entry {entry} holds a string of {lengths[entry]} characters; avscene "
+            f"reads strings of at most {MAX_STRING_CHARS}",
+        )
     return out
 
 

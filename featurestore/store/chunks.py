@@ -88,20 +88,20 @@ class ChunkReader:
         if self.fast:
             full = np.empty((self.rows,) + self.shape[1:], self.dtype)
             self.load_into(index, full)
-            return full[:self.chunk_rows(index)]
+            return full[: self.chunk_rows(index)]
         data = self._fetch(index)
         if data is None:
-            return np.full((self.chunk_rows(index),) + self.shape[1:], self.fill_value,
-                           self.dtype)
-        return decode_chunk(data, self.codecs, self.key(index))[:self.chunk_rows(index)]
+            return np.full((self.chunk_rows(index),) + self.shape[1:], self.fill_value, self.dtype)
+        return decode_chunk(data, self.codecs, self.key(index))[: self.chunk_rows(index)]
 
     def _fetch(self, index):
         """The stored bytes of chunk ``index`` through the zarr store, or None if absent."""
         encoded = self.array.metadata.encode_chunk_key(self._coords(index))
         self._check_archive_entry(index, f"{self.array.store_path.path}/{encoded}".lstrip("/"))
         try:
-            buffer = sync((self.array.store_path / encoded).get(
-                prototype=default_buffer_prototype()))
+            buffer = sync(
+                (self.array.store_path / encoded).get(prototype=default_buffer_prototype())
+            )
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise StoreFormatError(f"{self.key(index)}: {error} (corrupt chunk)") from None
         if buffer is None:
@@ -118,13 +118,16 @@ class ChunkReader:
         except KeyError:
             return
         if entry is not None and entry.file_size > self.codecs.max_stored:
-            raise StoreFormatError(f"{self.key(index)}: {entry.file_size} bytes stored, more "
-                                   f"than a chunk of {self.codecs.shape} can need (corrupt chunk)")
+            raise StoreFormatError(
+                f"{self.key(index)}: {entry.file_size} bytes stored, more "
+                f"than a chunk of {self.codecs.shape} can need (corrupt chunk)"
+            )
 
     def _absent(self, index):
         if self.required:
-            raise StoreFormatError(f"missing chunk {self.key(index)}: every chunk of "
-                                   f"{self.array.path} must be stored")
+            raise StoreFormatError(
+                f"missing chunk {self.key(index)}: every chunk of {self.array.path} must be stored"
+            )
 
     def load_into(self, index, out):
         """Decode the whole stored chunk ``index`` into ``out`` (shape (rows, *rest), C order).
@@ -132,11 +135,12 @@ class ChunkReader:
         Only for the fast path; reads the file straight into ``out`` (uncompressed) or into a
         per-thread scratch buffer that blosc decompresses into ``out``.
         """
-        path = self._directory.joinpath(*self.array.metadata.encode_chunk_key(
-            self._coords(index)).split("/"))
+        path = self._directory.joinpath(
+            *self.array.metadata.encode_chunk_key(self._coords(index)).split("/")
+        )
         target = out.reshape(-1).view(np.uint8)
         try:
-            handle = open(path, "rb", buffering=0)     # noqa: SIM115 (closed by the with below)
+            handle = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             self._absent(index)
             out[...] = self.fill_value
@@ -144,17 +148,21 @@ class ChunkReader:
         with handle:
             size = os.fstat(handle.fileno()).st_size
             if size < 4 or size > self.codecs.max_stored:
-                raise StoreFormatError(f"{self.key(index)}: {size} bytes stored, a chunk of "
-                                       f"{self.codecs.shape} needs 4 to "
-                                       f"{self.codecs.max_stored} (corrupt chunk)")
+                raise StoreFormatError(
+                    f"{self.key(index)}: {size} bytes stored, a chunk of "
+                    f"{self.codecs.shape} needs 4 to "
+                    f"{self.codecs.max_stored} (corrupt chunk)"
+                )
             if self._blosc:
                 data = _scratch(size)
                 _read_exactly(handle, data, path)
                 payload, stored = data[:-4], data[-4:]
             else:
                 if size != target.nbytes + 4:
-                    raise StoreFormatError(f"{self.key(index)}: {size} bytes, expected "
-                                           f"{target.nbytes + 4} (corrupt chunk)")
+                    raise StoreFormatError(
+                        f"{self.key(index)}: {size} bytes, expected "
+                        f"{target.nbytes + 4} (corrupt chunk)"
+                    )
                 stored = bytearray(4)
                 _read_exactly(handle, memoryview(target), path)
                 _read_exactly(handle, memoryview(stored), path)
@@ -163,9 +171,12 @@ class ChunkReader:
             raise StoreFormatError(f"{self.key(index)}: crc32c checksum mismatch (corrupt chunk)")
         if self._blosc:
             try:
-                header = bytes(payload[:16])          # blosc: nbytes at 4:8, cbytes at 12:16
-                if len(header) < 16 or int.from_bytes(header[4:8], "little") != target.nbytes \
-                        or int.from_bytes(header[12:16], "little") != len(payload):
+                header = bytes(payload[:16])  # blosc: nbytes at 4:8, cbytes at 12:16
+                if (
+                    len(header) < 16
+                    or int.from_bytes(header[4:8], "little") != target.nbytes
+                    or int.from_bytes(header[12:16], "little") != len(payload)
+                ):
                     raise ValueError("blosc header does not match the chunk shape")
                 numcodecs.blosc.decompress(payload, memoryview(target))
             except (RuntimeError, ValueError) as error:
@@ -212,12 +223,19 @@ def _fast_path(array, codecs):
     order), else (None, _)."""
     store = array.store_path.store
     encoding = array.metadata.chunk_key_encoding
-    if not isinstance(store, LocalStore) or codecs.strings or not codecs.checksum or \
-            codecs.compressor == "zstd" or codecs.dtype != codecs.dtype.newbyteorder("=") or \
-            getattr(encoding, "name", "") != "default" or sys.byteorder != "little":
+    if (
+        not isinstance(store, LocalStore)
+        or codecs.strings
+        or not codecs.checksum
+        or codecs.compressor == "zstd"
+        or codecs.dtype != codecs.dtype.newbyteorder("=")
+        or getattr(encoding, "name", "") != "default"
+        or sys.byteorder != "little"
+    ):
         return None, False
-    return Path(store.root).joinpath(*array.store_path.path.split("/")), \
-        codecs.compressor == "blosc"
+    return Path(store.root).joinpath(
+        *array.store_path.path.split("/")
+    ), codecs.compressor == "blosc"
 
 
 def plan_pieces(starts, counts, chunk_rows):
@@ -239,7 +257,7 @@ def plan_pieces(starts, counts, chunk_rows):
     dest = np.cumsum(counts) - counts
     keep = counts > 0
     starts, counts, dest = starts[keep], counts[keep], dest[keep]
-    if starts.size:                       # merge ranges adjacent both on disk and in the output
+    if starts.size:  # merge ranges adjacent both on disk and in the output
         joined = (starts[1:] == starts[:-1] + counts[:-1]) & (dest[1:] == dest[:-1] + counts[:-1])
         heads = np.flatnonzero(np.concatenate([[True], ~joined]))
         ends = np.append(heads[1:], starts.size) - 1
@@ -290,13 +308,13 @@ def gather_rows(reader, starts, counts, *, dtype=None, workers=None):
         if not reader.fast:
             data = reader.load(index)
         elif direct and len(members) == 1 and offset[i] == 0 and length[i] == reader.rows:
-            reader.load_into(index, out[dest[i]:dest[i] + length[i]])
-            return                        # a whole chunk decoded straight into the output
+            reader.load_into(index, out[dest[i] : dest[i] + length[i]])
+            return  # a whole chunk decoded straight into the output
         else:
             data = _scratch_chunk(reader)
             reader.load_into(index, data)
         for i in members:
-            out[dest[i]:dest[i] + length[i]] = data[offset[i]:offset[i] + length[i]]
+            out[dest[i] : dest[i] + length[i]] = data[offset[i] : offset[i] + length[i]]
 
     run_all(copy_chunk, groups, workers=workers)
     return out
@@ -366,5 +384,8 @@ def zip_directory(store):
     if isinstance(store, ZipStore):
         return zip_file(store)
     inner = getattr(getattr(store, "fs", None), "sync_fs", None)
-    return getattr(inner, "zip", None) if getattr(inner, "protocol", None) in \
-        ("zip", ("zip",)) else None
+    return (
+        getattr(inner, "zip", None)
+        if getattr(inner, "protocol", None) in ("zip", ("zip",))
+        else None
+    )

@@ -21,13 +21,13 @@ CLIP_COLUMNS = {
     "scene": "str",
     "city": "str",
     "location": "str",
-    "folds": "str",          # fold memberships joined by "|", e.g. "evaluate|test"
-    "duration": "float64",   # seconds
-    "audio": "str",          # path relative to the dataset root, "" if none
+    "folds": "str",  # fold memberships joined by "|", e.g. "evaluate|test"
+    "duration": "float64",  # seconds
+    "audio": "str",  # path relative to the dataset root, "" if none
     "video": "str",
     "audio_bytes": "int64",  # source file sizes, -1 if not given
     "video_bytes": "int64",
-    "audio_sha256": "str",   # source file checksums, "" if not given
+    "audio_sha256": "str",  # source file checksums, "" if not given
     "video_sha256": "str",
 }
 SOURCE_COLUMNS = ("audio_bytes", "video_bytes", "audio_sha256", "video_sha256")
@@ -104,11 +104,17 @@ class ClipTable:
 
     def record(self, position):
         """The :class:`~featurestore.datasets.clips.Clip` at ``position``."""
-        text = {name: str(self.columns[name][position]) for name in
-                ("clip_id", "scene", "city", "location", "audio", "video", "folds")}
+        text = {
+            name: str(self.columns[name][position])
+            for name in ("clip_id", "scene", "city", "location", "audio", "video", "folds")
+        }
         return Clip(
-            clip_id=text["clip_id"], audio=text["audio"] or None, video=text["video"] or None,
-            scene=text["scene"], city=text["city"], location=text["location"],
+            clip_id=text["clip_id"],
+            audio=text["audio"] or None,
+            video=text["video"] or None,
+            scene=text["scene"],
+            city=text["city"],
+            location=text["location"],
             folds=tuple(fold for fold in text["folds"].split(FOLD_SEPARATOR) if fold),
             duration=float(self.duration[position]),
         )
@@ -121,8 +127,10 @@ class ClipTable:
 
 def empty_columns():
     """Zero-length columns of the right dtypes."""
-    return {name: np.zeros(0, dtype="U1" if kind == "str" else kind)
-            for name, kind in CLIP_COLUMNS.items()}
+    return {
+        name: np.zeros(0, dtype="U1" if kind == "str" else kind)
+        for name, kind in CLIP_COLUMNS.items()
+    }
 
 
 def encode_clips(clips, sources=None):
@@ -135,24 +143,35 @@ def encode_clips(clips, sources=None):
         if not clip.clip_id:
             raise StoreFormatError("a clip has an empty clip_id")
         if clip.duration is None or not math.isfinite(clip.duration) or clip.duration <= 0:
-            raise StoreFormatError(f"clip {clip.clip_id!r} has no positive duration "
-                                   f"({clip.duration!r}); probe the media first")
+            raise StoreFormatError(
+                f"clip {clip.clip_id!r} has no positive duration "
+                f"({clip.duration!r}); probe the media first"
+            )
         if any(FOLD_SEPARATOR in fold or not fold for fold in clip.folds):
             raise StoreFormatError(f"clip {clip.clip_id!r} has an invalid fold in {clip.folds!r}")
         extra = sources.get(clip.clip_id, {})
         unknown = set(extra) - set(SOURCE_COLUMNS)
         if unknown:
-            raise StoreFormatError(f"sources of clip {clip.clip_id!r} have unknown keys "
-                                   f"{sorted(unknown)}; expected {list(SOURCE_COLUMNS)}")
-        rows.append({
-            "clip_id": clip.clip_id, "scene": clip.scene, "city": clip.city,
-            "location": clip.location, "folds": FOLD_SEPARATOR.join(clip.folds),
-            "duration": float(clip.duration), "audio": clip.audio or "", "video": clip.video or "",
-            "audio_bytes": int(extra.get("audio_bytes", -1)),
-            "video_bytes": int(extra.get("video_bytes", -1)),
-            "audio_sha256": str(extra.get("audio_sha256", "")),
-            "video_sha256": str(extra.get("video_sha256", "")),
-        })
+            raise StoreFormatError(
+                f"sources of clip {clip.clip_id!r} have unknown keys "
+                f"{sorted(unknown)}; expected {list(SOURCE_COLUMNS)}"
+            )
+        rows.append(
+            {
+                "clip_id": clip.clip_id,
+                "scene": clip.scene,
+                "city": clip.city,
+                "location": clip.location,
+                "folds": FOLD_SEPARATOR.join(clip.folds),
+                "duration": float(clip.duration),
+                "audio": clip.audio or "",
+                "video": clip.video or "",
+                "audio_bytes": int(extra.get("audio_bytes", -1)),
+                "video_bytes": int(extra.get("video_bytes", -1)),
+                "audio_sha256": str(extra.get("audio_sha256", "")),
+                "video_sha256": str(extra.get("video_sha256", "")),
+            }
+        )
     columns = empty_columns()
     if rows:
         for name, kind in CLIP_COLUMNS.items():
@@ -168,9 +187,11 @@ def _check_lengths(name, values, rows):
     lengths = [len(value) for value in values]
     if max(lengths) > MAX_STRING_CHARS:
         i = int(np.argmax(lengths))
-        raise StoreFormatError(f"clip {rows[i]['clip_id'][:80]!r}: its {name} has {lengths[i]} "
-                               f"characters; a store holds strings of at most "
-                               f"{MAX_STRING_CHARS}")
+        raise StoreFormatError(
+            f"clip {rows[i]['clip_id'][:80]!r}: its {name} has {lengths[i]} "
+            f"characters; a store holds strings of at most "
+            f"{MAX_STRING_CHARS}"
+        )
 
 
 def create_clip_arrays(group):
@@ -179,8 +200,13 @@ def create_clip_arrays(group):
     for name, kind in CLIP_COLUMNS.items():
         options = {"fill_value": -1} if kind == "int64" else {}
         clips.create_array(
-            name, shape=(0,), chunks=(CLIP_CHUNK,), dtype=str if kind == "str" else kind,
-            compressors=string_compressors(), dimension_names=("clip",), **options,
+            name,
+            shape=(0,),
+            chunks=(CLIP_CHUNK,),
+            dtype=str if kind == "str" else kind,
+            compressors=string_compressors(),
+            dimension_names=("clip",),
+            **options,
         )
 
 
@@ -197,8 +223,9 @@ def read_clip_table(group, n_clips):
     StoreFormatError
         One line naming the column.
     """
-    readers = {name: _column_reader(group, name, kind, n_clips)
-               for name, kind in CLIP_COLUMNS.items()}
+    readers = {
+        name: _column_reader(group, name, kind, n_clips) for name, kind in CLIP_COLUMNS.items()
+    }
     budget = _TableBudget(n_clips)
     columns = {}
     for name, kind in CLIP_COLUMNS.items():
@@ -208,8 +235,10 @@ def read_clip_table(group, n_clips):
             columns[name] = gather_rows(readers[name], [0], [n_clips])
     empty = np.flatnonzero(columns["clip_id"] == "")
     if empty.size:
-        raise StoreFormatError(f"clips/clip_id: the clip at position {empty[0]} has an empty id "
-                               f"({empty.size} such clips; a chunk of clip ids is missing)")
+        raise StoreFormatError(
+            f"clips/clip_id: the clip at position {empty[0]} has an empty id "
+            f"({empty.size} such clips; a chunk of clip ids is missing)"
+        )
     return ClipTable(columns)
 
 
@@ -227,8 +256,7 @@ def _column_reader(group, name, kind, n_clips):
     if stored != wanted:
         raise StoreFormatError(f"{label} holds {stored}; the clip table stores {wanted} there")
     if array.ndim != 1 or array.shape[0] < n_clips:
-        raise StoreFormatError(f"{label} has shape {array.shape}, the store has "
-                               f"{n_clips} clips")
+        raise StoreFormatError(f"{label} has shape {array.shape}, the store has {n_clips} clips")
     return reader
 
 
@@ -239,13 +267,16 @@ class _TableBudget:
     def __init__(self, n_clips):
         self.n_clips = n_clips
         self.widths = {name: 1 for name, kind in CLIP_COLUMNS.items() if kind == "str"}
-        self.numbers = sum(np.dtype(kind).itemsize for kind in CLIP_COLUMNS.values()
-                           if kind != "str")
+        self.numbers = sum(
+            np.dtype(kind).itemsize for kind in CLIP_COLUMNS.values() if kind != "str"
+        )
         size = self._size()
         if size > MAX_CLIP_TABLE_BYTES:
-            raise StoreFormatError(f"the store declares {n_clips} clips, whose table would take "
-                                   f"at least {size >> 20} MiB in memory; avscene reads clip "
-                                   f"tables of at most {MAX_CLIP_TABLE_BYTES >> 20} MiB")
+            raise StoreFormatError(
+                f"the store declares {n_clips} clips, whose table would take "
+                f"at least {size >> 20} MiB in memory; avscene reads clip "
+                f"tables of at most {MAX_CLIP_TABLE_BYTES >> 20} MiB"
+            )
 
     def _size(self):
         return self.n_clips * (4 * sum(self.widths.values()) + self.numbers)
@@ -264,7 +295,8 @@ class _TableBudget:
                 f"{label}: a table of {self.n_clips} clips with entries of up to "
                 f"{self.widths[longest]} characters (in clips/{longest}) would take "
                 f"{size >> 20} MiB in memory; avscene reads clip tables of at most "
-                f"{MAX_CLIP_TABLE_BYTES >> 20} MiB")
+                f"{MAX_CLIP_TABLE_BYTES >> 20} MiB"
+            )
 
 
 def _read_strings(reader, n_clips, budget):
@@ -273,7 +305,7 @@ def _read_strings(reader, n_clips, budget):
     name = reader.array.path.rsplit("/", 1)[-1]
     parts = []
     for index in range(-(-n_clips // reader.rows)):
-        chunk = reader.load(index)[:n_clips - index * reader.rows]
+        chunk = reader.load(index)[: n_clips - index * reader.rows]
         width = max(map(len, chunk), default=0)
         budget.widen(name, width)
         parts.append(chunk.astype(f"U{max(1, width)}"))
@@ -292,7 +324,7 @@ def write_clip_rows(group, columns, start):
             values = columns[name]
             if values.dtype.kind == "U":
                 values = values.astype(object)
-            array[start:start + count] = values
+            array[start : start + count] = values
 
 
 def merge_new_clips(table, columns):
@@ -307,7 +339,7 @@ def merge_new_clips(table, columns):
     _, first = np.unique(ids, return_index=True)
     keep = np.zeros(len(ids), bool)
     keep[first] = True
-    for position in np.flatnonzero(~keep):          # repeated ids in the input must agree
+    for position in np.flatnonzero(~keep):  # repeated ids in the input must agree
         original = first[np.searchsorted(ids[first], ids[position])]
         _check_same(columns, original, columns, position, what="given twice")
     fresh = keep.copy()
@@ -327,5 +359,6 @@ def _check_same(old_columns, old, new_columns, new, *, what):
         a, b = old_columns[name][old], new_columns[name][new]
         if a != b:
             clip_id = str(new_columns["clip_id"][new])
-            raise StoreFormatError(f"clip {clip_id!r} {what} with a different {name} "
-                                   f"({str(a)!r} != {str(b)!r})")
+            raise StoreFormatError(
+                f"clip {clip_id!r} {what} with a different {name} ({str(a)!r} != {str(b)!r})"
+            )

@@ -72,7 +72,7 @@ class DaskSegments(SegmentTable):
     position: np.ndarray
     pooling: str = "mean"
     names: tuple = field(default=())
-    combined: object = None       # all features side by side, in ``names`` order
+    combined: object = None  # all features side by side, in ``names`` order
 
     def X(self, names=None):
         """Features side by side: dask array, shape (n_segments, sum of dims), float32."""
@@ -103,22 +103,30 @@ def open_views(where, names, *, storage_options=None):
     """Open a store read-only: ``(store, {name: _Feature})`` with lazy arrays per feature."""
     store = FeatureStore.open(where, mode="r", storage_options=storage_options)
     target, label = resolve_location(where, storage_options=storage_options)
-    group = open_existing(target, zarr_options(target, storage_options, label), label,
-                          writable=False)
+    group = open_existing(
+        target, zarr_options(target, storage_options, label), label, writable=False
+    )
     missing = [name for name in names if name not in store.features]
     if missing:
-        raise StoreFormatError(f"{store.label} has no feature {missing[0]!r} "
-                               f"(it has {', '.join(store.features) or 'none'})")
+        raise StoreFormatError(
+            f"{store.label} has no feature {missing[0]!r} "
+            f"(it has {', '.join(store.features) or 'none'})"
+        )
     views = {}
     for name in names:
         feature = Feature(group["features"][name], block_clips=store.block_clips)
         offset, count, status = feature.checked_index(store.clips)
         starts, stops = feature.regions(store.clips.duration)
         views[name] = _Feature(
-            name=name, dim=feature.dim,
+            name=name,
+            dim=feature.dim,
             values=_regions(feature.values, starts, stops),
             timestamps=_regions(feature.timestamps, starts, stops),
-            region_start=starts, offset=offset, count=count, status=status)
+            region_start=starts,
+            offset=offset,
+            count=count,
+            status=status,
+        )
     return store, views
 
 
@@ -129,11 +137,16 @@ def _regions(array, starts, stops):
     import dask
     import dask.array as da
 
-    reader = ChunkReader(array)                     # checks the metadata on the client
+    reader = ChunkReader(array)  # checks the metadata on the client
     rest = tuple(array.shape[1:])
-    parts = [da.from_delayed(dask.delayed(_read_region)(array, int(start), int(stop)),
-                             shape=(int(stop - start),) + rest, dtype=reader.dtype)
-             for start, stop in zip(starts, stops)]
+    parts = [
+        da.from_delayed(
+            dask.delayed(_read_region)(array, int(start), int(stop)),
+            shape=(int(stop - start),) + rest,
+            dtype=reader.dtype,
+        )
+        for start, stop in zip(starts, stops)
+    ]
     return da.concatenate(parts) if parts else da.zeros((0,) + rest, reader.dtype)
 
 
@@ -163,8 +176,11 @@ def _block_plan(store, views, positions):
     positions = positions[committed]
     blocks = positions // store.block_clips
     cuts = np.flatnonzero(np.diff(blocks)) + 1
-    return [(int(group[0] // store.block_clips), group)
-            for group in np.split(positions, cuts) if group.size]
+    return [
+        (int(group[0] // store.block_clips), group)
+        for group in np.split(positions, cuts)
+        if group.size
+    ]
 
 
 def gather(region, local_offset, count):
@@ -177,8 +193,7 @@ def gather(region, local_offset, count):
 def _block_args(view, block, positions):
     """(values region, timestamps region, local offsets, counts) of one feature and block."""
     local = view.offset[positions] - view.region_start[block]
-    return (view.values.blocks[block], view.timestamps.blocks[block], local,
-            view.count[positions])
+    return (view.values.blocks[block], view.timestamps.blocks[block], local, view.count[positions])
 
 
 def _keys_of_block(features, positions, segments_of_clip, stride):
@@ -186,8 +201,9 @@ def _keys_of_block(features, positions, segments_of_clip, stride):
     joined = None
     for _, times, local, count in features:
         stamps = gather(times, local, count)
-        keys = segment_keys(stamps, np.repeat(positions, count),
-                            np.repeat(segments_of_clip, count), stride)
+        keys = segment_keys(
+            stamps, np.repeat(positions, count), np.repeat(segments_of_clip, count), stride
+        )
         keys = np.unique(keys[keys >= 0])
         joined = keys if joined is None else np.intersect1d(joined, keys, assume_unique=True)
     return joined
@@ -199,8 +215,9 @@ def _segments_of_block(features, positions, segments_of_clip, stride, pooling, k
     for values, times, local, count in features:
         stamps = gather(times, local, count)
         rows = gather(values, local, count).astype(np.float32, copy=False)
-        row_keys = segment_keys(stamps, np.repeat(positions, count),
-                                np.repeat(segments_of_clip, count), stride)
+        row_keys = segment_keys(
+            stamps, np.repeat(positions, count), np.repeat(segments_of_clip, count), stride
+        )
         found, pooled, _ = pool_rows(rows, stamps, row_keys, pooling)
         parts.append(pooled[np.searchsorted(found, keys)])
     return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
@@ -236,20 +253,32 @@ def dask_frames(where, name, *, selection=None, fold=None, storage_options=None)
     for block, positions in plan:
         region_values, region_times, local, count = _block_args(view, block, positions)
         n_rows = int(count.sum())
-        values.append(da.from_delayed(dask.delayed(gather)(region_values, local, count),
-                                      shape=(n_rows, view.dim), dtype=view.values.dtype))
-        stamps.append(da.from_delayed(dask.delayed(gather)(region_times, local, count),
-                                      shape=(n_rows,), dtype=np.float64))
+        values.append(
+            da.from_delayed(
+                dask.delayed(gather)(region_values, local, count),
+                shape=(n_rows, view.dim),
+                dtype=view.values.dtype,
+            )
+        )
+        stamps.append(
+            da.from_delayed(
+                dask.delayed(gather)(region_times, local, count), shape=(n_rows,), dtype=np.float64
+            )
+        )
     if not plan:
         values, stamps = [da.zeros((0, view.dim), np.float32)], [da.zeros(0, np.float64)]
     positions = np.concatenate([p for _, p in plan]) if plan else np.zeros(0, np.int64)
-    return DaskFrames(values=da.concatenate(values).astype(np.float32),
-                      timestamps=da.concatenate(stamps), positions=positions,
-                      counts=view.count[positions])
+    return DaskFrames(
+        values=da.concatenate(values).astype(np.float32),
+        timestamps=da.concatenate(stamps),
+        positions=positions,
+        counts=view.count[positions],
+    )
 
 
-def dask_segments(where, names, *, selection=None, fold=None, pooling="mean",
-                  storage_options=None):
+def dask_segments(
+    where, names, *, selection=None, fold=None, pooling="mean", storage_options=None
+):
     """Per-second segments of one or more features, joined on (clip, second), lazily.
 
     Parameters
@@ -282,8 +311,9 @@ def dask_segments(where, names, *, selection=None, fold=None, pooling="mean",
     if not names:
         raise StoreFormatError("dask_segments() needs at least one feature name")
     if pooling not in DASK_POOLINGS:
-        raise StoreFormatError(f"pooling must be one of {', '.join(DASK_POOLINGS)} for dask "
-                               f"reads, not {pooling!r}")
+        raise StoreFormatError(
+            f"pooling must be one of {', '.join(DASK_POOLINGS)} for dask reads, not {pooling!r}"
+        )
     store, views = open_views(where, names, storage_options=storage_options)
     with store:
         plan = _block_plan(store, views, _selected(store, selection, fold))
@@ -295,23 +325,42 @@ def dask_segments(where, names, *, selection=None, fold=None, pooling="mean",
     for block, positions in plan:
         features = [_block_args(views[name], block, positions) for name in names]
         tasks.append((features, positions, segments_of_clip[positions]))
-    keys = dask.compute(*[dask.delayed(_keys_of_block)(features, positions, segs, stride)
-                          for features, positions, segs in tasks])
+    keys = dask.compute(
+        *[
+            dask.delayed(_keys_of_block)(features, positions, segs, stride)
+            for features, positions, segs in tasks
+        ]
+    )
     dim = sum(views[name].dim * (2 if pooling == "meanstd" else 1) for name in names)
-    blocks = [da.from_delayed(
-        dask.delayed(_segments_of_block)(features, positions, segs, stride, pooling, block_keys),
-        shape=(len(block_keys), dim), dtype=np.float32)
-        for (features, positions, segs), block_keys in zip(tasks, keys) if len(block_keys)]
+    blocks = [
+        da.from_delayed(
+            dask.delayed(_segments_of_block)(
+                features, positions, segs, stride, pooling, block_keys
+            ),
+            shape=(len(block_keys), dim),
+            dtype=np.float32,
+        )
+        for (features, positions, segs), block_keys in zip(tasks, keys)
+        if len(block_keys)
+    ]
     combined = da.concatenate(blocks) if blocks else da.zeros((0, dim), np.float32)
     all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     clip = all_keys // stride
     features, start = {}, 0
     for name in names:
         width = views[name].dim * (2 if pooling == "meanstd" else 1)
-        features[name] = combined[:, start:start + width]
+        features[name] = combined[:, start : start + width]
         start += width
     return DaskSegments(
-        features=features, clip_id=columns["clip_id"][clip], second=all_keys - clip * stride,
-        scene=columns["scene"][clip], city=columns["city"][clip],
-        location=columns["location"][clip], folds=columns["folds"][clip], position=clip,
-        pooling=pooling, names=tuple(names), combined=combined)
+        features=features,
+        clip_id=columns["clip_id"][clip],
+        second=all_keys - clip * stride,
+        scene=columns["scene"][clip],
+        city=columns["city"][clip],
+        location=columns["location"][clip],
+        folds=columns["folds"][clip],
+        position=clip,
+        pooling=pooling,
+        names=tuple(names),
+        combined=combined,
+    )

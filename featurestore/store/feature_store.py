@@ -132,8 +132,15 @@ class FeatureStore:
     writers of the last block run.
     """
 
-    def __init__(self, group: zarr.Group, *, label: str, mode: str,
-                 owned_store: Store | None = None, clip_table: bool = True) -> None:
+    def __init__(
+        self,
+        group: zarr.Group,
+        *,
+        label: str,
+        mode: str,
+        owned_store: Store | None = None,
+        clip_table: bool = True,
+    ) -> None:
         self._group = group
         self.label = label
         self.mode = mode
@@ -143,13 +150,17 @@ class FeatureStore:
             raise StoreFormatError(f"{label} is a zarr group but not an avscene feature store")
         version = meta.get("format_version")
         if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
-            raise StoreFormatError(f"{label} has store format {version!r}; this avscene reads "
-                                   f"formats 1 to {FORMAT_VERSION}")
+            raise StoreFormatError(
+                f"{label} has store format {version!r}; this avscene reads "
+                f"formats 1 to {FORMAT_VERSION}"
+            )
         self._meta: dict[str, Any] = dict(meta)
         counts: list[Any] = [meta.get(key) for key in ("block_clips", "n_clips")]
         if not all(type(value) is int for value in counts) or counts[0] < 1 or counts[1] < 0:
-            raise StoreFormatError(f"{label}: block_clips {counts[0]!r} and n_clips "
-                                   f"{counts[1]!r} must be a positive and a non-negative integer")
+            raise StoreFormatError(
+                f"{label}: block_clips {counts[0]!r} and n_clips "
+                f"{counts[1]!r} must be a positive and a non-negative integer"
+            )
         self.block_clips = int(meta["block_clips"])
         #: True for a store (or archive) that holds the stored segments but no frames.
         self.segments_only = meta.get("segments_only") is True
@@ -159,9 +170,15 @@ class FeatureStore:
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
-    def open(cls, where: Location, mode: str = "r", *,
-             storage_options: dict[str, Any] | None = None,
-             block_clips: int = DEFAULT_BLOCK_CLIPS, clip_table: bool = True) -> Self:
+    def open(
+        cls,
+        where: Location,
+        mode: str = "r",
+        *,
+        storage_options: dict[str, Any] | None = None,
+        block_clips: int = DEFAULT_BLOCK_CLIPS,
+        clip_table: bool = True,
+    ) -> Self:
         """Open or create a store.
 
         Parameters
@@ -193,8 +210,10 @@ class FeatureStore:
             raise StoreFormatError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         target, label = resolve_location(where, storage_options=storage_options)
         if is_archive(target) and mode != "r":
-            raise StoreError(f"{label} is a zip archive, which is read-only (mode 'r'); "
-                             f"avscene unpack ARCHIVE --out STORE makes a writable store")
+            raise StoreError(
+                f"{label} is a zip archive, which is read-only (mode 'r'); "
+                f"avscene unpack ARCHIVE --out STORE makes a writable store"
+            )
         if isinstance(target, HttpStore) and mode != "r":
             raise StoreError(f"{label} is read over HTTP, which is read-only (mode 'r')")
         options = zarr_options(target, storage_options, label)
@@ -204,8 +223,7 @@ class FeatureStore:
         if mode == "w-" and group is not None:
             raise StoreExistsError(f"{label} exists already (mode 'w-')")
         if mode == "w" or group is None:
-            group = create_store_group(target, options, label, mode=mode,
-                                       block_clips=block_clips)
+            group = create_store_group(target, options, label, mode=mode, block_clips=block_clips)
         owned = group.store if not hasattr(where, "list_prefix") else None
         return cls(group, label=label, mode=mode, owned_store=owned, clip_table=clip_table)
 
@@ -223,8 +241,10 @@ class FeatureStore:
         return False
 
     def __repr__(self) -> str:
-        return (f"<FeatureStore {self.label} mode={self.mode!r} clips={self.n_clips} "
-                f"features={list(self.features)}>")
+        return (
+            f"<FeatureStore {self.label} mode={self.mode!r} clips={self.n_clips} "
+            f"features={list(self.features)}>"
+        )
 
     @property
     def n_clips(self) -> int:
@@ -240,8 +260,10 @@ class FeatureStore:
         if self.read_only:
             raise StoreError(f"{self.label} is open read-only (mode 'r')")
         if self.segments_only:
-            raise StoreError(f"{self.label} holds stored segments only (frames omitted); it "
-                             f"cannot be extended or rewritten")
+            raise StoreError(
+                f"{self.label} holds stored segments only (frames omitted); it "
+                f"cannot be extended or rewritten"
+            )
 
     @contextlib.contextmanager
     def _setup(self) -> Iterator[None]:
@@ -251,15 +273,20 @@ class FeatureStore:
         with acquire(self._leases, STORE_KEY, what, wait=SETUP_WAIT_SECONDS):
             self._refresh()
             yield
-            consolidate(self._group)      # readers of the consolidated metadata see the change
+            consolidate(self._group)  # readers of the consolidated metadata see the change
 
     def _refresh(self) -> None:
         """Re-read the root attributes and, if another process appended clips, the clip table."""
-        group = zarr.open_group(self._group.store, path=self._group.path, mode="r+",
-                                zarr_format=3, use_consolidated=False)
+        group = zarr.open_group(
+            self._group.store,
+            path=self._group.path,
+            mode="r+",
+            zarr_format=3,
+            use_consolidated=False,
+        )
         meta = dict(cast(dict[str, Any], group.attrs["avscene"]))
         if self._clip_table is None or int(meta["n_clips"]) != len(self._clip_table):
-            self._clip_table = None            # read again, from the new group, when used
+            self._clip_table = None  # read again, from the new group, when used
             self._features = {}
         self._group, self._meta = group, meta
 
@@ -271,7 +298,7 @@ class FeatureStore:
 
     @property
     def _clips(self) -> ClipTable:
-        if self._clip_table is None:           # opened with clip_table=False
+        if self._clip_table is None:  # opened with clip_table=False
             self._clip_table = read_clip_table(self._group, self.n_clips)
         return self._clip_table
 
@@ -282,8 +309,9 @@ class FeatureStore:
     @property
     def attrs(self) -> StoreAttrs:
         """Store-level attributes (dict-like; e.g. ``manifest_sha256``, ``dataset_root``)."""
-        return StoreAttrs(self._group, check_writable=self._require_writable,
-                          changing=self._changing_root)
+        return StoreAttrs(
+            self._group, check_writable=self._require_writable, changing=self._changing_root
+        )
 
     @contextlib.contextmanager
     def _changing_root(self) -> Iterator[zarr.Group]:
@@ -291,8 +319,9 @@ class FeatureStore:
         with self._setup():
             yield self._group
 
-    def add_clips(self, clips: Iterable[Any], *,
-                  sources: dict[str, dict[str, Any]] | None = None) -> int:
+    def add_clips(
+        self, clips: Iterable[Any], *, sources: dict[str, dict[str, Any]] | None = None
+    ) -> int:
         """Append clips to the clip table and extend every feature's layout.
 
         Parameters
@@ -328,7 +357,7 @@ class FeatureStore:
         columns = {name: np.concatenate([self._clips.columns[name], new[name]]) for name in new}
         for name in self.features:
             self._feature(name).extend(start + added, columns["duration"])
-        self._meta["n_clips"] = start + added       # the commit point of add_clips
+        self._meta["n_clips"] = start + added  # the commit point of add_clips
         self._group.attrs["avscene"] = self._meta
         self._clips = ClipTable(columns)
         return added
@@ -349,14 +378,22 @@ class FeatureStore:
             raise StoreFormatError(f"{self.label} has no block {index} ({n_blocks} blocks)")
         start = index * self.block_clips
         stop = min(start + self.block_clips, len(self._clips))
-        return Block(index=index, start=start, stop=stop,
-                     clip_ids=tuple(self._clips.clip_id[start:stop].tolist()))
+        return Block(
+            index=index,
+            start=start,
+            stop=stop,
+            clip_ids=tuple(self._clips.clip_id[start:stop].tolist()),
+        )
 
-    def select(self, *, scene: str | Sequence[str] | None = None,
-               city: str | Sequence[str] | None = None,
-               location: str | Sequence[str] | None = None,
-               fold: str | Sequence[str] | None = None,
-               clips: str | Sequence[str] | None = None) -> NDArray[np.int64]:
+    def select(
+        self,
+        *,
+        scene: str | Sequence[str] | None = None,
+        city: str | Sequence[str] | None = None,
+        location: str | Sequence[str] | None = None,
+        fold: str | Sequence[str] | None = None,
+        clips: str | Sequence[str] | None = None,
+    ) -> NDArray[np.int64]:
         """Positions of the clips matching every given criterion.
 
         Each argument is a string or a list of strings (any of them matches); ``fold`` matches
@@ -391,16 +428,27 @@ class FeatureStore:
     def _feature(self, name: str) -> Feature:
         if name not in self._features:
             if name not in self.features:
-                raise StoreFormatError(f"{self.label} has no feature {name!r} "
-                                       f"(it has {', '.join(self.features) or 'none'})")
+                raise StoreFormatError(
+                    f"{self.label} has no feature {name!r} "
+                    f"(it has {', '.join(self.features) or 'none'})"
+                )
             group = cast(zarr.Group, self._features_group()[name])
-            self._features[name] = Feature(group, block_clips=self.block_clips,
-                                           frames=not self.segments_only)
+            self._features[name] = Feature(
+                group, block_clips=self.block_clips, frames=not self.segments_only
+            )
         return self._features[name]
 
-    def create_feature(self, name: str, *, dim: int, frame_rate: float, params: dict[str, Any],
-                       storage_dtype: str = "float32", chunk_mib: float = 4,
-                       compression: str = DEFAULT_COMPRESSION) -> None:
+    def create_feature(
+        self,
+        name: str,
+        *,
+        dim: int,
+        frame_rate: float,
+        params: dict[str, Any],
+        storage_dtype: str = "float32",
+        chunk_mib: float = 4,
+        compression: str = DEFAULT_COMPRESSION,
+    ) -> None:
         """Declare a feature, or check that an existing one has the same definition.
 
         Parameters
@@ -426,26 +474,45 @@ class FeatureStore:
         """
         check_name(name)
         if storage_dtype not in STORAGE_DTYPES:
-            raise StoreFormatError(f"storage_dtype must be one of {STORAGE_DTYPES}, "
-                                   f"not {storage_dtype!r}")
+            raise StoreFormatError(
+                f"storage_dtype must be one of {STORAGE_DTYPES}, not {storage_dtype!r}"
+            )
         if compression not in COMPRESSIONS:
-            raise StoreFormatError(f"compression must be one of {COMPRESSIONS}, "
-                                   f"not {compression!r}")
-        if int(dim) != dim or dim <= 0 or not np.isfinite(frame_rate) or frame_rate <= 0 \
-                or not chunk_mib > 0:
-            raise StoreFormatError(f"feature {name!r}: dim, frame_rate and chunk_mib must be "
-                                   f"positive (got {dim!r}, {frame_rate!r}, {chunk_mib!r})")
-        wanted = definition(dim=dim, frame_rate=frame_rate, storage_dtype=storage_dtype,
-                            params=normalise_params(params, name=name))
+            raise StoreFormatError(
+                f"compression must be one of {COMPRESSIONS}, not {compression!r}"
+            )
+        if (
+            int(dim) != dim
+            or dim <= 0
+            or not np.isfinite(frame_rate)
+            or frame_rate <= 0
+            or not chunk_mib > 0
+        ):
+            raise StoreFormatError(
+                f"feature {name!r}: dim, frame_rate and chunk_mib must be "
+                f"positive (got {dim!r}, {frame_rate!r}, {chunk_mib!r})"
+            )
+        wanted = definition(
+            dim=dim,
+            frame_rate=frame_rate,
+            storage_dtype=storage_dtype,
+            params=normalise_params(params, name=name),
+        )
         if self.read_only:
             return self._same_definition(name, wanted)
-        with self._setup():              # another process may be declaring it right now
+        with self._setup():  # another process may be declaring it right now
             if name in self.features:
                 return self._same_definition(name, wanted)
             self._features[name] = create_feature_group(
-                self._features_group(), name, wanted, compression=compression,
-                chunk_mib=chunk_mib, block_clips=self.block_clips, n_clips=len(self._clips),
-                durations=self._clips.duration)
+                self._features_group(),
+                name,
+                wanted,
+                compression=compression,
+                chunk_mib=chunk_mib,
+                block_clips=self.block_clips,
+                n_clips=len(self._clips),
+                durations=self._clips.duration,
+            )
 
     def _same_definition(self, name: str, wanted: dict[str, Any]) -> None:
         """Refuse a redeclaration of ``name`` with another definition (or an unknown name)."""
@@ -455,7 +522,8 @@ class FeatureStore:
         if differences:
             raise ProvenanceMismatchError(
                 f"feature {name!r} in {self.label} was made with a different definition: "
-                f"{describe_diff(differences)}; use a new feature name or a new store")
+                f"{describe_diff(differences)}; use a new feature name or a new store"
+            )
 
     def feature_params(self, name: str) -> dict[str, Any]:
         """The extractor parameters a feature was made with (a copy)."""
@@ -470,8 +538,9 @@ class FeatureStore:
         return self._feature(name).attrs["fingerprint"]
 
     # -- writing ----------------------------------------------------------------------------
-    def block_writer(self, name: str, block: Block | int, *,
-                     commit_seconds: float = 1.0) -> BlockWriter:
+    def block_writer(
+        self, name: str, block: Block | int, *, commit_seconds: float = 1.0
+    ) -> BlockWriter:
         """A :class:`~featurestore.store.writer.BlockWriter` for ``block`` (Block or index).
 
         The writer holds the block's lease until it closes; the lease of a writer that died
@@ -494,12 +563,18 @@ class FeatureStore:
         index = block.index if isinstance(block, Block) else int(block)
         block = self._block(index)
         starts, stops = feature.regions(self._clips.duration)
-        lease = acquire(self._leases, block_key(name, index),
-                        f"features/{name} block {index} of {self.label}")
+        lease = acquire(
+            self._leases, block_key(name, index), f"features/{name} block {index} of {self.label}"
+        )
         try:
-            return BlockWriter(feature, block, durations=self._clips.duration,
-                               region=(starts[index], stops[index]), lease=lease,
-                               commit_seconds=commit_seconds)
+            return BlockWriter(
+                feature,
+                block,
+                durations=self._clips.duration,
+                region=(starts[index], stops[index]),
+                lease=lease,
+                commit_seconds=commit_seconds,
+            )
         except BaseException:
             lease.release()
             raise
@@ -521,7 +596,7 @@ class FeatureStore:
         """Ids of clips neither committed nor failed for ``name`` (optionally in one block)."""
         if block is None:
             start, status = 0, self.status(name)
-        else:                               # one block: read its index chunk only
+        else:  # one block: read its index chunk only
             block = self._block(block.index if isinstance(block, Block) else int(block))
             start = block.start
             status = read_span(self._feature(name).status, block.start, block.stop)
@@ -536,13 +611,13 @@ class FeatureStore:
             failed = np.flatnonzero(self._index(feature_name)[2] == FAILED)
             if failed.size:
                 reasons = read_span(feature.reason)
-                found += [(feature_name, str(self._clips.clip_id[p]), str(reasons[p]))
-                          for p in failed]
+                found += [
+                    (feature_name, str(self._clips.clip_id[p]), str(reasons[p])) for p in failed
+                ]
         return found
 
     # -- reading ----------------------------------------------------------------------------
-    def frames(self, name: str,
-               clip_id: str) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    def frames(self, name: str, clip_id: str) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
         """Frames of one clip.
 
         Returns
@@ -553,8 +628,10 @@ class FeatureStore:
         position = self._clips.positions([clip_id])
         offset, count, status = self._index(name, position)
         if status[0] != COMMITTED:
-            raise StoreError(f"clip {clip_id!r} has no {name} frames in {self.label} "
-                             f"({STATUS_NAMES.get(int(status[0]), status[0])})")
+            raise StoreError(
+                f"clip {clip_id!r} has no {name} frames in {self.label} "
+                f"({STATUS_NAMES.get(int(status[0]), status[0])})"
+            )
         return self._feature(name).rows(offset, count)
 
     def read(self, name: str, *, selection: ArrayLike | None = None) -> Frames:
@@ -578,8 +655,13 @@ class FeatureStore:
         values, timestamps = feature.rows(offset[keep], count[keep])
         return Frames(values, timestamps, positions[keep], count[keep])
 
-    def segments(self, names: str | Sequence[str], *,
-                 selection: ArrayLike | None = None, pooling: str = "mean") -> Segments:
+    def segments(
+        self,
+        names: str | Sequence[str],
+        *,
+        selection: ArrayLike | None = None,
+        pooling: str = "mean",
+    ) -> Segments:
         """Per-second segments of one or more features, joined on (clip, second).
 
         Parameters
@@ -609,36 +691,44 @@ class FeatureStore:
         return Segments(
             features={name: pooled[name][1][where[name]] for name in names},
             counts={name: pooled[name][2][where[name]] for name in names},
-            clip_id=columns["clip_id"][clip], second=keys - clip * stride,
-            scene=columns["scene"][clip], city=columns["city"][clip],
-            location=columns["location"][clip], folds=columns["folds"][clip], position=clip,
-            pooling=pooling, names=tuple(names),
+            clip_id=columns["clip_id"][clip],
+            second=keys - clip * stride,
+            scene=columns["scene"][clip],
+            city=columns["city"][clip],
+            location=columns["location"][clip],
+            folds=columns["folds"][clip],
+            position=clip,
+            pooling=pooling,
+            names=tuple(names),
         )
 
-    def _pooled(self, name: str, positions: NDArray[np.int64], stride: int,
-                pooling: str) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
+    def _pooled(
+        self, name: str, positions: NDArray[np.int64], stride: int, pooling: str
+    ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
         """(keys, pooled, counts) of one feature: from its stored segments when they were made
         from the current frames, else pooled from the frames."""
         feature = self._feature(name)
         index = self._index(name)
         group = stored_segments.open_group(self._group, name, pooling)
-        stored = stored_segments.read_segments(group, feature, self._clips, index, positions,
-                                               stride, pooling)
+        stored = stored_segments.read_segments(
+            group, feature, self._clips, index, positions, stride, pooling
+        )
         if stored is not None:
             return stored
         if not feature.has_frames:
             raise StoreFormatError(
                 f"{self.label} holds segments only, and has no up-to-date {pooling} segments "
-                f"of {name!r} (it has {self._stored_names() or 'none'})")
+                f"of {name!r} (it has {self._stored_names() or 'none'})"
+            )
         subset = tuple(part[positions] for part in index)
         return pool_feature(feature, subset, positions, self._clips.duration, stride, pooling)
 
     def _stored_names(self) -> str:
-        return ", ".join(f"{name} {pooling}" for name, pooling in
-                         stored_segments.stored_groups(self._group))
+        return ", ".join(
+            f"{name} {pooling}" for name, pooling in stored_segments.stored_groups(self._group)
+        )
 
-    def stored_segments(self, *,
-                        indexes: dict[str, Index] | None = None) -> list[dict[str, Any]]:
+    def stored_segments(self, *, indexes: dict[str, Index] | None = None) -> list[dict[str, Any]]:
         """The stored segment groups and whether each was made from the current frames.
 
         Parameters
@@ -659,15 +749,27 @@ class FeatureStore:
             if name in self.features and name not in indexes:
                 indexes[name] = self._index(name)
             fresh = name in self.features and stored_segments.is_fresh(
-                group, self._feature(name), self._clips, indexes[name])
-            found.append({"feature": name, "pooling": pooling, "fresh": fresh,
-                          "segments": group.attrs.get("n_segments"),
-                          "dim": group.attrs.get("dim"), "created": group.attrs.get("created")})
+                group, self._feature(name), self._clips, indexes[name]
+            )
+            found.append(
+                {
+                    "feature": name,
+                    "pooling": pooling,
+                    "fresh": fresh,
+                    "segments": group.attrs.get("n_segments"),
+                    "dim": group.attrs.get("dim"),
+                    "created": group.attrs.get("created"),
+                }
+            )
         return found
 
-    def write_segments(self, names: str | Sequence[str] | None = None, *,
-                       poolings: Sequence[str] = ("mean",),
-                       overwrite: bool = False) -> list[dict[str, Any]]:
+    def write_segments(
+        self,
+        names: str | Sequence[str] | None = None,
+        *,
+        poolings: Sequence[str] = ("mean",),
+        overwrite: bool = False,
+    ) -> list[dict[str, Any]]:
         """Store the pooled 1-s segments of features, for later reads of the same pooling.
 
         :meth:`segments` reads a stored copy instead of pooling the frames as long as the frames
@@ -688,28 +790,50 @@ class FeatureStore:
             ``frames_fingerprint`` and ``written`` (False: it was up to date).
         """
         self._require_writable()
-        names = list(self.features) if names is None else \
-            [names] if isinstance(names, str) else list(names)
+        names = (
+            list(self.features)
+            if names is None
+            else [names]
+            if isinstance(names, str)
+            else list(names)
+        )
         unknown = [p for p in poolings if p not in stored_segments.STORED_POOLINGS]
         if unknown:
-            raise StoreFormatError(f"pooling {unknown[0]!r} cannot be stored; choose from "
-                                   f"{', '.join(stored_segments.STORED_POOLINGS)}")
+            raise StoreFormatError(
+                f"pooling {unknown[0]!r} cannot be stored; choose from "
+                f"{', '.join(stored_segments.STORED_POOLINGS)}"
+            )
         done = []
         with self._setup():
             for name in names:
                 feature, index = self._feature(name), self._index(name)
                 for pooling in poolings:
                     group = stored_segments.open_group(self._group, name, pooling)
-                    if group is not None and not overwrite and \
-                            stored_segments.is_fresh(group, feature, self._clips, index):
-                        done.append({"feature": name, "pooling": pooling, "written": False,
-                                     "segments": group.attrs["n_segments"],
-                                     "dim": group.attrs["dim"],
-                                     "frames_fingerprint": group.attrs["frames_fingerprint"]})
+                    if (
+                        group is not None
+                        and not overwrite
+                        and stored_segments.is_fresh(group, feature, self._clips, index)
+                    ):
+                        done.append(
+                            {
+                                "feature": name,
+                                "pooling": pooling,
+                                "written": False,
+                                "segments": group.attrs["n_segments"],
+                                "dim": group.attrs["dim"],
+                                "frames_fingerprint": group.attrs["frames_fingerprint"],
+                            }
+                        )
                         continue
-                    drop_consolidated(self._group)     # no reader trusts the old copy's attrs
-                    done.append({**stored_segments.write_segments(
-                        self._group, feature, self._clips, index, pooling), "written": True})
+                    drop_consolidated(self._group)  # no reader trusts the old copy's attrs
+                    done.append(
+                        {
+                            **stored_segments.write_segments(
+                                self._group, feature, self._clips, index, pooling
+                            ),
+                            "written": True,
+                        }
+                    )
         return done
 
     def _positions(self, selection: ArrayLike | None) -> NDArray[np.int64]:
@@ -731,7 +855,7 @@ class FeatureStore:
         extraction runs call this when they end.
         """
         self._require_writable()
-        with self._setup():                   # consolidates, measuring the sizes
+        with self._setup():  # consolidates, measuring the sizes
             pass
 
     # -- the zarr objects underneath -------------------------------------------------------
@@ -814,6 +938,7 @@ class FeatureStore:
     def info(self) -> dict[str, Any]:
         """Summary of clips, features, layout, sizes on disk and provenance (a JSON-able dict)."""
         from featurestore.store.integrity import store_info
+
         return store_info(self)
 
     def verify(self) -> list[str]:
@@ -822,11 +947,13 @@ class FeatureStore:
         Leases and leftover temporary files are not problems (see :meth:`repair`).
         """
         from featurestore.store.integrity import verify_store
+
         return verify_store(self)
 
     def temporary_files(self) -> list[str]:
         """Keys of leftover temporary files (names ending in ``.partial``), sorted."""
         from featurestore.store.integrity import temporary_files
+
         return temporary_files(self)
 
     def repair(self) -> list[str]:
@@ -843,6 +970,7 @@ class FeatureStore:
             The store is open read-only, or a live writer holds a lease.
         """
         from featurestore.store.integrity import repair_store
+
         self._require_writable()
         return repair_store(self)
 

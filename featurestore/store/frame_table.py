@@ -57,7 +57,9 @@ class FrameTable:
 
     def __repr__(self):
         shapes = ", ".join(f"{name}{self.features[name].shape}" for name in self.names)
-        return f"<FrameTable {len(self)} frames of {len(np.unique(self.position))} clips: {shapes}>"
+        return (
+            f"<FrameTable {len(self)} frames of {len(np.unique(self.position))} clips: {shapes}>"
+        )
 
     @property
     def y(self):
@@ -72,19 +74,35 @@ class FrameTable:
     def subset(self, rows):
         """The table of ``rows`` (indices; whole clips, so ``frame`` and ``n_frames`` still hold)."""
         rows = np.asarray(rows, dtype=np.int64)
-        columns = {name: getattr(self, name)[rows] for name in
-                   ("clip_id", "scene", "city", "location", "folds", "position", "timestamp",
-                    "frame", "n_frames", "n_segments")}
-        return FrameTable(features={name: values[rows] for name, values in self.features.items()},
-                          names=self.names, **columns)
+        columns = {
+            name: getattr(self, name)[rows]
+            for name in (
+                "clip_id",
+                "scene",
+                "city",
+                "location",
+                "folds",
+                "position",
+                "timestamp",
+                "frame",
+                "n_frames",
+                "n_segments",
+            )
+        }
+        return FrameTable(
+            features={name: values[rows] for name, values in self.features.items()},
+            names=self.names,
+            **columns,
+        )
 
     def X(self, names=None):
         """Features side by side, shape (n_rows, sum of dims), in ``names`` order (default all)."""
         names = list(self.names if names is None else [names] if isinstance(names, str) else names)
         unknown = [name for name in names if name not in self.features]
         if unknown:
-            raise StoreFormatError(f"frames have no feature {unknown[0]!r}; they have "
-                                   f"{list(self.names)}")
+            raise StoreFormatError(
+                f"frames have no feature {unknown[0]!r}; they have {list(self.names)}"
+            )
         parts = [self.features[name] for name in names]
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
@@ -119,7 +137,9 @@ def read_frame_table(store, names, *, selection=None):
     for name in names:
         frames = read[name]
         keep = np.repeat(np.isin(frames.positions, common), frames.counts)
-        rows = _time_order(frames.timestamps[keep], np.repeat(frames.positions, frames.counts)[keep])
+        rows = _time_order(
+            frames.timestamps[keep], np.repeat(frames.positions, frames.counts)[keep]
+        )
         values[name] = frames.values[keep][rows]
         stamps[name] = frames.timestamps[keep][rows]
         counts[name] = frames.counts[np.isin(frames.positions, common)]
@@ -129,12 +149,19 @@ def read_frame_table(store, names, *, selection=None):
     starts = np.cumsum(counts[first]) - counts[first]
     columns = store.clips.columns
     return FrameTable(
-        features=values, clip_id=columns["clip_id"][position], scene=columns["scene"][position],
-        city=columns["city"][position], location=columns["location"][position],
-        folds=columns["folds"][position], position=position, timestamp=stamps[first],
+        features=values,
+        clip_id=columns["clip_id"][position],
+        scene=columns["scene"][position],
+        city=columns["city"][position],
+        location=columns["location"][position],
+        folds=columns["folds"][position],
+        position=position,
+        timestamp=stamps[first],
         frame=np.arange(len(position)) - np.repeat(starts, counts[first]),
         n_frames=np.repeat(counts[first], counts[first]),
-        n_segments=n_segments(store.clips.duration[position]), names=tuple(names))
+        n_segments=n_segments(store.clips.duration[position]),
+        names=tuple(names),
+    )
 
 
 def _time_order(timestamps, positions):
@@ -161,10 +188,11 @@ def _check_joined(store, names, positions, counts, stamps):
             f"{store.label}: clip {clip_id!r} has {counts[first][k]} {first} frames at "
             f"{shown[first]} but {counts[name][k]} {name} frames at {shown[name]}; frame-level "
             "rows join features on identical timestamps: extract the video with "
-            "--video-frames per-audio-window (one frame per audio window)")
+            "--video-frames per-audio-window (one frame per audio window)"
+        )
 
 
 def _first_times(stamps, counts, k, shown=3):
     start = int(np.sum(counts[:k]))
-    times = stamps[start:start + min(int(counts[k]), shown)]
+    times = stamps[start : start + min(int(counts[k]), shown)]
     return "[" + ", ".join(f"{t:.3f}" for t in times) + (", ...]" if counts[k] > shown else "]")

@@ -64,8 +64,10 @@ def _codec_names(array):
         config = codec.to_dict()
         detail = config.get("configuration", {})
         if config["name"] == "blosc":
-            names.append(f"blosc({detail.get('cname')}, {detail.get('shuffle')}, "
-                         f"clevel {detail.get('clevel')})")
+            names.append(
+                f"blosc({detail.get('cname')}, {detail.get('shuffle')}, "
+                f"clevel {detail.get('clevel')})"
+            )
         elif config["name"] != "bytes":
             names.append(config["name"])
     return names
@@ -81,8 +83,7 @@ def store_info(store):
     sizes, sizes_from = array_bytes(store.zarr_group, store.label)
     info = {
         "store": store.label,
-        "format": {key: value for key, value in store.format_record().items()
-                   if key != SIZES_KEY},
+        "format": {key: value for key, value in store.format_record().items() if key != SIZES_KEY},
         "attrs": {key: value for key, value in store.attrs.items() if key != "avscene"},
         "clips": {
             "total": len(table),
@@ -125,14 +126,15 @@ def store_info(store):
             "rows": rows,
             "bytes_on_disk": on_disk,
             "bytes_raw": raw,
-            "compression_ratio": round(raw / on_disk, 3) if on_disk and feature.has_frames
+            "compression_ratio": round(raw / on_disk, 3)
+            if on_disk and feature.has_frames
             else None,
             "fingerprint": feature.attrs["fingerprint"],
             "params": feature.attrs["params"],
             "created": feature.attrs.get("created"),
             "package_versions": feature.attrs.get("package_versions", {}),
         }
-    for entry in store.stored_segments(indexes=indexes):     # the indexes are read once
+    for entry in store.stored_segments(indexes=indexes):  # the indexes are read once
         path = stored_segments.group_path(entry["feature"], entry["pooling"])
         info["segments"].append({**entry, "bytes_on_disk": bytes_under(sizes, path)})
     info["bytes_on_disk"] = bytes_under(sizes, "")
@@ -152,7 +154,7 @@ def verify_store(store):
     is read here, chunk by chunk, not taken from ``store.clips``, so that a store whose table
     cannot be read still has all its other problems listed.
     """
-    with warnings.catch_warnings():     # a v2 node is reported, not warned about by zarr
+    with warnings.catch_warnings():  # a v2 node is reported, not warned about by zarr
         warnings.filterwarnings("ignore", category=ZarrUserWarning)
         return _verify_store(store)
 
@@ -165,11 +167,20 @@ def _verify_store(store):
         found = _guarded(f"features/{name}", _verify_feature, store, name, table)
         sound[name] = not found
         problems += found
-    groups = _guarded_list("segments", lambda: stored_segments.stored_groups(store.zarr_group),
-                           problems)
+    groups = _guarded_list(
+        "segments", lambda: stored_segments.stored_groups(store.zarr_group), problems
+    )
     for (name, pooling), group in (groups or {}).items():
-        problems += _guarded(group.path, _verify_segments, store, name, pooling, group, table,
-                             frames_ok=sound.get(name, False))
+        problems += _guarded(
+            group.path,
+            _verify_segments,
+            store,
+            name,
+            pooling,
+            group,
+            table,
+            frames_ok=sound.get(name, False),
+        )
     return problems
 
 
@@ -196,8 +207,9 @@ def _verify_clip_table(store, problems):
     saying why) when it cannot be read."""
     clips = _guarded_list("clips", lambda: store.zarr_group["clips"], problems)
     if clips is None:
-        problems.append("clips: the clip table cannot be read; the features' indexes are "
-                        "not checked")
+        problems.append(
+            "clips: the clip table cannot be read; the features' indexes are not checked"
+        )
         return None
     problems += _check_chunks(clips, CLIP_COLUMNS, "clips")
     try:
@@ -205,19 +217,25 @@ def _verify_clip_table(store, problems):
     except Exception as error:
         text = _first_line(error, "")
         known = any(text in problem for problem in problems)
-        problems.append(f"clips: the table cannot be read{'' if known else f' ({text})'}; the "
-                        f"features' indexes are not checked")
+        problems.append(
+            f"clips: the table cannot be read{'' if known else f' ({text})'}; the "
+            f"features' indexes are not checked"
+        )
         return None
     unique_ids = np.unique(table.clip_id)
     if unique_ids.size != len(table):
         problems.append(f"clips/clip_id: {len(table) - unique_ids.size} duplicate clip ids")
     bad = ~(np.isfinite(table.duration) & (table.duration > 0))
     for position in np.flatnonzero(bad)[:5]:
-        problems.append(f"clips/duration: clip {str(table.clip_id[position])!r} has duration "
-                        f"{table.duration[position]!r}")
+        problems.append(
+            f"clips/duration: clip {str(table.clip_id[position])!r} has duration "
+            f"{table.duration[position]!r}"
+        )
     if np.any(bad):
-        problems.append("clips/duration: the features' indexes are not checked (their block "
-                        "layout follows from the durations)")
+        problems.append(
+            "clips/duration: the features' indexes are not checked (their block "
+            "layout follows from the durations)"
+        )
         return None
     return table
 
@@ -228,11 +246,12 @@ def _file_problems(store):
     metadata: node documents that differ from their copies there."""
     zstore, prefix = store.zarr_location()
     if isinstance(zstore, LocalStore):
-        return folder_problems(Path(zstore.root).joinpath(*prefix.split("/")) if prefix
-                               else Path(zstore.root))
+        return folder_problems(
+            Path(zstore.root).joinpath(*prefix.split("/")) if prefix else Path(zstore.root)
+        )
     documents = {}
     for key in list_keys(zstore, prefix):
-        relative = key[len(prefix) + 1:] if prefix else key
+        relative = key[len(prefix) + 1 :] if prefix else key
         if key_kind(relative, ()) == "metadata":
             buffer = sync(zstore.get(key, prototype=default_buffer_prototype()))
             if buffer is not None:
@@ -248,8 +267,11 @@ def store_folder_problems(where):
         return []
     target, _ = resolve_location(where)
     folder = local_directory(target)
-    return folder_problems(folder) if folder is not None and \
-        os.path.lexists(folder / "zarr.json") else []
+    return (
+        folder_problems(folder)
+        if folder is not None and os.path.lexists(folder / "zarr.json")
+        else []
+    )
 
 
 def _check_chunks(group, names, label, stored=None):
@@ -264,8 +286,9 @@ def _check_chunks(group, names, label, stored=None):
             reader = ChunkReader(member_array(group, name, f"{label}/{name}"))
         except Exception as error:
             text = str(error).splitlines()[0] if str(error) else "missing"
-            problems.append(text if text.startswith(f"{label}/{name}") else
-                            f"{label}/{name}: {text}")
+            problems.append(
+                text if text.startswith(f"{label}/{name}") else f"{label}/{name}: {text}"
+            )
             continue
         indices, outside = _stored_chunks(group.store, _join(group.path, name), reader)
         if stored is not None:
@@ -276,7 +299,7 @@ def _check_chunks(group, names, label, stored=None):
         def decode(index, reader=reader):
             try:
                 reader.load(index)
-            except Exception as error:            # report every corrupt chunk, keep going
+            except Exception as error:  # report every corrupt chunk, keep going
                 message = str(error).split("\n")[0]
                 if reader.key(index) not in message:
                     message = f"{reader.key(index)}: {message}"
@@ -291,12 +314,16 @@ def _stored_chunks(store, path, reader):
     store's listing; temporary files are left out."""
     indices, outside = set(), 0
     for key in list_keys(store, chunk_prefix(path)):
-        if is_temporary(key) or key.endswith("/"):      # folder entries of zip tools
+        if is_temporary(key) or key.endswith("/"):  # folder entries of zip tools
             continue
         parsed = parse_chunk_key(key)
         coords = parsed[1] if parsed is not None and parsed[0] == path else ()
-        if coords and len(coords) == len(reader.shape) and not any(coords[1:]) and \
-                coords[0] < reader.nchunks:
+        if (
+            coords
+            and len(coords) == len(reader.shape)
+            and not any(coords[1:])
+            and coords[0] < reader.nchunks
+        ):
             indices.add(coords[0])
         else:
             outside += 1
@@ -309,10 +336,11 @@ def _verify_feature(store, name, table):
     label = f"features/{name}"
     try:
         feature = store.feature(name)
-    except Exception as error:               # still decode the arrays avscene can read
+    except Exception as error:  # still decode the arrays avscene can read
         group = store.feature_group(name)
-        names = [key for key in ("values", "timestamps") + INDEX_ARRAYS
-                 if key in group.array_keys()]
+        names = [
+            key for key in ("values", "timestamps") + INDEX_ARRAYS if key in group.array_keys()
+        ]
         return [_first_line(error, label)] + _check_chunks(group, names, label)
     stored = {}
     problems = _check_chunks(feature.group, tuple(feature.arrays), label, stored)
@@ -323,26 +351,43 @@ def _verify_feature(store, name, table):
     n_clips = len(table)
     for array_name in INDEX_ARRAYS:
         if feature.arrays[array_name].shape[0] != n_clips:
-            return problems + [f"{label}/{array_name}: {feature.arrays[array_name].shape[0]} "
-                               f"entries for {n_clips} clips"]
-    corrupt = {problem.split()[2].split("/")[2] for problem in problems
-               if problem.startswith(f"corrupt chunk {label}/")}
+            return problems + [
+                f"{label}/{array_name}: {feature.arrays[array_name].shape[0]} "
+                f"entries for {n_clips} clips"
+            ]
+    corrupt = {
+        problem.split()[2].split("/")[2]
+        for problem in problems
+        if problem.startswith(f"corrupt chunk {label}/")
+    }
     if corrupt & {"offset", "count", "status"}:
-        return problems                            # the index cannot be read
+        return problems  # the index cannot be read
     offset, count, status = feature.index()
-    if not feature.has_frames:                     # a segments-only store: the index alone
-        return problems + _check_index(table, store.block_clips, feature, offset, count,
-                                       status, None, None)
+    if not feature.has_frames:  # a segments-only store: the index alone
+        return problems + _check_index(
+            table, store.block_clips, feature, offset, count, status, None, None
+        )
     starts, stops = feature.regions(table.duration)
     total = int(stops[-1]) if stops.size else 0
     if feature.values.shape != (total, feature.dim) or feature.timestamps.shape != (total,):
-        return problems + [f"{label}: values {feature.values.shape} / timestamps "
-                           f"{feature.timestamps.shape}, layout needs ({total}, {feature.dim})"]
-    index_problems = _check_index(table, store.block_clips, feature, offset, count, status,
-                                  starts, stops)
+        return problems + [
+            f"{label}: values {feature.values.shape} / timestamps "
+            f"{feature.timestamps.shape}, layout needs ({total}, {feature.dim})"
+        ]
+    index_problems = _check_index(
+        table, store.block_clips, feature, offset, count, status, starts, stops
+    )
     if not index_problems:
-        index_problems = _check_rows(feature, offset, count, status, stored, label,
-                                     table.clip_id, timestamps="timestamps" not in corrupt)
+        index_problems = _check_rows(
+            feature,
+            offset,
+            count,
+            status,
+            stored,
+            label,
+            table.clip_id,
+            timestamps="timestamps" not in corrupt,
+        )
     return problems + index_problems
 
 
@@ -364,8 +409,9 @@ def _check_rows(feature, offset, count, status, stored, label, ids, *, timestamp
     for name in ("values", "timestamps"):
         reader = ChunkReader(feature.arrays[name])
         missing, examples = _missing_in_runs(runs, stored[name])
-        problems += [f"missing chunk {reader.key(index)} (holds committed rows)"
-                     for index in examples]
+        problems += [
+            f"missing chunk {reader.key(index)} (holds committed rows)" for index in examples
+        ]
         if missing > len(examples):
             problems.append(f"{label}/{name}: {missing - len(examples)} more chunks missing")
     if problems or not timestamps:
@@ -387,7 +433,7 @@ def _missing_in_runs(runs, stored, limit=5):
     present = np.array(sorted(stored), dtype=np.int64)
     missing, examples = 0, []
     for start, stop in runs:
-        inside = present[np.searchsorted(present, start):np.searchsorted(present, stop, "right")]
+        inside = present[np.searchsorted(present, start) : np.searchsorted(present, stop, "right")]
         missing += stop - start + 1 - inside.size
         index, have = start, set(inside.tolist())
         while len(examples) < limit and index <= stop and index - start <= inside.size + limit:
@@ -419,10 +465,17 @@ def _check_index(table, block_clips, feature, offset, count, status, starts, sto
         block = np.arange(len(status)) // block_clips
         low, high = starts[block], stops[block]
         outside = committed & ((offset < low) | (offset > high - count)) & (count >= 0)
-        report(outside, lambda p: f"rows [{offset[p]}, {offset[p] + count[p]}) leave its "
-                                  f"block's region [{low[p]}, {high[p]})")
+        report(
+            outside,
+            lambda p: (
+                f"rows [{offset[p]}, {offset[p] + count[p]}) leave its "
+                f"block's region [{low[p]}, {high[p]})"
+            ),
+        )
     reserved = feature.reserved(table.duration)
-    report(committed & (count > reserved), lambda p: f"has {count[p]} rows, {reserved[p]} reserved")
+    report(
+        committed & (count > reserved), lambda p: f"has {count[p]} rows, {reserved[p]} reserved"
+    )
     failed = np.flatnonzero(status == FAILED)
     if failed.size:
         reasons = read_span(feature.reason)
@@ -446,8 +499,10 @@ def _check_timestamps(feature, offset, count, ids, label):
     clip_of_row = np.repeat(np.arange(len(offset)), count)
     missing = ~np.isfinite(times)
     for clip in np.unique(clip_of_row[missing])[:5]:
-        problems.append(f"{label}: clip {str(ids[clip])!r} has rows without timestamps "
-                        f"(a chunk of timestamps is missing)")
+        problems.append(
+            f"{label}: clip {str(ids[clip])!r} has rows without timestamps "
+            f"(a chunk of timestamps is missing)"
+        )
     backwards = (np.diff(times) < 0) & (clip_of_row[1:] == clip_of_row[:-1])
     for clip in np.unique(clip_of_row[1:][backwards])[:5]:
         problems.append(f"{label}: clip {str(ids[clip])!r} has decreasing timestamps")
@@ -466,64 +521,78 @@ def _verify_segments(store, name, pooling, group, table, *, frames_ok=True):
     stored = {}
     arrays = [key for key in stored_segments.SEGMENT_ARRAYS if key in group.array_keys()]
     problems = _check_chunks(group, arrays, label, stored)
-    if table is None or not frames_ok:             # the feature's own lines say why
+    if table is None or not frames_ok:  # the feature's own lines say why
         return problems
     feature = store.feature(name)
     index = feature.index(n_clips=len(table))
     try:
         readers = stored_segments.checked_arrays(
-            group, feature.dim, pooling, most=stored_segments.most_segments(index,
-                                                                            table.duration))
+            group, feature.dim, pooling, most=stored_segments.most_segments(index, table.duration)
+        )
     except Exception as error:
         return problems + [_first_line(error, label)]
     for array_name, reader in readers.items():
         missing, examples = _missing_in_runs([(0, reader.nchunks - 1)], stored[array_name])
         problems += [f"missing chunk {reader.key(index)} (holds segments)" for index in examples]
         if missing > len(examples):
-            problems.append(f"{label}/{array_name}: {missing - len(examples)} more chunks "
-                            f"missing")
+            problems.append(f"{label}/{array_name}: {missing - len(examples)} more chunks missing")
     if problems or not stored_segments.is_fresh(group, feature, table, index):
         return problems
     durations = table.duration
     stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
     positions = np.arange(len(table), dtype=np.int64)
-    keys, values, counts = stored_segments.read_segments(group, feature, table, index,
-                                                         positions, stride, pooling)
-    if not feature.has_frames:                     # nothing to pool them from
+    keys, values, counts = stored_segments.read_segments(
+        group, feature, table, index, positions, stride, pooling
+    )
+    if not feature.has_frames:  # nothing to pool them from
         return []
     expected = pool_feature(feature, index, positions, durations, stride, pooling)
     if not np.array_equal(keys, expected[0]) or not np.array_equal(counts, expected[2]):
-        return [f"{label}: holds other segments ({keys.size}) than its frames give "
-                f"({expected[0].size}), although its frames fingerprint matches"]
-    differ = ~np.all((values == expected[1]) | (np.isnan(values) & np.isnan(expected[1])),
-                     axis=1)
+        return [
+            f"{label}: holds other segments ({keys.size}) than its frames give "
+            f"({expected[0].size}), although its frames fingerprint matches"
+        ]
+    differ = ~np.all((values == expected[1]) | (np.isnan(values) & np.isnan(expected[1])), axis=1)
     if np.any(differ):
         first = int(np.flatnonzero(differ)[0])
-        return [f"{label}: {int(differ.sum())} segments differ from pooling the frames, e.g. "
-                f"clip {str(table.clip_id[keys[first] // stride])!r} second "
-                f"{int(keys[first] % stride)}"]
+        return [
+            f"{label}: {int(differ.sum())} segments differ from pooling the frames, e.g. "
+            f"clip {str(table.clip_id[keys[first] // stride])!r} second "
+            f"{int(keys[first] % stride)}"
+        ]
     return []
 
 
 def stale_segments(store):
     """``feature pooling`` of each stored segment group made from other frames than the
     store's current ones (never read; ``avscene segments`` rewrites them)."""
-    return [f"{entry['feature']} {entry['pooling']}" for entry in store.stored_segments()
-            if not entry["fresh"]]
+    return [
+        f"{entry['feature']} {entry['pooling']}"
+        for entry in store.stored_segments()
+        if not entry["fresh"]
+    ]
 
 
 # -- temporary files and repair ---------------------------------------------------------------
+
 
 def temporary_files(store):
     """Keys of leftover temporary files in the store (names ending in ``.partial``), sorted."""
     zstore, prefix = store.zarr_location()
     if isinstance(zstore, LocalStore):
         root = Path(zstore.root).joinpath(*prefix.split("/")) if prefix else Path(zstore.root)
-        found = [Path(folder, name).relative_to(root).as_posix()
-                 for folder, _, names in os.walk(root) for name in names if is_temporary(name)]
+        found = [
+            Path(folder, name).relative_to(root).as_posix()
+            for folder, _, names in os.walk(root)
+            for name in names
+            if is_temporary(name)
+        ]
     else:
-        found = [key[len(prefix) + 1:] if prefix else key
-                 for key in list_keys(zstore, prefix) if is_temporary(key)]
+        found = [
+            key[len(prefix) + 1 :] if prefix else key
+            for key in list_keys(zstore, prefix)
+            if is_temporary(key)
+        ]
     return sorted(found)
 
 
@@ -540,8 +609,10 @@ def repair_store(store):
     live = live_leases(store.leases)
     if live:
         key, holder = live[0]
-        raise StoreError(f"{store.label}: {LEASE_DIR}/{key} is held by {holder}; a writer is "
-                         f"running, repair when it has finished")
+        raise StoreError(
+            f"{store.label}: {LEASE_DIR}/{key} is held by {holder}; a writer is "
+            f"running, repair when it has finished"
+        )
     zstore, prefix = store.zarr_location()
     removed = []
     for key in temporary_files(store):

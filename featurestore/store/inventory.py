@@ -56,8 +56,11 @@ _ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 def key_problem(key):
     """Why ``key`` is not a plain relative key a store can hold, or None."""
     parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts) or "\\" in key or \
-            any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+    if (
+        any(part in ("", ".", "..") for part in parts)
+        or "\\" in key
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in key)
+    ):
         return "is not a plain relative key"
     try:
         encoded = [part.encode("utf-8") for part in parts]
@@ -123,13 +126,17 @@ def refusal(label, strangers, *, what=("file", "files")):
     """The one-line error naming the first few strangers; ``what``: (singular, plural)."""
     listed = "; ".join(f"{shown(key)}: {why}" for key, why in strangers[:SHOWN])
     more = f"; and {len(strangers) - SHOWN} more" if len(strangers) > SHOWN else ""
-    count = f"1 {what[0]} that is" if len(strangers) == 1 else \
-        f"{len(strangers)} {what[1]} that are"
-    return StoreFormatError(f"{label} holds {count} not part of a feature store "
-                            f"({listed}{more}); refused, nothing was read from them")
+    count = (
+        f"1 {what[0]} that is" if len(strangers) == 1 else f"{len(strangers)} {what[1]} that are"
+    )
+    return StoreFormatError(
+        f"{label} holds {count} not part of a feature store "
+        f"({listed}{more}); refused, nothing was read from them"
+    )
 
 
 # -- local folders ------------------------------------------------------------------------------
+
 
 def _entry_problem(entry):
     """Why a directory entry is neither a regular file nor a directory, or None."""
@@ -141,8 +148,15 @@ def _entry_problem(entry):
     mode = entry.stat(follow_symlinks=False).st_mode
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
-    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else \
-        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
     return f"{kind}, never opened"
 
 
@@ -162,7 +176,7 @@ def scan_folder(root):
         try:
             with os.scandir(os.path.join(root, folder) if folder else root) as entries:
                 listed = list(entries)
-        except (FileNotFoundError, NotADirectoryError):     # removed meanwhile (a lease folder)
+        except (FileNotFoundError, NotADirectoryError):  # removed meanwhile (a lease folder)
             continue
         for entry in listed:
             key = f"{folder}/{entry.name}" if folder else entry.name
@@ -177,7 +191,7 @@ def scan_folder(root):
                 elif problem is None:
                     sizes[key] = entry.stat(follow_symlinks=False).st_size
                     continue
-            except FileNotFoundError:                  # a temporary file renamed meanwhile
+            except FileNotFoundError:  # a temporary file renamed meanwhile
                 continue
             strangers.append((key, problem))
     kinds, others = classify(sizes)
@@ -206,6 +220,7 @@ def folder_problems(root):
 
 # -- zip archives -------------------------------------------------------------------------------
 
+
 def check_zip_directory(archive, label, *, local_headers):
     """Refuse (one line) a zip archive that is not a plain store archive.
 
@@ -229,17 +244,23 @@ def check_zip_directory(archive, label, *, local_headers):
     for entry in entries:
         _check_stored(entry, label)
         start = entry.header_offset
-        header = _local_header_size(archive, entry, label) if local_headers else \
-            _ZIP_LOCAL_HEADER.size + len(_raw_name(entry)) + len(entry.extra)
+        header = (
+            _local_header_size(archive, entry, label)
+            if local_headers
+            else _ZIP_LOCAL_HEADER.size + len(_raw_name(entry)) + len(entry.extra)
+        )
         what = f"entry '{shown(entry.filename)}'"
         spans.append((start, start + header + entry.compress_size, what))
     spans.sort()
-    following = [(start, what) for start, _, what in spans[1:]] + \
-        [(archive.start_dir, "the central directory")]
+    following = [(start, what) for start, _, what in spans[1:]] + [
+        (archive.start_dir, "the central directory")
+    ]
     for (start, stop, what), (next_start, next_what) in zip(spans, following):
         if start < 0 or stop > next_start:
-            raise StoreFormatError(f"{label}: {what} overlaps {next_what}; refused (not an "
-                                   f"archive written by avscene pack)")
+            raise StoreFormatError(
+                f"{label}: {what} overlaps {next_what}; refused (not an "
+                f"archive written by avscene pack)"
+            )
     _check_sizes(archive, entries, label)
 
 
@@ -262,14 +283,18 @@ def _check_names(entries, label):
         key = name.removesuffix("/")
         problem = key_problem(key) if key else "is not a plain relative key"
         if problem:
-            raise StoreFormatError(f"{label}: entry '{shown(name)}' {problem}; refusing to "
-                                   f"read or unpack it")
+            raise StoreFormatError(
+                f"{label}: entry '{shown(name)}' {problem}; refusing to read or unpack it"
+            )
         parts = key.split("/")
-        clash = next(("/".join(parts[:i]) for i in range(1, len(parts))
-                      if "/".join(parts[:i]) in files), None)
+        clash = next(
+            ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in files),
+            None,
+        )
         if clash is not None or (name.endswith("/") and key in files):
-            raise StoreFormatError(f"{label}: '{shown(clash or key)}' is both a file and a folder; "
-                                   f"refused")
+            raise StoreFormatError(
+                f"{label}: '{shown(clash or key)}' is both a file and a folder; refused"
+            )
     sizes = dict.fromkeys(files, 0)
     _, strangers = classify(sizes)
     if strangers:
@@ -280,13 +305,17 @@ def _check_stored(entry, label):
     if entry.flag_bits & 0x1:
         raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' is encrypted; refused")
     if entry.compress_type != zipfile.ZIP_STORED:
-        raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' is compressed (method "
-                               f"{entry.compress_type}); a store archive holds stored entries "
-                               f"only (avscene pack writes them); refused")
+        raise StoreFormatError(
+            f"{label}: entry '{shown(entry.filename)}' is compressed (method "
+            f"{entry.compress_type}); a store archive holds stored entries "
+            f"only (avscene pack writes them); refused"
+        )
     if entry.file_size != entry.compress_size:
-        raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' declares "
-                               f"{entry.file_size} bytes but stores {entry.compress_size}; "
-                               f"refused")
+        raise StoreFormatError(
+            f"{label}: entry '{shown(entry.filename)}' declares "
+            f"{entry.file_size} bytes but stores {entry.compress_size}; "
+            f"refused"
+        )
 
 
 def _local_header_size(archive, entry, label):
@@ -295,14 +324,16 @@ def _local_header_size(archive, entry, label):
     archive.fp.seek(entry.header_offset)
     header = archive.fp.read(_ZIP_LOCAL_HEADER.size)
     if len(header) != _ZIP_LOCAL_HEADER.size:
-        raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' starts past the end "
-                               f"of the archive; refused")
+        raise StoreFormatError(
+            f"{label}: entry '{shown(entry.filename)}' starts past the end of the archive; refused"
+        )
     fields = _ZIP_LOCAL_HEADER.unpack(header)
     name = archive.fp.read(fields[10])
-    if fields[0] != b"PK\x03\x04" or fields[4] != zipfile.ZIP_STORED or \
-            name != _raw_name(entry):
-        raise StoreFormatError(f"{label}: the local header of entry '{shown(entry.filename)}' "
-                               f"disagrees with the archive's directory; refused")
+    if fields[0] != b"PK\x03\x04" or fields[4] != zipfile.ZIP_STORED or name != _raw_name(entry):
+        raise StoreFormatError(
+            f"{label}: the local header of entry '{shown(entry.filename)}' "
+            f"disagrees with the archive's directory; refused"
+        )
     return _ZIP_LOCAL_HEADER.size + fields[10] + fields[11]
 
 
@@ -311,9 +342,11 @@ def _check_sizes(archive, entries, label):
     chunk can be encoded (from the root's consolidated metadata, when it has any)."""
     for entry in entries:
         if key_kind(entry.filename, ()) == "metadata" and entry.file_size > MAX_METADATA_BYTES:
-            raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' declares "
-                                   f"{entry.file_size} bytes, more than a metadata document may "
-                                   f"hold ({MAX_METADATA_BYTES}); refused")
+            raise StoreFormatError(
+                f"{label}: entry '{shown(entry.filename)}' declares "
+                f"{entry.file_size} bytes, more than a metadata document may "
+                f"hold ({MAX_METADATA_BYTES}); refused"
+            )
     bounds = _chunk_bounds(archive)
     for entry in entries:
         parsed = parse_chunk_key(entry.filename)
@@ -321,9 +354,11 @@ def _check_sizes(archive, entries, label):
             continue
         bound = bounds.get(parsed[0], MAX_CHUNK_BYTES + CHUNK_OVERHEAD)
         if entry.file_size > bound:
-            raise StoreFormatError(f"{label}: entry '{shown(entry.filename)}' declares "
-                                   f"{entry.file_size} bytes, more than a chunk of its array "
-                                   f"can hold ({bound}); refused")
+            raise StoreFormatError(
+                f"{label}: entry '{shown(entry.filename)}' declares "
+                f"{entry.file_size} bytes, more than a chunk of its array "
+                f"can hold ({bound}); refused"
+            )
 
 
 def _chunk_bounds(archive):
@@ -332,8 +367,11 @@ def _chunk_bounds(archive):
     try:
         root = json.loads(archive.read(METADATA_NAME))
         nodes = root["consolidated_metadata"]["metadata"]
-        return {path: encoded_chunk_bound(node) for path, node in nodes.items()
-                if isinstance(node, dict) and node.get("node_type") == "array"}
+        return {
+            path: encoded_chunk_bound(node)
+            for path, node in nodes.items()
+            if isinstance(node, dict) and node.get("node_type") == "array"
+        }
     except (KeyError, TypeError, ValueError, RecursionError, zipfile.BadZipFile):
         return {}
 
@@ -352,6 +390,7 @@ def encoded_chunk_bound(node):
 
 
 # -- consolidated metadata ----------------------------------------------------------------------
+
 
 def consolidated_mismatches(documents):
     """Node documents that differ from their copy in the root's consolidated metadata.
@@ -376,18 +415,21 @@ def consolidated_mismatches(documents):
     if not isinstance(copies, dict):
         return []
     problems = []
-    nodes = {key[:-len(METADATA_NAME) - 1]: data for key, data in documents.items()
-             if key != METADATA_NAME}
+    nodes = {
+        key[: -len(METADATA_NAME) - 1]: data
+        for key, data in documents.items()
+        if key != METADATA_NAME
+    }
     for path in sorted(set(nodes) | set(copies)):
         document = f"{shown(str(path))}/{METADATA_NAME}"
         if path not in nodes:
-            problems.append(f"{document}: absent, but listed in the root's consolidated "
-                            f"metadata")
+            problems.append(f"{document}: absent, but listed in the root's consolidated metadata")
         elif path not in copies:
             problems.append(f"{document}: absent from the root's consolidated metadata")
         elif _document(nodes[path]) != _document(copies[path]):
-            problems.append(f"{document} differs from its copy in the root's consolidated "
-                            f"metadata")
+            problems.append(
+                f"{document} differs from its copy in the root's consolidated metadata"
+            )
     return problems
 
 
@@ -415,7 +457,7 @@ def _inside_grid(coords, node):
         shape, chunks = node["shape"], node["chunk_grid"]["configuration"]["chunk_shape"]
         grid = [-(-int(size) // int(chunk)) for size, chunk in zip(shape, chunks)]
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return True                        # zarr refuses such metadata itself
+        return True  # zarr refuses such metadata itself
     parts = list(coords)
     return len(parts) == len(grid) and all(part < size for part, size in zip(parts, grid))
 
@@ -429,5 +471,3 @@ def _document(data):
     if isinstance(document, dict):
         document.pop("consolidated_metadata", None)
     return document
-
-

@@ -38,8 +38,12 @@ FORMAT_VERSION = 1
 PENDING, COMMITTED, FAILED = 0, 1, 2
 #: The clip lacks the feature's modality (its manifest names no such file): done, not failed.
 NOT_APPLICABLE = 3
-STATUS_NAMES = {PENDING: "pending", COMMITTED: "committed", FAILED: "failed",
-                NOT_APPLICABLE: "not applicable"}
+STATUS_NAMES = {
+    PENDING: "pending",
+    COMMITTED: "committed",
+    FAILED: "failed",
+    NOT_APPLICABLE: "not applicable",
+}
 
 DEFAULT_BLOCK_CLIPS = 256
 #: Rows reserved per clip beyond ``ceil(duration * frame_rate)`` (e.g. 480,001-sample clips).
@@ -85,13 +89,15 @@ def compressors(compression, itemsize):
     if compression == "none":
         return [Crc32cCodec()]
     if compression == "zstd":
-        codec = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=itemsize,
-                           blocksize=1 << 18)
+        codec = BloscCodec(
+            cname="zstd", clevel=1, shuffle="shuffle", typesize=itemsize, blocksize=1 << 18
+        )
     elif compression == "lz4":
         codec = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=itemsize)
     else:
-        raise StoreFormatError(f"compression must be one of {', '.join(COMPRESSIONS)}, "
-                               f"not {compression!r}")
+        raise StoreFormatError(
+            f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}"
+        )
     return [codec, Crc32cCodec()]
 
 
@@ -122,8 +128,10 @@ def reserved_rows(durations, frame_rate, margin=ROW_MARGIN):
     durations = np.asarray(durations, dtype=np.float64)
     rows = np.ceil(durations * frame_rate - 1e-6)
     if rows.size and not rows.max() <= MAX_CLIP_ROWS:
-        raise StoreFormatError(f"a clip of {durations[np.argmax(rows)]!r} s at {frame_rate!r} "
-                               f"frames per second would reserve more than {MAX_CLIP_ROWS} rows")
+        raise StoreFormatError(
+            f"a clip of {durations[np.argmax(rows)]!r} s at {frame_rate!r} "
+            f"frames per second would reserve more than {MAX_CLIP_ROWS} rows"
+        )
     return rows.astype(np.int64) + margin
 
 
@@ -161,8 +169,12 @@ def normalise_params(params, *, name):
 
 def definition(*, dim, frame_rate, params, storage_dtype):
     """The parts of a feature that must never change once rows are stored."""
-    return {"dim": int(dim), "frame_rate": float(frame_rate), "storage_dtype": str(storage_dtype),
-            "params": params}
+    return {
+        "dim": int(dim),
+        "frame_rate": float(frame_rate),
+        "storage_dtype": str(storage_dtype),
+        "params": params,
+    }
 
 
 def fingerprint(definition_):
@@ -190,9 +202,11 @@ def definition_diff(old, new, prefix=""):
 
 def describe_diff(differences, *, limit=6):
     """One-line text of :func:`definition_diff` output."""
+
     def short(value):
         text = json.dumps(value, sort_keys=True)
         return text if len(text) <= 40 else text[:37] + "..."
+
     parts = [f"{key} ({short(a)} stored, {short(b)} given)" for key, a, b in differences[:limit]]
     if len(differences) > limit:
         parts.append(f"and {len(differences) - limit} more")
@@ -239,7 +253,7 @@ def parse_chunk_key(key: str) -> tuple[str, tuple[int, ...]] | None:
         return None
     try:
         coords = tuple(int(part) for part in match.group("coords")[1:].split("/"))
-    except ValueError:                  # more digits than Python converts (no zarr key)
+    except ValueError:  # more digits than Python converts (no zarr key)
         return None
     return match.group("array"), coords
 
@@ -250,8 +264,10 @@ def check_durations(durations, clip_ids):
     bad = ~(np.isfinite(durations) & (durations > 0))
     if np.any(bad):
         position = int(np.flatnonzero(bad)[0])
-        raise StoreFormatError(f"clips/duration: clip {str(clip_ids[position])!r} has duration "
-                               f"{durations[position]!r}; the store is corrupt")
+        raise StoreFormatError(
+            f"clips/duration: clip {str(clip_ids[position])!r} has duration "
+            f"{durations[position]!r}; the store is corrupt"
+        )
     return durations
 
 

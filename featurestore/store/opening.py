@@ -132,7 +132,7 @@ def resolve_location(where, *, storage_options=None):
         text = os.fspath(where)
         scheme = next((s for s in LOCAL_SCHEMES if text.startswith(s)), None)
         if scheme:
-            text = text[len(scheme):]
+            text = text[len(scheme) :]
         elif "://" in text or "::" in text:
             refuse_chained_http(text)
             if is_archive_name(text):
@@ -143,8 +143,9 @@ def resolve_location(where, *, storage_options=None):
         path = str(Path(text).expanduser().absolute())
         if is_archive_name(path):
             if storage_options:
-                raise StoreFormatError(f"storage_options apply to fsspec URLs, not to the "
-                                       f"local file {path}")
+                raise StoreFormatError(
+                    f"storage_options apply to fsspec URLs, not to the local file {path}"
+                )
             return archive_store(path), path
         return path, path
     if hasattr(where, "list_prefix"):
@@ -174,12 +175,11 @@ def archive_store(location, *, storage_options=None):
     if "://" not in location and "::" not in location:
         store = ZipStore(location, mode="r")
         try:
-            zip_file(store)                # zarr opens it lazily; list_keys needs it open
+            zip_file(store)  # zarr opens it lazily; list_keys needs it open
         except FileNotFoundError:
             return _MissingArchive(location)
         except (OSError, zipfile.BadZipFile) as error:
-            raise StoreFormatError(f"{location} is not a readable zip archive: "
-                                   f"{error}") from None
+            raise StoreFormatError(f"{location} is not a readable zip archive: {error}") from None
         _checked_archive(store, location, local_headers=True)
         return store
     if is_http_url(location):
@@ -224,8 +224,11 @@ class _MissingArchive(zarr.storage.MemoryStore):
 
 def local_directory(target):
     """The Path of a target from :func:`resolve_location` that is a local directory, else None."""
-    return Path(target) if isinstance(target, str) and "://" not in target and \
-        "::" not in target else None
+    return (
+        Path(target)
+        if isinstance(target, str) and "://" not in target and "::" not in target
+        else None
+    )
 
 
 def zarr_options(target, storage_options, label):
@@ -233,8 +236,9 @@ def zarr_options(target, storage_options, label):
     if not storage_options or not isinstance(target, str):
         return {}
     if local_directory(target) is not None:
-        raise StoreFormatError(f"storage_options apply to fsspec URLs, not to the local "
-                               f"directory {label}")
+        raise StoreFormatError(
+            f"storage_options apply to fsspec URLs, not to the local directory {label}"
+        )
     return {"storage_options": storage_options}
 
 
@@ -256,17 +260,23 @@ def open_existing(target, options, label, *, writable):
     consolidated = None if not writable and local_directory(target) is None else False
     folder = local_directory(target) if not isinstance(target, LocalStore) else target.root
     if folder is not None and os.path.lexists(os.path.join(folder, "zarr.json")):
-        check_folder(folder, label)        # refuses links and files of no store, before zarr
+        check_folder(folder, label)  # refuses links and files of no store, before zarr
     try:
         with _quiet():
-            group = zarr.open_group(target, mode="r+" if writable else "r", zarr_format=3,
-                                    use_consolidated=consolidated, **options)
+            group = zarr.open_group(
+                target,
+                mode="r+" if writable else "r",
+                zarr_format=3,
+                use_consolidated=consolidated,
+                **options,
+            )
     except (FileNotFoundError, KeyError):
         return None
-    except (ValueError, TypeError, RecursionError) as error:   # (deeply nested JSON)
-        raise StoreFormatError(f"{label} is not a zarr v3 group: "
-                               f"{str(error).splitlines()[0] if str(error) else 'too deep'}") \
-            from None
+    except (ValueError, TypeError, RecursionError) as error:  # (deeply nested JSON)
+        raise StoreFormatError(
+            f"{label} is not a zarr v3 group: "
+            f"{str(error).splitlines()[0] if str(error) else 'too deep'}"
+        ) from None
     if isinstance(target, HttpStore):
         require_consolidated(group, label)
     return group
@@ -331,10 +341,11 @@ def create_store_group(target, options, label, *, mode, block_clips):
         _initialise(zarr.open_group(str(build), mode="w-"), block_clips)
         try:
             os.rename(build, local)
-        except OSError:                    # something is there now
+        except OSError:  # something is there now
             if not group_exists(str(local), {}, label):
-                raise StoreExistsError(f"{label} exists already and is not a feature "
-                                       f"store") from None
+                raise StoreExistsError(
+                    f"{label} exists already and is not a feature store"
+                ) from None
             if mode == "w-":
                 raise StoreExistsError(f"{label} exists already (mode 'w-')") from None
     finally:
@@ -347,12 +358,16 @@ def _initialise(group, block_clips):
     create_clip_arrays(group)
     group.create_group("features")
     group.attrs["avscene"] = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "block_clips": int(block_clips),
-        "n_clips": 0, "created": utc_now(), "avscene_version": __version__,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "block_clips": int(block_clips),
+        "n_clips": 0,
+        "created": utc_now(),
+        "avscene_version": __version__,
         "package_versions": package_versions(),
         "layout": "see docs/store-format.md: clips/<column> (clip,); features/<name>/{values (row, dim), "
-                  "timestamps (row,), offset|count|status|reason (clip,)}; segments/<feature>/"
-                  "<pooling>/{values (segment, dim), position|second|count (segment,)}",
+        "timestamps (row,), offset|count|status|reason (clip,)}; segments/<feature>/"
+        "<pooling>/{values (segment, dim), position|second|count (segment,)}",
     }
     consolidate(group)
     return group

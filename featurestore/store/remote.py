@@ -90,8 +90,10 @@ def checked_url(url, *, folder=True):
         raise StoreFormatError(f"{url!r} is not an HTTP URL with a host")
     parts = urlsplit(url)
     if folder and (parts.query or parts.fragment):
-        raise StoreFormatError(f"{url}: a store folder URL with a query or fragment is not "
-                               f"read (keys are appended to its path)")
+        raise StoreFormatError(
+            f"{url}: a store folder URL with a query or fragment is not "
+            f"read (keys are appended to its path)"
+        )
     return url
 
 
@@ -100,8 +102,10 @@ def refuse_chained_http(text):
     without the limits of this module."""
     lower = str(text).lower()
     if not is_http_url(lower) and "::" in lower and ("http://" in lower or "https://" in lower):
-        raise StoreFormatError(f"{text}: chained URLs over HTTP are not read; name the http(s) "
-                               f"URL of the store or archive itself")
+        raise StoreFormatError(
+            f"{text}: chained URLs over HTTP are not read; name the http(s) "
+            f"URL of the store or archive itself"
+        )
 
 
 def http_options(storage_options=None):
@@ -111,8 +115,10 @@ def http_options(storage_options=None):
     given = dict(storage_options or {})
     unknown = sorted(set(given) - set(OPTION_NAMES))
     if unknown:
-        raise StoreFormatError(f"storage option {unknown[0]!r} does not apply to HTTP(S) URLs; "
-                               f"avscene's HTTP client takes {', '.join(OPTION_NAMES)}")
+        raise StoreFormatError(
+            f"storage option {unknown[0]!r} does not apply to HTTP(S) URLs; "
+            f"avscene's HTTP client takes {', '.join(OPTION_NAMES)}"
+        )
     timeout = given.get("timeout", _environment_timeout())
     try:
         HTTP_TIMEOUT.check("the HTTP timeout (seconds)", timeout)
@@ -122,8 +128,9 @@ def http_options(storage_options=None):
     if not isinstance(allow, bool):
         raise UsageError(f"allow_redirects must be true or false, not {allow!r}")
     headers = given.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(key, str) and isinstance(value, str)
-                                                for key, value in headers.items()):
+    if not isinstance(headers, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
+    ):
         raise UsageError("the HTTP headers must be a dict of strings")
     return HttpOptions(float(timeout), allow, tuple(sorted(headers.items())))
 
@@ -136,10 +143,15 @@ def _environment_timeout():
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not math.isfinite(value) or not \
-            HTTP_TIMEOUT.low <= value <= HTTP_TIMEOUT.high:
-        raise UsageError(f"{TIMEOUT_ENV} must be a number of seconds from {HTTP_TIMEOUT.low:g} "
-                         f"to {HTTP_TIMEOUT.high:g}, not {text!r}")
+    if (
+        value is None
+        or not math.isfinite(value)
+        or not HTTP_TIMEOUT.low <= value <= HTTP_TIMEOUT.high
+    ):
+        raise UsageError(
+            f"{TIMEOUT_ENV} must be a number of seconds from {HTTP_TIMEOUT.low:g} "
+            f"to {HTTP_TIMEOUT.high:g}, not {text!r}"
+        )
     return value
 
 
@@ -176,6 +188,7 @@ def http_settings(*, timeout=None, allow_redirects=False):
 
 # -- one request -------------------------------------------------------------------------------
 
+
 class Answer(NamedTuple):
     """A body (a bytearray) and, for a byte-range request, the size of the whole resource
     (from its Content-Range)."""
@@ -206,17 +219,22 @@ async def fetch(url, options, *, limit, what, byte_range=None):
     try:
         import aiohttp
     except ImportError:
-        raise RemoteStoreError(f"{url}: reading over HTTP needs aiohttp (pip install "
-                               f"'avscene[remote]')") from None
+        raise RemoteStoreError(
+            f"{url}: reading over HTTP needs aiohttp (pip install 'avscene[remote]')"
+        ) from None
     try:
         async with asyncio.timeout(options.timeout):
             return await _follow(url, options, limit=limit, what=what, byte_range=byte_range)
     except TimeoutError:
-        raise RemoteStoreError(f"{url}: no complete answer within {options.timeout:g} s "
-                               f"(--timeout or {TIMEOUT_ENV} allow more)") from None
+        raise RemoteStoreError(
+            f"{url}: no complete answer within {options.timeout:g} s "
+            f"(--timeout or {TIMEOUT_ENV} allow more)"
+        ) from None
     except aiohttp.ClientPayloadError:
-        raise RemoteStoreError(f"{url}: the answer broke off before its end (fewer bytes "
-                               f"than its Content-Length, or a broken transfer)") from None
+        raise RemoteStoreError(
+            f"{url}: the answer broke off before its end (fewer bytes "
+            f"than its Content-Length, or a broken transfer)"
+        ) from None
     except aiohttp.ClientError as error:
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise RemoteStoreError(f"{url}: {text}") from None
@@ -232,14 +250,17 @@ async def _follow(url, options, *, limit, what, byte_range):
         sent = {**headers, "Accept-Encoding": "identity"}
         if byte_range:
             sent["Range"] = byte_range
-        async with session.get(current, headers=sent, allow_redirects=False,
-                               timeout=aiohttp.ClientTimeout(total=options.timeout)) as answer:
+        async with session.get(
+            current,
+            headers=sent,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=options.timeout),
+        ) as answer:
             if answer.status not in REDIRECT_STATUSES:
-                return await _body(current, answer, limit=limit, what=what,
-                                   byte_range=byte_range)
+                return await _body(current, answer, limit=limit, what=what, byte_range=byte_range)
             current = _redirect_target(url, current, answer, origin, options)
             if _origin(current) != origin:
-                headers = {}                   # the user's credentials stay with their origin
+                headers = {}  # the user's credentials stay with their origin
     raise RemoteStoreError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
@@ -264,12 +285,15 @@ def _redirect_target(url, current, answer, origin, options):
     except ValueError:
         raise RemoteStoreError(f"{current}: redirected to an invalid URL") from None
     if not is_http_url(target):
-        raise RemoteStoreError(f"{url}: redirected to {target.split('?')[0]!r}, not an HTTP "
-                               f"URL; refused")
+        raise RemoteStoreError(
+            f"{url}: redirected to {target.split('?')[0]!r}, not an HTTP URL; refused"
+        )
     if _origin(target) != origin and not options.allow_redirects:
         scheme, host, port = _origin(target)
-        raise RemoteStoreError(f"{url}: redirected to another origin ({scheme}://{host}:{port});"
-                               f" refused (--allow-redirects or {REDIRECTS_ENV}=1 follows it)")
+        raise RemoteStoreError(
+            f"{url}: redirected to another origin ({scheme}://{host}:{port});"
+            f" refused (--allow-redirects or {REDIRECTS_ENV}=1 follows it)"
+        )
     return target
 
 
@@ -278,26 +302,36 @@ async def _body(url, answer, *, limit, what, byte_range):
     if answer.status in MISSING_STATUSES:
         return None
     if byte_range and answer.status == 200:
-        raise RemoteStoreError(f"{url}: the server ignores byte ranges (HTTP 200 to a Range "
-                               f"request); archives over HTTP need them")
+        raise RemoteStoreError(
+            f"{url}: the server ignores byte ranges (HTTP 200 to a Range "
+            f"request); archives over HTTP need them"
+        )
     if answer.status != (206 if byte_range else 200):
-        raise RemoteStoreError(f"{url}: HTTP {answer.status} {(answer.reason or '')[:80]}".rstrip())
+        raise RemoteStoreError(
+            f"{url}: HTTP {answer.status} {(answer.reason or '')[:80]}".rstrip()
+        )
     encoding = answer.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise RemoteStoreError(f"{url}: the answer is encoded ({encoding[:40]}) although avscene "
-                               f"asks for identity; refused")
+        raise RemoteStoreError(
+            f"{url}: the answer is encoded ({encoding[:40]}) although avscene "
+            f"asks for identity; refused"
+        )
     declared = answer.content_length
     if declared is not None and declared > limit:
-        raise RemoteStoreError(f"{url}: the answer declares {declared:,} bytes, more than the "
-                               f"{limit:,} expected of {what}")
+        raise RemoteStoreError(
+            f"{url}: the answer declares {declared:,} bytes, more than the "
+            f"{limit:,} expected of {what}"
+        )
     body = bytearray()
     async for piece in answer.content.iter_any():
         body += piece
         if len(body) > limit:
-            raise RemoteStoreError(f"{url}: the answer passes {limit:,} bytes, the most "
-                                   f"expected of {what}; stopped reading")
+            raise RemoteStoreError(
+                f"{url}: the answer passes {limit:,} bytes, the most "
+                f"expected of {what}; stopped reading"
+            )
     total = _content_range_total(url, answer, len(body)) if byte_range else None
-    return Answer(body, total)                 # a bytearray: a chunk is not copied again
+    return Answer(body, total)  # a bytearray: a chunk is not copied again
 
 
 def _content_range_total(url, answer, length):
@@ -309,11 +343,13 @@ def _content_range_total(url, answer, length):
         first, _, last = span.partition("-")
         first, last, total = int(first), int(last), int(total)
     except ValueError:
-        raise RemoteStoreError(f"{url}: a partial answer without a valid Content-Range "
-                               f"({text[:80]!r})") from None
+        raise RemoteStoreError(
+            f"{url}: a partial answer without a valid Content-Range ({text[:80]!r})"
+        ) from None
     if unit != "bytes" or last - first + 1 != length or not 0 <= first <= last < total:
-        raise RemoteStoreError(f"{url}: Content-Range {text[:80]!r} does not match the "
-                               f"{length:,} bytes received")
+        raise RemoteStoreError(
+            f"{url}: Content-Range {text[:80]!r} does not match the {length:,} bytes received"
+        )
     return total
 
 
@@ -329,8 +365,7 @@ async def _session():
     if session is None or session.closed or _client["loop"] is not loop:
         if _client["session"] is None:
             atexit.register(_close_session)
-        session = aiohttp.ClientSession(auto_decompress=False,
-                                        cookie_jar=aiohttp.DummyCookieJar())
+        session = aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
         _client.update(loop=loop, session=session)
     return session
 
@@ -343,6 +378,7 @@ def _close_session():
 
 
 # -- a store folder ----------------------------------------------------------------------------
+
 
 def is_metadata_key(key):
     """True for the key of a zarr metadata document."""
@@ -372,8 +408,10 @@ class HttpStore(Store):
         self.options = options
 
     def __eq__(self, other):
-        return isinstance(other, HttpStore) and (self.url, self.options) == \
-            (other.url, other.options)
+        return isinstance(other, HttpStore) and (self.url, self.options) == (
+            other.url,
+            other.options,
+        )
 
     def __hash__(self):
         return hash((HttpStore, self.url, self.options))
@@ -397,13 +435,19 @@ class HttpStore(Store):
         metadata = is_metadata_key(key)
         if header is None and metadata:
             limit = MAX_METADATA_BYTES
-        answer = await fetch(self.key_url(key), self.options, limit=limit, byte_range=header,
-                             what="a metadata document" if metadata else "a chunk")
+        answer = await fetch(
+            self.key_url(key),
+            self.options,
+            limit=limit,
+            byte_range=header,
+            what="a metadata document" if metadata else "a chunk",
+        )
         return None if answer is None else prototype.buffer.from_bytes(answer.data)
 
     async def get_partial_values(self, prototype, key_ranges):
-        return await asyncio.gather(*(self.get(key, prototype, byte_range)
-                                      for key, byte_range in key_ranges))
+        return await asyncio.gather(
+            *(self.get(key, prototype, byte_range) for key, byte_range in key_ranges)
+        )
 
     async def exists(self, key):
         return await self.get(key, _bytes_prototype()) is not None
@@ -431,11 +475,13 @@ class HttpStore(Store):
 
     async def _refuse_listing(self):
         raise self._no_listing()
-        yield                                  # an async generator, as zarr expects
+        yield  # an async generator, as zarr expects
 
     def _no_listing(self):
-        return RemoteStoreError(f"{self.url}: avscene never lists a store over HTTP (verify, export "
-                                f"and pack need a local or object-storage copy)")
+        return RemoteStoreError(
+            f"{self.url}: avscene never lists a store over HTTP (verify, export "
+            f"and pack need a local or object-storage copy)"
+        )
 
 
 def _range_header(byte_range, limit):
@@ -454,18 +500,22 @@ def _range_header(byte_range, limit):
 
 def _bytes_prototype():
     from zarr.core.buffer import default_buffer_prototype
+
     return default_buffer_prototype()
 
 
 def require_consolidated(group, label):
     """Refuse a store over HTTP without consolidated metadata: reading it would need listings."""
     if getattr(group.metadata, "consolidated_metadata", None) is None:
-        raise RemoteStoreError(f"{label} has no consolidated metadata; over HTTP avscene reads a "
-                               f"store only through it and never lists the server's folders "
-                               f"(zarr.consolidate_metadata on the store adds it)")
+        raise RemoteStoreError(
+            f"{label} has no consolidated metadata; over HTTP avscene reads a "
+            f"store only through it and never lists the server's folders "
+            f"(zarr.consolidate_metadata on the store adds it)"
+        )
 
 
 # -- a zip archive -----------------------------------------------------------------------------
+
 
 class HttpFile(io.RawIOBase):
     """A read-only, seekable file over byte-range requests (a zip archive over HTTP).
@@ -477,15 +527,16 @@ class HttpFile(io.RawIOBase):
     next read. A read longer than ``max_read`` is refused before it is asked for.
     """
 
-    def __init__(self, url, options, *, max_read=MAX_CHUNK_BYTES + ARCHIVE_READ_AHEAD,
-                 reading="an entry"):
+    def __init__(
+        self, url, options, *, max_read=MAX_CHUNK_BYTES + ARCHIVE_READ_AHEAD, reading="an entry"
+    ):
         super().__init__()
         self.url, self.options = url, options
         self.max_read, self.reading = max_read, reading
         self.spans = {}
         self._position = 0
         self._size = None
-        self._blocks = {}                  # "tail" and "ahead": (start, bytes)
+        self._blocks = {}  # "tail" and "ahead": (start, bytes)
         self._lock = threading.RLock()
 
     def readable(self):
@@ -518,8 +569,10 @@ class HttpFile(io.RawIOBase):
             start = min(self._position, self.size)
             stop = self.size if n is None or n < 0 else min(self.size, start + n)
             if stop - start > self.max_read:
-                raise RemoteStoreError(f"{self.url}: reading {self.reading} needs {stop - start:,}"
-                                       f" bytes, more than the {self.max_read:,} allowed")
+                raise RemoteStoreError(
+                    f"{self.url}: reading {self.reading} needs {stop - start:,}"
+                    f" bytes, more than the {self.max_read:,} allowed"
+                )
             data = b"" if stop <= start else self._cached(start, stop)
             if data is None:
                 data = self._fetch_ahead(start, stop)
@@ -528,7 +581,7 @@ class HttpFile(io.RawIOBase):
 
     def readinto(self, buffer):
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def readall(self):
@@ -537,7 +590,7 @@ class HttpFile(io.RawIOBase):
     def _cached(self, start, stop):
         for first, data in self._blocks.values():
             if first <= start and stop <= first + len(data):
-                return data[start - first:stop - first]
+                return data[start - first : stop - first]
         return None
 
     def _fetch_ahead(self, start, stop):
@@ -545,10 +598,12 @@ class HttpFile(io.RawIOBase):
         stop_ahead = min(self.size, start + wanted)
         data = self._get(f"bytes={start}-{stop_ahead - 1}", stop_ahead - start)
         if len(data) != stop_ahead - start:
-            raise RemoteStoreError(f"{self.url}: asked for {stop_ahead - start:,} bytes at "
-                                   f"{start:,}, received {len(data):,}")
+            raise RemoteStoreError(
+                f"{self.url}: asked for {stop_ahead - start:,} bytes at "
+                f"{start:,}, received {len(data):,}"
+            )
         self._blocks["ahead"] = (start, data)
-        return data[:stop - start]
+        return data[: stop - start]
 
     def _read_tail(self):
         answer = self._answer(f"bytes=-{ARCHIVE_TAIL_BYTES}", ARCHIVE_TAIL_BYTES)
@@ -559,8 +614,15 @@ class HttpFile(io.RawIOBase):
         return self._answer(byte_range, limit).data
 
     def _answer(self, byte_range, limit):
-        answer = sync(fetch(self.url, self.options, limit=limit, byte_range=byte_range,
-                            what=f"the byte range asked for ({self.reading})"))
+        answer = sync(
+            fetch(
+                self.url,
+                self.options,
+                limit=limit,
+                byte_range=byte_range,
+                what=f"the byte range asked for ({self.reading})",
+            )
+        )
         if answer is None:
             raise StoreNotFoundError(f"no archive at {self.url}")
         return Answer(bytes(answer.data), answer.total)
@@ -586,9 +648,13 @@ def open_http_archive(url, storage_options=None):
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
     from zarr.storage import FsspecStore
 
-    remote = HttpFile(checked_url(url, folder=False), http_options(storage_options),
-                      max_read=MAX_ZIP_DIRECTORY_BYTES, reading="the zip directory")
-    _ = remote.size               # zipfile would turn a RemoteStoreError here into BadZipFile
+    remote = HttpFile(
+        checked_url(url, folder=False),
+        http_options(storage_options),
+        max_read=MAX_ZIP_DIRECTORY_BYTES,
+        reading="the zip directory",
+    )
+    _ = remote.size  # zipfile would turn a RemoteStoreError here into BadZipFile
     try:
         fs = fsspec.filesystem("zip", fo=remote)
     except (ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -602,8 +668,14 @@ def open_http_archive(url, storage_options=None):
 def entry_spans(archive):
     """``{offset of an entry's header: bytes of the header and the entry}`` (an estimate: the
     header's extra field is taken from the directory, with some room to spare)."""
-    return {entry.header_offset: 30 + len(entry.filename.encode()) + len(entry.extra) + 1024 +
-            entry.compress_size for entry in archive.infolist()}
+    return {
+        entry.header_offset: 30
+        + len(entry.filename.encode())
+        + len(entry.extra)
+        + 1024
+        + entry.compress_size
+        for entry in archive.infolist()
+    }
 
 
 def check_entry_sizes(archive, url):
@@ -611,6 +683,8 @@ def check_entry_sizes(archive, url):
     for entry in archive.infolist():
         limit = MAX_METADATA_BYTES if is_metadata_key(entry.filename) else MAX_CHUNK_BYTES
         if max(entry.file_size, entry.compress_size) > limit:
-            raise StoreFormatError(f"{url}: entry {entry.filename[:200]!r} declares "
-                                   f"{max(entry.file_size, entry.compress_size):,} bytes, more "
-                                   f"than the {limit:,} allowed")
+            raise StoreFormatError(
+                f"{url}: entry {entry.filename[:200]!r} declares "
+                f"{max(entry.file_size, entry.compress_size):,} bytes, more "
+                f"than the {limit:,} allowed"
+            )

@@ -38,8 +38,9 @@ class SegmentTable:
         names = [names] if isinstance(names, str) else list(names)
         unknown = [name for name in names if name not in self.features]
         if unknown:
-            raise StoreFormatError(f"segments have no feature {unknown[0]!r}; "
-                                   f"they have {list(self.names)}")
+            raise StoreFormatError(
+                f"segments have no feature {unknown[0]!r}; they have {list(self.names)}"
+            )
         return names
 
     @property
@@ -106,9 +107,15 @@ class Segments(SegmentTable):
 
     def _coordinates(self):
         """{name: (n_segments,) array} of what describes each segment."""
-        return {"clip_id": self.clip_id, "second": self.second, "scene": self.scene,
-                "city": self.city, "location": self.location, "folds": self.folds,
-                "position": self.position}
+        return {
+            "clip_id": self.clip_id,
+            "second": self.second,
+            "scene": self.scene,
+            "city": self.city,
+            "location": self.location,
+            "folds": self.folds,
+            "position": self.position,
+        }
 
     def to_xarray(self):
         """The segments as an ``xarray.Dataset`` (xarray is an optional dependency).
@@ -134,10 +141,12 @@ class Segments(SegmentTable):
                 dims = ("segment", f"frame_{name}", dim)
             variables[name] = (dims, self.features[name])
             variables[f"count_{name}"] = ("segment", np.asarray(self.counts[name]))
-        coords = {key: ("segment", np.asarray(value)) for key, value in
-                  self._coordinates().items()}
-        return xr.Dataset(variables, coords=coords,
-                          attrs={"pooling": self.pooling, "names": list(self.names)})
+        coords = {
+            key: ("segment", np.asarray(value)) for key, value in self._coordinates().items()
+        }
+        return xr.Dataset(
+            variables, coords=coords, attrs={"pooling": self.pooling, "names": list(self.names)}
+        )
 
     def to_pandas(self, *, wide=False):
         """The segments as a ``pandas.DataFrame``, one row per segment.
@@ -157,8 +166,9 @@ class Segments(SegmentTable):
         """
         import pandas as pd
 
-        frame = pd.DataFrame({key: np.asarray(value) for key, value in
-                              self._coordinates().items()})
+        frame = pd.DataFrame(
+            {key: np.asarray(value) for key, value in self._coordinates().items()}
+        )
         for name in self.names:
             frame[f"count_{name}"] = np.asarray(self.counts[name])
         parts = [frame]
@@ -167,8 +177,9 @@ class Segments(SegmentTable):
             if wide:
                 if values.ndim != 2:
                     raise StoreFormatError("wide columns need pooled segments, not pooling none")
-                parts.append(pd.DataFrame(values, columns=[f"{name}_{i}" for i in
-                                                           range(values.shape[1])]))
+                parts.append(
+                    pd.DataFrame(values, columns=[f"{name}_{i}" for i in range(values.shape[1])])
+                )
             else:
                 column = np.empty(len(values), dtype=object)
                 column[:] = list(values)
@@ -205,7 +216,7 @@ def pool_feature(feature, index, positions, durations, stride, pooling):
     cuts = np.flatnonzero(np.diff(np.cumsum(count) // batch_rows)) + 1
     batches = np.split(np.arange(positions.size), cuts)
     parts = []
-    with ThreadPoolExecutor(1) as reader:         # read batch i + 1 while pooling batch i
+    with ThreadPoolExecutor(1) as reader:  # read batch i + 1 while pooling batch i
         ahead = reader.submit(feature.rows, offset[batches[0]], count[batches[0]])
         for i, clips in enumerate(batches):
             values, timestamps = ahead.result()
@@ -280,7 +291,7 @@ def _pool(values, timestamps, starts, counts, pooling):
         distance = np.abs(timestamps - (np.floor(timestamps + SEGMENT_EPS) + 0.5))
         order = np.lexsort((np.arange(timestamps.size), distance, segment))
         return values[order[starts]]
-    longest = int(counts.max())                                   # "none"
+    longest = int(counts.max())  # "none"
     frame = np.minimum(np.arange(longest)[None, :], (counts - 1)[:, None])
     return values[starts[:, None] + frame]
 
@@ -292,6 +303,7 @@ def _frame_reduce(values, starts, counts, op, *, centre=None):
     frame of every segment that has one, so the work is one gather per frame position (fast,
     unlike ``ufunc.reduceat`` along axis 0). With ``centre``, squared deviations are reduced.
     """
+
     def frame(j, segments=None):
         rows = values[starts + j] if segments is None else values[starts[segments] + j]
         if centre is not None:

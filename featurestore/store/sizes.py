@@ -29,7 +29,7 @@ def array_paths(group):
     """Paths (relative to ``group``) of every array below ``group``, sorted."""
     import zarr
 
-    with warnings.catch_warnings():            # leases/ is not a zarr node
+    with warnings.catch_warnings():  # leases/ is not a zarr node
         warnings.filterwarnings("ignore", category=ZarrUserWarning)
         members = group.members(max_depth=None)
     return sorted(path for path, node in members if isinstance(node, zarr.Array))
@@ -37,8 +37,9 @@ def array_paths(group):
 
 def is_measurable(store):
     """True for a store whose objects are listed without network requests."""
-    return isinstance(store, (LocalStore, ZipStore, MemoryStore)) or \
-        zip_directory(store) is not None
+    return (
+        isinstance(store, (LocalStore, ZipStore, MemoryStore)) or zip_directory(store) is not None
+    )
 
 
 def measure(group):
@@ -52,8 +53,14 @@ def attribute(paths, key_sizes):
     sizes = dict.fromkeys(paths, 0)
     for key, size in key_sizes:
         parts = key.split("/")
-        owner = next((path for path in ("/".join(parts[:n]) for n in range(len(parts) - 1, 0, -1))
-                      if path in sizes), None)
+        owner = next(
+            (
+                path
+                for path in ("/".join(parts[:n]) for n in range(len(parts) - 1, 0, -1))
+                if path in sizes
+            ),
+            None,
+        )
         if owner is not None:
             sizes[owner] += int(size)
     return sizes
@@ -67,13 +74,19 @@ def _object_sizes(store, prefix):
     if isinstance(store, LocalStore):
         pairs = _walk(Path(store.root, *prefix.split("/")) if prefix else Path(store.root))
     elif directory is not None:
-        pairs = [(entry.filename[len(start):], entry.file_size) for entry in directory.infolist()
-                 if entry.filename.startswith(start)]
+        pairs = [
+            (entry.filename[len(start) :], entry.file_size)
+            for entry in directory.infolist()
+            if entry.filename.startswith(start)
+        ]
     else:
-        keys = [key[len(start):] for key in list_keys(store, prefix)]
+        keys = [key[len(start) :] for key in list_keys(store, prefix)]
         pairs = list(zip(keys, sync(_sizes(store, [start + key for key in keys]))))
-    return [(key, size) for key, size in pairs
-            if not is_temporary(key) and key.split("/")[0] != LEASE_DIR]
+    return [
+        (key, size)
+        for key, size in pairs
+        if not is_temporary(key) and key.split("/")[0] != LEASE_DIR
+    ]
 
 
 def _walk(root):
@@ -86,6 +99,7 @@ def _walk(root):
 
 async def _sizes(store, keys):
     import asyncio
+
     return await asyncio.gather(*(store.getsize(key) for key in keys))
 
 
@@ -96,10 +110,12 @@ def recorded(group, label):
     if sizes is None:
         return None
     if not isinstance(sizes, dict) or not all(
-            isinstance(path, str) and type(size) is int and 0 <= size < 2**63
-            for path, size in sizes.items()):
-        raise StoreFormatError(f"{label}: avscene.{SIZES_KEY} is not a map of array paths to "
-                               f"byte counts")
+        isinstance(path, str) and type(size) is int and 0 <= size < 2**63
+        for path, size in sizes.items()
+    ):
+        raise StoreFormatError(
+            f"{label}: avscene.{SIZES_KEY} is not a map of array paths to byte counts"
+        )
     return sizes
 
 
@@ -121,6 +137,9 @@ def array_bytes(group, label):
 
 def bytes_under(sizes, prefix):
     """Stored bytes of the arrays under ``prefix`` ('' for all), or None if any is unknown."""
-    chosen = [size for path, size in sizes.items()
-              if not prefix or path == prefix or path.startswith(f"{prefix}/")]
+    chosen = [
+        size
+        for path, size in sizes.items()
+        if not prefix or path == prefix or path.startswith(f"{prefix}/")
+    ]
     return None if any(size is None for size in chosen) else sum(chosen)

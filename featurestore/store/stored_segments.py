@@ -114,8 +114,9 @@ def write_segments(root, feature, clips, index, pooling):
         ``feature``, ``pooling``, ``segments``, ``dim`` and ``frames_fingerprint``.
     """
     if pooling not in STORED_POOLINGS:
-        raise StoreFormatError(f"pooling {pooling!r} cannot be stored; choose from "
-                               f"{', '.join(STORED_POOLINGS)}")
+        raise StoreFormatError(
+            f"pooling {pooling!r} cannot be stored; choose from {', '.join(STORED_POOLINGS)}"
+        )
     durations = clips.duration
     stride = int(n_segments(durations).max()) + 1 if len(durations) else 1
     positions = np.arange(len(clips), dtype=np.int64)
@@ -123,39 +124,63 @@ def write_segments(root, feature, clips, index, pooling):
     fingerprint = frames_fingerprint(feature.attrs["fingerprint"], clips, *index)
     width = width_of(feature.dim, pooling)
     group = root.require_group(SEGMENTS_GROUP).require_group(feature.name)
-    segment_group = group.create_group(pooling, overwrite=True, attributes={
-        "feature": feature.name, "pooling": pooling, "frames_fingerprint": None})
+    segment_group = group.create_group(
+        pooling,
+        overwrite=True,
+        attributes={"feature": feature.name, "pooling": pooling, "frames_fingerprint": None},
+    )
     rows = chunk_rows_for(width, "float32", CHUNK_MIB)
-    columns = {"values": (pooled.astype(np.float32, copy=False), (rows, width), "lz4"),
-               "position": (keys // stride, (INDEX_CHUNK,), "zstd"),
-               "second": ((keys % stride).astype(np.int32), (INDEX_CHUNK,), "zstd"),
-               "count": (counts.astype(np.int32), (INDEX_CHUNK,), "zstd")}
+    columns = {
+        "values": (pooled.astype(np.float32, copy=False), (rows, width), "lz4"),
+        "position": (keys // stride, (INDEX_CHUNK,), "zstd"),
+        "second": ((keys % stride).astype(np.int32), (INDEX_CHUNK,), "zstd"),
+        "count": (counts.astype(np.int32), (INDEX_CHUNK,), "zstd"),
+    }
     for array_name, (data, chunks, codec) in columns.items():
         array = segment_group.create_array(
-            array_name, shape=data.shape, chunks=chunks, dtype=data.dtype, fill_value=0,
+            array_name,
+            shape=data.shape,
+            chunks=chunks,
+            dtype=data.dtype,
+            fill_value=0,
             compressors=compressors(codec, data.dtype.itemsize),
-            dimension_names=("segment", "dim")[:data.ndim],
-            config={"write_empty_chunks": True})
+            dimension_names=("segment", "dim")[: data.ndim],
+            config={"write_empty_chunks": True},
+        )
         if data.shape[0]:
             array[...] = data
-    segment_group.attrs.update({
-        "feature": feature.name, "pooling": pooling, "dim": width, "frame_dim": feature.dim,
-        "feature_fingerprint": feature.attrs["fingerprint"], "n_clips": len(clips),
-        "n_segments": int(keys.size), "created": utc_now(), "avscene_version": __version__,
-        "package_versions": package_versions(),
-        "segment_rule": "segment k of a clip pools the frames with floor(t + 1e-6) == k; "
-                        "see docs/store-format.md",
-        "frames_fingerprint": fingerprint,                  # last: the commit point
-    })
-    return {"feature": feature.name, "pooling": pooling, "segments": int(keys.size),
-            "dim": width, "frames_fingerprint": fingerprint}
+    segment_group.attrs.update(
+        {
+            "feature": feature.name,
+            "pooling": pooling,
+            "dim": width,
+            "frame_dim": feature.dim,
+            "feature_fingerprint": feature.attrs["fingerprint"],
+            "n_clips": len(clips),
+            "n_segments": int(keys.size),
+            "created": utc_now(),
+            "avscene_version": __version__,
+            "package_versions": package_versions(),
+            "segment_rule": "segment k of a clip pools the frames with floor(t + 1e-6) == k; "
+            "see docs/store-format.md",
+            "frames_fingerprint": fingerprint,  # last: the commit point
+        }
+    )
+    return {
+        "feature": feature.name,
+        "pooling": pooling,
+        "segments": int(keys.size),
+        "dim": width,
+        "frames_fingerprint": fingerprint,
+    }
 
 
 def is_fresh(group, feature, clips, index):
     """True when the stored segments were made from exactly the frames of ``index``."""
     stored = group.attrs.get("frames_fingerprint")
     return isinstance(stored, str) and stored == frames_fingerprint(
-        feature.attrs["fingerprint"], clips, *index)
+        feature.attrs["fingerprint"], clips, *index
+    )
 
 
 def read_segments(group, feature, clips, index, positions, stride, pooling):
@@ -178,10 +203,12 @@ def read_segments(group, feature, clips, index, positions, stride, pooling):
     """
     if group is None or not is_fresh(group, feature, clips, index):
         return None
-    readers = checked_arrays(group, feature.dim, pooling,
-                             most=most_segments(index, clips.duration))
-    position, second, count = (_read_all(readers[name]) for name in ("position", "second",
-                                                                        "count"))
+    readers = checked_arrays(
+        group, feature.dim, pooling, most=most_segments(index, clips.duration)
+    )
+    position, second, count = (
+        _read_all(readers[name]) for name in ("position", "second", "count")
+    )
     check_entries(group.path, position, second, count, clips.duration)
     wanted = np.zeros(len(clips), bool)
     wanted[positions] = True
@@ -208,21 +235,27 @@ def checked_arrays(group, dim, pooling, *, most):
     arrays = {name: member_array(group, name, f"{label}/{name}") for name in SEGMENT_ARRAYS}
     n = group.attrs.get("n_segments")
     if type(n) is not int or not 0 <= n <= most:
-        raise StoreFormatError(f"{label}: n_segments {n!r} is not between 0 and the {most} "
-                               f"segments the committed frames can make (the stored segments "
-                               f"are corrupt; avscene segments --overwrite rewrites them)")
+        raise StoreFormatError(
+            f"{label}: n_segments {n!r} is not between 0 and the {most} "
+            f"segments the committed frames can make (the stored segments "
+            f"are corrupt; avscene segments --overwrite rewrites them)"
+        )
     width = width_of(dim, pooling)
     shapes = {name: getattr(arrays[name], "shape", None) for name in SEGMENT_ARRAYS}
     expected = {"values": (n, width), "position": (n,), "second": (n,), "count": (n,)}
     if shapes != expected or group.attrs.get("dim") != width:
-        raise StoreFormatError(f"{label}: arrays {shapes} disagree with n_segments {n!r} and "
-                               f"dim {width} (the stored segments are corrupt; avscene "
-                               f"segments --overwrite rewrites them)")
+        raise StoreFormatError(
+            f"{label}: arrays {shapes} disagree with n_segments {n!r} and "
+            f"dim {width} (the stored segments are corrupt; avscene "
+            f"segments --overwrite rewrites them)"
+        )
     readers = {name: ChunkReader(arrays[name], required=True) for name in SEGMENT_ARRAYS}
     for name, kinds in (("values", "f"), ("position", "iu"), ("second", "iu"), ("count", "iu")):
         if readers[name].dtype.kind not in kinds:
-            raise StoreFormatError(f"{label}/{name} has dtype {arrays[name].dtype}, not "
-                                   f"{'float' if kinds == 'f' else 'integer'}")
+            raise StoreFormatError(
+                f"{label}/{name} has dtype {arrays[name].dtype}, not "
+                f"{'float' if kinds == 'f' else 'integer'}"
+            )
     return readers
 
 
@@ -234,14 +267,16 @@ def check_entries(label, position, second, count, durations):
     segments_of = n_segments(durations)
     bad[inside] |= (second[inside] < 0) | (second[inside] >= segments_of[position[inside]])
     bad |= count < 1
-    order = (position[1:] > position[:-1]) | ((position[1:] == position[:-1]) &
-                                              (second[1:] > second[:-1]))
+    order = (position[1:] > position[:-1]) | (
+        (position[1:] == position[:-1]) & (second[1:] > second[:-1])
+    )
     if np.any(bad) or not np.all(order):
-        where = int(np.flatnonzero(bad)[0]) if np.any(bad) else \
-            int(np.flatnonzero(~order)[0]) + 1
-        raise StoreFormatError(f"{label}: segment {where} (clip position {position[where]}, "
-                               f"second {second[where]}, {count[where]} frames) is impossible "
-                               f"or out of order; the stored segments are corrupt")
+        where = int(np.flatnonzero(bad)[0]) if np.any(bad) else int(np.flatnonzero(~order)[0]) + 1
+        raise StoreFormatError(
+            f"{label}: segment {where} (clip position {position[where]}, "
+            f"second {second[where]}, {count[where]} frames) is impossible "
+            f"or out of order; the stored segments are corrupt"
+        )
 
 
 def _read_all(reader):

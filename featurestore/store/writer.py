@@ -40,8 +40,8 @@ class BlockWriter:
         self._last_commit = time.monotonic()
         self.block = block
         self._local = {clip_id: i for i, clip_id in enumerate(block.clip_ids)}
-        self._reserved = feature.reserved(durations[block.start:block.stop])
-        self._durations = durations[block.start:block.stop]
+        self._reserved = feature.reserved(durations[block.start : block.stop])
+        self._durations = durations[block.start : block.stop]
         self.region_start, self.region_stop = (int(r) for r in region)
         span = (block.start, block.stop)
         self._offset = read_span(feature.offset, *span).astype(np.int64)
@@ -49,18 +49,23 @@ class BlockWriter:
         self._status = read_span(feature.status, *span).astype(np.int8)
         self._reason = [str(text) for text in read_span(feature.reason, *span)]
         n_clips = block.stop - block.start
-        feature.check_committed(self._offset, self._count, self._status,
-                                low=np.full(n_clips, self.region_start),
-                                high=np.full(n_clips, self.region_stop),
-                                reserved=self._reserved, clip_ids=block.clip_ids)
+        feature.check_committed(
+            self._offset,
+            self._count,
+            self._status,
+            low=np.full(n_clips, self.region_start),
+            high=np.full(n_clips, self.region_stop),
+            reserved=self._reserved,
+            clip_ids=block.clip_ids,
+        )
         committed = self._status == COMMITTED
         ends = self._offset[committed] + self._count[committed]
         self._next_row = int(ends.max()) if ends.size else self.region_start
         rows = feature.chunk_rows
         self._buffer_start = self._next_row // rows * rows
         self._values, self._times = self._reload(self._buffer_start, self._next_row)
-        self._uncommitted = []             # (local index, first row, n_rows), in row order
-        self._buffered_clips = set()       # local indices of self._uncommitted
+        self._uncommitted = []  # (local index, first row, n_rows), in row order
+        self._buffered_clips = set()  # local indices of self._uncommitted
         self._index_dirty = False
         self.closed = False
         self.written = 0
@@ -149,7 +154,7 @@ class BlockWriter:
             The lease was taken over: nothing more was written (the clips not committed yet
             stay pending).
         """
-        if self.closed or self._lease.lost:          # a lost lease was reported already
+        if self.closed or self._lease.lost:  # a lost lease was reported already
             self.closed = True
             return
         try:
@@ -166,20 +171,27 @@ class BlockWriter:
         if exc_type is None:
             self.close()
             return False
-        if self._lease.lost:               # nothing may be written any more
+        if self._lease.lost:  # nothing may be written any more
             self.closed = True
             return False
-        try:                               # keep the clips that were complete before the error
+        try:  # keep the clips that were complete before the error
             self.close()
-        except Exception as error:         # the original error matters more
+        except Exception as error:  # the original error matters more
             level = logging.DEBUG if full_disk(error) and full_disk(exc) else logging.WARNING
-            log.log(level, "%s block %d: could not flush after an error: %s",
-                    self.feature.name, self.block.index, error)
+            log.log(
+                level,
+                "%s block %d: could not flush after an error: %s",
+                self.feature.name,
+                self.block.index,
+                error,
+            )
         return False
 
     def __repr__(self):
-        return (f"<BlockWriter {self.feature.name!r} block {self.block.index} rows "
-                f"[{self.region_start}, {self.region_stop}) next {self._next_row}>")
+        return (
+            f"<BlockWriter {self.feature.name!r} block {self.block.index} rows "
+            f"[{self.region_start}, {self.region_stop}) next {self._next_row}>"
+        )
 
     # -- internals --------------------------------------------------------------------------
     def _local_index(self, clip_id):
@@ -190,8 +202,10 @@ class BlockWriter:
         try:
             return self._local[clip_id]
         except KeyError:
-            raise StoreFormatError(f"clip {clip_id!r} is not in block {self.block.index} "
-                                   f"(clips {self.block.start}..{self.block.stop - 1})") from None
+            raise StoreFormatError(
+                f"clip {clip_id!r} is not in block {self.block.index} "
+                f"(clips {self.block.start}..{self.block.stop - 1})"
+            ) from None
 
     def _in_buffer(self, i):
         return i in self._buffered_clips
@@ -199,19 +213,25 @@ class BlockWriter:
     def _check_shapes(self, clip_id, values, timestamps):
         dim = self.feature.dim
         if values.ndim != 2 or values.shape[1] != dim:
-            raise StoreFormatError(f"clip {clip_id!r}: {self.feature.name} values have shape "
-                                   f"{values.shape}, expected (n_frames, {dim})")
+            raise StoreFormatError(
+                f"clip {clip_id!r}: {self.feature.name} values have shape "
+                f"{values.shape}, expected (n_frames, {dim})"
+            )
         if timestamps.shape != (values.shape[0],):
-            raise StoreFormatError(f"clip {clip_id!r}: {values.shape[0]} frames but timestamps "
-                                   f"of shape {timestamps.shape}")
+            raise StoreFormatError(
+                f"clip {clip_id!r}: {values.shape[0]} frames but timestamps "
+                f"of shape {timestamps.shape}"
+            )
         return values.shape[0]
 
     def _problem(self, i, values, timestamps):
         """Why a clip's frames cannot be stored, or ''."""
         n_rows, reserved = values.shape[0], int(self._reserved[i])
         if n_rows > reserved:
-            return (f"{n_rows} frames exceed the {reserved} rows reserved for a "
-                    f"{self._durations[i]:g} s clip at {self.feature.frame_rate:g} frames/s")
+            return (
+                f"{n_rows} frames exceed the {reserved} rows reserved for a "
+                f"{self._durations[i]:g} s clip at {self.feature.frame_rate:g} frames/s"
+            )
         if not np.all(np.isfinite(timestamps)) or np.any(np.diff(timestamps) < 0):
             return "timestamps are not finite and non-decreasing"
         if self.feature.storage_dtype == np.float16:
@@ -240,13 +260,14 @@ class BlockWriter:
             stop = self._buffer_start + -(-whole // rows) * rows
             pad = stop - self._buffer_start - whole
             out_values, out_times = values[:whole], times[:whole]
-            if pad:                        # the last chunk, padded with the fill values
-                out_values = np.concatenate([out_values, np.zeros((pad, self.feature.dim),
-                                                                  out_values.dtype)])
+            if pad:  # the last chunk, padded with the fill values
+                out_values = np.concatenate(
+                    [out_values, np.zeros((pad, self.feature.dim), out_values.dtype)]
+                )
                 out_times = np.concatenate([out_times, np.full(pad, np.nan)])
             self._lease.confirm()
-            self.feature.values[self._buffer_start:stop] = out_values
-            self.feature.timestamps[self._buffer_start:stop] = out_times
+            self.feature.values[self._buffer_start : stop] = out_values
+            self.feature.timestamps[self._buffer_start : stop] = out_times
             self._values = [values[whole:]] if whole < len(values) else []
             self._times = [times[whole:]] if whole < len(times) else []
             self._buffer_start += whole
@@ -261,7 +282,7 @@ class BlockWriter:
         if not final and time.monotonic() - self._last_commit < self.commit_seconds:
             return
         done = [entry for entry in self._uncommitted if entry[1] + entry[2] <= upto]
-        self._uncommitted = self._uncommitted[len(done):]
+        self._uncommitted = self._uncommitted[len(done) :]
         for i, first, n_rows in done:
             self._buffered_clips.discard(i)
             self._status[i], self._reason[i] = COMMITTED, ""
@@ -270,7 +291,7 @@ class BlockWriter:
             self._write_index()
 
     def _write_index(self):
-        self._lease.confirm()              # a writer declared dead never commits
+        self._lease.confirm()  # a writer declared dead never commits
         span = slice(self.block.start, self.block.stop)
         feature = self.feature
         feature.offset[span] = self._offset

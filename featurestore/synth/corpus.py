@@ -39,8 +39,11 @@ from featurestore.provenance import package_versions
 log = logging.getLogger(__name__)
 
 #: Pairs that sound alike (the audio recipes differ only by a small band gain).
-AUDIO_ALIKE = (("airport", "shopping_mall"), ("bus", "tram"),
-               ("street_pedestrian", "public_square"))
+AUDIO_ALIKE = (
+    ("airport", "shopping_mall"),
+    ("bus", "tram"),
+    ("street_pedestrian", "public_square"),
+)
 #: Pairs that look alike (the video recipes differ only by a small colour tint).
 VIDEO_ALIKE = (("tram", "metro"), ("airport", "metro_station"), ("park", "public_square"))
 
@@ -77,9 +80,20 @@ class SynthResult:
     elapsed: float
 
 
-def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=30.0, seed=0,
-                 eval_clips=0, classes=SCENES, locations_per_class=None, workers=None,
-                 overwrite=False):
+def synth_corpus(
+    out,
+    *,
+    clips_per_class=4,
+    seconds=10.0,
+    size=(400, 224),
+    fps=30.0,
+    seed=0,
+    eval_clips=0,
+    classes=SCENES,
+    locations_per_class=None,
+    workers=None,
+    overwrite=False,
+):
     """Write a synthetic development set (and evaluation set) under ``out``.
 
     Parameters
@@ -119,15 +133,30 @@ def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=3
     out = Path(out)
     development, evaluation = out / "development", out / "evaluation"
     _prepare(out, [development, evaluation, out / "evaluation_truth.csv"], overwrite=overwrite)
-    dev_plans, eval_plans = plan_corpus(classes, clips_per_class=clips_per_class,
-                                        locations_per_class=locations, eval_clips=eval_clips,
-                                        seed=seed)
-    options = dict(seed=seed, clips_per_class=clips_per_class, seconds=seconds, size=list(size),
-                   fps=fps, eval_clips=eval_clips, classes=list(classes),
-                   locations_per_class=locations)
-    outputs.write_json(out / "synth.json",
-                       dict(options, audio_alike=AUDIO_ALIKE, video_alike=VIDEO_ALIKE,
-                            versions=package_versions()), within=out)
+    dev_plans, eval_plans = plan_corpus(
+        classes,
+        clips_per_class=clips_per_class,
+        locations_per_class=locations,
+        eval_clips=eval_clips,
+        seed=seed,
+    )
+    options = dict(
+        seed=seed,
+        clips_per_class=clips_per_class,
+        seconds=seconds,
+        size=list(size),
+        fps=fps,
+        eval_clips=eval_clips,
+        classes=list(classes),
+        locations_per_class=locations,
+    )
+    outputs.write_json(
+        out / "synth.json",
+        dict(
+            options, audio_alike=AUDIO_ALIKE, video_alike=VIDEO_ALIKE, versions=package_versions()
+        ),
+        within=out,
+    )
     _write_development_lists(development, dev_plans, within=out)
     tasks = [(plan, development, seconds) for plan in dev_plans]
     truth = None
@@ -136,27 +165,45 @@ def synth_corpus(out, *, clips_per_class=4, seconds=10.0, size=(400, 224), fps=3
         _write_table(truth, META_HEADER, [_meta_row(p) for p in eval_plans], within=out)
         tasks += [(plan, evaluation, 1.0) for plan in eval_plans]
     _render_all(tasks, seed=seed, size=tuple(size), fps=fps, workers=workers)
-    return SynthResult(development, evaluation if eval_plans else None, truth, len(dev_plans),
-                       len(eval_plans), time.perf_counter() - started)
+    return SynthResult(
+        development,
+        evaluation if eval_plans else None,
+        truth,
+        len(dev_plans),
+        len(eval_plans),
+        time.perf_counter() - started,
+    )
 
 
 def _check_options(clips_per_class, seconds, size, fps, seed, eval_clips, classes, locations):
     unknown = sorted(set(classes) - set(SCENES))
     problems = [
-        (not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS,
-         f"clips_per_class must be from 1 to {MAX_CLIPS_PER_CLASS}, got {clips_per_class}"),
-        (not 1 <= locations <= clips_per_class,
-         f"locations_per_class must be between 1 and clips_per_class, got {locations}"),
-        (not 1.0 <= seconds <= MAX_SECONDS,
-         f"seconds must be from 1 to {MAX_SECONDS}, got {seconds}"),
-        (len(size) != 2 or any(not 16 <= v <= MAX_SIDE or v % 2 for v in size),
-         f"size must be two even numbers from 16 to {MAX_SIDE}, got {size}"),
+        (
+            not 1 <= clips_per_class <= MAX_CLIPS_PER_CLASS,
+            f"clips_per_class must be from 1 to {MAX_CLIPS_PER_CLASS}, got {clips_per_class}",
+        ),
+        (
+            not 1 <= locations <= clips_per_class,
+            f"locations_per_class must be between 1 and clips_per_class, got {locations}",
+        ),
+        (
+            not 1.0 <= seconds <= MAX_SECONDS,
+            f"seconds must be from 1 to {MAX_SECONDS}, got {seconds}",
+        ),
+        (
+            len(size) != 2 or any(not 16 <= v <= MAX_SIDE or v % 2 for v in size),
+            f"size must be two even numbers from 16 to {MAX_SIDE}, got {size}",
+        ),
         (not 0 < fps <= MAX_FPS, f"fps must be > 0 and <= {MAX_FPS}, got {fps}"),
         (seed < 0, f"seed must be >= 0, got {seed}"),
-        (not 0 <= eval_clips <= MAX_EVAL_CLIPS,
-         f"eval_clips must be from 0 to {MAX_EVAL_CLIPS}, got {eval_clips}"),
-        (not classes or unknown or len(set(classes)) != len(classes),
-         f"classes must be distinct names from {', '.join(SCENES)}; got {', '.join(classes)}"),
+        (
+            not 0 <= eval_clips <= MAX_EVAL_CLIPS,
+            f"eval_clips must be from 0 to {MAX_EVAL_CLIPS}, got {eval_clips}",
+        ),
+        (
+            not classes or unknown or len(set(classes)) != len(classes),
+            f"classes must be distinct names from {', '.join(SCENES)}; got {', '.join(classes)}",
+        ),
     ]
     for failed, message in problems:
         if failed:
@@ -166,8 +213,11 @@ def _check_options(clips_per_class, seconds, size, fps, seed, eval_clips, classe
 def _prepare(out, folders, *, overwrite):
     existing = [f for f in folders if f.exists()]
     if existing and not (overwrite and (out / "synth.json").is_file()):
-        hint = ("pass overwrite/--overwrite" if (out / "synth.json").is_file()
-                else "choose another folder (it was not written by synth)")
+        hint = (
+            "pass overwrite/--overwrite"
+            if (out / "synth.json").is_file()
+            else "choose another folder (it was not written by synth)"
+        )
         raise FileExistsError(f"{existing[0]}: exists; {hint}")
     for path in existing:
         if path.is_dir() and not path.is_symlink():
@@ -191,20 +241,31 @@ def plan_corpus(classes, *, clips_per_class, locations_per_class, eval_clips, se
     n_locations = len(classes) * (locations_per_class + eval_locations)
     location_ids = rng.choice(np.arange(1, max(1300, 3 * n_locations)), n_locations, replace=False)
     n_clips = len(classes) * clips_per_class
-    segment_ids = np.sort(rng.choice(np.arange(100, max(46000, 4 * n_clips)), n_clips,
-                                     replace=False))
+    segment_ids = np.sort(
+        rng.choice(np.arange(100, max(46000, 4 * n_clips)), n_clips, replace=False)
+    )
     dev, evaluation, key = [], [], 0
     for scene in classes:
         cities = _cities(rng, DEVELOPMENT_CITIES, locations_per_class)
         n_evaluate = max(1, round(0.3 * locations_per_class)) if locations_per_class > 1 else 0
-        folds = rng.permutation(["evaluate"] * n_evaluate
-                                + ["train"] * (locations_per_class - n_evaluate))
+        folds = rng.permutation(
+            ["evaluate"] * n_evaluate + ["train"] * (locations_per_class - n_evaluate)
+        )
         for j in range(locations_per_class):
             location = f"{cities[j]}-{location_ids[key]}"
             for _ in range(j, clips_per_class, locations_per_class):
                 segment = segment_ids[len(dev)]
-                dev.append(ClipPlan(f"{scene}-{location}-{segment}", scene, cities[j], location,
-                                    key, len(dev), str(folds[j])))
+                dev.append(
+                    ClipPlan(
+                        f"{scene}-{location}-{segment}",
+                        scene,
+                        cities[j],
+                        location,
+                        key,
+                        len(dev),
+                        str(folds[j]),
+                    )
+                )
             key += 1
     if eval_clips:
         labels = rng.permutation([classes[i % len(classes)] for i in range(eval_clips)])
@@ -215,9 +276,17 @@ def plan_corpus(classes, *, clips_per_class, locations_per_class, eval_clips, se
             key += eval_locations
         for i, scene in enumerate(labels):
             city, location_key = places[scene][rng.integers(eval_locations)]
-            evaluation.append(ClipPlan(str(i), str(scene), city,
-                                       f"{city}-{location_ids[location_key]}", location_key,
-                                       n_clips + i, "eval"))
+            evaluation.append(
+                ClipPlan(
+                    str(i),
+                    str(scene),
+                    city,
+                    f"{city}-{location_ids[location_key]}",
+                    location_key,
+                    n_clips + i,
+                    "eval",
+                )
+            )
     return dev, evaluation
 
 
@@ -243,11 +312,13 @@ def _write_development_lists(root, plans, *, within):
     _write_table(root / "meta.csv", META_HEADER, [_meta_row(p) for p in plans], within=within)
     for fold in ("train", "evaluate"):
         rows = [_meta_row(p)[:3] for p in plans if p.fold == fold]
-        _write_table(root / "evaluation_setup" / f"fold1_{fold}.csv", META_HEADER[:3], rows,
-                     within=within)
+        _write_table(
+            root / "evaluation_setup" / f"fold1_{fold}.csv", META_HEADER[:3], rows, within=within
+        )
     rows = [_meta_row(p)[:2] for p in plans if p.fold == "evaluate"]
-    _write_table(root / "evaluation_setup" / "fold1_test.csv", META_HEADER[:2], rows,
-                 within=within)
+    _write_table(
+        root / "evaluation_setup" / "fold1_test.csv", META_HEADER[:2], rows, within=within
+    )
 
 
 def _render_all(tasks, *, seed, size, fps, workers):
@@ -255,8 +326,9 @@ def _render_all(tasks, *, seed, size, fps, workers):
         (folder / "audio").mkdir(parents=True, exist_ok=True)
         (folder / "video").mkdir(parents=True, exist_ok=True)
     workers = min((os.cpu_count() or 1) if workers is None else workers, len(tasks))
-    arguments = [(plan, str(root), clip_seconds, seed, size, fps)
-                 for plan, root, clip_seconds in tasks]
+    arguments = [
+        (plan, str(root), clip_seconds, seed, size, fps) for plan, root, clip_seconds in tasks
+    ]
     if workers <= 1:
         done = map(render_clip, *zip(*arguments))
         _log_progress(done, len(arguments))
@@ -282,14 +354,23 @@ def render_clip(plan, root, seconds, seed, size, fps):
     root = Path(root)
     place_audio = location_audio(np.random.default_rng([seed, _AUDIO_PLACE, plan.location_key]))
     place_video = location_video(np.random.default_rng([seed, _VIDEO_PLACE, plan.location_key]))
-    audio = render_audio(plan.scene, place_audio,
-                         np.random.default_rng([seed, _AUDIO_CLIP, plan.clip_key]),
-                         seconds=seconds, sample_rate=SAMPLE_RATE)
+    audio = render_audio(
+        plan.scene,
+        place_audio,
+        np.random.default_rng([seed, _AUDIO_CLIP, plan.clip_key]),
+        seconds=seconds,
+        sample_rate=SAMPLE_RATE,
+    )
     with outputs.create_new(root / "audio" / f"{plan.clip_id}.wav", within=root) as handle:
         soundfile.write(handle, audio, SAMPLE_RATE, subtype="PCM_24", format="WAV")
-    frames = render_video(plan.scene, place_video,
-                          np.random.default_rng([seed, _VIDEO_CLIP, plan.clip_key]),
-                          seconds=seconds, size=size, fps=fps)
+    frames = render_video(
+        plan.scene,
+        place_video,
+        np.random.default_rng([seed, _VIDEO_CLIP, plan.clip_key]),
+        seconds=seconds,
+        size=size,
+        fps=fps,
+    )
     with outputs.create_new(root / "video" / f"{plan.clip_id}.mp4", within=root) as handle:
         encode_video(handle, frames, fps=fps)
     return plan.clip_id

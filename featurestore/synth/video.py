@@ -21,8 +21,15 @@ _FLICKER_LEVELS = 9
 
 
 def _region(y0, y1, top, bottom, texture="none", period=0.1, contrast=0.0, speed=0.0):
-    return dict(y=(y0, y1), top=top, bottom=bottom, texture=texture, period=period,
-                contrast=contrast, speed=speed)
+    return dict(
+        y=(y0, y1),
+        top=top,
+        bottom=bottom,
+        texture=texture,
+        period=period,
+        contrast=contrast,
+        speed=speed,
+    )
 
 
 def _objects(count, width, height, y_range, speed, palette):
@@ -33,21 +40,33 @@ _PEOPLE = [(40, 40, 50), (90, 60, 50), (60, 70, 90), (120, 110, 100), (30, 30, 3
 _CARS = [(200, 30, 30), (30, 60, 200), (230, 230, 230), (20, 20, 20), (230, 200, 40)]
 _SHOPS = [(220, 40, 120), (40, 180, 200), (240, 200, 40), (60, 170, 80), (235, 235, 235)]
 
-_RAIL_CAR = dict(regions=[
-    _region(0.0, 0.22, (150, 155, 165), (120, 125, 135)),
-    _region(0.22, 0.55, (95, 105, 115), (70, 80, 90), "streaks", 0.15, 0.5, 0.8),
-    _region(0.55, 1.0, (80, 95, 125), (50, 60, 80), "checker", 0.05, 0.15)],
-    objects=[_objects(3, 0.02, 1.0, (0.0, 0.0), 0.0, [(190, 190, 185)])], flicker=(7.0, 0.03))
-_HALL = dict(regions=[
-    _region(0.0, 0.3, (235, 232, 220), (215, 210, 200), "hstripes", 0.08, 0.1),
-    _region(0.3, 0.75, (200, 195, 180), (185, 175, 160), "vstripes", 0.25, 0.35, 0.02),
-    _region(0.75, 1.0, (170, 165, 150), (140, 135, 120), "checker", 0.12, 0.15)],
-    objects=[_objects(6, 0.04, 0.25, (0.5, 0.75), 0.06, _PEOPLE)], flicker=(0.0, 0.0))
-_OPEN = dict(regions=[
-    _region(0.0, 0.4, (150, 185, 230), (190, 210, 235), "noise", 0.2, 0.08, 0.01),
-    _region(0.4, 0.55, (110, 120, 95), (100, 110, 85), "noise", 0.03, 0.3),
-    _region(0.55, 1.0, (130, 135, 105), (110, 115, 90), "noise", 0.015, 0.25)],
-    objects=[_objects(3, 0.02, 0.1, (0.5, 0.8), 0.03, _PEOPLE)], flicker=(0.2, 0.03))
+_RAIL_CAR = dict(
+    regions=[
+        _region(0.0, 0.22, (150, 155, 165), (120, 125, 135)),
+        _region(0.22, 0.55, (95, 105, 115), (70, 80, 90), "streaks", 0.15, 0.5, 0.8),
+        _region(0.55, 1.0, (80, 95, 125), (50, 60, 80), "checker", 0.05, 0.15),
+    ],
+    objects=[_objects(3, 0.02, 1.0, (0.0, 0.0), 0.0, [(190, 190, 185)])],
+    flicker=(7.0, 0.03),
+)
+_HALL = dict(
+    regions=[
+        _region(0.0, 0.3, (235, 232, 220), (215, 210, 200), "hstripes", 0.08, 0.1),
+        _region(0.3, 0.75, (200, 195, 180), (185, 175, 160), "vstripes", 0.25, 0.35, 0.02),
+        _region(0.75, 1.0, (170, 165, 150), (140, 135, 120), "checker", 0.12, 0.15),
+    ],
+    objects=[_objects(6, 0.04, 0.25, (0.5, 0.75), 0.06, _PEOPLE)],
+    flicker=(0.0, 0.0),
+)
+_OPEN = dict(
+    regions=[
+        _region(0.0, 0.4, (150, 185, 230), (190, 210, 235), "noise", 0.2, 0.08, 0.01),
+        _region(0.4, 0.55, (110, 120, 95), (100, 110, 85), "noise", 0.03, 0.3),
+        _region(0.55, 1.0, (130, 135, 105), (110, 115, 90), "noise", 0.015, 0.25),
+    ],
+    objects=[_objects(3, 0.02, 0.1, (0.5, 0.8), 0.03, _PEOPLE)],
+    flicker=(0.2, 0.03),
+)
 
 
 def _tinted(recipe, region, delta):
@@ -66,33 +85,54 @@ SCENE_VIDEO = {
     "metro_station": _tinted(_HALL, 1, (-2, 3, 0)),
     "park": _tinted(_OPEN, 2, (-2, 3, -2)),
     "public_square": _tinted(_OPEN, 2, (2, 0, 2)),
-    "street_traffic": dict(regions=[
-        _region(0.0, 0.45, (120, 110, 100), (100, 95, 90), "vstripes", 0.1, 0.3),
-        _region(0.45, 1.0, (70, 70, 75), (55, 55, 60), "hstripes", 0.18, 0.4)],
-        objects=[_objects(4, 0.25, 0.12, (0.5, 0.85), 0.6, _CARS)], flicker=(0.0, 0.0)),
-    "bus": dict(regions=[
-        _region(0.0, 0.18, (200, 190, 160), (185, 175, 150)),
-        _region(0.18, 0.5, (130, 125, 115), (110, 105, 100), "streaks", 0.2, 0.4, 0.4),
-        _region(0.5, 1.0, (150, 55, 115), (115, 40, 90), "checker", 0.04, 0.25)],
-        objects=[_objects(3, 0.015, 1.0, (0.0, 0.0), 0.0, [(230, 200, 40)])], flicker=(0.5, 0.05)),
-    "shopping_mall": dict(regions=[
-        _region(0.0, 0.25, (245, 240, 230), (235, 230, 220), "hstripes", 0.1, 0.15),
-        _region(0.25, 0.7, (200, 200, 200), (170, 170, 170), "blocks", 0.2, 0.0, 0.03),
-        _region(0.7, 1.0, (215, 210, 205), (180, 175, 170), "checker", 0.1, 0.08)],
-        objects=[_objects(5, 0.04, 0.25, (0.5, 0.75), 0.06, _PEOPLE)], flicker=(0.0, 0.0)),
-    "street_pedestrian": dict(regions=[
-        _region(0.0, 0.65, (160, 85, 60), (140, 75, 55), "bricks", 0.03, 0.3, 0.02),
-        _region(0.65, 1.0, (150, 145, 140), (120, 115, 110), "checker", 0.06, 0.15)],
-        objects=[_objects(8, 0.04, 0.25, (0.45, 0.75), 0.08, _PEOPLE)], flicker=(0.0, 0.0)),
+    "street_traffic": dict(
+        regions=[
+            _region(0.0, 0.45, (120, 110, 100), (100, 95, 90), "vstripes", 0.1, 0.3),
+            _region(0.45, 1.0, (70, 70, 75), (55, 55, 60), "hstripes", 0.18, 0.4),
+        ],
+        objects=[_objects(4, 0.25, 0.12, (0.5, 0.85), 0.6, _CARS)],
+        flicker=(0.0, 0.0),
+    ),
+    "bus": dict(
+        regions=[
+            _region(0.0, 0.18, (200, 190, 160), (185, 175, 150)),
+            _region(0.18, 0.5, (130, 125, 115), (110, 105, 100), "streaks", 0.2, 0.4, 0.4),
+            _region(0.5, 1.0, (150, 55, 115), (115, 40, 90), "checker", 0.04, 0.25),
+        ],
+        objects=[_objects(3, 0.015, 1.0, (0.0, 0.0), 0.0, [(230, 200, 40)])],
+        flicker=(0.5, 0.05),
+    ),
+    "shopping_mall": dict(
+        regions=[
+            _region(0.0, 0.25, (245, 240, 230), (235, 230, 220), "hstripes", 0.1, 0.15),
+            _region(0.25, 0.7, (200, 200, 200), (170, 170, 170), "blocks", 0.2, 0.0, 0.03),
+            _region(0.7, 1.0, (215, 210, 205), (180, 175, 170), "checker", 0.1, 0.08),
+        ],
+        objects=[_objects(5, 0.04, 0.25, (0.5, 0.75), 0.06, _PEOPLE)],
+        flicker=(0.0, 0.0),
+    ),
+    "street_pedestrian": dict(
+        regions=[
+            _region(0.0, 0.65, (160, 85, 60), (140, 75, 55), "bricks", 0.03, 0.3, 0.02),
+            _region(0.65, 1.0, (150, 145, 140), (120, 115, 110), "checker", 0.06, 0.15),
+        ],
+        objects=[_objects(8, 0.04, 0.25, (0.45, 0.75), 0.08, _PEOPLE)],
+        flicker=(0.0, 0.0),
+    ),
 }
 
 
 def location_video(rng):
     """Draw one location's camera and lighting conditions (kept for all of its clips)."""
-    return dict(hue=rng.normal(0.0, 0.15), gain=float(np.exp(rng.normal(0.0, 0.1))),
-                contrast=float(np.exp(rng.normal(0.0, 0.15))),
-                scale=float(np.exp(rng.normal(0.0, 0.15))), shift=rng.normal(0.0, 0.04),
-                balance=np.exp(rng.normal(0.0, 0.04, 3)), direction=rng.choice([-1.0, 1.0]))
+    return dict(
+        hue=rng.normal(0.0, 0.15),
+        gain=float(np.exp(rng.normal(0.0, 0.1))),
+        contrast=float(np.exp(rng.normal(0.0, 0.15))),
+        scale=float(np.exp(rng.normal(0.0, 0.15))),
+        shift=rng.normal(0.0, 0.04),
+        balance=np.exp(rng.normal(0.0, 0.04, 3)),
+        direction=rng.choice([-1.0, 1.0]),
+    )
 
 
 def render_video(scene, place, rng, *, seconds, size, fps):
@@ -118,8 +158,10 @@ def render_video(scene, place, rng, *, seconds, size, fps):
     width, height = size
     colour = _colour_transform(place) * np.exp(rng.normal(0.0, 0.03))
     bands = _bands(recipe["regions"], place, height)
-    canvases = [_canvas(region, rows, width, place, colour, rng)
-                for region, rows in zip(recipe["regions"], bands)]
+    canvases = [
+        _canvas(region, rows, width, place, colour, rng)
+        for region, rows in zip(recipe["regions"], bands)
+    ]
     starts = rng.uniform(0, 2 * width, len(canvases))
     movers = _place_objects(recipe["objects"], place, colour, rng, width, height)
     rate, depth = recipe["flicker"]
@@ -127,18 +169,23 @@ def render_video(scene, place, rng, *, seconds, size, fps):
     gains = 1.0 + depth * np.linspace(-1.0, 1.0, _FLICKER_LEVELS if depth else 1)
     # Each canvas pre-scaled at every flicker level and extended by one frame width on the
     # right, so that a frame is a few contiguous slices (no per-pixel work per frame).
-    lit = [[np.clip(np.concatenate([c, c[:, :width]], axis=1) * g, 0, 255).astype(np.uint8)
-            for g in gains] for c in canvases]
+    lit = [
+        [
+            np.clip(np.concatenate([c, c[:, :width]], axis=1) * g, 0, 255).astype(np.uint8)
+            for g in gains
+        ]
+        for c in canvases
+    ]
     for j in range(max(int(round(seconds * fps)), 1)):
         t = j / fps
         level = int(round((np.sin(2 * np.pi * rate * t + phase) + 1) / 2 * (len(gains) - 1)))
         frame = np.empty((height, width, 3), np.uint8)
         for region, (y0, y1), versions, start in zip(recipe["regions"], bands, lit, starts):
             offset = int(start + place["direction"] * region["speed"] * width * t) % (2 * width)
-            frame[y0:y1] = versions[level][:, offset:offset + width]
+            frame[y0:y1] = versions[level][:, offset : offset + width]
         for x0, velocity, y0, y1, w, rgb in movers:
             x = int(round((x0 + velocity * t) % (width + w))) - w
-            frame[y0:y1, max(x, 0):max(min(x + w, width), 0)] = rgb
+            frame[y0:y1, max(x, 0) : max(min(x + w, width), 0)] = rgb
         yield frame
 
 
@@ -200,7 +247,7 @@ def _filtered_noise(rng, h, w, sigma_y, sigma_x):
     """Gaussian-smoothed white noise (periodic), scaled to about [-1, 1]."""
     spectrum = np.fft.rfft2(rng.standard_normal((h, w)))
     fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
-    spectrum *= np.exp(-2 * np.pi ** 2 * ((fy * sigma_y) ** 2 + (fx * sigma_x) ** 2))
+    spectrum *= np.exp(-2 * np.pi**2 * ((fy * sigma_y) ** 2 + (fx * sigma_x) ** 2))
     noise = np.fft.irfft2(spectrum, s=(h, w))
     return np.clip(noise / (2.5 * noise.std() + 1e-12), -1, 1)
 
@@ -265,8 +312,11 @@ def encode_video(path, frames, *, fps, crf=23, preset="ultrafast"):
 
     target = path if hasattr(path, "write") else str(path)
     with av.open(target, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
-                                      options={"preset": preset, "crf": str(crf)})
+        stream = container.add_stream(
+            "libx264",
+            rate=Fraction(fps).limit_denominator(1001),
+            options={"preset": preset, "crf": str(crf)},
+        )
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
         for index, image in enumerate(frames):

@@ -25,20 +25,64 @@ from pipelines.commands.options import http_settings, show_bounds
 
 #: (command, module, one-line help), in the order of the data flow.
 COMMANDS = (
-    ("synth", "pipelines.commands.synth", "write a synthetic corpus in the TAU audio-visual 2021 layout"),
-    ("scan", "pipelines.commands.scan", "count a dataset's clips per scene, city, location, fold; list problems"),
-    ("extract", "pipelines.commands.extract", "decode a dataset into OpenL3 embeddings and log-mels in a store"),
-    ("info", "pipelines.commands.info", "describe a feature store: clips, features, sizes, provenance"),
+    (
+        "synth",
+        "pipelines.commands.synth",
+        "write a synthetic corpus in the TAU audio-visual 2021 layout",
+    ),
+    (
+        "scan",
+        "pipelines.commands.scan",
+        "count a dataset's clips per scene, city, location, fold; list problems",
+    ),
+    (
+        "extract",
+        "pipelines.commands.extract",
+        "decode a dataset into OpenL3 embeddings and log-mels in a store",
+    ),
+    (
+        "info",
+        "pipelines.commands.info",
+        "describe a feature store: clips, features, sizes, provenance",
+    ),
     ("verify", "pipelines.commands.verify", "re-read every chunk of a store and check its index"),
     ("export", "pipelines.commands.export", "copy a feature store into one HDF5 file"),
-    ("import", "pipelines.commands.import_store", "rebuild a feature store from an exported HDF5 file"),
-    ("segments", "pipelines.commands.segments", "store the pooled 1-s segments of a store's features"),
-    ("pack", "pipelines.commands.pack", "write a store as one zip archive that every command reads in place"),
+    (
+        "import",
+        "pipelines.commands.import_store",
+        "rebuild a feature store from an exported HDF5 file",
+    ),
+    (
+        "segments",
+        "pipelines.commands.segments",
+        "store the pooled 1-s segments of a store's features",
+    ),
+    (
+        "pack",
+        "pipelines.commands.pack",
+        "write a store as one zip archive that every command reads in place",
+    ),
     ("unpack", "pipelines.commands.unpack", "restore a writable feature store from a zip archive"),
-    ("split", "pipelines.commands.split", "write a validation split (clip_id,role) of a store's training fold"),
-    ("train", "pipelines.commands.train", "train a classifier or fusion system on cached features"),
-    ("evaluate", "pipelines.commands.evaluate", "DCASE 2021 Task 1B metrics of a trained run on a fold"),
-    ("predict", "pipelines.commands.predict", "write the DCASE output file (one row per 1-s segment)"),
+    (
+        "split",
+        "pipelines.commands.split",
+        "write a validation split (clip_id,role) of a store's training fold",
+    ),
+    (
+        "train",
+        "pipelines.commands.train",
+        "train a classifier or fusion system on cached features",
+    ),
+    (
+        "evaluate",
+        "pipelines.commands.evaluate",
+        "DCASE 2021 Task 1B metrics of a trained run on a fold",
+    ),
+    (
+        "predict",
+        "pipelines.commands.predict",
+        "write the DCASE output file (one row per 1-s segment)",
+    ),
     ("score", "pipelines.commands.score", "DCASE metrics of an output file against a labels file"),
     ("compare", "pipelines.commands.compare", "trained systems side by side"),
     ("report", "pipelines.commands.report", "write a Markdown report of evaluated systems"),
@@ -65,13 +109,16 @@ def build_parser():
     for name, module_name, help_text in COMMANDS:
         module = importlib.import_module(module_name)
         sub = commands.add_parser(
-            name, help=help_text, description=help_text,
+            name,
+            help=help_text,
+            description=help_text,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         module.add_arguments(sub)
         show_bounds(sub)
-        sub.set_defaults(run=module.run, check=getattr(module, "check_arguments", None),
-                         command_parser=sub)
+        sub.set_defaults(
+            run=module.run, check=getattr(module, "check_arguments", None), command_parser=sub
+        )
     return parser
 
 
@@ -103,14 +150,16 @@ def main(argv=None):
     try:
         with http_settings(args):
             return args.run(args)
-    except AvsceneError as error:      # a full disk already in one line (StoreWriteError): 1
+    except AvsceneError as error:  # a full disk already in one line (StoreWriteError): 1
         print(f"avscene {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR if full_disk(error) is None else EXIT_FULL_DISK
-    except Exception as error:         # a full disk, however a library words it; else a bug
+    except Exception as error:  # a full disk, however a library words it; else a bug
         if full_disk(error) is None:
             raise
-        print(f"avscene {args.command}: error: {full_disk_message(full_disk(error), args)}",
-              file=sys.stderr)
+        print(
+            f"avscene {args.command}: error: {full_disk_message(full_disk(error), args)}",
+            file=sys.stderr,
+        )
         return EXIT_FULL_DISK
     except KeyboardInterrupt:
         print(f"avscene {args.command}: interrupted", file=sys.stderr)

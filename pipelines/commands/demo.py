@@ -48,28 +48,57 @@ MAX_CLIPS_PER_CLASS, MAX_SECONDS, MAX_EVAL_CLIPS = 1000, 60.0, 10000
 
 
 def add_arguments(parser):
-    add_out(parser, what="the corpus, store, runs, output file and report", required=False,
-            default="demo-output", metavar="DIR")
-    parser.add_argument("--clips-per-class", type=positive(int, maximum=MAX_CLIPS_PER_CLASS),
-                        default=8,
-                        help="development clips per class")
-    parser.add_argument("--seconds", type=number(float, minimum=1.0, maximum=MAX_SECONDS),
-                        default=3.0,
-                        help="length of development clips")
-    parser.add_argument("--eval-clips", type=non_negative(int, maximum=MAX_EVAL_CLIPS),
-                        default=20,
-                        help="one-second evaluation clips")
-    parser.add_argument("--classes", type=comma_list(choices=SCENES), default=SCENES,
-                        metavar="SCENE,...", help="scene classes")
-    parser.add_argument("--weights", help="official OpenL3 weights (file or folder); default: "
-                                          "found automatically, else RANDOM weights")
+    add_out(
+        parser,
+        what="the corpus, store, runs, output file and report",
+        required=False,
+        default="demo-output",
+        metavar="DIR",
+    )
+    parser.add_argument(
+        "--clips-per-class",
+        type=positive(int, maximum=MAX_CLIPS_PER_CLASS),
+        default=8,
+        help="development clips per class",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=number(float, minimum=1.0, maximum=MAX_SECONDS),
+        default=3.0,
+        help="length of development clips",
+    )
+    parser.add_argument(
+        "--eval-clips",
+        type=non_negative(int, maximum=MAX_EVAL_CLIPS),
+        default=20,
+        help="one-second evaluation clips",
+    )
+    parser.add_argument(
+        "--classes",
+        type=comma_list(choices=SCENES),
+        default=SCENES,
+        metavar="SCENE,...",
+        help="scene classes",
+    )
+    parser.add_argument(
+        "--weights",
+        help="official OpenL3 weights (file or folder); default: "
+        "found automatically, else RANDOM weights",
+    )
     parser.add_argument("--preset", default="small", help="classifier preset (see avscene train)")
-    add_workers(parser, default=2, what="training systems, one thread each",
-                zero="train one system at a time in this process")
+    add_workers(
+        parser,
+        default=2,
+        what="training systems, one thread each",
+        zero="train one system at a time in this process",
+    )
     parser.add_argument("--seed", type=seed(), default=0, help="seed of the corpus and the models")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete everything in --out first, even files that are not a demo's "
-                             "(a previous demo's folder is always replaced)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete everything in --out first, even files that are not a demo's "
+        "(a previous demo's folder is always replaced)",
+    )
     add_json(parser, what="the summary")
 
 
@@ -95,10 +124,18 @@ def notice(text):
 
 def demo_spec(args) -> demo_run.DemoSpec:
     """The :class:`~pipelines.jobs.demo_run.DemoSpec` of the parsed options."""
-    return demo_run.DemoSpec(out=args.out, clips_per_class=args.clips_per_class,
-                         seconds=args.seconds, eval_clips=args.eval_clips,
-                         classes=tuple(args.classes), weights=args.weights, preset=args.preset,
-                         workers=args.workers, seed=args.seed, overwrite=args.overwrite)
+    return demo_run.DemoSpec(
+        out=args.out,
+        clips_per_class=args.clips_per_class,
+        seconds=args.seconds,
+        eval_clips=args.eval_clips,
+        classes=tuple(args.classes),
+        weights=args.weights,
+        preset=args.preset,
+        workers=args.workers,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
 
 
 def check_arguments(args):
@@ -124,16 +161,26 @@ def run(args):
 
 def format_summary(summary, rows):
     """The lines printed at the end: the systems table, the evaluation-set score, the files."""
-    lines = ["", *tables.systems_table(rows, fold="evaluate", style="text"),
-             "* lowest validation log loss"]
+    lines = [
+        "",
+        *tables.systems_table(rows, fold="evaluate", style="text"),
+        "* lowest validation log loss",
+    ]
     scored = summary["evaluation_set"]
     if scored:
-        lines.append(f"evaluation clips ({summary['best_system']}): log loss "
-                     f"{scored['log_loss']:.3f}, accuracy {100 * scored['accuracy']:.1f}%")
-    lines += [f"demo finished in {summary['seconds']:.0f} s",
-              f"report: {summary['report']}", f"store:  {summary['store']}"]
+        lines.append(
+            f"evaluation clips ({summary['best_system']}): log loss "
+            f"{scored['log_loss']:.3f}, accuracy {100 * scored['accuracy']:.1f}%"
+        )
+    lines += [
+        f"demo finished in {summary['seconds']:.0f} s",
+        f"report: {summary['report']}",
+        f"store:  {summary['store']}",
+    ]
     if summary.get("archive"):
-        lines.append(f"archive: {summary['archive']} ({summary['archive_bytes'] / 2**20:.1f} "
-                     f"MiB; every command reads it in place, avscene unpack restores the store)")
+        lines.append(
+            f"archive: {summary['archive']} ({summary['archive_bytes'] / 2**20:.1f} "
+            f"MiB; every command reads it in place, avscene unpack restores the store)"
+        )
     lines.append(f"output: {summary['output']}")
     return "\n".join(lines)

@@ -30,20 +30,29 @@ def add_arguments(parser):
     add_http(parser)
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     parser.add_argument("--fold", default="evaluate", help="fold of the store to evaluate")
-    parser.add_argument("--bootstrap", type=non_negative(int, maximum=MAX_BOOTSTRAP),
-                        default=1000,
-                        help="bootstrap draws for the 95%% intervals (0: none)")
+    parser.add_argument(
+        "--bootstrap",
+        type=non_negative(int, maximum=MAX_BOOTSTRAP),
+        default=1000,
+        help="bootstrap draws for the 95%% intervals (0: none)",
+    )
     parser.add_argument("--seed", type=seed(), default=0, help="seed of the bootstrap")
     add_threads(parser)
     add_json(parser, what="the full report")
 
 
 def run(args):
-    check_output(args.run_dir, folder=True,
-                 files=[*evaluation.output_files(args.fold), runs.RECORD_FILE])
-    report = evaluation.evaluate_run(args.run_dir, args.store, fold=args.fold,
-                                     bootstrap=args.bootstrap, seed=args.seed,
-                                     threads=args.threads)
+    check_output(
+        args.run_dir, folder=True, files=[*evaluation.output_files(args.fold), runs.RECORD_FILE]
+    )
+    report = evaluation.evaluate_run(
+        args.run_dir,
+        args.store,
+        fold=args.fold,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        threads=args.threads,
+    )
     if args.json:
         print_json(report)
     else:
@@ -54,9 +63,11 @@ def run(args):
 def format_report(report):
     """Per-class table (like the baseline's Table 1), averages with intervals, per-city table."""
     seg = report["segment"]
-    lines = [f"{report['system']} on {report['store']}, fold {report['fold']}: "
-             f"{report['n_clips']} clips, {seg['n']} segments",
-             *tables.per_class_table(report, style="text")]
+    lines = [
+        f"{report['system']} on {report['store']}, fold {report['fold']}: "
+        f"{report['n_clips']} clips, {seg['n']} segments",
+        *tables.per_class_table(report, style="text"),
+    ]
     intervals = tables.intervals_line(report)
     if intervals:
         lines.append(intervals)

@@ -16,8 +16,12 @@ def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     add_http(parser)
     add_out(parser, what="the HDF5 file", metavar="FILE.h5")
-    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
-                        help="HDF5 filter of the datasets")
+    parser.add_argument(
+        "--compression",
+        choices=("gzip", "lzf", "none"),
+        default="gzip",
+        help="HDF5 filter of the datasets",
+    )
     add_overwrite(parser, what="the HDF5 file")
     add_json(parser, what="what was written")
 
@@ -29,12 +33,15 @@ def run(args):
     check_output(args.out, overwrite=args.overwrite)
     with FeatureStore.open(args.store, mode="r") as store:
         pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        summary = export_hdf5(store, args.out, compression=args.compression,
-                              overwrite=args.overwrite)
+        summary = export_hdf5(
+            store, args.out, compression=args.compression, overwrite=args.overwrite
+        )
     if args.json:
         print_json({"store": args.store, "out": args.out, **summary})
     else:
-        print(f"exported {args.store} to {args.out}: {summary['groups']} groups, "
-              f"{summary['arrays']} arrays, {summary['chunks']} chunks, "
-              f"{summary['bytes'] / 2**20:.1f} MiB")
+        print(
+            f"exported {args.store} to {args.out}: {summary['groups']} groups, "
+            f"{summary['arrays']} arrays, {summary['chunks']} chunks, "
+            f"{summary['bytes'] / 2**20:.1f} MiB"
+        )
     return 0

@@ -11,8 +11,9 @@ from pipelines.commands.options import (
 
 def add_arguments(parser):
     parser.add_argument("input", metavar="FILE.h5", help="HDF5 file written by avscene export")
-    add_out(parser, what="the feature store to create (a directory or an fsspec URL)",
-            metavar="STORE")
+    add_out(
+        parser, what="the feature store to create (a directory or an fsspec URL)", metavar="STORE"
+    )
     add_overwrite(parser, what="the store")
     add_json(parser, what="what was imported")
 
@@ -25,6 +26,8 @@ def run(args):
     if args.json:
         print_json({"input": args.input, "store": args.out, **summary})
     else:
-        print(f"imported {args.input} into {args.out}: {summary['groups']} groups, "
-              f"{summary['arrays']} arrays, {summary['chunks']} chunks")
+        print(
+            f"imported {args.input} into {args.out}: {summary['groups']} groups, "
+            f"{summary['arrays']} arrays, {summary['chunks']} chunks"
+        )
     return 0

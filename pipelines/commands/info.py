@@ -52,14 +52,19 @@ def format_info(info):
         f"  cities  {_counts(clips['by_city'])}",
     ]
     if info.get("segments_only"):
-        lines.append("contents  stored segments only (frames omitted): train, evaluate and "
-                     "predict work, reading frames does not")
+        lines.append(
+            "contents  stored segments only (frames omitted): train, evaluate and "
+            "predict work, reading frames does not"
+        )
     for key, value in info["attrs"].items():
         lines.append(f"attr      {key} = {json.dumps(value)}")
     for name, feature in info["features"].items():
         versions = feature["package_versions"]
-        made_with = ", ".join(f"{key} {versions[key]}" for key in
-                              ("python", "numpy", "zarr", "torch") if key in versions)
+        made_with = ", ".join(
+            f"{key} {versions[key]}"
+            for key in ("python", "numpy", "zarr", "torch")
+            if key in versions
+        )
         ratio = feature["compression_ratio"]
         lines += [
             f"feature   {name}: dim {feature['dim']}, {feature['frame_rate']:g} frames/s, "
@@ -76,18 +81,25 @@ def format_info(info):
                 f"{_size(feature['bytes_raw'])} raw, ratio {ratio if ratio else '-'})",
             ]
         else:
-            lines.append(f"  rows    {feature['rows']} frames, not in this store (index "
-                         f"{_size(feature['bytes_on_disk'])})")
+            lines.append(
+                f"  rows    {feature['rows']} frames, not in this store (index "
+                f"{_size(feature['bytes_on_disk'])})"
+            )
         lines += [
             f"  params  {json.dumps(feature['params'], sort_keys=True)}",
             f"  made    {feature['created']} with {made_with}; fingerprint "
             f"{feature['fingerprint'][:16]}",
         ]
     for entry in info.get("segments", []):
-        lines.append(f"segments  {entry['feature']} {entry['pooling']}: {entry['segments']} x "
-                     f"{entry['dim']}, {_size(entry['bytes_on_disk'])}, "
-                     + ("up to date" if entry["fresh"] else
-                        "STALE (made from other frames, not used; avscene segments rewrites it)"))
+        lines.append(
+            f"segments  {entry['feature']} {entry['pooling']}: {entry['segments']} x "
+            f"{entry['dim']}, {_size(entry['bytes_on_disk'])}, "
+            + (
+                "up to date"
+                if entry["fresh"]
+                else "STALE (made from other frames, not used; avscene segments rewrites it)"
+            )
+        )
     recorded = " (as recorded by the store's writer)" if info.get("sizes") == "recorded" else ""
     lines.append(f"total     {_size(info['bytes_on_disk'])} on disk{recorded}")
     return "\n".join(lines)

@@ -52,15 +52,18 @@ def number(kind, *, minimum=None, above=None, below=None, maximum=None):
     maximum : number, optional
         The value must be <= maximum.
     """
+
     def parse(text):
         if len(text) > MAX_DIGITS:
-            raise argparse.ArgumentTypeError(f"expected a number of at most {MAX_DIGITS} "
-                                             f"characters, got {len(text)}")
+            raise argparse.ArgumentTypeError(
+                f"expected a number of at most {MAX_DIGITS} characters, got {len(text)}"
+            )
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if minimum is not None and value < minimum:
@@ -73,9 +76,14 @@ def number(kind, *, minimum=None, above=None, below=None, maximum=None):
             raise argparse.ArgumentTypeError(f"must be <= {_show(maximum)}, got {text}")
         return value
 
-    parse.__name__ = kind.__name__          # argparse names the type in its messages
-    parse.bounds = {"kind": kind, "minimum": minimum, "above": above, "below": below,
-                    "maximum": maximum}
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    parse.bounds = {
+        "kind": kind,
+        "minimum": minimum,
+        "above": above,
+        "below": below,
+        "maximum": maximum,
+    }
     return parse
 
 
@@ -108,10 +116,20 @@ def _show(value):
 
 def bounds_text(bounds, name):
     """``0.01 <= HOP <= 10``: the bounds of a :func:`number` type, for the help."""
-    low = (f"{_show(bounds['minimum'])} <= " if bounds["minimum"] is not None else
-           f"{_show(bounds['above'])} < " if bounds["above"] is not None else "")
-    high = (f" <= {_show(bounds['maximum'])}" if bounds["maximum"] is not None else
-            f" < {_show(bounds['below'])}" if bounds["below"] is not None else "")
+    low = (
+        f"{_show(bounds['minimum'])} <= "
+        if bounds["minimum"] is not None
+        else f"{_show(bounds['above'])} < "
+        if bounds["above"] is not None
+        else ""
+    )
+    high = (
+        f" <= {_show(bounds['maximum'])}"
+        if bounds["maximum"] is not None
+        else f" < {_show(bounds['below'])}"
+        if bounds["below"] is not None
+        else ""
+    )
     return f"{low}{name}{high}"
 
 
@@ -129,13 +147,14 @@ def list_type(parse):
     """Mark the argparse type ``parse`` as one of a comma-separated list (``--help`` shows
     ``list``; the CLI convention test reads the mark)."""
     parse.__name__ = "list"
-    setattr(parse, "comma_list", True)       # noqa: B010 (a function attribute, for mypy)
+    setattr(parse, "comma_list", True)  # noqa: B010 (a function attribute, for mypy)
     return parse
 
 
 def comma_list(*, choices=None, unique=True, check=None):
     """An argparse type for ``a,b,c``: a tuple of non-empty names, optionally from ``choices``
     or accepted by ``check(name)`` (which raises ValueError, e.g. UsageError, to refuse one)."""
+
     def parse(text):
         names = tuple(part.strip() for part in text.split(",") if part.strip())
         if not names:
@@ -145,8 +164,9 @@ def comma_list(*, choices=None, unique=True, check=None):
             raise argparse.ArgumentTypeError(f"{repeated!r} is listed twice in {text!r}")
         unknown = [n for n in names if choices is not None and n not in choices]
         if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from "
-                                             f"{','.join(choices)}")
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown)}; choose from {','.join(choices)}"
+            )
         for name in names if check is not None else ():
             try:
                 check(name)
@@ -170,8 +190,9 @@ def shard(text):
 
 def add_out(parser, *, what, required=True, default=None, metavar="PATH"):
     """``--out PATH``: where the command writes ``what``."""
-    parser.add_argument("--out", required=required, default=default, metavar=metavar,
-                        help=f"where to write {what}")
+    parser.add_argument(
+        "--out", required=required, default=default, metavar=metavar, help=f"where to write {what}"
+    )
 
 
 def check_output(where, *, overwrite=True, folder=False, files=(), store=False):
@@ -197,53 +218,76 @@ def check_output(where, *, overwrite=True, folder=False, files=(), store=False):
 
 def add_overwrite(parser, *, what):
     """``--overwrite``: replace ``what`` when it exists (otherwise the command refuses)."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help=f"replace {what} if it exists (without it, an existing one is an "
-                             "error)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} if it exists (without it, an existing one is an error)",
+    )
 
 
 def add_workers(parser, *, default, what, zero="in this process"):
     """``--workers N``: processes doing ``what``; ``zero`` says what 0 means."""
-    parser.add_argument("--workers", type=bounded(WORKERS), default=default, metavar="N",
-                        help=f"worker processes {what} (0: {zero})")
+    parser.add_argument(
+        "--workers",
+        type=bounded(WORKERS),
+        default=default,
+        metavar="N",
+        help=f"worker processes {what} (0: {zero})",
+    )
 
 
 def add_threads(parser):
     """``--threads N``: CPU threads of this process's numerical libraries."""
-    parser.add_argument("--threads", type=positive(int, maximum=MAX_THREADS), default=None,
-                        metavar="N",
-                        help="CPU threads of this process (BLAS, OpenMP, torch, LightGBM; "
-                             "default: the libraries' own choice)")
+    parser.add_argument(
+        "--threads",
+        type=positive(int, maximum=MAX_THREADS),
+        default=None,
+        metavar="N",
+        help="CPU threads of this process (BLAS, OpenMP, torch, LightGBM; "
+        "default: the libraries' own choice)",
+    )
 
 
 def add_json(parser, *, what="the result"):
     """``--json``: print ``what`` as one JSON object with sorted keys instead of text."""
-    parser.add_argument("--json", action="store_true",
-                        help=f"print {what} as one JSON object (sorted keys)")
+    parser.add_argument(
+        "--json", action="store_true", help=f"print {what} as one JSON object (sorted keys)"
+    )
 
 
 def add_dask_arguments(parser, *, what):
     """``--dask ADDRESS`` and ``--dask-local N`` (mutually exclusive) for command ``what``."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--dask", metavar="ADDRESS",
-                       help=f"{what} on the Dask distributed scheduler at ADDRESS "
-                            "(tcp://host:8786)")
-    group.add_argument("--dask-local", type=positive(int, maximum=MAX_DASK_WORKERS),
-                       metavar="N",
-                       help=f"{what} on a local Dask cluster of N worker processes, "
-                            "1 thread each")
+    group.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help=f"{what} on the Dask distributed scheduler at ADDRESS (tcp://host:8786)",
+    )
+    group.add_argument(
+        "--dask-local",
+        type=positive(int, maximum=MAX_DASK_WORKERS),
+        metavar="N",
+        help=f"{what} on a local Dask cluster of N worker processes, 1 thread each",
+    )
 
 
 def add_http(parser):
     """``--timeout SECONDS`` and ``--allow-redirects``: how stores and archives are read over
     HTTP(S) (:mod:`featurestore.store.remote`); :func:`http_settings` applies them."""
-    parser.add_argument("--timeout", type=positive(float, maximum=HTTP_TIMEOUT.high),
-                        default=None, metavar="SECONDS",
-                        help="seconds each HTTP(S) request may take, from connecting to the "
-                             "last byte of the answer (unset: $AVSCENE_HTTP_TIMEOUT, else 60)")
-    parser.add_argument("--allow-redirects", action="store_true",
-                        help="follow HTTP(S) redirects to another scheme, host or port (without "
-                             "it they are refused)")
+    parser.add_argument(
+        "--timeout",
+        type=positive(float, maximum=HTTP_TIMEOUT.high),
+        default=None,
+        metavar="SECONDS",
+        help="seconds each HTTP(S) request may take, from connecting to the "
+        "last byte of the answer (unset: $AVSCENE_HTTP_TIMEOUT, else 60)",
+    )
+    parser.add_argument(
+        "--allow-redirects",
+        action="store_true",
+        help="follow HTTP(S) redirects to another scheme, host or port (without "
+        "it they are refused)",
+    )
 
 
 def http_settings(args):
@@ -253,6 +297,7 @@ def http_settings(args):
     if timeout is None and not allow:
         return contextlib.nullcontext()
     from featurestore.store.remote import http_settings as settings
+
     return settings(timeout=timeout, allow_redirects=allow)
 
 

@@ -40,11 +40,14 @@ def add_arguments(parser):
 
 def run(args):
     check_output(args.out)
-    summary = prediction.predict_run(args.run_dir, args.store, out=args.out, fold=args.fold,
-                                     threads=args.threads)
+    summary = prediction.predict_run(
+        args.run_dir, args.store, out=args.out, fold=args.fold, threads=args.threads
+    )
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {summary['rows']} rows ({summary['clips']} clips) of {summary['system']} "
-              f"to {args.out} in {summary['seconds']:.1f} s")
+        print(
+            f"wrote {summary['rows']} rows ({summary['clips']} clips) of {summary['system']} "
+            f"to {args.out} in {summary['seconds']:.1f} s"
+        )
     return 0

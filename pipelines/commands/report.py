@@ -27,12 +27,13 @@ def add_arguments(parser):
 
 def run(args):
     check_output(args.out)
-    summary = reporting.write_report(args.run_dirs, out=args.out, fold=args.fold,
-                                     title=args.title)
+    summary = reporting.write_report(args.run_dirs, out=args.out, fold=args.fold, title=args.title)
     if args.json:
         print_json(summary)
     else:
         best = tables.best_system(summary["systems"])
-        print(f"wrote {args.out}: {len(summary['systems'])} systems; best by validation log "
-              f"loss: {best['system']} ({best['run']})")
+        print(
+            f"wrote {args.out}: {len(summary['systems'])} systems; best by validation log "
+            f"loss: {best['system']} ({best['run']})"
+        )
     return 0

@@ -26,13 +26,18 @@ _SEGMENT_SUFFIX = re.compile(r"_(\d+)$")
 
 
 def add_arguments(parser):
-    parser.add_argument("predictions", metavar="PREDICTIONS.csv",
-                        help="system output file (DCASE format)")
-    parser.add_argument("truth", metavar="TRUTH.csv",
-                        help="labels: tab-separated, filename_audio and scene_label")
-    parser.add_argument("--bootstrap", type=non_negative(int, maximum=MAX_BOOTSTRAP),
-                        default=1000,
-                        help="bootstrap draws for the 95%% intervals (0: none)")
+    parser.add_argument(
+        "predictions", metavar="PREDICTIONS.csv", help="system output file (DCASE format)"
+    )
+    parser.add_argument(
+        "truth", metavar="TRUTH.csv", help="labels: tab-separated, filename_audio and scene_label"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=non_negative(int, maximum=MAX_BOOTSTRAP),
+        default=1000,
+        help="bootstrap draws for the 95%% intervals (0: none)",
+    )
     add_json(parser, what="the full report")
 
 
@@ -50,8 +55,10 @@ def read_truth(path):
     header, rows = _rows(path)
     name_column = next((c for c in ("filename_audio", "filename") if c in header), None)
     if name_column is None or "scene_label" not in header:
-        raise UsageError(f"{path}: needs columns filename_audio (or filename) and scene_label, "
-                         f"has {', '.join(header) or 'no header'}")
+        raise UsageError(
+            f"{path}: needs columns filename_audio (or filename) and scene_label, "
+            f"has {', '.join(header) or 'no header'}"
+        )
     return {pathlib.PurePosixPath(row[name_column]).stem: row["scene_label"] for row in rows}
 
 
@@ -60,7 +67,9 @@ def read_output(path):
     header, rows = _rows(path)
     missing = [c for c in ("filename", *SCENES) if c not in header]
     if missing:
-        raise UsageError(f"{path}: not a DCASE output file, missing column(s) {', '.join(missing)}")
+        raise UsageError(
+            f"{path}: not a DCASE output file, missing column(s) {', '.join(missing)}"
+        )
     stems, proba = [], np.empty((len(rows), len(SCENES)))
     for index, row in enumerate(rows):
         stem = pathlib.PurePosixPath(row["filename"]).name.split(".")[0]
@@ -80,12 +89,14 @@ def score(output, truth, *, n_bootstrap=1000):
     labels = read_truth(truth)
     unknown = sorted(set(stems.tolist()) - set(labels))
     if unknown:
-        raise UsageError(f"{output}: {len(unknown)} clip(s) have no label in {truth}, "
-                         f"e.g. {unknown[0]!r}")
+        raise UsageError(
+            f"{output}: {len(unknown)} clip(s) have no label in {truth}, e.g. {unknown[0]!r}"
+        )
     y = np.asarray([labels[s] for s in stems])
     try:
-        report = metrics.evaluate(y, proba, classes=list(SCENES), clip_ids=stems,
-                                  n_bootstrap=n_bootstrap, random_state=0)
+        report = metrics.evaluate(
+            y, proba, classes=list(SCENES), clip_ids=stems, n_bootstrap=n_bootstrap, random_state=0
+        )
     except ValueError as error:
         raise UsageError(f"{truth}: {error}") from None
     report.update({"output": str(output), "truth": str(truth)})
@@ -95,13 +106,15 @@ def score(output, truth, *, n_bootstrap=1000):
 def format_score(report):
     seg, clip = report["segment"], report["clip"]
     ci_s, ci_c = seg.get("ci") or {}, clip.get("ci") or {}
-    return (f"{report['output']}: {report['n_clips']} clips, {seg['n']} segments\n"
-            f"segments: log loss {number(seg['log_loss'])}{interval(ci_s.get('log_loss'))}, "
-            f"accuracy {percent(seg['accuracy'])}"
-            f"{interval(ci_s.get('accuracy'), as_percent=True)}\n"
-            f"clips:    log loss {number(clip['log_loss'])}{interval(ci_c.get('log_loss'))}, "
-            f"accuracy {percent(clip['accuracy'])}"
-            f"{interval(ci_c.get('accuracy'), as_percent=True)}")
+    return (
+        f"{report['output']}: {report['n_clips']} clips, {seg['n']} segments\n"
+        f"segments: log loss {number(seg['log_loss'])}{interval(ci_s.get('log_loss'))}, "
+        f"accuracy {percent(seg['accuracy'])}"
+        f"{interval(ci_s.get('accuracy'), as_percent=True)}\n"
+        f"clips:    log loss {number(clip['log_loss'])}{interval(ci_c.get('log_loss'))}, "
+        f"accuracy {percent(clip['accuracy'])}"
+        f"{interval(ci_c.get('accuracy'), as_percent=True)}"
+    )
 
 
 def run(args):

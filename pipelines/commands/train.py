@@ -42,41 +42,78 @@ MODELS, FUSIONS = training.MODELS, training.FUSIONS
 def add_arguments(parser):
     parser.add_argument("store", help="feature store: a directory or an fsspec URL")
     add_http(parser)
-    parser.add_argument("--features", required=True, type=comma_list(), metavar="NAME,...",
-                        help="feature names, e.g. openl3_audio,openl3_video")
-    parser.add_argument("--model", default="lr",
-                        help=f"one of {', '.join(MODELS)} for every feature, or one per feature: "
-                             "video=lgbm,audio=lr (keys match a feature name or a unique part)")
-    parser.add_argument("--fusion", default="none", choices=FUSIONS,
-                        help="none (one feature), early (concatenated features, one model), late "
-                             "(averaged probabilities), weighted (late, weights fitted on "
-                             "validation), stack (meta-classifier on out-of-fold probabilities), "
-                             "proposed (DCASE 2021 baseline fusion of frozen baseline nets)")
-    parser.add_argument("--preset", default="default",
-                        help="fast (tests), default (TAU-sized data), small (a few thousand "
-                             "segments), paper (the DCASE 2021 baseline's networks and training "
-                             "settings, on per-second segments), dcase2021 (the baseline's "
-                             "recipe: every frame a row, its split, normalisation, training and "
-                             "test protocol; --model baseline, --fusion none, early or proposed)")
-    parser.add_argument("--pooling", default="mean", choices=("mean", "max", "meanstd", "center"),
-                        help="how a segment's frames are combined")
+    parser.add_argument(
+        "--features",
+        required=True,
+        type=comma_list(),
+        metavar="NAME,...",
+        help="feature names, e.g. openl3_audio,openl3_video",
+    )
+    parser.add_argument(
+        "--model",
+        default="lr",
+        help=f"one of {', '.join(MODELS)} for every feature, or one per feature: "
+        "video=lgbm,audio=lr (keys match a feature name or a unique part)",
+    )
+    parser.add_argument(
+        "--fusion",
+        default="none",
+        choices=FUSIONS,
+        help="none (one feature), early (concatenated features, one model), late "
+        "(averaged probabilities), weighted (late, weights fitted on "
+        "validation), stack (meta-classifier on out-of-fold probabilities), "
+        "proposed (DCASE 2021 baseline fusion of frozen baseline nets)",
+    )
+    parser.add_argument(
+        "--preset",
+        default="default",
+        help="fast (tests), default (TAU-sized data), small (a few thousand "
+        "segments), paper (the DCASE 2021 baseline's networks and training "
+        "settings, on per-second segments), dcase2021 (the baseline's "
+        "recipe: every frame a row, its split, normalisation, training and "
+        "test protocol; --model baseline, --fusion none, early or proposed)",
+    )
+    parser.add_argument(
+        "--pooling",
+        default="mean",
+        choices=("mean", "max", "meanstd", "center"),
+        help="how a segment's frames are combined",
+    )
     parser.add_argument("--train-fold", default="train", help="fold of the store to train on")
-    parser.add_argument("--val-fraction", type=number(float, minimum=0, below=1), default=0.1,
-                        help="share of training rows held out as whole locations (0: none)")
-    parser.add_argument("--split", metavar="FILE",
-                        help="the validation split: a clip_id,role file (avscene split, a run's "
-                             "split.csv) or the baseline's val.csv (its clips are validation, "
-                             "the rest of the fold training)")
-    parser.add_argument("--from-checkpoint", type=comma_list(unique=False), metavar="PATH,...",
-                        help="make the run from the baseline's trained PyTorch state dicts "
-                             "instead of training: one per feature in --features order, then "
-                             "the head for --fusion proposed; one for --fusion none or early")
-    parser.add_argument("--mean-std", type=parse_mean_std, metavar="FEATURE=NPZ,...",
-                        help="the recipe's normalisation from global_mean_std.npz files "
-                             "(global_mean, global_std) instead of the training frames' "
-                             "statistics")
-    parser.add_argument("--no-temperature", action="store_true",
-                        help="skip temperature scaling on the validation segments")
+    parser.add_argument(
+        "--val-fraction",
+        type=number(float, minimum=0, below=1),
+        default=0.1,
+        help="share of training rows held out as whole locations (0: none)",
+    )
+    parser.add_argument(
+        "--split",
+        metavar="FILE",
+        help="the validation split: a clip_id,role file (avscene split, a run's "
+        "split.csv) or the baseline's val.csv (its clips are validation, "
+        "the rest of the fold training)",
+    )
+    parser.add_argument(
+        "--from-checkpoint",
+        type=comma_list(unique=False),
+        metavar="PATH,...",
+        help="make the run from the baseline's trained PyTorch state dicts "
+        "instead of training: one per feature in --features order, then "
+        "the head for --fusion proposed; one for --fusion none or early",
+    )
+    parser.add_argument(
+        "--mean-std",
+        type=parse_mean_std,
+        metavar="FEATURE=NPZ,...",
+        help="the recipe's normalisation from global_mean_std.npz files "
+        "(global_mean, global_std) instead of the training frames' "
+        "statistics",
+    )
+    parser.add_argument(
+        "--no-temperature",
+        action="store_true",
+        help="skip temperature scaling on the validation segments",
+    )
     parser.add_argument("--seed", type=seed(), default=0, help="random seed of splits and models")
     add_threads(parser)
     add_out(parser, what="the run directory", metavar="RUN_DIR")
@@ -97,16 +134,28 @@ def parse_mean_std(text):
     return tuple(pairs)
 
 
-
 def train_spec(args) -> training.TrainSpec:
     """The :class:`~pipelines.jobs.training.TrainSpec` of the parsed options."""
     return training.TrainSpec(
-        store=args.store, features=tuple(args.features), out=args.out, model=args.model,
-        fusion=args.fusion, preset=args.preset, pooling=args.pooling,
-        train_fold=args.train_fold, val_fraction=args.val_fraction, split=args.split,
-        from_checkpoint=args.from_checkpoint, mean_std=args.mean_std,
-        temperature=not args.no_temperature, seed=args.seed, threads=args.threads,
-        overwrite=args.overwrite, dask=args.dask, dask_local=args.dask_local)
+        store=args.store,
+        features=tuple(args.features),
+        out=args.out,
+        model=args.model,
+        fusion=args.fusion,
+        preset=args.preset,
+        pooling=args.pooling,
+        train_fold=args.train_fold,
+        val_fraction=args.val_fraction,
+        split=args.split,
+        from_checkpoint=args.from_checkpoint,
+        mean_std=args.mean_std,
+        temperature=not args.no_temperature,
+        seed=args.seed,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        dask=args.dask,
+        dask_local=args.dask_local,
+    )
 
 
 def run(args):
@@ -138,8 +187,15 @@ def format_summary(record, run_dir):
             f"validation ({validation['n_clips']} clips, {validation['n_locations']} locations): "
             f"segment log loss {seg['log_loss']:.3f}, accuracy {100 * seg['accuracy']:.1f}%; "
             f"clip log loss {clip['log_loss']:.3f}, accuracy {100 * clip['accuracy']:.1f}%"
-            + (f"; temperature {temperature:.2f} (log loss before "
-               f"{seg['log_loss_before_temperature']:.3f})" if temperature else ""))
-    lines.append(f"run directory {run_dir}: {runs.MODEL_FILE}, {runs.ARRAYS_FILE}, "
-                 f"{SPLIT_FILE}, {runs.RECORD_FILE}")
+            + (
+                f"; temperature {temperature:.2f} (log loss before "
+                f"{seg['log_loss_before_temperature']:.3f})"
+                if temperature
+                else ""
+            )
+        )
+    lines.append(
+        f"run directory {run_dir}: {runs.MODEL_FILE}, {runs.ARRAYS_FILE}, "
+        f"{SPLIT_FILE}, {runs.RECORD_FILE}"
+    )
     return "\n".join(lines)

@@ -15,11 +15,15 @@ from pipelines.commands.options import (
 
 
 def add_arguments(parser):
-    parser.add_argument("archive", metavar="ARCHIVE",
-                        help="zip archive written by avscene pack: a path or an fsspec URL")
+    parser.add_argument(
+        "archive",
+        metavar="ARCHIVE",
+        help="zip archive written by avscene pack: a path or an fsspec URL",
+    )
     add_http(parser)
-    add_out(parser, what="the feature store to create (a directory or an fsspec URL)",
-            metavar="STORE")
+    add_out(
+        parser, what="the feature store to create (a directory or an fsspec URL)", metavar="STORE"
+    )
     add_overwrite(parser, what="the store")
     add_json(parser, what="what was unpacked")
 
@@ -32,6 +36,8 @@ def run(args):
     if args.json:
         print_json({"archive": args.archive, "store": args.out, **summary})
     else:
-        print(f"unpacked {args.archive} into {args.out}: {summary['entries']} entries, "
-              f"{summary['bytes'] / 2**20:.1f} MiB, verified")
+        print(
+            f"unpacked {args.archive} into {args.out}: {summary['entries']} entries, "
+            f"{summary['bytes'] / 2**20:.1f} MiB, verified"
+        )
     return 0

@@ -35,28 +35,31 @@ FUSIONS = ("none", "early", "proposed")
 def parts(spec: TrainSpec, features: Sequence[str]) -> list[str]:
     """The part each ``from_checkpoint`` path is (feature names, ``"+"``-joined, or ``head``)."""
     if spec.model != "baseline" or spec.fusion not in FUSIONS:
-        raise runs.RunFormatError(f"--from-checkpoint loads the baseline's networks: --model "
-                                  f"baseline with --fusion {', '.join(FUSIONS)} (got --model "
-                                  f"{spec.model} --fusion {spec.fusion})")
+        raise runs.RunFormatError(
+            f"--from-checkpoint loads the baseline's networks: --model "
+            f"baseline with --fusion {', '.join(FUSIONS)} (got --model "
+            f"{spec.model} --fusion {spec.fusion})"
+        )
     if spec.preset not in ("default", "dcase2021"):
-        raise runs.RunFormatError("--from-checkpoint uses the dcase2021 recipe's protocol; "
-                                  f"--preset {spec.preset} does not apply")
+        raise runs.RunFormatError(
+            "--from-checkpoint uses the dcase2021 recipe's protocol; "
+            f"--preset {spec.preset} does not apply"
+        )
     if spec.fusion == "none" and len(features) != 1:
         raise runs.RunFormatError(f"{len(features)} features need --fusion early or proposed")
     if spec.fusion != "none" and len(features) < 2:
         raise runs.RunFormatError(f"--fusion {spec.fusion} needs at least two features")
-    wanted = (list(features) + ["head"] if spec.fusion == "proposed"
-              else ["+".join(features)])
+    wanted = list(features) + ["head"] if spec.fusion == "proposed" else ["+".join(features)]
     checkpoints = spec.from_checkpoint or ()
     if len(checkpoints) != len(wanted):
         raise runs.RunFormatError(
             f"--fusion {spec.fusion} with {len(features)} features needs {len(wanted)} "
-            f"checkpoints ({', '.join(wanted)}), got {len(checkpoints)}")
+            f"checkpoints ({', '.join(wanted)}), got {len(checkpoints)}"
+        )
     return wanted
 
 
-def read_states(spec: TrainSpec,
-                features: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+def read_states(spec: TrainSpec, features: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """``[(part, path, state dict)]`` of the ``from_checkpoint`` files, each checked readable."""
     from classifiers import dcase_networks
 
@@ -67,14 +70,18 @@ def read_states(spec: TrainSpec,
         except FileNotFoundError:
             raise CheckpointError(f"{path}: no such checkpoint file") from None
         except (OSError, ValueError) as error:
-            raise CheckpointError(str(error) if str(path) in str(error) else
-                                  f"{path}: {error}") from None
+            raise CheckpointError(
+                str(error) if str(path) in str(error) else f"{path}: {error}"
+            ) from None
         loaded.append((part, str(path), state))
     return loaded
 
 
-def system(loaded: Sequence[tuple[str, str, dict[str, Any]]], features: Sequence[str],
-           dims: dict[str, int]) -> Any:
+def system(
+    loaded: Sequence[tuple[str, str, dict[str, Any]]],
+    features: Sequence[str],
+    dims: dict[str, int],
+) -> Any:
     """The fitted network (or proposed fusion) of checked state dicts, over unnormalised columns."""
     from classifiers import dcase_checkpoints
     from classifiers.systems import feature_columns
@@ -82,14 +89,23 @@ def system(loaded: Sequence[tuple[str, str, dict[str, Any]]], features: Sequence
     columns = feature_columns(dims)
     if len(loaded) == 1:
         part, path, state = loaded[0]
-        return dcase_checkpoints.l3_dense_classifier(state, in_dim=sum(dims.values()),
-                                               classes=list(SCENES), path=path)
-    branches = [dcase_checkpoints.l3_dense_classifier(state, in_dim=dims[part], classes=list(SCENES),
-                                                path=path) for part, path, state in loaded[:-1]]
+        return dcase_checkpoints.l3_dense_classifier(
+            state, in_dim=sum(dims.values()), classes=list(SCENES), path=path
+        )
+    branches = [
+        dcase_checkpoints.l3_dense_classifier(
+            state, in_dim=dims[part], classes=list(SCENES), path=path
+        )
+        for part, path, state in loaded[:-1]
+    ]
     _, head_path, head_state = loaded[-1]
-    return dcase_checkpoints.proposed_fusion(branches, head_state,
-                                       columns=[columns[f] for f in features], names=features,
-                                       path=head_path)
+    return dcase_checkpoints.proposed_fusion(
+        branches,
+        head_state,
+        columns=[columns[f] for f in features],
+        names=features,
+        path=head_path,
+    )
 
 
 def normalised_run(network: Any, mean: ArrayLike, std: ArrayLike) -> Any:
@@ -106,5 +122,12 @@ def normalised_run(network: Any, mean: ArrayLike, std: ArrayLike) -> Any:
 
 def record(loaded: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """The run record's ``checkpoints``: part, absolute path and sha256 of every file."""
-    return [{"part": part, "path": os.path.abspath(path), "sha256": sha256_file(path),
-             "keys": len(state)} for part, path, state in loaded]
+    return [
+        {
+            "part": part,
+            "path": os.path.abspath(path),
+            "sha256": sha256_file(path),
+            "keys": len(state),
+        }
+        for part, path, state in loaded
+    ]

@@ -62,7 +62,8 @@ def check_options(spec: TrainSpec, features: Sequence[str]) -> tuple[Any, dict[s
         raise runs.RunFormatError(
             f"--dask trains --model {' or '.join(DASK_MODELS)} with --fusion "
             f"{' or '.join(DASK_FUSIONS)}; got model {', '.join(unsupported) or spec.model} "
-            f"fusion {spec.fusion} (train it without --dask)")
+            f"fusion {spec.fusion} (train it without --dask)"
+        )
     return estimator, models
 
 
@@ -74,12 +75,16 @@ def read_segments(spec: TrainSpec, features: Sequence[str]) -> Any:
     segments = dask_segments(spec.store, features, fold=spec.train_fold, pooling=spec.pooling)
     where = f"fold {spec.train_fold!r} of {spec.store}"
     if len(segments) == 0:
-        raise StoreFormatError(f"{where} has no segments with all of {', '.join(features)} "
-                               "(no clips in that fold, or features not extracted yet)")
+        raise StoreFormatError(
+            f"{where} has no segments with all of {', '.join(features)} "
+            "(no clips in that fold, or features not extracted yet)"
+        )
     unlabelled = np.flatnonzero(np.asarray(segments.scene) == "")
     if unlabelled.size:
-        raise StoreFormatError(f"{where}: clip {str(segments.clip_id[unlabelled[0]])!r} has "
-                               "no scene label; training and evaluation need labels")
+        raise StoreFormatError(
+            f"{where}: clip {str(segments.clip_id[unlabelled[0]])!r} has "
+            "no scene label; training and evaluation need labels"
+        )
     return segments
 
 
@@ -89,8 +94,9 @@ def split_rows(segments: Any, spec: TrainSpec) -> training.Split:
 
     y, groups = np.asarray(segments.y).astype(str), np.asarray(segments.groups).astype(str)
     if spec.val_fraction > 0:
-        return splits.location_split(y, groups, val_fraction=spec.val_fraction,
-                                     random_state=spec.seed)
+        return splits.location_split(
+            y, groups, val_fraction=spec.val_fraction, random_state=spec.seed
+        )
     return np.arange(len(y)), np.zeros(0, dtype=np.int64)
 
 
@@ -107,8 +113,9 @@ class _HeldOut:
         return self.X_val
 
 
-def fit(estimator: Any, X_train: Any, X_val: Any, segments: Any, split: training.Split,
-        client: Any) -> Any:
+def fit(
+    estimator: Any, X_train: Any, X_val: Any, segments: Any, split: training.Split, client: Any
+) -> Any:
     """Fit through Dask on the training rows (validation rows as ``eval_set``).
 
     Returns
@@ -134,7 +141,7 @@ def fit(estimator: Any, X_train: Any, X_val: Any, segments: Any, split: training
         return local
     estimator.estimator_, estimator.classes_ = local, local.classes_
     estimator.n_features_in_, estimator.temperature_ = local.n_features_in_, 1.0
-    if eval_set is not None:         # as TemperatureScaledClassifier.fit, blockwise
+    if eval_set is not None:  # as TemperatureScaledClassifier.fit, blockwise
         proba = blockwise_proba(local, X_val).compute()
         estimator.temperature_ = fit_temperature(proba, index_labels(eval_set[1], local.classes_))
     return estimator
@@ -161,37 +168,63 @@ def train(spec: TrainSpec) -> RunRecord:
     from featurestore.store import FeatureStore
 
     if not spec.uses_dask:
-        raise ValueError("a spec without dask or dask_local trains with "
-                         "pipelines.jobs.training.train")
+        raise ValueError(
+            "a spec without dask or dask_local trains with pipelines.jobs.training.train"
+        )
     spec = training.check_spec(spec)
     features = list(spec.features)
     check_options(spec, features)
     started = time.perf_counter()
-    with dask_client(address=spec.dask, n_local=spec.dask_local) as client, \
-            runs.apply_threads(spec.threads):
+    with (
+        dask_client(address=spec.dask, n_local=spec.dask_local) as client,
+        runs.apply_threads(spec.threads),
+    ):
         with FeatureStore.open(spec.store, mode="r") as store:
             provenance = runs.feature_provenance(store, features)
             store_attrs = dict(store.attrs)
         segments = read_segments(spec, features)
         X = segments.X(features)
         split = split_rows(segments, spec)
-        X_train, X_val = dask.persist(X[split[0]], X[split[1]])   # read once, held by workers
+        X_train, X_val = dask.persist(X[split[0]], X[split[1]])  # read once, held by workers
         wait([X_train, X_val])
         dims = {name: int(segments.features[name].shape[1]) for name in features}
         loaded = time.perf_counter()
-        log.info("read %d segments of %d clips (%s) into %d Dask workers in %.1f s",
-                 len(segments), len(np.unique(segments.clip_id)), "+".join(features),
-                 len(client.scheduler_info()["workers"]), loaded - started)
+        log.info(
+            "read %d segments of %d clips (%s) into %d Dask workers in %.1f s",
+            len(segments),
+            len(np.unique(segments.clip_id)),
+            "+".join(features),
+            len(client.scheduler_info()["workers"]),
+            loaded - started,
+        )
         estimator, models = training.build(spec, features, dims)
         fitted = fit(estimator, X_train, X_val, segments, split, client)
         fit_done = time.perf_counter()
-        validation = training.validate(_Blockwise(fitted), _HeldOut(split[1], X_val), segments,
-                                    split)
+        validation = training.validate(
+            _Blockwise(fitted), _HeldOut(split[1], X_val), segments, split
+        )
         finished = time.perf_counter()
-        cluster = {"scheduler": spec.dask or "local", "workers": len(
-            client.scheduler_info()["workers"]), "chunks": len(X.chunks[0])}
-    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
-             "validate_s": finished - fit_done, "total_s": finished - started}
-    return training.save_trained(spec, fitted, models=models, dims=dims, segments=segments,
-                              split=split, validation=validation, provenance=provenance,
-                              store_attrs=store_attrs, timings=times, extra={"dask": cluster})
+        cluster = {
+            "scheduler": spec.dask or "local",
+            "workers": len(client.scheduler_info()["workers"]),
+            "chunks": len(X.chunks[0]),
+        }
+    times = {
+        "read_s": loaded - started,
+        "fit_s": fit_done - loaded,
+        "validate_s": finished - fit_done,
+        "total_s": finished - started,
+    }
+    return training.save_trained(
+        spec,
+        fitted,
+        models=models,
+        dims=dims,
+        segments=segments,
+        split=split,
+        validation=validation,
+        provenance=provenance,
+        store_attrs=store_attrs,
+        timings=times,
+        extra={"dask": cluster},
+    )

@@ -18,9 +18,15 @@ from pipelines.jobs import recipe, runs
 from pipelines.jobs.specs import PathLike, RunRecord
 
 
-def evaluate_run(run_dir: PathLike, store: str, *, fold: str = "evaluate",
-                 bootstrap: int = 1000, seed: int = 0,
-                 threads: int | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: PathLike,
+    store: str,
+    *,
+    fold: str = "evaluate",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` on ``fold`` of ``store``; write and return the report.
 
     Parameters
@@ -54,13 +60,21 @@ def evaluate_run(run_dir: PathLike, store: str, *, fold: str = "evaluate",
         scored = recipe.score(bundle, record, rows)
         predicted = time.perf_counter()
     report = evaluate_segments(scored, record, fold=fold, bootstrap=bootstrap, seed=seed)
-    report.update({
-        "run": str(run_dir), "system": runs.system_name(record),
-        "protocol": recipe.protocol_of(record),
-        "store": runs.store_location(store), "fold": fold, "created": utc_now(),
-        "timings": {"read_s": read - started, "predict_s": predicted - read,
-                    "metrics_s": time.perf_counter() - predicted},
-    })
+    report.update(
+        {
+            "run": str(run_dir),
+            "system": runs.system_name(record),
+            "protocol": recipe.protocol_of(record),
+            "store": runs.store_location(store),
+            "fold": fold,
+            "created": utc_now(),
+            "timings": {
+                "read_s": read - started,
+                "predict_s": predicted - read,
+                "metrics_s": time.perf_counter() - predicted,
+            },
+        }
+    )
     run_dir = pathlib.Path(run_dir)
     report["plots"] = write_plots(report, run_dir, fold)
     runs.write_json(run_dir / report_file(fold), report, within=run_dir)
@@ -69,8 +83,9 @@ def evaluate_run(run_dir: PathLike, store: str, *, fold: str = "evaluate",
     return report
 
 
-def evaluate_segments(scored: recipe.Scored, record: RunRecord, *, fold: str, bootstrap: int,
-                      seed: int) -> dict[str, Any]:
+def evaluate_segments(
+    scored: recipe.Scored, record: RunRecord, *, fold: str, bootstrap: int, seed: int
+) -> dict[str, Any]:
     """The metrics report of a fold's scored segments (:class:`pipelines.jobs.recipe.Scored`; see
     :func:`classifiers.metrics.evaluate`)."""
     from classifiers import metrics
@@ -78,14 +93,22 @@ def evaluate_segments(scored: recipe.Scored, record: RunRecord, *, fold: str, bo
     y, classes = np.asarray(scored.y).astype(str), scored.classes
     unknown = sorted(set(y.tolist()) - set(classes))
     if unknown:
-        raise runs.RunFormatError(f"fold {fold!r} holds label {unknown[0]!r}, not a class "
-                                  f"of the model or of DCASE ({', '.join(classes)})")
-    return metrics.evaluate(y, scored.proba, classes=classes,
-                            clip_ids=np.asarray(scored.clip_id),
-                            cities=np.asarray(scored.city).astype(str),
-                            seen_cities=record.get("seen_cities"), n_bootstrap=bootstrap,
-                            random_state=seed, clip_proba=scored.clip_proba,
-                            clip_pred=scored.clip_pred)
+        raise runs.RunFormatError(
+            f"fold {fold!r} holds label {unknown[0]!r}, not a class "
+            f"of the model or of DCASE ({', '.join(classes)})"
+        )
+    return metrics.evaluate(
+        y,
+        scored.proba,
+        classes=classes,
+        clip_ids=np.asarray(scored.clip_id),
+        cities=np.asarray(scored.city).astype(str),
+        seen_cities=record.get("seen_cities"),
+        n_bootstrap=bootstrap,
+        random_state=seed,
+        clip_proba=scored.clip_proba,
+        clip_pred=scored.clip_pred,
+    )
 
 
 def report_file(fold: str) -> str:
@@ -95,9 +118,11 @@ def report_file(fold: str) -> str:
 
 def plot_files(fold: str) -> dict[str, str]:
     """``{plot: file name}`` of the plots of ``fold`` in the run directory."""
-    return {"confusion_segment": f"confusion-{fold}.png",
-            "confusion_clip": f"confusion-{fold}-clip.png",
-            "classwise": f"classwise-{fold}.png"}
+    return {
+        "confusion_segment": f"confusion-{fold}.png",
+        "confusion_clip": f"confusion-{fold}-clip.png",
+        "classwise": f"classwise-{fold}.png",
+    }
 
 
 def output_files(fold: str) -> list[str]:
@@ -112,22 +137,41 @@ def write_plots(report: dict[str, Any], run_dir: pathlib.Path, fold: str) -> dic
     names = plot_files(fold)
     classes = report["classes"]
     title = f"{report['system']} - {fold}"
-    plots.plot_confusion_matrix(report["segment"]["confusion"], classes,
-                                run_dir / names["confusion_segment"],
-                                title=f"{title} (1 s segments)", within=run_dir)
-    plots.plot_confusion_matrix(report["clip"]["confusion"], classes,
-                                run_dir / names["confusion_clip"], title=f"{title} (clips)",
-                                within=run_dir)
+    plots.plot_confusion_matrix(
+        report["segment"]["confusion"],
+        classes,
+        run_dir / names["confusion_segment"],
+        title=f"{title} (1 s segments)",
+        within=run_dir,
+    )
+    plots.plot_confusion_matrix(
+        report["clip"]["confusion"],
+        classes,
+        run_dir / names["confusion_clip"],
+        title=f"{title} (clips)",
+        within=run_dir,
+    )
     plots.plot_classwise(
-        {level: {c: v["accuracy"] for c, v in report[key]["per_class"].items()}
-         for level, key in (("1 s segments", "segment"), ("clips", "clip"))},
-        run_dir / names["classwise"], title=f"Class-wise accuracy: {title}", within=run_dir)
+        {
+            level: {c: v["accuracy"] for c, v in report[key]["per_class"].items()}
+            for level, key in (("1 s segments", "segment"), ("clips", "clip"))
+        },
+        run_dir / names["classwise"],
+        title=f"Class-wise accuracy: {title}",
+        within=run_dir,
+    )
     return names
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The part of a report kept in run.json's ``evaluations``."""
     keep = ("log_loss", "accuracy", "overall_log_loss", "overall_accuracy", "n", "ci")
-    return {"store": report["store"], "created": report["created"], "n_clips": report["n_clips"],
-            **{level: {k: report[level][k] for k in keep if k in report[level]}
-               for level in ("segment", "clip")}}
+    return {
+        "store": report["store"],
+        "created": report["created"],
+        "n_clips": report["n_clips"],
+        **{
+            level: {k: report[level][k] for k in keep if k in report[level]}
+            for level in ("segment", "clip")
+        },
+    }

@@ -18,9 +18,13 @@ STORED_POOLINGS = ("mean", "max", "meanstd", "center")
 log = logging.getLogger("avscene.extract")
 
 
-def write_segments(where: str, *, poolings: Sequence[str] = ("mean",),
-                   features: Sequence[str] | None = None,
-                   overwrite: bool = False) -> list[dict[str, Any]]:
+def write_segments(
+    where: str,
+    *,
+    poolings: Sequence[str] = ("mean",),
+    features: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> list[dict[str, Any]]:
     """Store the pooled segments of ``features`` (None: all of the store's) of ``where``.
 
     Parameters
@@ -46,20 +50,25 @@ def write_segments(where: str, *, poolings: Sequence[str] = ("mean",),
         return store.write_segments(features, poolings=poolings, overwrite=overwrite)
 
 
-def store_segments(where: str, features: Sequence[str],
-                   poolings: Sequence[str]) -> dict[str, list]:
+def store_segments(
+    where: str, features: Sequence[str], poolings: Sequence[str]
+) -> dict[str, list]:
     """Store the segments of the ``features`` of ``where`` that have no pending clips (the end
     of ``avscene extract --segments``); return what was done, one dict per feature and pooling
     (``skipped`` names the features left out)."""
     from featurestore.store import FeatureStore
 
     with FeatureStore.open(where, mode="r+") as store:
-        ready = [name for name in features if name in store.features and
-                 not store.pending(name)]
+        ready = [name for name in features if name in store.features and not store.pending(name)]
         for name in sorted(set(features) - set(ready)):
             log.info("segments of %s not stored: it has pending clips", name)
         done = store.write_segments(ready, poolings=poolings) if ready else []
     for entry in done:
-        log.info("segments/%s/%s: %d segments %s", entry["feature"], entry["pooling"],
-                 entry["segments"], "written" if entry["written"] else "up to date")
+        log.info(
+            "segments/%s/%s: %d segments %s",
+            entry["feature"],
+            entry["pooling"],
+            entry["segments"],
+            "written" if entry["written"] else "up to date",
+        )
     return {"stored": done, "skipped": sorted(set(features) - set(ready))}

@@ -20,8 +20,14 @@ from pipelines.jobs import recipe, runs
 from pipelines.jobs.specs import PathLike
 
 
-def predict_run(run_dir: PathLike, store: str, *, out: PathLike, fold: str | None = None,
-                threads: int | None = None) -> dict[str, Any]:
+def predict_run(
+    run_dir: PathLike,
+    store: str,
+    *,
+    out: PathLike,
+    fold: str | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Write the DCASE output file of the run in ``run_dir`` on ``store``; return a summary.
 
     Parameters
@@ -45,17 +51,22 @@ def predict_run(run_dir: PathLike, store: str, *, out: PathLike, fold: str | Non
     """
     started = time.perf_counter()
     with runs.apply_threads(threads):
-        bundle, record, rows, clips = recipe.read_for_run(run_dir, store, fold=fold,
-                                                          need_labels=False)
+        bundle, record, rows, clips = recipe.read_for_run(
+            run_dir, store, fold=fold, need_labels=False
+        )
         scored = recipe.score(bundle, record, rows)
         filenames = segment_filenames(scored, clips)
     pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_output(out, filenames, scored.proba, scored.classes)
-    return {"output": str(out), "rows": len(filenames),
-            "clips": int(len(np.unique(scored.clip_id))),
-            "protocol": recipe.protocol_of(record),
-            "columns": ["filename", "scene_label", *scored.classes],
-            "system": runs.system_name(record), "seconds": time.perf_counter() - started}
+    return {
+        "output": str(out),
+        "rows": len(filenames),
+        "clips": int(len(np.unique(scored.clip_id))),
+        "protocol": recipe.protocol_of(record),
+        "columns": ["filename", "scene_label", *scored.classes],
+        "system": runs.system_name(record),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def segment_filenames(segments: Any, clips: Any) -> list[str]:
@@ -78,11 +89,14 @@ def segment_filenames(segments: Any, clips: Any) -> list[str]:
     return names
 
 
-def write_output(path: PathLike, filenames: Sequence[str], proba: NDArray[Any],
-                 classes: Sequence[str]) -> None:
+def write_output(
+    path: PathLike, filenames: Sequence[str], proba: NDArray[Any], classes: Sequence[str]
+) -> None:
     """Write the DCASE output file: header, then one row per segment (through a fresh temporary
     file, never through a symbolic link: :func:`featurestore.outputs.write_csv`)."""
     labels = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
-    rows = ([name, label, *(f"{p:.10g}" for p in row)]
-            for name, label, row in zip(filenames, labels, proba))
+    rows = (
+        [name, label, *(f"{p:.10g}" for p in row)]
+        for name, label, row in zip(filenames, labels, proba)
+    )
     outputs.write_csv(path, [["filename", "scene_label", *classes], *rows], delimiter="\t")

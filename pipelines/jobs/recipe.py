@@ -69,30 +69,44 @@ class Scored:
     clip_pred: np.ndarray | None = None
 
 
-def read_rows(store: FeatureStore, features: Sequence[str], *, fold: str | None, protocol: dict,
-              pooling: str = "mean", need_labels: bool = True) -> Any:
+def read_rows(
+    store: FeatureStore,
+    features: Sequence[str],
+    *,
+    fold: str | None,
+    protocol: dict,
+    pooling: str = "mean",
+    need_labels: bool = True,
+) -> Any:
     """The rows of ``fold`` a protocol works on: segments or a frame table (labels checked)."""
     if not uses_frames(protocol):
-        return runs.read_segments(store, features, fold=fold, pooling=pooling,
-                                  need_labels=need_labels)
+        return runs.read_segments(
+            store, features, fold=fold, pooling=pooling, need_labels=need_labels
+        )
     from featurestore.errors import StoreFormatError
     from featurestore.store import read_frame_table
 
-    table = read_frame_table(store, features,
-                             selection=None if fold is None else store.select(fold=fold))
+    table = read_frame_table(
+        store, features, selection=None if fold is None else store.select(fold=fold)
+    )
     where = f"fold {fold!r} of {store.label}" if fold else store.label
     if len(table) == 0:
-        raise StoreFormatError(f"{where} has no frames with all of {', '.join(features)} "
-                               "(no clips in that fold, or features not extracted yet)")
+        raise StoreFormatError(
+            f"{where} has no frames with all of {', '.join(features)} "
+            "(no clips in that fold, or features not extracted yet)"
+        )
     unlabelled = np.flatnonzero(np.asarray(table.scene) == "")
     if need_labels and unlabelled.size:
-        raise StoreFormatError(f"{where}: clip {str(table.clip_id[unlabelled[0]])!r} has no "
-                               "scene label; training and evaluation need labels")
+        raise StoreFormatError(
+            f"{where}: clip {str(table.clip_id[unlabelled[0]])!r} has no "
+            "scene label; training and evaluation need labels"
+        )
     return table
 
 
-def read_for_run(run_dir: str | os.PathLike, store_path: str, *, fold: str | None,
-                 need_labels: bool = True) -> tuple[dict[str, Any], RunRecord, Any, Any]:
+def read_for_run(
+    run_dir: str | os.PathLike, store_path: str, *, fold: str | None, need_labels: bool = True
+) -> tuple[dict[str, Any], RunRecord, Any, Any]:
     """Load a run and read ``fold`` of a store as the run's protocol says (provenance checked).
 
     Returns
@@ -106,8 +120,14 @@ def read_for_run(run_dir: str | os.PathLike, store_path: str, *, fold: str | Non
     bundle, record = runs.load_run(run_dir)
     with FeatureStore.open(store_path, mode="r") as store:
         runs.check_provenance(record, store, run_dir)
-        rows = read_rows(store, bundle["features"], fold=fold, protocol=protocol_of(record),
-                         pooling=bundle["pooling"], need_labels=need_labels)
+        rows = read_rows(
+            store,
+            bundle["features"],
+            fold=fold,
+            protocol=protocol_of(record),
+            pooling=bundle["pooling"],
+            need_labels=need_labels,
+        )
         return bundle, record, rows, store.clips
 
 
@@ -115,13 +135,21 @@ def score(bundle: dict, record: dict, rows: Any) -> Scored:
     """The run's predictions on data rows under its protocol, one row per 1-s segment."""
     X = rows.X(bundle["features"])
     if X.ndim != 2 or X.shape[1] != sum(bundle["dims"].values()):
-        raise runs.RunFormatError(f"the store gives rows of shape {X.shape}; the model expects "
-                                  f"{sum(bundle['dims'].values())} columns")
+        raise runs.RunFormatError(
+            f"the store gives rows of shape {X.shape}; the model expects "
+            f"{sum(bundle['dims'].values())} columns"
+        )
     if uses_frames(protocol_of(record)):
         return score_frames(bundle["estimator"], rows, X)
     proba, classes = runs.scene_probabilities(bundle, X)
-    return Scored(clip_id=np.asarray(rows.clip_id), second=np.asarray(rows.second),
-                  y=np.asarray(rows.y), city=np.asarray(rows.city), proba=proba, classes=classes)
+    return Scored(
+        clip_id=np.asarray(rows.clip_id),
+        second=np.asarray(rows.second),
+        y=np.asarray(rows.y),
+        city=np.asarray(rows.city),
+        proba=proba,
+        classes=classes,
+    )
 
 
 def score_frames(estimator: Any, table: Any, X: np.ndarray) -> Scored:
@@ -145,18 +173,23 @@ def score_frames(estimator: Any, table: Any, X: np.ndarray) -> Scored:
     names, clip_index = np.unique(np.asarray(table.clip_id).astype(str), return_inverse=True)
     clip_proba, clip_pred = clip_decision(log_proba, clip_index, len(names))
     column = np.asarray([classes.index(c) for c in model_classes])
-    return Scored(clip_id=np.asarray(table.clip_id)[picked], second=second,
-                  y=np.asarray(table.y)[picked], city=np.asarray(table.city)[picked],
-                  proba=align_proba(np.exp(log_proba[picked]), model_classes, classes),
-                  classes=classes, clip_proba=align_proba(clip_proba, model_classes, classes),
-                  clip_pred=column[clip_pred])
+    return Scored(
+        clip_id=np.asarray(table.clip_id)[picked],
+        second=second,
+        y=np.asarray(table.y)[picked],
+        city=np.asarray(table.city)[picked],
+        proba=align_proba(np.exp(log_proba[picked]), model_classes, classes),
+        classes=classes,
+        clip_proba=align_proba(clip_proba, model_classes, classes),
+        clip_pred=column[clip_pred],
+    )
 
 
 def frame_log_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
     """Per-row log-probabilities (the estimator's own log-softmax when it has one), in batches."""
     parts = []
     for start in range(0, len(X), BATCH_ROWS):
-        block = X[start:start + BATCH_ROWS]
+        block = X[start : start + BATCH_ROWS]
         try:
             if hasattr(estimator, "predict_log_proba"):
                 parts.append(np.asarray(estimator.predict_log_proba(block), dtype=np.float64))
@@ -164,15 +197,21 @@ def frame_log_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
                 proba = np.asarray(estimator.predict_proba(block), dtype=np.float64)
                 parts.append(np.log(np.clip(proba, np.finfo(np.float64).tiny, None)))
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
-            raise runs.RunFormatError(f"the run's model cannot predict on these features "
-                                      f"({type(error).__name__}: {error})") from None
+            raise runs.RunFormatError(
+                f"the run's model cannot predict on these features "
+                f"({type(error).__name__}: {error})"
+            ) from None
     return np.concatenate(parts) if parts else np.zeros((0, len(estimator.classes_)))
 
 
 # -- normalisation ------------------------------------------------------------------------
 
-def load_mean_std(pairs: Sequence[tuple[str, str | os.PathLike]] | None,
-                  features: Sequence[str], dims: dict[str, int]) -> dict[str, tuple]:
+
+def load_mean_std(
+    pairs: Sequence[tuple[str, str | os.PathLike]] | None,
+    features: Sequence[str],
+    dims: dict[str, int],
+) -> dict[str, tuple]:
     """Given statistics per feature: ``{feature: (mean, std, record)}`` from ``--mean-std``.
 
     Each file is a ``global_mean_std.npz`` (read with ``allow_pickle=False``) holding
@@ -182,17 +221,20 @@ def load_mean_std(pairs: Sequence[tuple[str, str | os.PathLike]] | None,
     for key, path in pairs or ():
         matches = [f for f in features if f == key] or [f for f in features if key in f]
         if len(matches) != 1:
-            raise UsageError(f"--mean-std key {key!r} matches {len(matches)} of the features "
-                             f"{list(features)}")
+            raise UsageError(
+                f"--mean-std key {key!r} matches {len(matches)} of the features {list(features)}"
+            )
         if matches[0] in paths:
             raise UsageError(f"--mean-std gives {matches[0]!r} twice")
         paths[matches[0]] = path
-    return {feature: _read_mean_std(path, feature, dims[feature])
-            for feature, path in paths.items()}
+    return {
+        feature: _read_mean_std(path, feature, dims[feature]) for feature, path in paths.items()
+    }
 
 
-def _read_mean_std(path: PathLike, feature: str,
-                   dim: int) -> tuple[NDArray[Any], NDArray[Any], dict[str, Any]]:
+def _read_mean_std(
+    path: PathLike, feature: str, dim: int
+) -> tuple[NDArray[Any], NDArray[Any], dict[str, Any]]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: np.asarray(data[key]) for key in (MEAN_KEY, STD_KEY) if key in data}
@@ -203,23 +245,31 @@ def _read_mean_std(path: PathLike, feature: str,
     values = []
     for key in (MEAN_KEY, STD_KEY):
         if key not in arrays:
-            raise UsageError(f"{path}: no array {key!r} (a global_mean_std.npz holds "
-                             f"{MEAN_KEY} and {STD_KEY})")
+            raise UsageError(
+                f"{path}: no array {key!r} (a global_mean_std.npz holds {MEAN_KEY} and {STD_KEY})"
+            )
         value = arrays[key]
         if value.shape not in ((), (dim,)) or value.dtype.kind not in "fiu":
-            raise UsageError(f"{path}: {key} has shape {value.shape} and dtype {value.dtype}; "
-                             f"{feature} needs a number or {dim} numbers")
+            raise UsageError(
+                f"{path}: {key} has shape {value.shape} and dtype {value.dtype}; "
+                f"{feature} needs a number or {dim} numbers"
+            )
         values.append(np.broadcast_to(value.astype(np.float64), (dim,)).copy())
     mean, std = values
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
         raise UsageError(f"{path}: {MEAN_KEY} must be finite and {STD_KEY} finite and > 0")
-    record = {"source": "given", "file": str(path), "sha256": sha256_file(path),
-              "shape": list(arrays[MEAN_KEY].shape)}
+    record = {
+        "source": "given",
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "shape": list(arrays[MEAN_KEY].shape),
+    }
     return mean, std, record
 
 
-def normalisation(X: np.ndarray, train_rows: np.ndarray, columns: dict[str, slice],
-                  given: dict[str, tuple]) -> tuple[np.ndarray, np.ndarray, dict]:
+def normalisation(
+    X: np.ndarray, train_rows: np.ndarray, columns: dict[str, slice], given: dict[str, tuple]
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-column mean and std of the recipe, and what the run records about them.
 
     Parameters
@@ -243,20 +293,25 @@ def normalisation(X: np.ndarray, train_rows: np.ndarray, columns: dict[str, slic
             mean[cols], std[cols], record[feature] = given[feature]
             continue
         if not len(train_rows):
-            raise UsageError(f"no training frames to compute the statistics of {feature} "
-                             "(give --mean-std)")
+            raise UsageError(
+                f"no training frames to compute the statistics of {feature} (give --mean-std)"
+            )
         mean[cols], deviation = _column_statistics(X, train_rows, cols)
         std[cols] = np.where(deviation < ZScore().min_scale, 1.0, deviation)
-        record[feature] = {"source": "training frames", "n_frames": int(len(train_rows)),
-                           "statistic": "per-dimension mean and population std (ddof 0); "
-                                        "dimensions with std below 1e-6 are only centred"}
+        record[feature] = {
+            "source": "training frames",
+            "n_frames": int(len(train_rows)),
+            "statistic": "per-dimension mean and population std (ddof 0); "
+            "dimensions with std below 1e-6 are only centred",
+        }
     return mean, std, record
 
 
-def _column_statistics(X: NDArray[Any], rows: NDArray[Any], cols: slice, *,
-                       chunk: int = 1 << 15) -> tuple[NDArray[Any], NDArray[Any]]:
+def _column_statistics(
+    X: NDArray[Any], rows: NDArray[Any], cols: slice, *, chunk: int = 1 << 15
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """Mean and population std of ``X[rows, cols]`` in float64, two passes over row chunks."""
-    parts = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
+    parts = [rows[start : start + chunk] for start in range(0, len(rows), chunk)]
     total = sum(X[part, cols].sum(axis=0, dtype=np.float64) for part in parts)
     mean = total / len(rows)
     squares = sum(np.square(X[part, cols] - mean).sum(axis=0) for part in parts)

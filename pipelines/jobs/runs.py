@@ -63,15 +63,21 @@ def store_location(where: str) -> str:
     return where if "://" in str(where) else os.path.abspath(where)
 
 
-def feature_provenance(store: FeatureStore,
-                       features: Iterable[str]) -> dict[str, dict[str, Any]]:
+def feature_provenance(store: FeatureStore, features: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Return ``{feature: {"fingerprint", "params"}}`` for the named features of ``store``."""
     missing = [name for name in features if name not in store.features]
     if missing:
-        raise StoreFormatError(f"{store.label} has no feature {missing[0]!r} "
-                               f"(it has {', '.join(store.features) or 'none'})")
-    return {name: {"fingerprint": store.feature_fingerprint(name),
-                   "params": store.feature_params(name)} for name in features}
+        raise StoreFormatError(
+            f"{store.label} has no feature {missing[0]!r} "
+            f"(it has {', '.join(store.features) or 'none'})"
+        )
+    return {
+        name: {
+            "fingerprint": store.feature_fingerprint(name),
+            "params": store.feature_params(name),
+        }
+        for name in features
+    }
 
 
 def check_provenance(record: RunRecord, store: FeatureStore, run_dir: PathLike) -> None:
@@ -79,17 +85,25 @@ def check_provenance(record: RunRecord, store: FeatureStore, run_dir: PathLike) 
     for name, trained in record["store"]["features"].items():
         if name not in store.features:
             raise ProvenanceMismatchError(
-                f"{store.label} has no feature {name!r}, which the model in {run_dir} was trained on")
+                f"{store.label} has no feature {name!r}, which the model in {run_dir} was trained on"
+            )
         found = store.feature_fingerprint(name)
         if found != trained["fingerprint"]:
             raise ProvenanceMismatchError(
                 f"feature {name!r} of {store.label} (fingerprint {found[:12]}) differs from the "
                 f"one the model in {run_dir} was trained on ({trained['fingerprint'][:12]}): "
-                "extracted with other parameters or weights; retrain or use a matching store")
+                "extracted with other parameters or weights; retrain or use a matching store"
+            )
 
 
-def read_segments(store: FeatureStore, features: Sequence[str], *, fold: str | None = None,
-                  pooling: str = "mean", need_labels: bool = True) -> Any:
+def read_segments(
+    store: FeatureStore,
+    features: Sequence[str],
+    *,
+    fold: str | None = None,
+    pooling: str = "mean",
+    need_labels: bool = True,
+) -> Any:
     """Return the joined segments of ``features`` for the clips of ``fold`` (None: every clip).
 
     Raises StoreFormatError when nothing is selected or, with ``need_labels``, a segment has no
@@ -99,13 +113,17 @@ def read_segments(store: FeatureStore, features: Sequence[str], *, fold: str | N
     segments = store.segments(features, selection=selection, pooling=pooling)
     where = f"fold {fold!r} of {store.label}" if fold else store.label
     if len(segments) == 0:
-        raise StoreFormatError(f"{where} has no segments with all of {', '.join(features)} "
-                               "(no clips in that fold, or features not extracted yet)")
+        raise StoreFormatError(
+            f"{where} has no segments with all of {', '.join(features)} "
+            "(no clips in that fold, or features not extracted yet)"
+        )
     if need_labels:
         unlabelled = np.flatnonzero(np.asarray(segments.scene) == "")
         if unlabelled.size:
-            raise StoreFormatError(f"{where}: clip {str(segments.clip_id[unlabelled[0]])!r} has "
-                                   "no scene label; training and evaluation need labels")
+            raise StoreFormatError(
+                f"{where}: clip {str(segments.clip_id[unlabelled[0]])!r} has "
+                "no scene label; training and evaluation need labels"
+            )
     return segments
 
 
@@ -115,8 +133,7 @@ def output_classes(model_classes: Iterable[object]) -> list[str]:
     return list(SCENES) + extra
 
 
-def scene_probabilities(bundle: dict[str, Any],
-                        X: ArrayLike) -> tuple[NDArray[Any], list[str]]:
+def scene_probabilities(bundle: dict[str, Any], X: ArrayLike) -> tuple[NDArray[Any], list[str]]:
     """Return ``(proba, classes)``: the model's probabilities on ``X`` in :func:`output_classes`
     columns (zero for classes training never saw)."""
     from classifiers.input_checks import align_proba
@@ -126,8 +143,9 @@ def scene_probabilities(bundle: dict[str, Any],
     try:
         proba = estimator.predict_proba(X)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
-        raise RunFormatError(f"the run's model cannot predict on these features "
-                             f"({type(error).__name__}: {error})") from None
+        raise RunFormatError(
+            f"the run's model cannot predict on these features ({type(error).__name__}: {error})"
+        ) from None
     return align_proba(proba, [str(c) for c in estimator.classes_], classes), classes
 
 
@@ -135,8 +153,10 @@ def features_matrix(segments: Any, bundle: dict[str, Any]) -> NDArray[Any]:
     """The model's input matrix from segments: its features side by side in training order."""
     X = segments.X(bundle["features"])
     if X.ndim != 2 or X.shape[1] != sum(bundle["dims"].values()):
-        raise RunFormatError(f"segments give shape {X.shape}; the model expects "
-                             f"{sum(bundle['dims'].values())} columns (pooling {bundle['pooling']!r})")
+        raise RunFormatError(
+            f"segments give shape {X.shape}; the model expects "
+            f"{sum(bundle['dims'].values())} columns (pooling {bundle['pooling']!r})"
+        )
     return X
 
 
@@ -167,8 +187,12 @@ def save_run(run_dir: PathLike, bundle: dict[str, Any], record: RunRecord) -> No
     run_dir.mkdir(parents=True, exist_ok=True)
     tree, arrays, texts = dump_estimator(bundle["estimator"])
     model = {key: value for key, value in bundle.items() if key != "estimator"}
-    model.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, estimator=tree,
-                 texts={name: _text_file(name) for name in texts})
+    model.update(
+        format=RUN_FORMAT,
+        format_version=RUN_FORMAT_VERSION,
+        estimator=tree,
+        texts={name: _text_file(name) for name in texts},
+    )
     for name, text in texts.items():
         outputs.write_text(run_dir / _text_file(name), text, within=run_dir)
     outputs.write_npz(run_dir / ARRAYS_FILE, arrays, within=run_dir)
@@ -209,7 +233,8 @@ def _check_version(document: dict[str, Any], path: PathLike) -> None:
         raise RunFormatError(
             f"{path} was written in run format {version}, this avscene reads format "
             f"{RUN_FORMAT_VERSION} (older runs kept their model as a pickle): retrain it with "
-            "avscene train")
+            "avscene train"
+        )
 
 
 def load_run(run_dir: PathLike) -> tuple[dict[str, Any], RunRecord]:
@@ -225,8 +250,11 @@ def load_run(run_dir: PathLike) -> tuple[dict[str, Any], RunRecord]:
     _check_version(model, path)
     arrays = _read_arrays(run_dir / ARRAYS_FILE)
     try:
-        texts = {name: (run_dir / file).read_text() for name, file in model["texts"].items()
-                 if pathlib.PurePath(file).name == file}
+        texts = {
+            name: (run_dir / file).read_text()
+            for name, file in model["texts"].items()
+            if pathlib.PurePath(file).name == file
+        }
         bundle = {key: model[key] for key in ("features", "dims", "pooling", "classes")}
         bundle["estimator"] = load_estimator(model["estimator"], arrays, texts)
     except (KeyError, OSError, UnicodeDecodeError, AvsceneError) as error:

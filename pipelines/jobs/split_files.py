@@ -38,9 +38,16 @@ OFFICIAL_COLUMNS = ("filename_audio", "filename_video", "scene_label", "location
 SHOWN = 3
 
 
-def write_store_split(store: str, *, out: str | os.PathLike, method: str = "dcase2021",
-                      val_fraction: float = 0.1, seed: int | None = None,
-                      train_fold: str = "train", overwrite: bool = False) -> dict[str, Any]:
+def write_store_split(
+    store: str,
+    *,
+    out: str | os.PathLike,
+    method: str = "dcase2021",
+    val_fraction: float = 0.1,
+    seed: int | None = None,
+    train_fold: str = "train",
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Write the split of the training fold of ``store`` to ``out`` (``avscene split``).
 
     Parameters
@@ -76,20 +83,25 @@ def write_store_split(store: str, *, out: str | os.PathLike, method: str = "dcas
         positions = opened.select(fold=train_fold)
         if not len(positions):
             raise UsageError(f"{opened.label} has no clips in fold {train_fold!r}")
-        roles = split_clips(clips, positions, method=method, val_fraction=val_fraction,
-                            seed=seed)
+        roles = split_clips(clips, positions, method=method, val_fraction=val_fraction, seed=seed)
         ids = np.asarray(clips.clip_id)[positions]
         scenes = np.asarray(clips.scene)[positions].astype(str)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_split(out, ids, roles)
     validation = roles == ROLES[1]
     return {
-        "out": str(out), "method": method, "fold": train_fold, "val_fraction": val_fraction,
+        "out": str(out),
+        "method": method,
+        "fold": train_fold,
+        "val_fraction": val_fraction,
         "seed": DEFAULT_SEEDS[method] if seed is None else seed,
-        "clips": int(len(ids)), "train": int(np.count_nonzero(~validation)),
+        "clips": int(len(ids)),
+        "train": int(np.count_nonzero(~validation)),
         "validation": int(np.count_nonzero(validation)),
-        "validation_per_scene": {scene: int(np.count_nonzero(validation & (scenes == scene)))
-                                 for scene in sorted(set(scenes.tolist()))},
+        "validation_per_scene": {
+            scene: int(np.count_nonzero(validation & (scenes == scene)))
+            for scene in sorted(set(scenes.tolist()))
+        },
     }
 
 
@@ -103,20 +115,28 @@ def baseline_location_keys(clips: Any, positions: NDArray[Any]) -> NDArray[Any]:
     """
     keys = []
     for position in positions:
-        stem = _stem(str(clips.video[position]) or str(clips.audio[position])) \
-            or str(clips.clip_id[position])
+        stem = _stem(str(clips.video[position]) or str(clips.audio[position])) or str(
+            clips.clip_id[position]
+        )
         name, _ = parse_tau_name(stem)
         if name is not None:
             keys.append(name.location_id)
         else:
             location, city = str(clips.location[position]), str(clips.city[position])
-            keys.append(location[len(city) + 1:] if city and location.startswith(f"{city}-")
-                        else location)
+            keys.append(
+                location[len(city) + 1 :] if city and location.startswith(f"{city}-") else location
+            )
     return np.asarray(keys, dtype=str)
 
 
-def split_clips(clips: Any, positions: NDArray[Any], *, method: str, val_fraction: float,
-                seed: int | None = None) -> NDArray[Any]:
+def split_clips(
+    clips: Any,
+    positions: NDArray[Any],
+    *,
+    method: str,
+    val_fraction: float,
+    seed: int | None = None,
+) -> NDArray[Any]:
     """Roles of the clips at ``positions`` (a store's :class:`ClipTable` and positions).
 
     ``location`` weighs each clip by its number of 1-s segments, so that on clips with features
@@ -134,13 +154,15 @@ def split_clips(clips: Any, positions: NDArray[Any], *, method: str, val_fractio
     scene = np.asarray(clips.scene)[positions].astype(str)
     roles = np.full(len(positions), ROLES[0], dtype=f"U{max(map(len, ROLES))}")
     if method == "dcase2021":
-        _, val = splits.dcase2021_split(scene, baseline_location_keys(clips, positions),
-                                        val_fraction=val_fraction, seed=seed)
+        _, val = splits.dcase2021_split(
+            scene, baseline_location_keys(clips, positions), val_fraction=val_fraction, seed=seed
+        )
     elif method == "location":
         rows = np.repeat(np.arange(len(positions)), n_segments(clips.duration[positions]))
         location = np.asarray(clips.location)[positions].astype(str)
-        _, val_rows = splits.location_split(scene[rows], location[rows],
-                                            val_fraction=val_fraction, random_state=seed)
+        _, val_rows = splits.location_split(
+            scene[rows], location[rows], val_fraction=val_fraction, random_state=seed
+        )
         val = np.unique(rows[val_rows])
     else:
         raise SplitFileError(f"unknown split method {method!r}; choose from {', '.join(METHODS)}")
@@ -148,8 +170,9 @@ def split_clips(clips: Any, positions: NDArray[Any], *, method: str, val_fractio
     return roles
 
 
-def read_split_file(path: PathLike, clips: Any, positions: NDArray[Any], *,
-                    fold: str) -> tuple[NDArray[Any], str]:
+def read_split_file(
+    path: PathLike, clips: Any, positions: NDArray[Any], *, fold: str
+) -> tuple[NDArray[Any], str]:
     """Roles of the clips at ``positions`` (the training fold) from a split file.
 
     Returns
@@ -172,8 +195,10 @@ def read_split_file(path: PathLike, clips: Any, positions: NDArray[Any], *,
         named = _official_rows(path, header, rows)
         kind = "val.csv"
     else:
-        raise SplitFileError(f"{path}: columns {','.join(header)} are neither clip_id,role nor "
-                             f"the baseline's {','.join(OFFICIAL_COLUMNS)}")
+        raise SplitFileError(
+            f"{path}: columns {','.join(header)} are neither clip_id,role nor "
+            f"the baseline's {','.join(OFFICIAL_COLUMNS)}"
+        )
     _check_named(path, named, clips, positions, fold)
     ids = np.asarray(clips.clip_id)[positions].astype(str)
     if kind == "val.csv":
@@ -182,7 +207,8 @@ def read_split_file(path: PathLike, clips: Any, positions: NDArray[Any], *,
             raise SplitFileError(
                 f"{path} names {np.count_nonzero(roles == ROLES[1])} of the {len(ids)} clips of "
                 f"fold {fold!r}: a file in the baseline's format is its validation list "
-                "(val.csv), not train.csv")
+                "(val.csv), not train.csv"
+            )
         return roles, kind
     return np.asarray([named.get(clip_id, "") for clip_id in ids], dtype="U10"), kind
 
@@ -209,22 +235,26 @@ def _cell(row: Sequence[str], header: Sequence[str], column: str) -> str:
     return row[index].strip() if index < len(row) else ""
 
 
-def _role_rows(path: PathLike, header: Sequence[str],
-               rows: Sequence[Sequence[str]]) -> dict[str, str]:
+def _role_rows(
+    path: PathLike, header: Sequence[str], rows: Sequence[Sequence[str]]
+) -> dict[str, str]:
     named: dict[str, str] = {}
     for number, row in enumerate(rows, start=2):
         clip_id, role = _cell(row, header, "clip_id"), _cell(row, header, "role")
         if role not in ROLES or not clip_id:
-            raise SplitFileError(f"{path}, line {number}: role {role!r} of clip {clip_id!r}; "
-                                 f"expected a clip id and one of {', '.join(ROLES)}")
+            raise SplitFileError(
+                f"{path}, line {number}: role {role!r} of clip {clip_id!r}; "
+                f"expected a clip id and one of {', '.join(ROLES)}"
+            )
         if named.setdefault(clip_id, role) != role:
             raise SplitFileError(f"{path}, line {number}: clip {clip_id!r} is given both roles")
         named[clip_id] = role
     return named
 
 
-def _official_rows(path: PathLike, header: Sequence[str],
-                   rows: Sequence[Sequence[str]]) -> dict[str, str]:
+def _official_rows(
+    path: PathLike, header: Sequence[str], rows: Sequence[Sequence[str]]
+) -> dict[str, str]:
     named: dict[str, str] = {}
     for number, row in enumerate(rows, start=2):
         audio = _cell(row, header, "filename_audio") if "filename_audio" in header else ""
@@ -240,26 +270,28 @@ def _stem(filename: str) -> str:
     return pathlib.PurePosixPath(filename.replace("\\", "/")).stem if filename else ""
 
 
-def _check_named(path: PathLike, named: dict[str, str], clips: Any, positions: NDArray[Any],
-                 fold: str) -> None:
+def _check_named(
+    path: PathLike, named: dict[str, str], clips: Any, positions: NDArray[Any], fold: str
+) -> None:
     ids = set(named)
     in_store = set(np.asarray(clips.clip_id).astype(str).tolist())
     absent = sorted(ids - in_store)
     if absent:
-        raise SplitFileError(f"{path}: {len(absent)} clips are not in the store: "
-                             f"{_some(absent)}")
+        raise SplitFileError(f"{path}: {len(absent)} clips are not in the store: {_some(absent)}")
     outside = sorted(ids - set(np.asarray(clips.clip_id)[positions].astype(str).tolist()))
     if outside:
-        raise SplitFileError(f"{path}: {len(outside)} clips are not in fold {fold!r}: "
-                             f"{_some(outside)}")
+        raise SplitFileError(
+            f"{path}: {len(outside)} clips are not in fold {fold!r}: {_some(outside)}"
+        )
 
 
 def _some(ids: Sequence[str]) -> str:
     return ", ".join(ids[:SHOWN]) + (", ..." if len(ids) > SHOWN else "")
 
 
-def rows_of_roles(row_clip_ids: ArrayLike, clip_ids: ArrayLike, roles: ArrayLike, *,
-                  where: str) -> tuple[NDArray[Any], NDArray[Any]]:
+def rows_of_roles(
+    row_clip_ids: ArrayLike, clip_ids: ArrayLike, roles: ArrayLike, *, where: str
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """``(train_rows, val_rows)`` of data rows from the roles of their clips.
 
     Parameters
@@ -275,25 +307,29 @@ def rows_of_roles(row_clip_ids: ArrayLike, clip_ids: ArrayLike, roles: ArrayLike
     """
     role_of = dict(zip(np.asarray(clip_ids).astype(str).tolist(), np.asarray(roles).tolist()))
     names, inverse = np.unique(np.asarray(row_clip_ids).astype(str), return_inverse=True)
-    row_roles = np.asarray([role_of.get(name, "") for name in names.tolist()],
-                           dtype="U10")[inverse.reshape(-1)]
+    row_roles = np.asarray([role_of.get(name, "") for name in names.tolist()], dtype="U10")[
+        inverse.reshape(-1)
+    ]
     unassigned = names[[role_of.get(name, "") == "" for name in names.tolist()]].tolist()
     if unassigned:
-        raise SplitFileError(f"{where} gives no role to {len(unassigned)} clips with features: "
-                             f"{_some(unassigned)}")
+        raise SplitFileError(
+            f"{where} gives no role to {len(unassigned)} clips with features: {_some(unassigned)}"
+        )
     return np.flatnonzero(row_roles == ROLES[0]), np.flatnonzero(row_roles == ROLES[1])
 
 
-def write_split(path: PathLike, clip_ids: ArrayLike, roles: ArrayLike, *,
-                within: PathLike | None = None) -> None:
+def write_split(
+    path: PathLike, clip_ids: ArrayLike, roles: ArrayLike, *, within: PathLike | None = None
+) -> None:
     """Write ``clip_id,role`` rows (:func:`featurestore.outputs.write_csv`: never a half-written
     file, never through a symbolic link; ``within``: the run directory holding it)."""
     rows = zip(np.asarray(clip_ids).astype(str).tolist(), np.asarray(roles).astype(str).tolist())
     outputs.write_csv(path, [ROLE_COLUMNS, *rows], within=within)
 
 
-def clip_roles(row_clip_ids: ArrayLike,
-               split: tuple[NDArray[Any], NDArray[Any]]) -> tuple[NDArray[Any], NDArray[Any]]:
+def clip_roles(
+    row_clip_ids: ArrayLike, split: tuple[NDArray[Any], NDArray[Any]]
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """``(clip_ids, roles)`` of the clips of data rows split into ``(train_rows, val_rows)``,
     clips in order of first appearance."""
     row_clip_ids = np.asarray(row_clip_ids).astype(str)

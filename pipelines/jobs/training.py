@@ -47,7 +47,6 @@ SPLIT_FILE = "split.csv"
 ESTIMATOR_NORMALISATION = "each estimator z-scores with the statistics of its training rows"
 
 
-
 def train(spec: TrainSpec) -> RunRecord:
     """Train the system of ``spec`` in this process and write its run directory.
 
@@ -85,28 +84,52 @@ def train(spec: TrainSpec) -> RunRecord:
         provenance = runs.feature_provenance(store, features)
         declared = {name: int(store.feature_attrs(name)["dim"]) for name in features}
         given = recipe.load_mean_std(spec.mean_std, features, declared)
-        network = (checkpoint_runs.system(loaded_states, features, declared)
-                   if loaded_states else None)
-        rows = recipe.read_rows(store, features, fold=spec.train_fold, protocol=protocol,
-                                pooling=spec.pooling)
+        network = (
+            checkpoint_runs.system(loaded_states, features, declared) if loaded_states else None
+        )
+        rows = recipe.read_rows(
+            store, features, fold=spec.train_fold, protocol=protocol, pooling=spec.pooling
+        )
         store_attrs = dict(store.attrs)
         X = rows.X(features)
         dims = {name: int(rows.features[name].shape[-1]) for name in features}
         split, split_record = split_rows(spec, store, rows)
         loaded = time.perf_counter()
-        log.info("read %d %s of %d clips (%s) in %.1f s", len(rows),
-                 "frames" if recipe.uses_frames(protocol) else "segments",
-                 len(np.unique(rows.clip_id)), "+".join(features), loaded - started)
-        fitted, models, protocol, extra = fit_system(spec, features, dims, X, rows, split,
-                                                     protocol, given, loaded_states, network)
+        log.info(
+            "read %d %s of %d clips (%s) in %.1f s",
+            len(rows),
+            "frames" if recipe.uses_frames(protocol) else "segments",
+            len(np.unique(rows.clip_id)),
+            "+".join(features),
+            loaded - started,
+        )
+        fitted, models, protocol, extra = fit_system(
+            spec, features, dims, X, rows, split, protocol, given, loaded_states, network
+        )
         fit_done = time.perf_counter()
         validation = validate(fitted, X, rows, split, protocol=protocol)
         finished = time.perf_counter()
-    times = {"read_s": loaded - started, "fit_s": fit_done - loaded,
-             "validate_s": finished - fit_done, "total_s": finished - started}
-    return save_trained(spec, fitted, models=models, dims=dims, segments=rows, split=split,
-                        validation=validation, provenance=provenance, store_attrs=store_attrs,
-                        timings=times, protocol=protocol, split_record=split_record, extra=extra)
+    times = {
+        "read_s": loaded - started,
+        "fit_s": fit_done - loaded,
+        "validate_s": finished - fit_done,
+        "total_s": finished - started,
+    }
+    return save_trained(
+        spec,
+        fitted,
+        models=models,
+        dims=dims,
+        segments=rows,
+        split=split,
+        validation=validation,
+        provenance=provenance,
+        store_attrs=store_attrs,
+        timings=times,
+        protocol=protocol,
+        split_record=split_record,
+        extra=extra,
+    )
 
 
 def check_spec(spec: TrainSpec) -> TrainSpec:
@@ -119,13 +142,17 @@ def check_spec(spec: TrainSpec) -> TrainSpec:
     recipe_run = is_recipe(spec)
     if spec.uses_dask:
         if recipe_run or spec.split or spec.mean_std:
-            raise runs.RunFormatError("--dask trains avscene's segment systems; train "
-                                      "--preset dcase2021, --from-checkpoint, --split and "
-                                      "--mean-std without --dask")
+            raise runs.RunFormatError(
+                "--dask trains avscene's segment systems; train "
+                "--preset dcase2021, --from-checkpoint, --split and "
+                "--mean-std without --dask"
+            )
         return spec
     if spec.mean_std and not recipe_run:
-        raise runs.RunFormatError("--mean-std normalises the dcase2021 recipe: add --preset "
-                                  "dcase2021 (or --from-checkpoint)")
+        raise runs.RunFormatError(
+            "--mean-std normalises the dcase2021 recipe: add --preset "
+            "dcase2021 (or --from-checkpoint)"
+        )
     if spec.from_checkpoint:
         checkpoint_runs.parts(spec, features)
         return dataclasses.replace(spec, preset="dcase2021")
@@ -133,10 +160,18 @@ def check_spec(spec: TrainSpec) -> TrainSpec:
     return spec
 
 
-def fit_system(spec: TrainSpec, features: Sequence[str], dims: dict[str, int], X: NDArray[Any],
-               rows: Any, split: Split, protocol: dict[str, Any], given: dict[str, tuple],
-               loaded_states: list[tuple[str, str, dict[str, Any]]] | None,
-               network: Any) -> tuple[Any, dict[str, str], dict[str, Any], dict[str, Any] | None]:
+def fit_system(
+    spec: TrainSpec,
+    features: Sequence[str],
+    dims: dict[str, int],
+    X: NDArray[Any],
+    rows: Any,
+    split: Split,
+    protocol: dict[str, Any],
+    given: dict[str, tuple],
+    loaded_states: list[tuple[str, str, dict[str, Any]]] | None,
+    network: Any,
+) -> tuple[Any, dict[str, str], dict[str, Any], dict[str, Any] | None]:
     """``(fitted, models, protocol, extra record keys)``: trained, or the checked ``network``
     of the ``from_checkpoint`` files (``given``: the ``mean_std`` statistics)."""
     if not is_recipe(spec):
@@ -149,9 +184,13 @@ def fit_system(spec: TrainSpec, features: Sequence[str], dims: dict[str, int], X
     protocol["normalisation"] = normalisation
     models = dict.fromkeys(features, "baseline")
     if network is not None:
-        assert loaded_states is not None      # the network is made of the loaded states
-        return (checkpoint_runs.normalised_run(network, mean, std), models, protocol,
-                {"checkpoints": checkpoint_runs.record(loaded_states)})
+        assert loaded_states is not None  # the network is made of the loaded states
+        return (
+            checkpoint_runs.normalised_run(network, mean, std),
+            models,
+            protocol,
+            {"checkpoints": checkpoint_runs.record(loaded_states)},
+        )
     estimator, models = build(spec, features, dims)
     estimator.set_params(mean=mean, std=std)
     return fit(estimator, X, rows, split), models, protocol, None
@@ -164,12 +203,22 @@ def is_recipe(spec: TrainSpec) -> bool:
     return spec.preset in RECIPES or bool(spec.from_checkpoint)
 
 
-def save_trained(spec: TrainSpec, fitted: Any, *, models: dict[str, str], dims: dict[str, int],
-                 segments: Any, split: Split, validation: dict[str, Any] | None,
-                 provenance: dict[str, dict[str, Any]], store_attrs: dict[str, Any],
-                 timings: dict[str, float], extra: dict[str, Any] | None = None,
-                 protocol: dict[str, Any] | None = None,
-                 split_record: dict[str, Any] | None = None) -> RunRecord:
+def save_trained(
+    spec: TrainSpec,
+    fitted: Any,
+    *,
+    models: dict[str, str],
+    dims: dict[str, int],
+    segments: Any,
+    split: Split,
+    validation: dict[str, Any] | None,
+    provenance: dict[str, dict[str, Any]],
+    store_attrs: dict[str, Any],
+    timings: dict[str, float],
+    extra: dict[str, Any] | None = None,
+    protocol: dict[str, Any] | None = None,
+    split_record: dict[str, Any] | None = None,
+) -> RunRecord:
     """Write the run directory (model bundle, ``split.csv``, ``run.json``); return the record.
 
     ``protocol`` is the run's test protocol (default: segments); ``split_record`` says where the
@@ -181,29 +230,55 @@ def save_trained(spec: TrainSpec, fitted: Any, *, models: dict[str, str], dims: 
 
     features = list(dims)
     protocol = protocol or {**recipe.SEGMENT_PROTOCOL, "normalisation": ESTIMATOR_NORMALISATION}
-    bundle = {"estimator": fitted, "features": features, "dims": dims, "pooling": spec.pooling,
-              "classes": [str(c) for c in fitted.classes_]}
+    bundle = {
+        "estimator": fitted,
+        "features": features,
+        "dims": dims,
+        "pooling": spec.pooling,
+        "classes": [str(c) for c in fitted.classes_],
+    }
     train_rows = split[0]
     unit = "frames" if recipe.uses_frames(protocol) else "segments"
     record = {
-        "format": runs.RUN_FORMAT, "format_version": runs.RUN_FORMAT_VERSION,
-        "created": utc_now(), "command": spec.command,
-        "system": {"features": features, "models": models, "fusion": spec.fusion,
-                   "preset": spec.preset, "pooling": spec.pooling, "seed": spec.seed,
-                   "val_fraction": spec.val_fraction,
-                   "temperature": isinstance(fitted, TemperatureScaledClassifier),
-                   "threads": spec.threads},
+        "format": runs.RUN_FORMAT,
+        "format_version": runs.RUN_FORMAT_VERSION,
+        "created": utc_now(),
+        "command": spec.command,
+        "system": {
+            "features": features,
+            "models": models,
+            "fusion": spec.fusion,
+            "preset": spec.preset,
+            "pooling": spec.pooling,
+            "seed": spec.seed,
+            "val_fraction": spec.val_fraction,
+            "temperature": isinstance(fitted, TemperatureScaledClassifier),
+            "threads": spec.threads,
+        },
         "protocol": protocol,
-        "split": {**(split_record or {"method": "location" if len(split[1]) else "none"}),
-                  "file": SPLIT_FILE},
-        "estimator": {"class": type(fitted).__name__,
-                      "params": {k: v for k, v in fitted.get_params(deep=True).items()
-                                 if not hasattr(v, "get_params")}},
+        "split": {
+            **(split_record or {"method": "location" if len(split[1]) else "none"}),
+            "file": SPLIT_FILE,
+        },
+        "estimator": {
+            "class": type(fitted).__name__,
+            "params": {
+                k: v
+                for k, v in fitted.get_params(deep=True).items()
+                if not hasattr(v, "get_params")
+            },
+        },
         "versions": package_versions(),
-        "store": {"path": runs.store_location(spec.store), "attrs": store_attrs,
-                  "train_fold": spec.train_fold, "features": provenance},
-        "training": {**describe_rows(segments, train_rows, unit=unit), "locations": sorted(
-            set(np.asarray(segments.groups)[train_rows].astype(str).tolist()))},
+        "store": {
+            "path": runs.store_location(spec.store),
+            "attrs": store_attrs,
+            "train_fold": spec.train_fold,
+            "features": provenance,
+        },
+        "training": {
+            **describe_rows(segments, train_rows, unit=unit),
+            "locations": sorted(set(np.asarray(segments.groups)[train_rows].astype(str).tolist())),
+        },
         "seen_cities": sorted(set(np.asarray(segments.city).astype(str).tolist())),
         "validation": validation,
         "timings": timings,
@@ -212,15 +287,18 @@ def save_trained(spec: TrainSpec, fitted: Any, *, models: dict[str, str], dims: 
     }
     run_dir = pathlib.Path(spec.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    split_files.write_split(run_dir / SPLIT_FILE,
-                            *split_files.clip_roles(np.asarray(segments.clip_id), split),
-                            within=run_dir)
+    split_files.write_split(
+        run_dir / SPLIT_FILE,
+        *split_files.clip_roles(np.asarray(segments.clip_id), split),
+        within=run_dir,
+    )
     runs.save_run(spec.out, bundle, record)
     return record
 
 
-def build(spec: TrainSpec, features: Sequence[str],
-          dims: dict[str, int]) -> tuple[Any, dict[str, str]]:
+def build(
+    spec: TrainSpec, features: Sequence[str], dims: dict[str, int]
+) -> tuple[Any, dict[str, str]]:
     """Return ``(estimator, {feature: model})`` of the spec.
 
     The recipe's estimator is a :class:`~classifiers.scaling.NormalisedClassifier` (its
@@ -236,8 +314,14 @@ def build(spec: TrainSpec, features: Sequence[str],
         models = systems.parse_models(spec.model, features)
         for model in models.values():
             registry.model(model)
-        estimator = systems.make_system(dims, models, spec.fusion, preset=spec.preset,
-                                        random_state=spec.seed, n_jobs=spec.threads)
+        estimator = systems.make_system(
+            dims,
+            models,
+            spec.fusion,
+            preset=spec.preset,
+            random_state=spec.seed,
+            n_jobs=spec.threads,
+        )
     except ValueError as error:
         raise runs.RunFormatError(str(error)) from error
     if is_recipe(spec):
@@ -247,8 +331,7 @@ def build(spec: TrainSpec, features: Sequence[str],
     return estimator, models
 
 
-def split_rows(spec: TrainSpec, store: FeatureStore,
-               rows: Any) -> tuple[Split, dict[str, Any]]:
+def split_rows(spec: TrainSpec, store: FeatureStore, rows: Any) -> tuple[Split, dict[str, Any]]:
     """``((train_rows, val_rows), record)`` of the training fold's data rows.
 
     A ``split`` file wins; the recipe uses the baseline's split of the fold's clips (the whole
@@ -261,27 +344,42 @@ def split_rows(spec: TrainSpec, store: FeatureStore,
     fold = store.select(fold=spec.train_fold)
     if spec.split:
         roles, kind = split_files.read_split_file(spec.split, clips, fold, fold=spec.train_fold)
-        record: dict[str, Any] = {"method": "file", "source": str(spec.split), "format": kind,
-                  "sha256": sha256_file(spec.split)}
+        record: dict[str, Any] = {
+            "method": "file",
+            "source": str(spec.split),
+            "format": kind,
+            "sha256": sha256_file(spec.split),
+        }
     elif is_recipe(spec):
-        roles = split_files.split_clips(clips, fold, method="dcase2021",
-                                      val_fraction=spec.val_fraction)
-        record = {"method": "dcase2021", "val_fraction": spec.val_fraction,
-                  "seed": split_files.DEFAULT_SEEDS["dcase2021"],
-                  "location_key": "the number in the file name (split_data.py)"}
+        roles = split_files.split_clips(
+            clips, fold, method="dcase2021", val_fraction=spec.val_fraction
+        )
+        record = {
+            "method": "dcase2021",
+            "val_fraction": spec.val_fraction,
+            "seed": split_files.DEFAULT_SEEDS["dcase2021"],
+            "location_key": "the number in the file name (split_data.py)",
+        }
     else:
         y, groups = np.asarray(rows.y).astype(str), np.asarray(rows.groups).astype(str)
         if spec.val_fraction > 0:
-            split = splits.location_split(y, groups, val_fraction=spec.val_fraction,
-                                          random_state=spec.seed)
-            return split, {"method": "location", "val_fraction": spec.val_fraction,
-                           "seed": spec.seed}
+            split = splits.location_split(
+                y, groups, val_fraction=spec.val_fraction, random_state=spec.seed
+            )
+            return split, {
+                "method": "location",
+                "val_fraction": spec.val_fraction,
+                "seed": spec.seed,
+            }
         return (np.arange(len(y)), np.zeros(0, dtype=np.int64)), {"method": "none"}
-    split = split_files.rows_of_roles(rows.clip_id, clips.clip_id[fold], roles,
-                                    where=str(spec.split or "the dcase2021 split"))
+    split = split_files.rows_of_roles(
+        rows.clip_id, clips.clip_id[fold], roles, where=str(spec.split or "the dcase2021 split")
+    )
     if not len(split[0]):
-        raise runs.RunFormatError(f"{spec.split or 'the dcase2021 split'} leaves no training "
-                                  f"clips with {', '.join(rows.names)}")
+        raise runs.RunFormatError(
+            f"{spec.split or 'the dcase2021 split'} leaves no training "
+            f"clips with {', '.join(rows.names)}"
+        )
     return split, record
 
 
@@ -291,14 +389,16 @@ def fit(estimator: Any, X: NDArray[Any], segments: Any, split: Split) -> Any:
     train_rows, val_rows = split
     eval_set = (X[val_rows], y[val_rows]) if len(val_rows) else None
     try:
-        return estimator.fit(X[train_rows], y[train_rows], groups=groups[train_rows],
-                             eval_set=eval_set)
+        return estimator.fit(
+            X[train_rows], y[train_rows], groups=groups[train_rows], eval_set=eval_set
+        )
     except ValueError as error:
         raise runs.RunFormatError(f"training failed: {error}") from error
 
 
-def validate(fitted: Any, X: Any, segments: Any, split: Split, *,
-             protocol: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def validate(
+    fitted: Any, X: Any, segments: Any, split: Split, *, protocol: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """Metrics of the fitted system on the validation rows (no bootstrap), or None.
 
     Frame runs are scored with the baseline's protocol (picked frames, clip rule over all
@@ -311,22 +411,34 @@ def validate(fitted: Any, X: Any, segments: Any, split: Split, *,
         return None
     if protocol is not None and recipe.uses_frames(protocol):
         scored = recipe.score_frames(fitted, segments.subset(val_rows), X[val_rows])
-        report = metrics.evaluate(scored.y.astype(str), scored.proba, classes=scored.classes,
-                                  clip_ids=scored.clip_id, n_bootstrap=0,
-                                  clip_proba=scored.clip_proba, clip_pred=scored.clip_pred)
+        report = metrics.evaluate(
+            scored.y.astype(str),
+            scored.proba,
+            classes=scored.classes,
+            clip_ids=scored.clip_id,
+            n_bootstrap=0,
+            clip_proba=scored.clip_proba,
+            clip_pred=scored.clip_pred,
+        )
         summary = describe_rows(segments, val_rows, unit="frames")
         summary["n_segments"] = int(len(scored.clip_id))
     else:
         proba = fitted.predict_proba(X[val_rows])
         classes = [str(c) for c in fitted.classes_]
-        report = metrics.evaluate(np.asarray(segments.y)[val_rows].astype(str), proba,
-                                  classes=classes,
-                                  clip_ids=np.asarray(segments.clip_id)[val_rows], n_bootstrap=0)
+        report = metrics.evaluate(
+            np.asarray(segments.y)[val_rows].astype(str),
+            proba,
+            classes=classes,
+            clip_ids=np.asarray(segments.clip_id)[val_rows],
+            n_bootstrap=0,
+        )
         summary = describe_rows(segments, val_rows)
     summary["locations"] = sorted(set(np.asarray(segments.groups)[val_rows].astype(str).tolist()))
     for level in ("segment", "clip"):
-        summary[level] = {k: report[level][k] for k in
-                          ("log_loss", "accuracy", "overall_log_loss", "overall_accuracy")}
+        summary[level] = {
+            k: report[level][k]
+            for k in ("log_loss", "accuracy", "overall_log_loss", "overall_accuracy")
+        }
     summary["temperature"] = getattr(fitted, "temperature_", None)
     if summary["temperature"] is not None:
         raw = fitted.estimator_.predict_proba(X[val_rows])
@@ -338,7 +450,9 @@ def validate(fitted: Any, X: Any, segments: Any, split: Split, *,
 def describe_rows(segments: Any, rows: NDArray[Any], *, unit: str = "segments") -> dict[str, Any]:
     """Counts of rows (``n_segments`` or ``n_frames``), clips, locations and classes."""
     scenes, counts = np.unique(np.asarray(segments.y)[rows].astype(str), return_counts=True)
-    return {f"n_{unit}": int(len(rows)),
-            "n_clips": int(len(np.unique(np.asarray(segments.clip_id)[rows]))),
-            "n_locations": int(len(np.unique(np.asarray(segments.groups)[rows]))),
-            "classes": dict(zip(scenes.tolist(), counts.tolist()))}
+    return {
+        f"n_{unit}": int(len(rows)),
+        "n_clips": int(len(np.unique(np.asarray(segments.clip_id)[rows]))),
+        "n_locations": int(len(np.unique(np.asarray(segments.groups)[rows]))),
+        "classes": dict(zip(scenes.tolist(), counts.tolist())),
+    }

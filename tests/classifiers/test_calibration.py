@@ -37,14 +37,20 @@ def independent_nll(temperature, proba, y):
 def test_temperature_matches_independent_minimisation(seed, sharpen):
     proba, y = miscalibrated(seed, sharpen=sharpen)
     temperature = fit_temperature(proba, y)
-    reference = minimize(lambda t: independent_nll(t[0], proba, y), x0=[1.0],
-                         method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).x[0]
+    reference = minimize(
+        lambda t: independent_nll(t[0], proba, y),
+        x0=[1.0],
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-12},
+    ).x[0]
     assert temperature == pytest.approx(reference, rel=1e-3)
     assert temperature == pytest.approx(sharpen, rel=0.15)  # undoes the distortion
     before = metrics.row_log_loss(y, proba).mean()
     after = metrics.row_log_loss(y, scale_probabilities(proba, temperature)).mean()
     assert after < before
-    np.testing.assert_array_equal(scale_probabilities(proba, temperature).argmax(1), proba.argmax(1))
+    np.testing.assert_array_equal(
+        scale_probabilities(proba, temperature).argmax(1), proba.argmax(1)
+    )
 
 
 def test_wrapper_fits_temperature_on_validation_rows():
@@ -55,6 +61,8 @@ def test_wrapper_fits_temperature_on_validation_rows():
     raw = model.estimator_.predict_proba(X[400:])
     classes = list(model.classes_)
     y_index = np.array([classes.index(label) for label in y[400:]])
-    assert metrics.row_log_loss(y_index, model.predict_proba(X[400:])).mean() <= \
-        metrics.row_log_loss(y_index, raw).mean() + 0.05
+    assert (
+        metrics.row_log_loss(y_index, model.predict_proba(X[400:])).mean()
+        <= metrics.row_log_loss(y_index, raw).mean() + 0.05
+    )
     np.testing.assert_array_equal(model.predict(X), model.estimator_.predict(X))

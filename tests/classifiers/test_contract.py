@@ -34,15 +34,26 @@ DIMS = {"audio": 8, "video": 8}
 
 
 def system(model, fusion, features=("audio", "video")):
-    return lambda: systems.make_system({f: DIMS[f] for f in features},
-                                       dict.fromkeys(features, model), fusion, preset="fast")
+    return lambda: systems.make_system(
+        {f: DIMS[f] for f in features}, dict.fromkeys(features, model), fusion, preset="fast"
+    )
 
 
 def mixed_late():
-    return LateFusion([("audio", LogisticClassifier(max_iter=50), slice(0, 8)),
-                       ("video", LightGBMClassifier(n_components=4, n_estimators=10, min_child_samples=5,
-                                                    random_state=0), slice(8, 16))],
-                      fit_weights=True, random_state=0)
+    return LateFusion(
+        [
+            ("audio", LogisticClassifier(max_iter=50), slice(0, 8)),
+            (
+                "video",
+                LightGBMClassifier(
+                    n_components=4, n_estimators=10, min_child_samples=5, random_state=0
+                ),
+                slice(8, 16),
+            ),
+        ],
+        fit_weights=True,
+        random_state=0,
+    )
 
 
 # (id, factory, a parameter grid for GridSearchCV)
@@ -55,18 +66,34 @@ CASES = [
     ("weighted-mixed", mixed_late, {"video__num_leaves": [3, 7]}),
     ("stack", system("lr", "stack"), {"n_splits": [2, 3]}),
     ("proposed", system("baseline", "proposed"), {"max_epochs": [1, 2]}),
-    ("temperature-lr", lambda: TemperatureScaledClassifier(LogisticClassifier(max_iter=50),
-                                                           random_state=0),
-     {"estimator__C": [0.1, 1.0]}),
-    ("normalised-lr", lambda: NormalisedClassifier(LogisticClassifier(max_iter=50)),
-     {"estimator__C": [0.1, 1.0]}),
-    ("normalised-given-baseline", lambda: NormalisedClassifier(
-        systems.make_estimator("baseline", preset="fast",
-                               overrides={"standardize": False, "val_loss": "batches",
-                                          "ties": "last"}),
-        mean=np.full(16, 0.5), std=np.full(16, 2.0)), {"estimator__max_epochs": [1, 2]}),
-    ("normalised-proposed", lambda: NormalisedClassifier(system("baseline", "proposed")()),
-     {"estimator__max_epochs": [1, 2]}),
+    (
+        "temperature-lr",
+        lambda: TemperatureScaledClassifier(LogisticClassifier(max_iter=50), random_state=0),
+        {"estimator__C": [0.1, 1.0]},
+    ),
+    (
+        "normalised-lr",
+        lambda: NormalisedClassifier(LogisticClassifier(max_iter=50)),
+        {"estimator__C": [0.1, 1.0]},
+    ),
+    (
+        "normalised-given-baseline",
+        lambda: NormalisedClassifier(
+            systems.make_estimator(
+                "baseline",
+                preset="fast",
+                overrides={"standardize": False, "val_loss": "batches", "ties": "last"},
+            ),
+            mean=np.full(16, 0.5),
+            std=np.full(16, 2.0),
+        ),
+        {"estimator__max_epochs": [1, 2]},
+    ),
+    (
+        "normalised-proposed",
+        lambda: NormalisedClassifier(system("baseline", "proposed")()),
+        {"estimator__max_epochs": [1, 2]},
+    ),
 ]
 
 
@@ -77,8 +104,9 @@ def test_every_estimator_class_has_a_case():
         while stack:
             estimator = stack.pop()
             covered.add(type(estimator).__name__)
-            stack += [v for v in estimator.get_params(deep=False).values()
-                      if hasattr(v, "get_params")]
+            stack += [
+                v for v in estimator.get_params(deep=False).values() if hasattr(v, "get_params")
+            ]
             stack += [member for _, member, _ in getattr(estimator, "estimators", [])]
     assert set(ESTIMATORS) - {"ZScore"} <= covered
 
@@ -98,8 +126,11 @@ def through_files(estimator, folder):
     np.savez(folder / "arrays.npz", **arrays)
     with np.load(folder / "arrays.npz", allow_pickle=False) as stored:
         arrays = {key: stored[key] for key in stored.files}
-    return load_estimator(json.loads((folder / "tree.json").read_text()), arrays,
-                          {key: str(text) for key, text in texts.items()})
+    return load_estimator(
+        json.loads((folder / "tree.json").read_text()),
+        arrays,
+        {key: str(text) for key, text in texts.items()},
+    )
 
 
 @pytest.mark.parametrize("name, factory, grid", CASES, ids=[c[0] for c in CASES])
@@ -137,8 +168,13 @@ def test_estimator_contract(name, factory, grid, data, tmp_path):
     pipeline.fit(X, y, model__groups=groups)
     assert pipeline.predict_proba(X).shape == proba.shape
 
-    search = GridSearchCV(clone(estimator), grid, cv=GroupKFold(n_splits=3),
-                          scoring="neg_log_loss", error_score="raise")
+    search = GridSearchCV(
+        clone(estimator),
+        grid,
+        cv=GroupKFold(n_splits=3),
+        scoring="neg_log_loss",
+        error_score="raise",
+    )
     search.fit(X, y, groups=groups)
     assert search.best_params_[key] in grid[key]
     assert np.isfinite(search.best_score_)
@@ -147,7 +183,9 @@ def test_estimator_contract(name, factory, grid, data, tmp_path):
 def test_integer_labels_and_eval_set():
     X, y, groups, _ = small_av(seed=4)
     labels = np.unique(y, return_inverse=True)[1] * 10
-    model = LogisticClassifier(max_iter=30).fit(X[:200], labels[:200], eval_set=(X[200:], labels[200:]))
+    model = LogisticClassifier(max_iter=30).fit(
+        X[:200], labels[:200], eval_set=(X[200:], labels[200:])
+    )
     assert list(model.classes_) == [0, 10, 20, 30]
     assert model.predict(X).dtype.kind == "i"
 
@@ -173,6 +211,8 @@ def test_system_vocabulary_errors():
     with pytest.raises(ValueError, match="one model"):
         systems.make_system(DIMS, {"audio": "lr", "video": "lgbm"}, "early")
     assert systems.parse_models("video=lgbm,audio=lr", ["openl3_audio", "openl3_video"]) == {
-        "openl3_audio": "lr", "openl3_video": "lgbm"}
+        "openl3_audio": "lr",
+        "openl3_video": "lgbm",
+    }
     with pytest.raises(ValueError, match="matches 2"):
         systems.parse_models("openl3=lr", ["openl3_audio", "openl3_video"])

@@ -45,8 +45,9 @@ def test_zscore_matches_numpy_and_uses_training_statistics():
     np.testing.assert_allclose(scaler.scale_[:4], X.astype(np.float64).std(axis=0)[:4], rtol=1e-6)
     assert scaler.scale_[4] == 1.0  # constant column: centred only
     other = rng.normal(size=(10, 5)).astype(np.float32)
-    np.testing.assert_allclose(scaler.transform(other), (other - scaler.mean_) / scaler.scale_,
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        scaler.transform(other), (other - scaler.mean_) / scaler.scale_, rtol=1e-5, atol=1e-4
+    )
     assert scaler.transform(other).dtype == np.float32
 
 

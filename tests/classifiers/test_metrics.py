@@ -23,21 +23,29 @@ def reference_class_wise_log_loss(y, proba, n_classes):
 
 def test_hand_made_probabilities():
     # 3 classes, 6 rows; class 2 has one row with probability 0 for its true class.
-    proba = np.array([[0.7, 0.2, 0.1],
-                      [0.4, 0.5, 0.1],
-                      [0.2, 0.6, 0.2],
-                      [0.1, 0.8, 0.1],
-                      [0.5, 0.5, 0.0],
-                      [0.25, 0.25, 0.5]])
+    proba = np.array(
+        [
+            [0.7, 0.2, 0.1],
+            [0.4, 0.5, 0.1],
+            [0.2, 0.6, 0.2],
+            [0.1, 0.8, 0.1],
+            [0.5, 0.5, 0.0],
+            [0.25, 0.25, 0.5],
+        ]
+    )
     y = np.array([0, 0, 1, 1, 2, 2])
     # Row 4: clip 0 -> 1e-15, renormalise by 1 + 1e-15 (the other two are not clipped).
-    expected_class = [(-math.log(0.7) - math.log(0.4)) / 2,
-                      (-math.log(0.6) - math.log(0.8)) / 2,
-                      (-math.log(1e-15 / (1 + 1e-15)) - math.log(0.5)) / 2]
+    expected_class = [
+        (-math.log(0.7) - math.log(0.4)) / 2,
+        (-math.log(0.6) - math.log(0.8)) / 2,
+        (-math.log(1e-15 / (1 + 1e-15)) - math.log(0.5)) / 2,
+    ]
     np.testing.assert_allclose(metrics.class_wise_log_loss(y, proba), expected_class, rtol=1e-12)
     assert metrics.dcase_log_loss(y, proba) == pytest.approx(sum(expected_class) / 3, rel=1e-12)
     # Arg-max: rows 0, 2, 3, 5 right; row 1 -> 1 (wrong); row 4 -> 0 (tie: first; wrong)
-    np.testing.assert_allclose(metrics.class_wise_accuracy(y, proba.argmax(axis=1), 3), [0.5, 1.0, 0.5])
+    np.testing.assert_allclose(
+        metrics.class_wise_accuracy(y, proba.argmax(axis=1), 3), [0.5, 1.0, 0.5]
+    )
     assert metrics.dcase_accuracy(y, proba) == pytest.approx(2.0 / 3.0)
 
 
@@ -66,8 +74,10 @@ def test_fresh_random_probabilities_against_independent_computations(seed):
     assert metrics.dcase_log_loss(y, proba) == pytest.approx(expected, rel=1e-10)
     # Cross-check with scikit-learn on probabilities we clip and renormalise ourselves.
     clipped = metrics.clip_and_normalise(proba)
-    sk = [sklearn_log_loss(y[y == k], clipped[y == k], labels=list(range(n_classes)))
-          for k in range(n_classes)]
+    sk = [
+        sklearn_log_loss(y[y == k], clipped[y == k], labels=list(range(n_classes)))
+        for k in range(n_classes)
+    ]
     np.testing.assert_allclose(metrics.class_wise_log_loss(y, proba), sk, rtol=1e-9)
     pred = proba.argmax(axis=1)
     assert metrics.dcase_accuracy(y, proba) == pytest.approx(balanced_accuracy_score(y, pred))
@@ -103,8 +113,16 @@ def report_for(seed, *, segments=10, n_clips=80, n_bootstrap=300):
     proba = np.repeat(clip_proba / clip_proba.sum(axis=1, keepdims=True), segments, axis=0)
     clip_ids = np.repeat([f"clip{c}" for c in range(n_clips)], segments)
     cities = np.repeat(np.where(np.arange(n_clips) % 3 == 0, "lisbon", "madrid"), segments)
-    return metrics.evaluate(y, proba, classes=classes, clip_ids=clip_ids, cities=cities,
-                            seen_cities={"lisbon"}, n_bootstrap=n_bootstrap, random_state=1)
+    return metrics.evaluate(
+        y,
+        proba,
+        classes=classes,
+        clip_ids=clip_ids,
+        cities=cities,
+        seen_cities={"lisbon"},
+        n_bootstrap=n_bootstrap,
+        random_state=1,
+    )
 
 
 def test_evaluate_report_structure_and_intervals():

@@ -37,8 +37,7 @@ class CentroidClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, *, groups=None, eval_set=None):
         X = np.asarray(X, dtype=np.float64)
         self.classes_, index = np.unique(np.asarray(y), return_inverse=True)
-        self.centroids_ = np.stack([X[index == k].mean(axis=0)
-                                    for k in range(len(self.classes_))])
+        self.centroids_ = np.stack([X[index == k].mean(axis=0) for k in range(len(self.classes_))])
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -54,15 +53,24 @@ def centroid_proba(X, centroids, scale):
     return softmax(-scale * distances)
 
 
-SETTINGS = {"fast": {"scale": 0.5}, "default": {"scale": 0.5}, "small": {"scale": 0.2},
-            "paper": {"scale": 0.1}, "dcase2021": None}
+SETTINGS = {
+    "fast": {"scale": 0.5},
+    "default": {"scale": 0.5},
+    "small": {"scale": 0.2},
+    "paper": {"scale": 0.1},
+    "dcase2021": None,
+}
 
 
 @pytest.fixture
 def centroid():
     """The centroid model registered for one test (and removed after it)."""
-    yield registry.register("centroid", estimator=CentroidClassifier, presets=SETTINGS, fitted={
-        "classes_": "array", "centroids_": "array", "n_features_in_": "json"})
+    yield registry.register(
+        "centroid",
+        estimator=CentroidClassifier,
+        presets=SETTINGS,
+        fitted={"classes_": "array", "centroids_": "array", "n_features_in_": "json"},
+    )
     registry.MODELS.pop("centroid", None)
 
 
@@ -78,11 +86,29 @@ def read_output(path):
 
 
 def test_a_registered_model_trains_saves_loads_and_predicts_through_the_cli(
-        centroid, store_path, tmp_path, capsys):
+    centroid, store_path, tmp_path, capsys
+):
     run_dir, output = tmp_path / "run", tmp_path / "evaluate.csv"
-    assert cli.main(["train", str(store_path), "--features", ",".join(FEATURES), "--model",
-                     "centroid", "--fusion", "early", "--preset", "small", "--no-temperature",
-                     "--out", str(run_dir)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                str(store_path),
+                "--features",
+                ",".join(FEATURES),
+                "--model",
+                "centroid",
+                "--fusion",
+                "early",
+                "--preset",
+                "small",
+                "--no-temperature",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     record = json.loads((run_dir / "run.json").read_text())
     assert record["system"]["models"] == dict.fromkeys(FEATURES, "centroid")
     tree = json.loads((run_dir / "model.json").read_text())["estimator"]
@@ -102,25 +128,46 @@ def test_a_registered_model_trains_saves_loads_and_predicts_through_the_cli(
         np.testing.assert_allclose(centroids, expected, rtol=1e-10)
         X_test = test.X(FEATURES).astype(np.float64)
 
-    assert cli.main(["predict", str(run_dir), str(store_path), "--fold", "evaluate",
-                     "--out", str(output)]) == 0
+    assert (
+        cli.main(
+            ["predict", str(run_dir), str(store_path), "--fold", "evaluate", "--out", str(output)]
+        )
+        == 0
+    )
     header, predicted = read_output(output)
     proba = np.array([[float(value) for value in row[2:]] for row in predicted])
     columns = [header.index(c) - 2 for c in classes.astype(str)]
-    np.testing.assert_allclose(proba[:, columns], centroid_proba(X_test, centroids, 0.2),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        proba[:, columns], centroid_proba(X_test, centroids, 0.2), atol=1e-12
+    )
     capsys.readouterr()
-    assert cli.main(["evaluate", str(run_dir), str(store_path), "--bootstrap", "0",
-                     "--json"]) == 0
+    assert cli.main(["evaluate", str(run_dir), str(store_path), "--bootstrap", "0", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["segment"]["accuracy"] > 0.5
 
 
-def test_a_registered_model_serves_in_fusions_and_in_the_help(centroid, store_path, tmp_path,
-                                                                capsys):
+def test_a_registered_model_serves_in_fusions_and_in_the_help(
+    centroid, store_path, tmp_path, capsys
+):
     run_dir = tmp_path / "late"
-    assert cli.main(["train", str(store_path), "--features", ",".join(FEATURES), "--model",
-                     "audio=centroid,video=lr", "--fusion", "weighted", "--preset", "fast",
-                     "--out", str(run_dir)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                str(store_path),
+                "--features",
+                ",".join(FEATURES),
+                "--model",
+                "audio=centroid,video=lr",
+                "--fusion",
+                "weighted",
+                "--preset",
+                "fast",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     assert cli.main(["evaluate", str(run_dir), str(store_path), "--bootstrap", "0"]) == 0
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
@@ -129,11 +176,22 @@ def test_a_registered_model_serves_in_fusions_and_in_the_help(centroid, store_pa
     assert "centroid" not in presets.get_preset("dcase2021")
 
 
-def test_an_unregistered_model_cannot_be_trained_nor_loaded(centroid, store_path, tmp_path,
-                                                            capsys):
+def test_an_unregistered_model_cannot_be_trained_nor_loaded(
+    centroid, store_path, tmp_path, capsys
+):
     run_dir = tmp_path / "run"
-    options = ["train", str(store_path), "--features", "openl3_audio", "--model", "centroid",
-               "--preset", "fast", "--out", str(run_dir)]
+    options = [
+        "train",
+        str(store_path),
+        "--features",
+        "openl3_audio",
+        "--model",
+        "centroid",
+        "--preset",
+        "fast",
+        "--out",
+        str(run_dir),
+    ]
     assert cli.main(options) == 0
     registry.MODELS.pop("centroid")
     capsys.readouterr()
@@ -148,36 +206,60 @@ def test_an_unregistered_model_cannot_be_trained_nor_loaded(centroid, store_path
 
 
 def register_centroid(**changes):
-    entry = {"estimator": CentroidClassifier, "presets": SETTINGS,
-             "fitted": {"classes_": "array", "centroids_": "array", "n_features_in_": "json"},
-             **changes}
+    entry = {
+        "estimator": CentroidClassifier,
+        "presets": SETTINGS,
+        "fitted": {"classes_": "array", "centroids_": "array", "n_features_in_": "json"},
+        **changes,
+    }
     return registry.register("centroid", **entry)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"presets": {k: v for k, v in SETTINGS.items() if k != "paper"}},
-     "model 'centroid' gives no settings for preset 'paper' (every model gives each of fast, "
-     "default, small, paper, dcase2021 a dict, or None where the preset does not train it)"),
-    ({"presets": {**SETTINGS, "quick": {}}},
-     "model 'centroid' gives settings for unknown preset 'quick'"),
-    ({"presets": {**SETTINGS, "fast": 0.5}},
-     "model 'centroid' gives preset 'fast' a float, not a dict or None"),
-    ({"fitted": {}}, "model 'centroid' declares no fitted attributes to write"),
-    ({"fitted": {"centroids_": "array"}}, "model 'centroid' declares no fitted attributes"),
-    ({"fitted": {"classes_": "array", "centroids_": "npz"}},
-     "model 'centroid' writes fitted attribute 'centroids_' as 'npz'; choose from array, json, "
-     "estimator, lightgbm"),
-    ({"fitted": {"classes_": "array", "centroids": "array"}},
-     "model 'centroid' declares fitted attribute 'centroids'; fitted attributes end in _"),
-    ({"transient": ("centroids_",)},
-     "model 'centroid' declares 'centroids_' both fitted and transient"),
-    ({"transient": "centroids_"},
-     "model 'centroid' gives transient as something else than a tuple of attribute names"),
-    ({"estimator": "classifiers.centroid:CentroidClassifier"},
-     "model 'centroid' names its estimator in classifiers.centroid, which does not exist"),
-    ({"estimator": "tests.classifiers.test_registry:CentroidClassifier"},
-     "model 'centroid' names its estimator as 'tests.classifiers.test_registry:Centroid"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"presets": {k: v for k, v in SETTINGS.items() if k != "paper"}},
+            "model 'centroid' gives no settings for preset 'paper' (every model gives each of fast, "
+            "default, small, paper, dcase2021 a dict, or None where the preset does not train it)",
+        ),
+        (
+            {"presets": {**SETTINGS, "quick": {}}},
+            "model 'centroid' gives settings for unknown preset 'quick'",
+        ),
+        (
+            {"presets": {**SETTINGS, "fast": 0.5}},
+            "model 'centroid' gives preset 'fast' a float, not a dict or None",
+        ),
+        ({"fitted": {}}, "model 'centroid' declares no fitted attributes to write"),
+        ({"fitted": {"centroids_": "array"}}, "model 'centroid' declares no fitted attributes"),
+        (
+            {"fitted": {"classes_": "array", "centroids_": "npz"}},
+            "model 'centroid' writes fitted attribute 'centroids_' as 'npz'; choose from array, json, "
+            "estimator, lightgbm",
+        ),
+        (
+            {"fitted": {"classes_": "array", "centroids": "array"}},
+            "model 'centroid' declares fitted attribute 'centroids'; fitted attributes end in _",
+        ),
+        (
+            {"transient": ("centroids_",)},
+            "model 'centroid' declares 'centroids_' both fitted and transient",
+        ),
+        (
+            {"transient": "centroids_"},
+            "model 'centroid' gives transient as something else than a tuple of attribute names",
+        ),
+        (
+            {"estimator": "classifiers.centroid:CentroidClassifier"},
+            "model 'centroid' names its estimator in classifiers.centroid, which does not exist",
+        ),
+        (
+            {"estimator": "tests.classifiers.test_registry:CentroidClassifier"},
+            "model 'centroid' names its estimator as 'tests.classifiers.test_registry:Centroid",
+        ),
+    ],
+)
 def test_an_incomplete_registration_fails_when_made_in_one_line(changes, message):
     with pytest.raises(ValueError) as error:
         register_centroid(**changes)
@@ -190,12 +272,18 @@ def test_a_model_is_registered_once_and_under_a_command_line_name(centroid):
     with pytest.raises(ValueError, match="model 'centroid' is registered twice"):
         register_centroid()
     with pytest.raises(ValueError, match="model 'Near-C' needs a name of lower-case letters"):
-        registry.register("Near-C", estimator=CentroidClassifier, presets=SETTINGS,
-                          fitted={"classes_": "array"})
-    with pytest.raises(ValueError, match="model 'mlp2' writes TorchMLPClassifier differently "
-                                         "from model 'mlp'"):
-        registry.register("mlp2", estimator="classifiers.mlp:TorchMLPClassifier",
-                          presets=SETTINGS, fitted={"classes_": "array"})
+        registry.register(
+            "Near-C", estimator=CentroidClassifier, presets=SETTINGS, fitted={"classes_": "array"}
+        )
+    with pytest.raises(
+        ValueError, match="model 'mlp2' writes TorchMLPClassifier differently from model 'mlp'"
+    ):
+        registry.register(
+            "mlp2",
+            estimator="classifiers.mlp:TorchMLPClassifier",
+            presets=SETTINGS,
+            fitted={"classes_": "array"},
+        )
     with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'presets'"):
         registry.register("nc", estimator=CentroidClassifier, fitted={"classes_": "array"})
     assert list(registry.MODELS) == ["lr", "mlp", "lgbm", "baseline", "centroid"]
@@ -211,8 +299,12 @@ def test_a_preset_that_does_not_train_a_model_says_so(centroid):
 
 
 def test_a_fitted_attribute_left_out_of_the_declaration_is_refused_when_written():
-    registry.register("centroid", estimator=CentroidClassifier, presets=SETTINGS,
-                      fitted={"classes_": "array", "n_features_in_": "json"})
+    registry.register(
+        "centroid",
+        estimator=CentroidClassifier,
+        presets=SETTINGS,
+        fitted={"classes_": "array", "n_features_in_": "json"},
+    )
     try:
         X = np.random.default_rng(0).standard_normal((20, 3))
         fitted = CentroidClassifier().fit(X, np.repeat(["a", "b"], 10))
@@ -220,8 +312,10 @@ def test_a_fitted_attribute_left_out_of_the_declaration_is_refused_when_written(
             dump_estimator(fitted)
     finally:
         registry.MODELS.pop("centroid")
-    assert str(error.value) == ("CentroidClassifier.centroids_ is fitted but its declaration "
-                                "neither writes it nor calls it transient (classifiers.registry)")
+    assert str(error.value) == (
+        "CentroidClassifier.centroids_ is fitted but its declaration "
+        "neither writes it nor calls it transient (classifiers.registry)"
+    )
 
 
 def test_the_closed_list_follows_the_registry_and_the_kinds_hold_on_both_sides(centroid):
@@ -232,18 +326,26 @@ def test_the_closed_list_follows_the_registry_and_the_kinds_hold_on_both_sides(c
     again = load_estimator(tree, arrays, texts)
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
 
-    fitted.centroids_ = {"mean": fitted.centroids_, "scaler": fitted}   # an estimator inside
-    with pytest.raises(ModelFormatError, match=r"^m\.centroids_\.scaler holds an estimator, "
-                                               r"but its class writes it as array$"):
+    fitted.centroids_ = {"mean": fitted.centroids_, "scaler": fitted}  # an estimator inside
+    with pytest.raises(
+        ModelFormatError,
+        match=r"^m\.centroids_\.scaler holds an estimator, "
+        r"but its class writes it as array$",
+    ):
         dump_estimator(fitted)
     forged = json.loads(json.dumps(tree))
-    forged["fitted"]["centroids_"] = {"estimator": {"class": "ZScore", "params": {},
-                                                    "fitted": {}}}
-    with pytest.raises(ModelFormatError, match="^CentroidClassifier.centroids_ holds an "
-                                               "estimator, but its class writes it as array$"):
+    forged["fitted"]["centroids_"] = {"estimator": {"class": "ZScore", "params": {}, "fitted": {}}}
+    with pytest.raises(
+        ModelFormatError,
+        match="^CentroidClassifier.centroids_ holds an "
+        "estimator, but its class writes it as array$",
+    ):
         load_estimator(forged, arrays, texts)
     forged["fitted"]["n_features_in_"] = {"array": "m.centroids_"}
     del forged["fitted"]["centroids_"]
-    with pytest.raises(ModelFormatError, match="^CentroidClassifier.n_features_in_ holds an "
-                                               "array, but its class writes it as json$"):
+    with pytest.raises(
+        ModelFormatError,
+        match="^CentroidClassifier.n_features_in_ holds an "
+        "array, but its class writes it as json$",
+    ):
         load_estimator(forged, arrays, texts)

@@ -61,7 +61,7 @@ def test_group_kfold_partitions_groups(seed):
 def test_group_kfold_with_labels_keeps_every_class_in_every_training_part(seed):
     rng = np.random.default_rng(seed)
     n_classes, n_splits = int(rng.integers(2, 8)), int(rng.integers(2, 5))
-    per_class = rng.integers(2, 6, n_classes)              # >= 2 locations per class
+    per_class = rng.integers(2, 6, n_classes)  # >= 2 locations per class
     groups, y = [], []
     for c, n_locations in enumerate(per_class):
         for loc in range(n_locations):
@@ -91,13 +91,25 @@ def test_stratified_row_split_keeps_each_class_in_training():
 
 # -- the DCASE 2021 baseline's split (split_data.py), worked by hand -------------------------
 
+
 def tiny_fold():
     """Two scenes; park has location number 5 in two cities (one group for the baseline)."""
-    names = ["bus-lisbon-10-1", "bus-lisbon-10-2", "bus-lyon-7-3", "bus-milan-8-4",
-             "bus-paris-9-5", "bus-paris-9-6", "bus-paris-9-7",
-             "park-lisbon-5-8", "park-lisbon-5-9", "park-lyon-5-10", "park-lyon-5-11",
-             "park-milan-12-12", "park-vienna-3-13"]
-    order = np.random.default_rng(4).permutation(len(names))       # row order is irrelevant
+    names = [
+        "bus-lisbon-10-1",
+        "bus-lisbon-10-2",
+        "bus-lyon-7-3",
+        "bus-milan-8-4",
+        "bus-paris-9-5",
+        "bus-paris-9-6",
+        "bus-paris-9-7",
+        "park-lisbon-5-8",
+        "park-lisbon-5-9",
+        "park-lyon-5-10",
+        "park-lyon-5-11",
+        "park-milan-12-12",
+        "park-vienna-3-13",
+    ]
+    order = np.random.default_rng(4).permutation(len(names))  # row order is irrelevant
     names = [names[i] for i in order]
     scenes = [name.split("-")[0] for name in names]
     numbers = [name.split("-")[2] for name in names]
@@ -121,15 +133,16 @@ def test_dcase2021_split_worked_by_hand():
     assert sorted(names[val]) == ["bus-lyon-7-3", "park-vienna-3-13"]
     assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(len(names)))
     in_train = set(names[train])
-    assert {"park-lisbon-5-8", "park-lyon-5-10"} <= in_train     # one number, one group
+    assert {"park-lisbon-5-8", "park-lyon-5-10"} <= in_train  # one number, one group
 
 
 def test_dcase2021_split_one_number_in_two_cities_moves_together():
     names, scenes, numbers = tiny_fold()
     for seed in range(40):
         train, val = splits.dcase2021_split(scenes, numbers, val_fraction=0.5, seed=seed)
-        sides = {("train" if i in set(train) else "val") for i, n in enumerate(numbers)
-                 if n == "5"}
+        sides = {
+            ("train" if i in set(train) else "val") for i, n in enumerate(numbers) if n == "5"
+        }
         assert len(sides) == 1, seed
         assert not set(numbers[train]) & set(numbers[val])
 

@@ -32,8 +32,13 @@ from featurestore.media import resample
 
 FAST = ["resnet50", "efficientnet_b0", "efficientnet_v2_s", "clip_vit_b32"]
 MEDIUM = ["efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4"]
-SLOW = ["efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_m",
-        "clip_vit_l14"]
+SLOW = [
+    "efficientnet_b5",
+    "efficientnet_b6",
+    "efficientnet_b7",
+    "efficientnet_v2_m",
+    "clip_vit_l14",
+]
 
 
 def frames(n=1, height=360, width=640):
@@ -43,8 +48,9 @@ def frames(n=1, height=360, width=640):
     out = []
     for _ in range(n):
         phase = rng.uniform(0, 6, 3)
-        base = np.stack([np.sin(x / (17 + 9 * c) + y / (23 + 5 * c) + phase[c]) for c in range(3)],
-                        axis=-1)
+        base = np.stack(
+            [np.sin(x / (17 + 9 * c) + y / (23 + 5 * c) + phase[c]) for c in range(3)], axis=-1
+        )
         noisy = 127 + 90 * base + rng.normal(0, 12, base.shape)
         out.append(np.clip(noisy, 0, 255).astype(np.uint8))
     return out
@@ -59,8 +65,9 @@ def ours(extractor, media, *, device="cpu", batch=8):
 def compare(got, expected, *, rel, cosine):
     got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
     assert got.shape == expected.shape
-    cos = np.sum(got * expected, axis=1) / (np.linalg.norm(got, axis=1)
-                                            * np.linalg.norm(expected, axis=1))
+    cos = np.sum(got * expected, axis=1) / (
+        np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1)
+    )
     error = np.abs(got - expected).max() / np.abs(expected).max()
     assert cos.min() >= cosine and error <= rel, (cos.min(), error)
     return cos.min(), error
@@ -72,12 +79,14 @@ def seed():
 
 # -- torchvision -------------------------------------------------------------------------------
 
+
 def torchvision_reference(arch, path, images_, *, transform):
     import torchvision
 
     state, _, _ = weight_files.unwrap(torch.load(str(path), weights_only=True), path)
-    net = torchvision.models.get_model(arch, weights=None, num_classes=images.classes_of(arch,
-                                                                                       state))
+    net = torchvision.models.get_model(
+        arch, weights=None, num_classes=images.classes_of(arch, state)
+    )
     net.load_state_dict(state)
     setattr(net, "fc" if arch == "resnet50" else "classifier", torch.nn.Identity())
     net.eval()
@@ -109,11 +118,19 @@ def check_one_frame(arch, tmp_path, *, bf16):
     path = images.write_random(arch, tmp_path / images.WEIGHT_SETS[arch][0].file, seed=seed())
     shots = frames(1)
     expected = torchvision_reference(arch, path, shots, transform=torchvision_transform(arch))
-    compare(ours(builtin(arch, weights={arch: path}), VideoFrames(zip([0.5], shots))), expected,
-            rel=1e-2, cosine=0.9999)
+    compare(
+        ours(builtin(arch, weights={arch: path}), VideoFrames(zip([0.5], shots))),
+        expected,
+        rel=1e-2,
+        cosine=0.9999,
+    )
     if bf16:
-        compare(ours(builtin(arch, weights={arch: path}, bf16=True),
-                     VideoFrames(zip([0.5], shots))), expected, rel=1.0, cosine=0.99)
+        compare(
+            ours(builtin(arch, weights={arch: path}, bf16=True), VideoFrames(zip([0.5], shots))),
+            expected,
+            rel=1.0,
+            cosine=0.99,
+        )
 
 
 @pytest.mark.parametrize("arch", MEDIUM)
@@ -141,10 +158,14 @@ def test_places365_checkpoint_loads_into_resnet50_with_its_preprocessing(tmp_pat
     assert extractor.params["model"]["weight_set"] == "PLACES365"
     assert extractor.params["model"]["classes"] == 365
     assert extractor.params["preprocessing"]["keep_ratio"] is False
-    places = transforms.Compose([
-        transforms.Resize((256, 256), antialias=True), transforms.CenterCrop(224),
-        transforms.ConvertImageDtype(torch.float),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    places = transforms.Compose(
+        [
+            transforms.Resize((256, 256), antialias=True),
+            transforms.CenterCrop(224),
+            transforms.ConvertImageDtype(torch.float),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
     shots = frames(1, 300, 500)
     expected = torchvision_reference("resnet50", path, shots, transform=places)
     compare(ours(extractor, VideoFrames(zip([0.5], shots))), expected, rel=1e-2, cosine=0.9999)
@@ -152,12 +173,14 @@ def test_places365_checkpoint_loads_into_resnet50_with_its_preprocessing(tmp_pat
 
 # -- open_clip ----------------------------------------------------------------------------------
 
+
 def clip_reference(name, path, images_):
     import open_clip
     from PIL import Image
 
-    model, _, preprocess = open_clip.create_model_and_transforms(clip.MODELS[name].config,
-                                                                 pretrained=None)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        clip.MODELS[name].config, pretrained=None
+    )
     state, _, _ = weight_files.unwrap(torch.load(str(path), weights_only=True), path)
     model.visual.load_state_dict(clip.visual_state(state))
     model.eval()
@@ -171,11 +194,19 @@ def _clip_case(name, tmp_path, bf16):
     shots = frames(2)
     expected = clip_reference(name, path, shots)
     extractor = builtin(name, weights={name: path})
-    compare(ours(extractor, VideoFrames(zip([0.05, 0.15], shots))), expected, rel=1e-2,
-            cosine=0.9999)
+    compare(
+        ours(extractor, VideoFrames(zip([0.05, 0.15], shots))), expected, rel=1e-2, cosine=0.9999
+    )
     if bf16:
-        compare(ours(builtin(name, weights={name: path}, bf16=True),
-                     VideoFrames(zip([0.05, 0.15], shots))), expected, rel=1.0, cosine=0.99)
+        compare(
+            ours(
+                builtin(name, weights={name: path}, bf16=True),
+                VideoFrames(zip([0.05, 0.15], shots)),
+            ),
+            expected,
+            rel=1.0,
+            cosine=0.99,
+        )
 
 
 def test_clip_vit_b32_fp32_and_bf16(tmp_path):
@@ -189,23 +220,32 @@ def test_clip_vit_l14_fp32_and_bf16(tmp_path):
 
 # -- PANNs CNN14 --------------------------------------------------------------------------------
 
+
 def cnn14_restated(state, windows):
     """CNN14 on 32 kHz windows (N, 32000), re-stated from the paper and the released code."""
     import torch.nn.functional as F
 
     n_fft, hop = 1024, 320
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)   # periodic Hann
-    padded = np.pad(windows.astype(np.float64), ((0, 0), (n_fft // 2, n_fft // 2)),
-                    mode="reflect")
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+    padded = np.pad(windows.astype(np.float64), ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
     n_frames = 1 + (padded.shape[1] - n_fft) // hop
     idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    power = np.abs(np.fft.rfft(padded[:, idx] * window, axis=-1)) ** 2       # (N, T, 513)
+    power = np.abs(np.fft.rfft(padded[:, idx] * window, axis=-1)) ** 2  # (N, T, 513)
     mel = power @ mel_filterbank(sr=32000, n_fft=n_fft, n_mels=64, fmin=50, fmax=14000)
-    x = torch.from_numpy(10 * np.log10(np.maximum(mel, 1e-10))).float()[:, None]   # (N,1,T,64)
+    x = torch.from_numpy(10 * np.log10(np.maximum(mel, 1e-10))).float()[:, None]  # (N,1,T,64)
 
     def bn(x, name):
-        return F.batch_norm(x, state[f"{name}.running_mean"], state[f"{name}.running_var"],
-                            state[f"{name}.weight"], state[f"{name}.bias"], False, 0.0, 1e-5)
+        return F.batch_norm(
+            x,
+            state[f"{name}.running_mean"],
+            state[f"{name}.running_var"],
+            state[f"{name}.weight"],
+            state[f"{name}.bias"],
+            False,
+            0.0,
+            1e-5,
+        )
+
     x = bn(x.transpose(1, 3), "bn0").transpose(1, 3)
     for block in range(1, 7):
         for layer in (1, 2):
@@ -221,18 +261,19 @@ def cnn14_restated(state, windows):
 def test_panns_cnn14_equals_a_restatement_of_the_released_code(tmp_path):
     path = cnn14.write_random(tmp_path / "Cnn14_mAP=0.431.pth", seed=seed())
     stored = torch.load(str(path), weights_only=True)
-    assert set(stored) == {"model", weight_files.RANDOM_KEY}          # the official wrapper
+    assert set(stored) == {"model", weight_files.RANDOM_KEY}  # the official wrapper
     assert stored["model"]["logmel_extractor.melW"].shape == (513, 64)
     rng = np.random.default_rng()
     mono = (rng.uniform(-0.3, 0.3, int(48000 * 1.7)) * np.hanning(int(48000 * 1.7))).astype(
-        np.float32)
+        np.float32
+    )
     extractor = builtin("panns_cnn14", weights={"panns_cnn14": path}, hop=0.5, center=True)
     assert extractor.dim == 2048 and extractor.modality == "audio"
     prepared = extractor.prepare(AudioSignal(mono), None)
     np.testing.assert_array_equal(prepared.timestamps, [0.0, 0.5, 1.0, 1.5])
     signal = np.concatenate([np.zeros(16000, np.float32), resample(mono, 48000, 32000)])
     signal = np.concatenate([signal, np.zeros(3 * 16000 + 32000 - len(signal), np.float32)])
-    windows = np.stack([signal[j * 16000: j * 16000 + 32000] for j in range(4)])
+    windows = np.stack([signal[j * 16000 : j * 16000 + 32000] for j in range(4)])
     np.testing.assert_array_equal(prepared.items[:], windows)
     expected = cnn14_restated(stored["model"], windows)
     got = ours(extractor, AudioSignal(mono), batch=3)
@@ -242,6 +283,7 @@ def test_panns_cnn14_equals_a_restatement_of_the_released_code(tmp_path):
 
 
 # -- preprocessing alone, every weight set ------------------------------------------------------
+
 
 @pytest.mark.parametrize("arch", sorted(images.WEIGHT_SETS))
 def test_weight_sets_are_torchvisions(arch):
@@ -256,8 +298,9 @@ def test_weight_sets_are_torchvisions(arch):
         assert (preset.resize_size, preset.crop_size) == ([weight_set.resize], [weight_set.crop])
         assert preset.interpolation.value == weight_set.interpolation
         assert tuple(preset.mean) == weight_set.mean and tuple(preset.std) == weight_set.std
-    assert torchvision.models.get_model_weights(arch).DEFAULT.name == \
-        images.WEIGHT_SETS[arch][0].name
+    assert (
+        torchvision.models.get_model_weights(arch).DEFAULT.name == images.WEIGHT_SETS[arch][0].name
+    )
 
 
 @pytest.mark.parametrize("size", [(360, 640), (1080, 1920), (225, 224), (100, 90)])
@@ -270,11 +313,27 @@ def test_resize_and_crop_equal_torchvision_within_one_grey_level(size):
     for sets in images.WEIGHT_SETS.values():
         for s in sets:
             resize = [s.resize] if s.keep_ratio else [s.resize, s.resize]
-            reference = F.center_crop(F.resize(tensor, resize, antialias=True,
-                                               interpolation=InterpolationMode(s.interpolation)),
-                                      [s.crop]).permute(1, 2, 0).numpy().astype(int)
-            got = resize_crop(shot, resize=s.resize, crop=s.crop, interpolation=s.interpolation,
-                              keep_ratio=s.keep_ratio).astype(int)
+            reference = (
+                F.center_crop(
+                    F.resize(
+                        tensor,
+                        resize,
+                        antialias=True,
+                        interpolation=InterpolationMode(s.interpolation),
+                    ),
+                    [s.crop],
+                )
+                .permute(1, 2, 0)
+                .numpy()
+                .astype(int)
+            )
+            got = resize_crop(
+                shot,
+                resize=s.resize,
+                crop=s.crop,
+                interpolation=s.interpolation,
+                keep_ratio=s.keep_ratio,
+            ).astype(int)
             assert got.shape == reference.shape
             difference = np.abs(got - reference)
             assert difference.max() <= 1 and (difference > 0).mean() < 0.005, s
@@ -284,14 +343,13 @@ def test_clip_resize_and_crop_equal_open_clip_on_pil_within_one_grey_level():
     import open_clip
     from PIL import Image
 
-    _, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu",
-                                                             pretrained=None)
+    _, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
     resize, crop = preprocess.transforms[0], preprocess.transforms[1]
     (shot,) = frames(1, 480, 854)
     reference = np.asarray(crop(resize(Image.fromarray(shot)))).astype(int)
     got = resize_crop(shot, resize=224, crop=224, interpolation="bicubic").astype(int)
     difference = np.abs(got - reference)
-    assert difference.max() <= 1 and (difference > 0).mean() < 0.2     # PIL: fixed point
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.2  # PIL: fixed point
 
 
 def test_a_file_gets_its_weight_sets_preprocessing(tmp_path):
@@ -302,7 +360,12 @@ def test_a_file_gets_its_weight_sets_preprocessing(tmp_path):
     for name in ("resnet50-0676ba61.pth", "fine-tuned.pth"):
         torch.save(state, tmp_path / name)
         params = builtin("resnet50", weights={"resnet50": tmp_path / name}).params
-        sets[name] = (params["model"]["weight_set"], params["preprocessing"]["resize"],
-                      params["model"]["random_weights"])
-    assert sets == {"resnet50-0676ba61.pth": ("IMAGENET1K_V1", 256, None),
-                    "fine-tuned.pth": ("IMAGENET1K_V2", 232, None)}
+        sets[name] = (
+            params["model"]["weight_set"],
+            params["preprocessing"]["resize"],
+            params["model"]["random_weights"],
+        )
+    assert sets == {
+        "resnet50-0676ba61.pth": ("IMAGENET1K_V1", 256, None),
+        "fine-tuned.pth": ("IMAGENET1K_V2", 232, None),
+    }

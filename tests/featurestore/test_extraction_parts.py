@@ -26,7 +26,7 @@ def test_batches_span_clips_and_rows_return_to_their_clips():
     def run(slices):
         batch = np.concatenate(slices)
         calls.append(len(batch))
-        return np.repeat(batch * 2, 2, axis=0)          # two rows per item
+        return np.repeat(batch * 2, 2, axis=0)  # two rows per item
 
     batcher = Batcher(run, batch_items=4)
     inputs = {f"c{i}": clip_input(n, 2, seed=i) for i, n in enumerate([3, 6, 1, 2])}
@@ -37,15 +37,17 @@ def test_batches_span_clips_and_rows_return_to_their_clips():
             done.update({k: (v, t) for k, v, t in batcher.step()})
     while batcher:
         done.update({k: (v, t) for k, v, t in batcher.step()})
-    assert calls == [4, 4, 4]                              # full batches across clip boundaries
+    assert calls == [4, 4, 4]  # full batches across clip boundaries
     for key, feature_input in inputs.items():
         values, stamps = done[key]
         np.testing.assert_array_equal(values, np.repeat(feature_input.items * 2, 2, axis=0))
         np.testing.assert_array_equal(stamps, feature_input.timestamps)
 
 
-@pytest.mark.parametrize("hop_size, center, seconds", [(0.1, True, 2.0), (0.5, False, 1.3),
-                                                       (1.5, False, 4.0), (0.25, True, 0.3)])
+@pytest.mark.parametrize(
+    "hop_size, center, seconds",
+    [(0.1, True, 2.0), (0.5, False, 1.3), (1.5, False, 4.0), (0.25, True, 0.3)],
+)
 def test_audio_windows_ship_one_signal_and_rebuild_the_windows(hop_size, center, seconds):
     audio = np.random.default_rng().uniform(-1, 1, int(seconds * 48000)).astype(np.float32)
     windows, _ = framing.frame_audio(audio, 48000, hop_size=hop_size, center=center)
@@ -68,7 +70,7 @@ def square_or_die(x):
 def test_pool_survives_crashes_and_errors(workers):
     tasks = list(range(8))
     if workers == 0:
-        tasks.remove(3)                                   # inline: a crash would kill the test
+        tasks.remove(3)  # inline: a crash would kill the test
     with WorkerPool(square_or_die, workers=workers) as pool:
         results = dict(pool.imap_unordered(tasks))
     assert sorted(results) == list(range(len(tasks)))
@@ -99,7 +101,7 @@ def test_pool_stops_a_task_past_the_time_limit_and_carries_on(workers):
 
 def big_result_after(seconds):
     time.sleep(seconds)
-    return np.full(200_000, seconds)                # 1.6 MB: the worker blocks in send
+    return np.full(200_000, seconds)  # 1.6 MB: the worker blocks in send
 
 
 def test_a_result_waiting_for_a_slow_consumer_is_not_timed():
@@ -110,7 +112,7 @@ def test_a_result_waiting_for_a_slow_consumer_is_not_timed():
     with WorkerPool(big_result_after, workers=2, timeout=2.5) as pool:
         for index, result in pool.imap_unordered([1.0, 0.6]):
             got[index] = result
-            time.sleep(4)                           # the consumer (the model) falls behind
+            time.sleep(4)  # the consumer (the model) falls behind
     assert sorted(got) == [0, 1]
     assert all(isinstance(r, np.ndarray) for r in got.values()), got
     assert got[0][0] == 1.0 and got[1][0] == 0.6

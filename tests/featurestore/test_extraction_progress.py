@@ -29,15 +29,15 @@ def test_terminal_mode_redraws_one_line_with_rate_and_eta():
     clock.now += 2.0
     bar.advance(media_seconds=10.0)
     clock.now += 0.1
-    bar.advance(media_seconds=10.0)          # within refresh: not drawn
+    bar.advance(media_seconds=10.0)  # within refresh: not drawn
     clock.now += 1.9
     bar.advance(media_seconds=10.0, failed=1)
     text = term.getvalue()
     assert text.count("\r") == 2 and "\n" not in text
     last = text.split("\r")[-1]
     assert "3/10 clips, 1 failed" in last
-    assert "7.5 s media/s" in last            # 30 s of media in 4 s
-    assert "ETA 0:09" in last                 # 7 clips left at 4/3 s per clip
+    assert "7.5 s media/s" in last  # 30 s of media in 4 s
+    assert "ETA 0:09" in last  # 7 clips left at 4/3 s per clip
     summary = bar.finish()
     assert term.getvalue().endswith("\n")
     assert summary["done"] == 3 and summary["failed"] == 1 and summary["media_per_second"] == 7.5
@@ -57,7 +57,7 @@ def test_log_mode_writes_a_line_every_interval(caplog):
         bar.add_time("model", 12.0)
         bar.add_time("wait", 1.5)
         summary = bar.finish()
-        assert bar.finish() == summary       # idempotent
+        assert bar.finish() == summary  # idempotent
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "4/4 clips (0 failed), 4.0 s of media in 24.0 s" in text
     assert "decode" in text and "summed over worker processes" in text
@@ -67,8 +67,10 @@ def test_log_mode_writes_a_line_every_interval(caplog):
     json.dumps(summary)
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "0:00"), (93.4, "1:33"), (4000, "1:06:40"),
-                                           (None, "?"), (float("inf"), "?")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0, "0:00"), (93.4, "1:33"), (4000, "1:06:40"), (None, "?"), (float("inf"), "?")],
+)
 def test_format_seconds(seconds, text):
     assert progress.format_seconds(seconds) == text
 

@@ -17,22 +17,42 @@ from featurestore.frontends import logmel
 from featurestore.provenance import sha256_json
 from featurestore.store.layout import definition, fingerprint
 
-PINNED = {   # (plan options, feature) -> (hash, dim, frame rate)
-    ("default", "openl3_audio"):
-        ("602b2a54ff128bf4d999de40d294c2ab4ed7162d5ba411692804480d2a9e1bc3", 512, 10.0),
-    ("default", "openl3_video"):
-        ("cf59513f61fa98e663853aca7b7c4a35de86a36ad66807be4fcb7b8f0bb370df", 512, 10.0),
-    ("default", "logmel"):
-        ("53bf3f3f521d198b5c373c4ccf4124081b346664c4f1295a5ca19bc2e982efe3", 128, 100.0),
-    ("window", "openl3_audio"):
-        ("af94482dce951a7656fec529d97cec1b7d79bf0cffbd508b3ace1961f8047e27", 512, 2.0),
-    ("window", "openl3_video"):
-        ("7f012098b35e998adc53a9934b81b6d7b59e8d9410111b568ce299d32e802a05", 512, 2.0),
-    ("window", "logmel"):
-        ("53bf3f3f521d198b5c373c4ccf4124081b346664c4f1295a5ca19bc2e982efe3", 128, 100.0),
+PINNED = {  # (plan options, feature) -> (hash, dim, frame rate)
+    ("default", "openl3_audio"): (
+        "602b2a54ff128bf4d999de40d294c2ab4ed7162d5ba411692804480d2a9e1bc3",
+        512,
+        10.0,
+    ),
+    ("default", "openl3_video"): (
+        "cf59513f61fa98e663853aca7b7c4a35de86a36ad66807be4fcb7b8f0bb370df",
+        512,
+        10.0,
+    ),
+    ("default", "logmel"): (
+        "53bf3f3f521d198b5c373c4ccf4124081b346664c4f1295a5ca19bc2e982efe3",
+        128,
+        100.0,
+    ),
+    ("window", "openl3_audio"): (
+        "af94482dce951a7656fec529d97cec1b7d79bf0cffbd508b3ace1961f8047e27",
+        512,
+        2.0,
+    ),
+    ("window", "openl3_video"): (
+        "7f012098b35e998adc53a9934b81b6d7b59e8d9410111b568ce299d32e802a05",
+        512,
+        2.0,
+    ),
+    ("window", "logmel"): (
+        "53bf3f3f521d198b5c373c4ccf4124081b346664c4f1295a5ca19bc2e982efe3",
+        128,
+        100.0,
+    ),
 }
-PLANS = {"default": Plan(),
-         "window": Plan(video_frames="per-audio-window", hop=0.5, center=False, fps=2.0)}
+PLANS = {
+    "default": Plan(),
+    "window": Plan(video_frames="per-audio-window", hop=0.5, center=False, fps=2.0),
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +69,9 @@ def test_params_and_fingerprints_equal_those_of_stores_made_before(plan_name, we
         got = sha256_json({"params": params, "dim": extractor.dim, "storage_dtype": "float32"})
         assert (got, extractor.dim, extractor.frame_rate) == (expected, dim, rate), params
         # the store's own fingerprint is the same hash with the version in
-        full = fingerprint(definition(dim=dim, frame_rate=rate, params=extractor.params,
-                                      storage_dtype="float32"))
+        full = fingerprint(
+            definition(dim=dim, frame_rate=rate, params=extractor.params, storage_dtype="float32")
+        )
         assert len(full) == 64
 
 
@@ -58,8 +79,10 @@ def test_random_weights_seed_is_recorded_and_bf16_changes_the_fingerprint(weight
     fp32 = builtin("openl3_audio", weights={None: weights})
     bf16 = builtin("openl3_audio", weights={None: weights}, bf16=True)
     assert fp32.params["model"]["random_weights"] == 7
-    assert (fp32.params["model"]["dtype"], bf16.params["model"]["dtype"]) == ("float32",
-                                                                              "bfloat16")
+    assert (fp32.params["model"]["dtype"], bf16.params["model"]["dtype"]) == (
+        "float32",
+        "bfloat16",
+    )
     assert sha256_json(fp32.params) != sha256_json(bf16.params)
 
 
@@ -76,12 +99,14 @@ def test_inputs_equal_the_plain_functions(weights):
     from featurestore.media import resample
 
     np.testing.assert_array_equal(mel.items[0], resample(mono, 48000, 16000))
-    np.testing.assert_array_equal(mel.timestamps, logmel.frame_timestamps(len(mel.items[0]),
-                                                                          params))
+    np.testing.assert_array_equal(
+        mel.timestamps, logmel.frame_timestamps(len(mel.items[0]), params)
+    )
     video = builtin("openl3_video", weights={None: weights})
     frames = rng.integers(0, 256, (3, 300, 400, 3), dtype=np.uint8)
     from featurestore.extractors import VideoFrames
 
     got = video.prepare(VideoFrames(zip([0.05, 0.15, 0.25], frames)), None)
-    np.testing.assert_array_equal(got.items, np.concatenate([openl3.preprocess_images(f)
-                                                             for f in frames]))
+    np.testing.assert_array_equal(
+        got.items, np.concatenate([openl3.preprocess_images(f) for f in frames])
+    )

@@ -51,7 +51,7 @@ def expected_rows(path, projection):
         mono = resample(mono, rate, 48000)
     signal = np.concatenate([np.zeros(200), resample(mono, 48000, 16000), np.zeros(200)])
     n = 1 + (len(signal) - 400) // 160
-    frames = np.stack([signal[k * 160: k * 160 + 400] for k in range(n)])
+    frames = np.stack([signal[k * 160 : k * 160 + 400] for k in range(n)])
     return frames @ np.load(projection).astype(np.float64).T, np.arange(n) * 0.01
 
 
@@ -68,8 +68,11 @@ def test_extractor_reads_the_module_and_records_its_provenance(projection):
     assert (extractor.name, extractor.modality, extractor.dim) == (NAME, "audio", 8)
     assert extractor.frame_rate == pytest.approx(100.0)
     params = extractor.params
-    assert (params["module"], params["module_version"], params["sample_rate"]) == (MODULE, "0.3",
-                                                                                    16000)
+    assert (params["module"], params["module_version"], params["sample_rate"]) == (
+        MODULE,
+        "0.3",
+        16000,
+    )
     assert params["weights_sha256"] == sha256_file(projection)
     assert params["dtype"] == "float32"
     assert "milliseconds" in params["timestamps"]
@@ -77,9 +80,22 @@ def test_extractor_reads_the_module_and_records_its_provenance(projection):
 
 def test_hear_rows_through_the_command_equal_numpy(corpus, projection, tmp_path):
     store = tmp_path / "store"
-    argv = ["extract", corpus, store, "--features", f"hear:{MODULE},logmel", "--weights",
-            f"hear:{MODULE}={projection}", "--device", "cpu", "--workers", "1", "--json",
-            "--progress", "log"]
+    argv = [
+        "extract",
+        corpus,
+        store,
+        "--features",
+        f"hear:{MODULE},logmel",
+        "--weights",
+        f"hear:{MODULE}={projection}",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--json",
+        "--progress",
+        "log",
+    ]
     status, summary = run(argv)
     assert status == 0 and summary["features"] == [NAME, "logmel"]
     assert summary["params"][NAME]["weights_sha256"] == sha256_file(projection)
@@ -89,13 +105,22 @@ def test_hear_rows_through_the_command_equal_numpy(corpus, projection, tmp_path)
             expected, expected_stamps = expected_rows(corpus.parent / f"a{i}.wav", projection)
             np.testing.assert_allclose(stamps, expected_stamps, atol=1e-9)
             np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-4)
-    status, again = run(argv)          # resume: nothing left to do
+    status, again = run(argv)  # resume: nothing left to do
     assert status == 0 and again["done"] == 0
 
 
 def test_unknown_module_is_bad_usage(corpus, tmp_path, capsys):
-    status = cli.main(["extract", str(corpus), str(tmp_path / "s"), "--features",
-                       "hear:no_such_hear_module", "--device", "cpu"])
+    status = cli.main(
+        [
+            "extract",
+            str(corpus),
+            str(tmp_path / "s"),
+            "--features",
+            "hear:no_such_hear_module",
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "hear:no_such_hear_module: cannot import the module" in err[0]

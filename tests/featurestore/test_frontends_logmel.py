@@ -15,10 +15,10 @@ def numpy_logmel(samples, *, sr, n_mels, n_fft, win_length, hop_length, amin=1e-
     x = x.mean(axis=1) if x.ndim == 2 else x
     window = np.zeros(n_fft)
     left = (n_fft - win_length) // 2
-    window[left:left + win_length] = scipy.signal.get_window("hann", win_length, fftbins=True)
+    window[left : left + win_length] = scipy.signal.get_window("hann", win_length, fftbins=True)
     padded = np.pad(x, n_fft // 2)
     n_frames = 1 + len(x) // hop_length
-    frames = np.stack([padded[k * hop_length: k * hop_length + n_fft] for k in range(n_frames)])
+    frames = np.stack([padded[k * hop_length : k * hop_length + n_fft] for k in range(n_frames)])
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
     mel = power @ mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float64)
     return 10 * np.log10(np.maximum(mel, amin)), np.arange(n_frames) * hop_length / sr
@@ -26,18 +26,24 @@ def numpy_logmel(samples, *, sr, n_mels, n_fft, win_length, hop_length, amin=1e-
 
 def random_clips(rng):
     return [
-        rng.uniform(-0.5, 0.5, (48000, 2)).astype(np.float32),           # 1 s stereo
-        rng.normal(0, 0.1, 17761).astype(np.float32),                     # 0.37 s mono, odd length
+        rng.uniform(-0.5, 0.5, (48000, 2)).astype(np.float32),  # 1 s stereo
+        rng.normal(0, 0.1, 17761).astype(np.float32),  # 0.37 s mono, odd length
         np.concatenate([np.zeros(9600), rng.uniform(-1, 1, 4800)])[:, None].astype(np.float32),
-        rng.uniform(-0.2, 0.2, 300).astype(np.float32),                  # shorter than n_fft / 2
+        rng.uniform(-0.2, 0.2, 300).astype(np.float32),  # shorter than n_fft / 2
     ]
 
 
 def check_against_numpy(out, clips, params):
     for (values, stamps), clip in zip(out, clips):
-        ref, ref_stamps = numpy_logmel(clip, sr=params["sample_rate"], n_mels=params["n_mels"],
-                                       n_fft=params["n_fft"], win_length=params["win_length"],
-                                       hop_length=params["hop_length"], amin=params["amin"])
+        ref, ref_stamps = numpy_logmel(
+            clip,
+            sr=params["sample_rate"],
+            n_mels=params["n_mels"],
+            n_fft=params["n_fft"],
+            win_length=params["win_length"],
+            hop_length=params["hop_length"],
+            amin=params["amin"],
+        )
         assert values.dtype == np.float32 and values.shape == ref.shape
         assert stamps.dtype == np.float64
         np.testing.assert_allclose(stamps, ref_stamps, rtol=0, atol=1e-12)
@@ -50,8 +56,12 @@ def test_defaults_match_numpy_and_batching_changes_nothing():
     rng = np.random.default_rng()
     clips = random_clips(rng)
     params = logmel.logmel_params()
-    assert (params["n_mels"], params["win_length"], params["n_fft"], params["hop_length"]) == \
-        (128, 1920, 1920, 480)
+    assert (params["n_mels"], params["win_length"], params["n_fft"], params["hop_length"]) == (
+        128,
+        1920,
+        1920,
+        480,
+    )
     batched = logmel.logmel(clips, params)
     check_against_numpy(batched, clips, params)
     for clip, (values, stamps) in zip(clips, batched):
@@ -65,28 +75,40 @@ def test_silence_sits_on_the_floor():
     np.testing.assert_array_equal(values, -100.0)
 
 
-@pytest.mark.parametrize("options", [
-    dict(n_mels=64, win_length=1024, n_fft=2048, hop_length=320),
-    dict(sample_rate=16000, n_mels=40, win_length=400, hop_length=160, fmin=20.0, fmax=7600.0),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(n_mels=64, win_length=1024, n_fft=2048, hop_length=320),
+        dict(sample_rate=16000, n_mels=40, win_length=400, hop_length=160, fmin=20.0, fmax=7600.0),
+    ],
+)
 def test_other_parameters_match_numpy(options):
     rng = np.random.default_rng()
     params = logmel.logmel_params(**options)
-    clips = [rng.uniform(-0.5, 0.5, (params["sample_rate"] // 2, 2)).astype(np.float32),
-             rng.uniform(-0.5, 0.5, 7001).astype(np.float32)]
+    clips = [
+        rng.uniform(-0.5, 0.5, (params["sample_rate"] // 2, 2)).astype(np.float32),
+        rng.uniform(-0.5, 0.5, 7001).astype(np.float32),
+    ]
     out = logmel.logmel(clips, params)
     for (values, stamps), clip in zip(out, clips):
         mono = clip.mean(axis=1) if clip.ndim == 2 else clip
-        fbank = mel_filterbank(sr=params["sample_rate"], n_fft=params["n_fft"],
-                               n_mels=params["n_mels"], fmin=params["fmin"], fmax=params["fmax"])
+        fbank = mel_filterbank(
+            sr=params["sample_rate"],
+            n_fft=params["n_fft"],
+            n_mels=params["n_mels"],
+            fmin=params["fmin"],
+            fmax=params["fmax"],
+        )
         window = np.zeros(params["n_fft"])
         left = (params["n_fft"] - params["win_length"]) // 2
-        window[left:left + params["win_length"]] = scipy.signal.get_window(
-            "hann", params["win_length"], fftbins=True)
+        window[left : left + params["win_length"]] = scipy.signal.get_window(
+            "hann", params["win_length"], fftbins=True
+        )
         padded = np.pad(mono.astype(np.float64), params["n_fft"] // 2)
         hop = params["hop_length"]
-        frames = np.stack([padded[k * hop: k * hop + params["n_fft"]]
-                           for k in range(1 + len(mono) // hop)])
+        frames = np.stack(
+            [padded[k * hop : k * hop + params["n_fft"]] for k in range(1 + len(mono) // hop)]
+        )
         ref = 10 * np.log10(np.maximum(np.abs(np.fft.rfft(frames * window)) ** 2 @ fbank, 1e-10))
         loud = ref > -60
         np.testing.assert_allclose(values[loud], ref[loud], atol=1e-4, rtol=0)

@@ -12,7 +12,7 @@ REFERENCE = REFERENCE_DIR / "kapre_mel_filterbank.npz"
 
 @pytest.mark.needs_reference(REFERENCE)
 def test_equals_librosa_matrix_bit_for_bit():
-    expected = np.load(REFERENCE)["mel_filterbank"]          # librosa 0.10.2, (1025, 256)
+    expected = np.load(REFERENCE)["mel_filterbank"]  # librosa 0.10.2, (1025, 256)
     weights = mel_filterbank(sr=48000, n_fft=2048, n_mels=256, fmin=0.0, fmax=None)
     assert weights.dtype == np.float32 and weights.shape == (1025, 256)
     assert np.array_equal(weights, expected)
@@ -21,8 +21,9 @@ def test_equals_librosa_matrix_bit_for_bit():
 def slaney_mel(hz):
     """Slaney's scale written independently: 3 mel per 200 Hz below 1 kHz, log above."""
     hz = np.asarray(hz, dtype=np.float64)
-    return np.where(hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000)
-                    / np.log(6.4))
+    return np.where(
+        hz < 1000, 3 * hz / 200, 15 + 27 * np.log(np.maximum(hz, 1e-9) / 1000) / np.log(6.4)
+    )
 
 
 def independent_filterbank(sr, n_fft, n_mels, fmin, fmax):
@@ -32,17 +33,22 @@ def independent_filterbank(sr, n_fft, n_mels, fmin, fmax):
     freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
     out = np.zeros((len(freqs), n_mels))
     for band in range(n_mels):
-        left, centre, right = edges[band:band + 3]
+        left, centre, right = edges[band : band + 3]
         rise = (freqs - left) / (centre - left)
         fall = (right - freqs) / (right - centre)
         out[:, band] = np.clip(np.minimum(rise, fall), 0, None) * 2 / (right - left)
     return out
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [
-    (48000, 2048, 128, 0.0, None), (44100, 1024, 64, 50.0, 14000.0), (16000, 512, 40, 0.0, 8000.0),
-    (22050, 2048, 96, 300.0, None),
-])
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax",
+    [
+        (48000, 2048, 128, 0.0, None),
+        (44100, 1024, 64, 50.0, 14000.0),
+        (16000, 512, 40, 0.0, 8000.0),
+        (22050, 2048, 96, 300.0, None),
+    ],
+)
 def test_matches_independent_construction(sr, n_fft, n_mels, fmin, fmax):
     weights = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     expected = independent_filterbank(sr, n_fft, n_mels, fmin, fmax or sr / 2)

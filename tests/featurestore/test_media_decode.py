@@ -26,12 +26,16 @@ def expected_times(duration, fps):
 
 # --- audio -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seconds, sr, channels, subtype", [
-    (1.0, 48000, 2, "PCM_24"),        # the dataset's format, a 1 s evaluation clip
-    (2.0, 48000, 1, "PCM_24"),        # mono
-    (1.5, 44100, 2, "PCM_16"),        # another sample rate
-    (480001 / 48000, 48000, 2, "PCM_24"),  # the 480,001-sample file
-])
+
+@pytest.mark.parametrize(
+    "seconds, sr, channels, subtype",
+    [
+        (1.0, 48000, 2, "PCM_24"),  # the dataset's format, a 1 s evaluation clip
+        (2.0, 48000, 1, "PCM_24"),  # mono
+        (1.5, 44100, 2, "PCM_16"),  # another sample rate
+        (480001 / 48000, 48000, 2, "PCM_24"),  # the 480,001-sample file
+    ],
+)
 def test_read_audio_returns_what_was_written(tmp_path, seconds, sr, channels, subtype):
     samples = helpers.noise(seconds, sr=sr, channels=channels, seed=int(seconds * 7))
     path = helpers.write_wav(tmp_path / "clip.wav", samples, sr, subtype)
@@ -78,8 +82,9 @@ def bad_audio_cases(tmp_path):
     return cases
 
 
-@pytest.mark.parametrize("case", ["truncated", "header only", "empty", "missing", "not audio",
-                                  "nan", "inf"])
+@pytest.mark.parametrize(
+    "case", ["truncated", "header only", "empty", "missing", "not audio", "nan", "inf"]
+)
 def test_bad_audio_raises_one_line_media_error_naming_the_file(tmp_path, case):
     path = bad_audio_cases(tmp_path)[case]
     with pytest.raises(MediaError) as error:
@@ -199,9 +204,12 @@ def test_bad_video_raises_one_line_media_error_naming_the_file(tmp_path, case):
         media.probe_video(path)
 
 
-@pytest.mark.parametrize("duration, fps", [(10.0, 10), (1.0, 10), (0.75, 10), (10.00002, 10),
-                                           (1.0, 29.97), (0.01, 10), (3.3, 7)])
+@pytest.mark.parametrize(
+    "duration, fps",
+    [(10.0, 10), (1.0, 10), (0.75, 10), (10.00002, 10), (1.0, 29.97), (0.01, 10), (3.3, 7)],
+)
 def test_sample_times(duration, fps):
-    np.testing.assert_allclose(media.sample_times(duration, fps), expected_times(duration, fps),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        media.sample_times(duration, fps), expected_times(duration, fps), rtol=0, atol=1e-12
+    )
     assert len(media.sample_times(10.0, 10)) == 100

@@ -27,8 +27,8 @@ def test_rebuilt_table_equals_resampys_within_an_ulp(resampy):
     assert num_table == shipped[1] == 512
     assert table.shape == shipped[0].shape == (64 * 512 + 1,)
     # differences of at most 2**-52 (one float64 ulp of 1.0), in entries near zero or the peak
-    assert np.abs(table - shipped[0]).max() <= 2.0 ** -52
-    assert (table != shipped[0]).sum() < 100     # libm rounding in a few of 32,769 entries
+    assert np.abs(table - shipped[0]).max() <= 2.0**-52
+    assert (table != shipped[0]).sum() < 100  # libm rounding in a few of 32,769 entries
 
 
 @pytest.mark.parametrize("sr_orig", [44100, 32000, 22050, 16000, 96000, 8000, 47999])

@@ -12,10 +12,17 @@ from tests.helpers import REFERENCE_DIR, renumbered_copy
 REFERENCE = REFERENCE_DIR
 pytestmark = pytest.mark.needs_reference(REFERENCE)
 
-HOP_VARIANTS = [("", 0.1, True), ("_center_false_hop0p5", 0.5, False),
-                ("_center_true_hop0p25", 0.25, True)]
-IMAGE_FILES = ["image_224x224", "image_frames_360x640", "image_portrait_400x300",
-               "image_croponly_250x300"]
+HOP_VARIANTS = [
+    ("", 0.1, True),
+    ("_center_false_hop0p5", 0.5, False),
+    ("_center_true_hop0p25", 0.25, True),
+]
+IMAGE_FILES = [
+    "image_224x224",
+    "image_frames_360x640",
+    "image_portrait_400x300",
+    "image_croponly_250x300",
+]
 # weight-file layouts: the official one, and the same weights renumbered (h5py-only copies)
 LAYOUTS = {
     "official": None,
@@ -51,39 +58,46 @@ def image_model(weights_dir):
 
 # -- audio frontend (independent of the weights) ------------------------------------------------
 
+
 def test_frames_mel_magnitude_and_spectrogram_48k():
     ref = load("audio_mono_48k_short")
-    windows, timestamps = openl3.frame_audio(ref["audio"], int(ref["sr"]), hop_size=0.1,
-                                             center=True)
+    windows, timestamps = openl3.frame_audio(
+        ref["audio"], int(ref["sr"]), hop_size=0.1, center=True
+    )
     assert windows.shape == (4, 48000) and windows.dtype == np.float32
     assert np.array_equal(windows, ref["frames"][:, 0])
     assert np.array_equal(timestamps, ref["timestamps"])
-    magnitude = openl3.spectrogram(windows, db=False)                  # (N, mel, time)
-    np.testing.assert_allclose(magnitude, ref["mel_magnitude"][..., 0].transpose(0, 2, 1),
-                               rtol=1e-5, atol=1e-6)
+    magnitude = openl3.spectrogram(windows, db=False)  # (N, mel, time)
+    np.testing.assert_allclose(
+        magnitude, ref["mel_magnitude"][..., 0].transpose(0, 2, 1), rtol=1e-5, atol=1e-6
+    )
     spec = openl3.spectrogram(windows)
     assert spec.shape == (4, 1, 256, 199)
-    assert np.abs(spec[:, 0] - ref["spectrogram"][..., 0]).max() <= 2e-3      # dB
+    assert np.abs(spec[:, 0] - ref["spectrogram"][..., 0]).max() <= 2e-3  # dB
 
 
 def test_mixdown_resampling_and_spectrogram_44k1_stereo():
     ref = load("audio_stereo_44k1")
     windows, timestamps = openl3.frame_audio(ref["audio"], int(ref["sr"]))
-    assert np.array_equal(openl3.framing.mono_48k(ref["audio"], int(ref["sr"])),
-                          ref["audio_48k_mono"])                              # bit-exact
+    assert np.array_equal(
+        openl3.framing.mono_48k(ref["audio"], int(ref["sr"])), ref["audio_48k_mono"]
+    )  # bit-exact
     assert windows.shape == (21, 48000)
     np.testing.assert_allclose(timestamps, ref["timestamps"], rtol=1e-12, atol=0)
     spec = openl3.spectrogram(windows)[:, 0]
     expected = ref["spectrogram"][..., 0]
-    loud = expected > -50                  # below that sits float32 FFT noise (as stated with the reference outputs)
+    loud = (
+        expected > -50
+    )  # below that sits float32 FFT noise (as stated with the reference outputs)
     assert np.abs(spec - expected)[loud].max() <= 2e-3
 
 
 # -- audio network and full chain ---------------------------------------------------------------
 
+
 def test_network_alone_on_reference_spectrogram(audio_model):
     ref = load("audio_mono_48k_short")
-    x = torch.from_numpy(ref["spectrogram"]).permute(0, 3, 1, 2)        # NHWC -> NCHW
+    x = torch.from_numpy(ref["spectrogram"]).permute(0, 3, 1, 2)  # NHWC -> NCHW
     with torch.inference_mode():
         emb = audio_model.net(x.contiguous(memory_format=torch.channels_last)).numpy()
     np.testing.assert_allclose(emb, ref["embedding"], rtol=0, atol=2e-4)
@@ -93,8 +107,9 @@ def test_network_alone_on_reference_spectrogram(audio_model):
 def test_embeddings_48k_all_hop_center_variants(suffix, hop_size, center):
     model = openl3.load_audio_model(REFERENCE, device="cpu")
     ref = load("audio_mono_48k_short")
-    emb, ts = openl3.audio_embeddings(ref["audio"], int(ref["sr"]), model=model,
-                                      hop_size=hop_size, center=center)
+    emb, ts = openl3.audio_embeddings(
+        ref["audio"], int(ref["sr"]), model=model, hop_size=hop_size, center=center
+    )
     assert emb.dtype == np.float32 and ts.dtype == np.float64
     assert emb.shape == ref[f"embedding{suffix}"].shape
     np.testing.assert_allclose(emb, ref[f"embedding{suffix}"], rtol=0, atol=2e-4)
@@ -105,11 +120,14 @@ def check_stereo_embeddings(keep):
     """Full chain on the 44.1 kHz stereo clip; ``keep(n)`` picks which windows to embed."""
     model = openl3.load_audio_model(REFERENCE, device="cpu")
     ref = load("audio_stereo_44k1")
-    framed = [openl3.frame_audio(ref["audio"], int(ref["sr"]), hop_size=hop, center=center)
-              for _, hop, center in HOP_VARIANTS]
+    framed = [
+        openl3.frame_audio(ref["audio"], int(ref["sr"]), hop_size=hop, center=center)
+        for _, hop, center in HOP_VARIANTS
+    ]
     picks = [keep(len(windows)) for windows, _ in framed]
-    embeddings = openl3.embed_audio_frames([windows[p] for (windows, _), p in zip(framed, picks)],
-                                           model=model)
+    embeddings = openl3.embed_audio_frames(
+        [windows[p] for (windows, _), p in zip(framed, picks)], model=model
+    )
     for (suffix, _, _), emb, (windows, ts), pick in zip(HOP_VARIANTS, embeddings, framed, picks):
         expected = ref[f"embedding{suffix}"]
         assert len(windows) == len(expected)
@@ -130,8 +148,10 @@ def test_embeddings_44k1_stereo_all_variants_every_window():
 
 
 def test_renumbered_layouts_load_the_same_network(weights_dir, audio_model, image_model):
-    for model, load_model in ((audio_model, openl3.load_audio_model),
-                              (image_model, openl3.load_image_model)):
+    for model, load_model in (
+        (audio_model, openl3.load_audio_model),
+        (image_model, openl3.load_image_model),
+    ):
         official = load_model(REFERENCE).net.state_dict()
         state = model.net.state_dict()
         assert state.keys() == official.keys()
@@ -146,6 +166,7 @@ def test_eager_network_matches_reference_too():
 
 
 # -- images -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", IMAGE_FILES)
 def test_image_preprocessing_exact(name):
@@ -164,6 +185,7 @@ def test_image_embeddings(image_model, name):
 
 
 # -- per-stage activations ----------------------------------------------------------------------
+
 
 def stage_outputs(model, x):
     """Outputs after the input BN, after each block's max-pool, and of the last conv (NHWC)."""

@@ -21,17 +21,25 @@ needs_reference = pytest.mark.needs_reference(REFERENCE)
 
 @pytest.fixture(scope="module")
 def random_audio_file(tmp_path_factory):
-    return openl3.random_weights_file(tmp_path_factory.mktemp("w") / "random_audio.h5",
-                                      kind="audio", seed=5)
+    return openl3.random_weights_file(
+        tmp_path_factory.mktemp("w") / "random_audio.h5", kind="audio", seed=5
+    )
 
 
-@pytest.mark.parametrize("first_suffix,text,top", [(0, "str", True), (8, "bytes", False),
-                                                   (8, "str", True), (0, "bytes", False)])
+@pytest.mark.parametrize(
+    "first_suffix,text,top",
+    [(0, "str", True), (8, "bytes", False), (8, "str", True), (0, "bytes", False)],
+)
 def test_layer_order_comes_from_layer_names(random_audio_file, tmp_path, first_suffix, text, top):
     original, _ = wf.load_weights(random_audio_file, "audio")
-    copy = renumbered_copy(random_audio_file, tmp_path / "copy.h5", first_suffix=first_suffix,
-                           text=text, top_level_group=top)
-    if first_suffix == 8:   # h5py's alphabetical order really is wrong for this file
+    copy = renumbered_copy(
+        random_audio_file,
+        tmp_path / "copy.h5",
+        first_suffix=first_suffix,
+        text=text,
+        top_level_group=top,
+    )
+    if first_suffix == 8:  # h5py's alphabetical order really is wrong for this file
         with h5py.File(copy, "r") as handle:
             assert [k for k in handle if k.startswith("conv2d")][:2] == ["conv2d_10", "conv2d_11"]
     loaded, _ = wf.load_weights(copy, "audio")
@@ -42,8 +50,10 @@ def test_layer_order_comes_from_layer_names(random_audio_file, tmp_path, first_s
 
 @needs_reference
 def test_written_layout_matches_the_official_files(random_audio_file):
-    with h5py.File(REFERENCE / "openl3_audio_mel256_env.h5", "r") as ref, \
-            h5py.File(random_audio_file, "r") as ours:
+    with (
+        h5py.File(REFERENCE / "openl3_audio_mel256_env.h5", "r") as ref,
+        h5py.File(random_audio_file, "r") as ours,
+    ):
         assert list(ref.attrs["layer_names"]) == list(ours.attrs["layer_names"])
         for name in ref.attrs["layer_names"]:
             name = name.decode()
@@ -60,7 +70,7 @@ def test_layer_names_generator_matches_reference_files():
 
 def test_shape_errors_name_file_and_layer(random_audio_file, tmp_path):
     arrays, _ = wf.load_weights(random_audio_file, "audio")
-    arrays[5][0] = arrays[5][0][:, :, :, :100]             # conv2d_3's kernel, 128 -> 100 outputs
+    arrays[5][0] = arrays[5][0][:, :, :, :100]  # conv2d_3's kernel, 128 -> 100 outputs
     bad = wf.write_keras_weights(tmp_path / "bad.h5", "audio", arrays)
     with pytest.raises(WeightsFormatError, match=r"bad\.h5.*'conv2d_3'.*\(3, 3, 64, 100\)"):
         wf.load_weights(bad, "audio")
@@ -70,7 +80,7 @@ def test_wrong_network_count_and_garbage(random_audio_file, tmp_path):
     with pytest.raises(WeightsFormatError, match="audio weight file, not the image"):
         wf.load_weights(random_audio_file, "image")
     with h5py.File(random_audio_file, "r") as src, h5py.File(tmp_path / "short.h5", "w") as dst:
-        names = list(src.attrs["layer_names"])[:-1]           # drop the embedding layer
+        names = list(src.attrs["layer_names"])[:-1]  # drop the embedding layer
         dst.attrs["layer_names"] = np.array(names)
         for name in names:
             src.copy(src[name.decode()], dst, name.decode())
@@ -87,13 +97,18 @@ def test_wrong_network_count_and_garbage(random_audio_file, tmp_path):
 
 def test_random_weights_are_labelled(random_audio_file, caplog):
     with caplog.at_level(logging.WARNING):
-        model = openl3.load_audio_model(random_audio_file, input_repr="mel128", embedding_size=6144)
+        model = openl3.load_audio_model(
+            random_audio_file, input_repr="mel128", embedding_size=6144
+        )
     assert "RANDOM" in caplog.text and "meaningless" in caplog.text
     prov = model.provenance
     assert prov["random_weights"] == 5
     assert prov["weights_sha256"] == sha256_file(random_audio_file)
-    assert (prov["input_repr"], prov["content_type"], prov["embedding_size"]) == \
-        ("mel128", "env", 6144)
+    assert (prov["input_repr"], prov["content_type"], prov["embedding_size"]) == (
+        "mel128",
+        "env",
+        6144,
+    )
     assert json.loads(json.dumps(prov)) == prov
 
 
@@ -101,7 +116,7 @@ def test_random_weights_are_labelled(random_audio_file, caplog):
 def test_real_weights_are_not_labelled_random():
     model = openl3.load_audio_model(REFERENCE / "openl3_audio_mel256_env.h5")
     assert model.provenance["random_weights"] is None
-    assert model.provenance["input_repr"] == "mel256"        # from the file name
+    assert model.provenance["input_repr"] == "mel256"  # from the file name
     assert model.provenance["content_type"] == "env"
 
 
@@ -152,10 +167,14 @@ def test_not_found_says_where_and_how(tmp_path, monkeypatch):
         openl3.load_audio_model(None, input_repr="mel128", content_type="music")
     message = str(info.value)
     assert "\n" not in message
-    for part in ("openl3_audio_mel128_music.h5", wf.ENV_VAR, "pip install openl3",
-                 "github.com/marl/openl3"):
+    for part in (
+        "openl3_audio_mel128_music.h5",
+        wf.ENV_VAR,
+        "pip install openl3",
+        "github.com/marl/openl3",
+    ):
         assert part in message
     with pytest.raises(WeightsNotFoundError, match="nowhere"):
         openl3.load_audio_model(tmp_path / "nowhere.h5")
-    with pytest.raises(FileNotFoundError):          # also the built-in class
+    with pytest.raises(FileNotFoundError):  # also the built-in class
         openl3.find_weights("audio", weights=tmp_path)

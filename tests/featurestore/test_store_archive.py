@@ -47,8 +47,13 @@ def test_plain_zarr_reads_the_archive(packed):
     assert root.attrs.asdict() == original.attrs.asdict()
     for column in ("clip_id", "scene", "city", "duration"):
         assert np.array_equal(root["clips"][column][:n], original["clips"][column][:n])
-    for path in ("features/audio/values", "features/video/timestamps", "features/audio/status",
-                 "segments/audio/mean/values", "segments/video/meanstd/position"):
+    for path in (
+        "features/audio/values",
+        "features/video/timestamps",
+        "features/audio/status",
+        "segments/audio/mean/values",
+        "segments/video/meanstd/position",
+    ):
         assert np.array_equal(root[path][...], original[path][...], equal_nan=True), path
     assert root["features/audio"].attrs["params"] == original["features/audio"].attrs["params"]
 
@@ -60,8 +65,9 @@ def test_entries_are_stored_and_chunks_copied_byte_for_byte(packed):
         assert {entry.compress_type for entry in entries} == {zipfile.ZIP_STORED}
         names = [entry.filename for entry in entries]
         assert names[-1] == "zarr.json" and len(names) == len(set(names)) == summary["entries"]
-        on_disk = sorted(p.relative_to(source).as_posix() for p in source.rglob("*")
-                         if p.is_file())
+        on_disk = sorted(
+            p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()
+        )
         assert sorted(names) == on_disk
         for name in names:
             if name != "zarr.json":
@@ -87,15 +93,25 @@ def test_every_reader_uses_the_archive_in_place(packed):
         b = zipped.segments(["audio", "video"], pooling=pooling)
         assert np.array_equal(a.X(), b.X()) and a.clip_id.tolist() == b.clip_id.tolist()
     clip_id = local.clips.clip_id[2]
-    assert all(np.array_equal(x, y, equal_nan=True)
-               for x, y in zip(local.frames("audio", clip_id), zipped.frames("audio", clip_id)))
+    assert all(
+        np.array_equal(x, y, equal_nan=True)
+        for x, y in zip(local.frames("audio", clip_id), zipped.frames("audio", clip_id))
+    )
     assert zipped.failures() == local.failures()
     assert zipped.verify() == []
     info = zipped.info()
-    arrays = {p.parent for p in source.rglob("zarr.json")
-              if json.loads(p.read_text())["node_type"] == "array"}
-    assert info["bytes_on_disk"] == local.info()["bytes_on_disk"] == \
-        sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and arrays & set(p.parents))
+    arrays = {
+        p.parent
+        for p in source.rglob("zarr.json")
+        if json.loads(p.read_text())["node_type"] == "array"
+    }
+    assert (
+        info["bytes_on_disk"]
+        == local.info()["bytes_on_disk"]
+        == sum(
+            p.stat().st_size for p in source.rglob("*") if p.is_file() and arrays & set(p.parents)
+        )
+    )
     assert [entry["fresh"] for entry in info["segments"]] == [True] * 4
 
 
@@ -119,8 +135,11 @@ def test_verify_finds_a_corrupt_chunk_in_the_archive(packed, tmp_path):
     broken.write_bytes(bytes(data))
     assert cli.main(["verify", str(broken)]) == 1
     problems = FeatureStore.open(broken).verify()
-    assert len(problems) == 1 and problems[0].startswith(
-        "corrupt chunk features/audio/values/c/1/0: ") and "CRC" in problems[0], problems
+    assert (
+        len(problems) == 1
+        and problems[0].startswith("corrupt chunk features/audio/values/c/1/0: ")
+        and "CRC" in problems[0]
+    ), problems
     with pytest.raises(StoreFormatError, match="features/audio/values/c/1/0"):
         FeatureStore.open(broken).read("audio")
 
@@ -130,14 +149,18 @@ def test_unpack_restores_a_writable_store(packed, tmp_path):
     target = tmp_path / "back.zarr"
     summary = unpack_archive(archive, target)
     assert summary["segments_only"] is False
-    assert_same_arrays(all_arrays(FeatureStore.open(target)), all_arrays(FeatureStore.open(source)))
+    assert_same_arrays(
+        all_arrays(FeatureStore.open(target)), all_arrays(FeatureStore.open(source))
+    )
     store = FeatureStore.open(target, mode="r+")
     store.add_clips(make_clips(3, seed=99))
     assert len(FeatureStore.open(target).clips) == len(FeatureStore.open(source).clips) + 3
     with pytest.raises(StoreExistsError):
         unpack_archive(archive, target)
     unpack_archive(archive, target, overwrite=True)
-    assert_same_arrays(all_arrays(FeatureStore.open(target)), all_arrays(FeatureStore.open(source)))
+    assert_same_arrays(
+        all_arrays(FeatureStore.open(target)), all_arrays(FeatureStore.open(source))
+    )
 
 
 def test_unpack_refuses_a_hostile_entry_name_and_leaves_nothing(packed, tmp_path):
@@ -170,18 +193,19 @@ def test_segments_only_archive(packed, tmp_path):
     assert cli.main(["pack", str(source), "--out", str(small), "--segments-only"]) == 0
     with zipfile.ZipFile(small) as handle:
         names = handle.namelist()
-    assert not [n for n in names if n.startswith(("features/audio/values",
-                                                  "features/video/timestamps"))]
+    assert not [
+        n for n in names if n.startswith(("features/audio/values", "features/video/timestamps"))
+    ]
     assert "features/audio/status/c/0" in names and "segments/audio/mean/values/c/0/0" in names
     assert small.stat().st_size < archive.stat().st_size
     store, full = FeatureStore.open(small), FeatureStore.open(source)
     assert store.segments_only and store.info()["segments_only"]
     assert store.feature_fingerprint("audio") == full.feature_fingerprint("audio")
     for pooling in ("mean", "meanstd"):
-        a = store.segments(["audio", "video"], selection=store.select(fold="train"),
-                           pooling=pooling)
-        b = full.segments(["audio", "video"], selection=full.select(fold="train"),
-                          pooling=pooling)
+        a = store.segments(
+            ["audio", "video"], selection=store.select(fold="train"), pooling=pooling
+        )
+        b = full.segments(["audio", "video"], selection=full.select(fold="train"), pooling=pooling)
         assert np.array_equal(a.X(), b.X()) and a.clip_id.tolist() == b.clip_id.tolist()
     with pytest.raises(StoreFormatError, match="holds segments only"):
         store.segments("audio", pooling="max")

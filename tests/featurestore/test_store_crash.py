@@ -58,8 +58,12 @@ def _reference(tmp_path):
 
 
 def _run_writer(script, where, kill_after=-1, pause=0.0):
-    return subprocess.run([sys.executable, str(script), str(where), str(kill_after), str(pause)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), str(where), str(kill_after), str(pause)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("kill_after", [3, 10])
@@ -72,8 +76,8 @@ def test_sigkill_mid_write_then_rerun_equals_uninterrupted(tmp_path, kill_after)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     crashed = FeatureStore.open(where, mode="r")
     status = crashed.status("audio")
-    assert 0 < np.sum(status == COMMITTED) < kill_after   # some rows flushed, not committed
-    assert crashed.verify() == []            # a crashed store is consistent, just incomplete
+    assert 0 < np.sum(status == COMMITTED) < kill_after  # some rows flushed, not committed
+    assert crashed.verify() == []  # a crashed store is consistent, just incomplete
     rerun = _run_writer(script, where)
     assert rerun.returncode == 0, rerun.stderr
     resumed = FeatureStore.open(where, mode="r")
@@ -86,8 +90,9 @@ def test_sigkill_at_a_random_moment_then_rerun_equals_uninterrupted(tmp_path):
     script.write_text(WRITER)
     where = tmp_path / "crashed.zarr"
     new_store(where, _clips())
-    process = subprocess.Popen([sys.executable, str(script), str(where), "-1", "0.02"],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(where), "-1", "0.02"], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "started"
     time.sleep(np.random.default_rng().uniform(0.02, 0.2))
     process.send_signal(signal.SIGKILL)
@@ -121,7 +126,7 @@ def _write_blocks(where, blocks):
         with store.block_writer("audio", index, commit_seconds=0) as writer:
             for clip_id in store.pending("audio", block=index):
                 writer.write(clip_id, *audio_like(clips[clip_id], dim=8, seed=1))
-                time.sleep(0.005)          # interleave the two writers
+                time.sleep(0.005)  # interleave the two writers
     return len(blocks)
 
 
@@ -132,7 +137,9 @@ def test_two_processes_on_disjoint_blocks_lose_nothing(tmp_path):
     halves = [list(range(0, n_blocks, 2)), list(range(1, n_blocks, 2))]
     context = multiprocessing.get_context("spawn")
     with context.Pool(2) as pool:
-        assert sum(pool.starmap(_write_blocks, [(str(where), half) for half in halves])) == n_blocks
+        assert (
+            sum(pool.starmap(_write_blocks, [(str(where), half) for half in halves])) == n_blocks
+        )
     parallel = FeatureStore.open(where, mode="r")
     assert np.all(parallel.status("audio") == COMMITTED) and parallel.verify() == []
     assert_same_arrays(all_arrays(parallel), _reference(tmp_path))

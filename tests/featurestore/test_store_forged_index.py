@@ -34,10 +34,16 @@ def _forge(source, target, *, position, count=None, offset=None):
     if count is not None:
         counts = np.asarray(feature["count"][:], np.int64)
         counts[position] = count
-        forged = feature.create_array("count", shape=counts.shape, chunks=feature["count"].chunks,
-                                      dtype="int64", fill_value=0,
-                                      compressors=compressors("zstd", 8),
-                                      dimension_names=("clip",), overwrite=True)
+        forged = feature.create_array(
+            "count",
+            shape=counts.shape,
+            chunks=feature["count"].chunks,
+            dtype="int64",
+            fill_value=0,
+            compressors=compressors("zstd", 8),
+            dimension_names=("clip",),
+            overwrite=True,
+        )
         forged[:] = counts
     if offset is not None:
         feature["offset"][position] = offset
@@ -62,7 +68,7 @@ FORGERIES = {
 
 @pytest.fixture(params=sorted(FORGERIES))
 def forged(request, original, tmp_path):
-    position = 5                                           # block 1 of blocks of 4 clips
+    position = 5  # block 1 of blocks of 4 clips
     forgery = dict(FORGERIES[request.param])
     start, stop = _region(original, position)
     if forgery.get("offset") == "stop":
@@ -82,19 +88,24 @@ def _one_line_naming(error, clip_id):
 def test_every_reader_refuses_a_forged_index(forged):
     where, clip_id = forged
     store = FeatureStore.open(where, mode="r")
-    readers = [lambda: store.read("audio"), lambda: store.segments(["audio"]),
-               lambda: store.frames("audio", store.clips.clip_id[0]),
-               lambda: store.status("audio"), lambda: store.failures(), lambda: store.info(),
-               lambda: open_views(where, ["audio"])]
+    readers = [
+        lambda: store.read("audio"),
+        lambda: store.segments(["audio"]),
+        lambda: store.frames("audio", store.clips.clip_id[0]),
+        lambda: store.status("audio"),
+        lambda: store.failures(),
+        lambda: store.info(),
+        lambda: open_views(where, ["audio"]),
+    ]
     for read in readers:
         with pytest.raises(StoreFormatError) as refused:
             read()
         _one_line_naming(refused.value, clip_id)
     writable = FeatureStore.open(where, mode="r+")
-    with pytest.raises(StoreFormatError) as refused:       # a writer resuming the block too
+    with pytest.raises(StoreFormatError) as refused:  # a writer resuming the block too
         writable.block_writer("audio", 1)
     _one_line_naming(refused.value, clip_id)
-    writable.block_writer("audio", 0).close()              # other blocks are fine
+    writable.block_writer("audio", 0).close()  # other blocks are fine
 
 
 def test_the_cli_refuses_a_forged_index_with_one_line(forged, tmp_path, capsys):
@@ -106,7 +117,7 @@ def test_the_cli_refuses_a_forged_index_with_one_line(forged, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("avscene train: error:") and repr(clip_id) in err
     assert not (tmp_path / "run").exists()
-    assert cli.main(["verify", where]) == 1                # verify finds and reports it
+    assert cli.main(["verify", where]) == 1  # verify finds and reports it
     out = capsys.readouterr().out
     assert f"features/audio: clip {clip_id!r}" in out
 
@@ -124,14 +135,27 @@ def test_arrays_with_unknown_codecs_or_huge_chunks_are_refused(original, tmp_pat
     feature = zarr.open_group(where, mode="r+")["features/audio"]
     status = feature["status"][:]
     from zarr.codecs import GzipCodec
-    feature.create_array("status", shape=status.shape, chunks=feature["status"].chunks,
-                         dtype="int8", compressors=[GzipCodec()], overwrite=True)[:] = status
+
+    feature.create_array(
+        "status",
+        shape=status.shape,
+        chunks=feature["status"].chunks,
+        dtype="int8",
+        compressors=[GzipCodec()],
+        overwrite=True,
+    )[:] = status
     with pytest.raises(StoreFormatError, match="features/audio/status uses codec 'gzip'"):
         FeatureStore.open(where, mode="r").status("audio")
     huge = tmp_path / "huge.zarr"
     shutil.copytree(original, huge)
     feature = zarr.open_group(huge, mode="r+")["features/audio"]
-    feature.create_array("offset", shape=(N_CLIPS,), chunks=(2**31,), dtype="int64",
-                         compressors=compressors("zstd", 8), overwrite=True)
+    feature.create_array(
+        "offset",
+        shape=(N_CLIPS,),
+        chunks=(2**31,),
+        dtype="int64",
+        compressors=compressors("zstd", 8),
+        overwrite=True,
+    )
     with pytest.raises(StoreFormatError, match="features/audio/offset has chunks"):
         FeatureStore.open(huge, mode="r").status("audio")

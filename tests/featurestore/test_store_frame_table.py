@@ -10,10 +10,12 @@ from tests import helpers
 
 def store_with(tmp_path, video_frames):
     clips = helpers.make_clips(14, seed=2)
-    store = helpers.new_store(tmp_path / "s.zarr", clips,
-                              features=(("audio", 5, 10.0), ("video", 3, 10.0)))
+    store = helpers.new_store(
+        tmp_path / "s.zarr", clips, features=(("audio", 5, 10.0), ("video", 3, 10.0))
+    )
     audio = helpers.fill_store(store, "audio", clips[:12], helpers.audio_like, dim=5, seed=1)
-    if video_frames == "per-audio-window":    # the audio's timestamps, other values
+    if video_frames == "per-audio-window":  # the audio's timestamps, other values
+
         def make(clip, *, dim, seed):
             return helpers.audio_like(clip, dim=dim, seed=seed)
     else:
@@ -25,7 +27,7 @@ def store_with(tmp_path, video_frames):
 def test_frames_of_two_features_join_on_their_timestamps(tmp_path):
     store, clips, audio, video = store_with(tmp_path, "per-audio-window")
     table = read_frame_table(store, ["audio", "video"])
-    both = [c for c in clips if c.clip_id in audio and c.clip_id in video]      # clips 2 .. 11
+    both = [c for c in clips if c.clip_id in audio and c.clip_id in video]  # clips 2 .. 11
     assert list(dict.fromkeys(table.clip_id.tolist())) == [c.clip_id for c in both]
     for clip in both:
         rows = table.clip_id == clip.clip_id
@@ -35,7 +37,9 @@ def test_frames_of_two_features_join_on_their_timestamps(tmp_path):
         n = len(audio[clip.clip_id][1])
         assert table.frame[rows].tolist() == list(range(n))
         assert set(table.n_frames[rows].tolist()) == {n}
-        assert set(table.n_segments[rows].tolist()) == {max(1, int(np.floor(clip.duration + 1e-6)))}
+        assert set(table.n_segments[rows].tolist()) == {
+            max(1, int(np.floor(clip.duration + 1e-6)))
+        }
         assert set(table.scene[rows].tolist()) == {clip.scene}
         assert set(table.location[rows].tolist()) == {clip.location}
     assert table.X().shape == (len(table), 8)

@@ -63,15 +63,20 @@ def _clips():
 
 
 def _new(where):
-    return new_store(where, _clips(), features=(("audio", DIM, 10.0),), chunk_mib=CHUNK_MIB,
-                     compression="none")
+    return new_store(
+        where, _clips(), features=(("audio", DIM, 10.0),), chunk_mib=CHUNK_MIB, compression="none"
+    )
 
 
 def _run(tmp_path, where, limit, action, *extra):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    return subprocess.run([sys.executable, str(script), str(where), str(limit), action, *extra],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(script), str(where), str(limit), action, *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(params=["path", "file-url"])
@@ -86,19 +91,18 @@ def test_a_file_url_opens_as_a_local_store(location):
     assert isinstance(store._group.store, LocalStore) and store.label == str(path)
 
 
-def test_full_disk_while_resuming_keeps_committed_clips_and_the_block_resumes(tmp_path,
-                                                                               location):
+def test_full_disk_while_resuming_keeps_committed_clips_and_the_block_resumes(tmp_path, location):
     path, where = location
     clips = _clips()
-    _new(path).close()                    # made as a directory, written through ``where``
+    _new(path).close()  # made as a directory, written through ``where``
     store = FeatureStore.open(where, mode="r+")
     committed = {}
-    with store.block_writer("audio", 0, commit_seconds=0) as writer:   # two committed clips
+    with store.block_writer("audio", 0, commit_seconds=0) as writer:  # two committed clips
         for clip in clips[:2]:
             committed[clip.clip_id] = audio_like(clip, dim=DIM, seed=1)
             writer.write(clip.clip_id, *committed[clip.clip_id])
     rows = sum(len(values) for values, _ in committed.values())
-    assert rows % 16 != 0                 # the resumed writer rewrites a chunk they live in
+    assert rows % 16 != 0  # the resumed writer rewrites a chunk they live in
     full = _run(tmp_path, where, LIMIT, "resume")
     assert full.returncode == 3 and full.stdout.strip() == "EFBIG", full.stderr
     after = FeatureStore.open(where, mode="r")
@@ -125,8 +129,11 @@ def test_full_disk_leaves_attributes_leases_and_exports_as_they_were(tmp_path, l
     export_hdf5(store, export, compression="none")
     exported = export.read_bytes()
     before = all_arrays(store)
-    for action, extra, limit in (("attrs", [], LIMIT), ("lease", [], 64),
-                                 ("export", [str(export)], 1 << 16)):
+    for action, extra, limit in (
+        ("attrs", [], LIMIT),
+        ("lease", [], 64),
+        ("export", [str(export)], 1 << 16),
+    ):
         failed = _run(tmp_path, where, limit, action, *extra)
         assert failed.stdout.strip() == "EFBIG" and failed.returncode == 3, failed.stderr
     again = FeatureStore.open(where, mode="r+")
@@ -135,4 +142,4 @@ def test_full_disk_leaves_attributes_leases_and_exports_as_they_were(tmp_path, l
     assert_same_arrays(all_arrays(again), before)
     assert export.read_bytes() == exported
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.h5", "store.zarr", "writer.py"]
-    again.block_writer("audio", 1).close()                 # no lease was left half-made
+    again.block_writer("audio", 1).close()  # no lease was left half-made

@@ -58,8 +58,13 @@ def _replace(h5, name, **options):
 def _external_storage(h5, folder):
     secret = folder / "secret.bin"
     secret.write_bytes(np.arange(N_CLIPS, dtype=np.float64).tobytes())
-    _replace(h5, "clips/duration", shape=(N_CLIPS,), dtype="float64",
-             external=[(str(secret), 0, 8 * N_CLIPS)])
+    _replace(
+        h5,
+        "clips/duration",
+        shape=(N_CLIPS,),
+        dtype="float64",
+        external=[(str(secret), 0, 8 * N_CLIPS)],
+    )
     return "/clips/duration", "HDF5 external storage"
 
 
@@ -113,9 +118,16 @@ def _filter(h5, folder):
     return "/features/audio/offset", "HDF5 filter"
 
 
-HOSTILE = {"external storage": _external_storage, "external link": _external_link,
-           "soft link": _soft_link, "virtual dataset": _virtual, "shape": _shape,
-           "dtype": _dtype, "codec": _codec, "filter": _filter}
+HOSTILE = {
+    "external storage": _external_storage,
+    "external link": _external_link,
+    "soft link": _soft_link,
+    "virtual dataset": _virtual,
+    "shape": _shape,
+    "dtype": _dtype,
+    "codec": _codec,
+    "filter": _filter,
+}
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
@@ -139,9 +151,10 @@ def test_an_archive_whose_store_fails_verify_is_not_imported(exported, tmp_path)
     with h5py.File(archive, "r+") as h5:
         values = h5["features/audio/values"]
         stored = json.loads(values.attrs["_zarr_stored_chunks"])
-        values.attrs["_zarr_stored_chunks"] = json.dumps(stored[1:])   # a chunk left out
-    with pytest.raises(StoreFormatError, match="fails verify .*missing chunk "
-                                               "features/audio/values/c/0/0"):
+        values.attrs["_zarr_stored_chunks"] = json.dumps(stored[1:])  # a chunk left out
+    with pytest.raises(
+        StoreFormatError, match="fails verify .*missing chunk features/audio/values/c/0/0"
+    ):
         import_hdf5(archive, tmp_path / "imported.zarr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["incomplete.h5"]
 
@@ -155,15 +168,20 @@ def _raise_after(monkeypatch, n_chunks):
         if len(calls) > n_chunks:
             raise OSError(28, "No space left on device")
         write(array, start, data)
+
     monkeypatch.setattr(hdf5_import, "_write_chunk", failing)
 
 
 @pytest.mark.parametrize("kind", ["path", "memory url"])
-def test_an_import_failing_midway_leaves_no_store_and_a_rerun_succeeds(exported, tmp_path,
-                                                                       monkeypatch, kind):
+def test_an_import_failing_midway_leaves_no_store_and_a_rerun_succeeds(
+    exported, tmp_path, monkeypatch, kind
+):
     archive, arrays = exported
-    target = tmp_path / "imported.zarr" if kind == "path" else \
-        f"memory://avscene-import-midway-{tmp_path.name}"
+    target = (
+        tmp_path / "imported.zarr"
+        if kind == "path"
+        else f"memory://avscene-import-midway-{tmp_path.name}"
+    )
     with monkeypatch.context() as patch:
         _raise_after(patch, 5)
         with pytest.raises(OSError, match="No space left"):
@@ -171,10 +189,11 @@ def test_an_import_failing_midway_leaves_no_store_and_a_rerun_succeeds(exported,
     with pytest.raises(StoreNotFoundError):
         FeatureStore.open(target, mode="r")
     if kind == "path":
-        assert list(tmp_path.iterdir()) == []               # no temporary left either
+        assert list(tmp_path.iterdir()) == []  # no temporary left either
     else:
         import fsspec
-        assert fsspec.filesystem("memory").find(target[len("memory://"):]) == []
+
+        assert fsspec.filesystem("memory").find(target[len("memory://") :]) == []
     import_hdf5(archive, target)
     back = FeatureStore.open(target, mode="r")
     assert back.verify() == []
@@ -231,17 +250,19 @@ def test_an_import_killed_midway_leaves_no_store_and_a_rerun_cleans_up(exported,
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     target = tmp_path / "out" / "imported.zarr"
-    process = subprocess.Popen([sys.executable, str(script), str(archive), str(target)],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(archive), str(target)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "midway"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     process.stdout.close()
     with pytest.raises(StoreNotFoundError):
         FeatureStore.open(target, mode="r")
-    [leftover] = list(target.parent.iterdir())             # the killed build, beside it
+    [leftover] = list(target.parent.iterdir())  # the killed build, beside it
     assert leftover.name.startswith(".imported.zarr.import@") and leftover.name.endswith(
-        ".partial")
+        ".partial"
+    )
     assert cli.main(["import", str(archive), "--out", str(target)]) == 0
     assert [p.name for p in target.parent.iterdir()] == ["imported.zarr"]
     back = FeatureStore.open(target, mode="r")
@@ -261,6 +282,7 @@ def test_export_replaces_a_file_only_when_complete(exported, tmp_path, monkeypat
         if "values" in reader.array.path:
             raise OSError(28, "No space left on device")
         return load(reader, indices)
+
     monkeypatch.setattr(hdf5_export, "_load_many", failing)
     with pytest.raises(OSError):
         export_hdf5(store, archive, overwrite=True)

@@ -26,8 +26,9 @@ from tests.helpers import (
 def filled(tmp_path_factory):
     clips = make_clips(11, seed=41)
     where = tmp_path_factory.mktemp("interop") / "s.zarr"
-    store = new_store(where, clips, features=(("audio", 8, 10.0), ("video", 5, 5.0)),
-                      storage_dtype="float32")
+    store = new_store(
+        where, clips, features=(("audio", 8, 10.0), ("video", 5, 5.0)), storage_dtype="float32"
+    )
     audio = fill_store(store, "audio", clips, audio_like, dim=8, seed=41)
     fill_store(store, "video", clips[:7], video_like, dim=5, seed=42)
     with store.block_writer("video", 1) as writer:
@@ -60,8 +61,13 @@ def test_plain_zarr_reads_the_store_without_avscene(filled, tmp_path):
     where, clips, audio = filled
     script = tmp_path / "plain.py"
     script.write_text(PLAIN_READER)
-    done = subprocess.run([sys.executable, str(script), str(where)], capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script), str(where)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     read = json.loads(done.stdout)
     assert read["avscene_imported"] is False
@@ -83,7 +89,7 @@ def test_xarray_opens_every_group(filled):
     assert feature.attrs["frame_rate"] == 10.0 and feature.attrs["params"] == {"hop": 0.1}
     i = 5
     start, n = int(feature["offset"][i]), int(feature["count"][i])
-    values = feature["values"][start:start + n].values
+    values = feature["values"][start : start + n].values
     np.testing.assert_array_equal(values, audio[clips[i].clip_id][0])
     assert int(feature["status"][i]) == 1
 
@@ -96,9 +102,10 @@ def _walk(group, prefix=""):
 
 
 def _metadata(store):
-    documents = {path: member.metadata.to_dict() for path, member in _walk(store._group)} | \
-        {"": store._group.metadata.to_dict()}
-    for document in documents.values():           # consolidated copies: derived, kept current
+    documents = {path: member.metadata.to_dict() for path, member in _walk(store._group)} | {
+        "": store._group.metadata.to_dict()
+    }
+    for document in documents.values():  # consolidated copies: derived, kept current
         document.pop("consolidated_metadata", None)
     return documents
 
@@ -111,13 +118,14 @@ def test_hdf5_round_trip_is_lossless(filled, tmp_path):
     for target in (tmp_path / "back.zarr", "memory://avscene-hdf5-round-trip"):
         import_hdf5(tmp_path / "s.h5", target)
         back = FeatureStore.open(target, mode="r")
-        assert _metadata(back) == _metadata(original)          # shapes, chunks, codecs, attrs
+        assert _metadata(back) == _metadata(original)  # shapes, chunks, codecs, attrs
         assert_same_arrays(all_arrays(back), all_arrays(original))
         stored = sorted(k for k in _keys(original) if "/c/" in k or k.startswith("c/"))
         assert sorted(k for k in _keys(back) if "/c/" in k or k.startswith("c/")) == stored
         assert back.verify() == [] and back.failures() == original.failures()
-        np.testing.assert_array_equal(back.segments(["audio", "video"]).X(),
-                                      original.segments(["audio", "video"]).X())
+        np.testing.assert_array_equal(
+            back.segments(["audio", "video"]).X(), original.segments(["audio", "video"]).X()
+        )
     with pytest.raises(FileExistsError):
         import_hdf5(tmp_path / "s.h5", tmp_path / "back.zarr")
     with pytest.raises(FileExistsError):
@@ -126,6 +134,7 @@ def test_hdf5_round_trip_is_lossless(filled, tmp_path):
 
 def _keys(store):
     from featurestore.store.chunks import list_keys
+
     return list_keys(store._group.store, "")
 
 
@@ -155,6 +164,7 @@ def test_verify_reports_corrupt_chunks_and_a_broken_index(filled, tmp_path, caps
     where, clips, _ = filled
     copy = tmp_path / "copy.zarr"
     import shutil
+
     shutil.copytree(where, copy)
     chunk = copy / "features" / "audio" / "values" / "c" / "3" / "0"
     data = bytearray(chunk.read_bytes())
@@ -167,7 +177,7 @@ def test_verify_reports_corrupt_chunks_and_a_broken_index(filled, tmp_path, caps
     shutil.copytree(where, copy)
     store = FeatureStore.open(copy, mode="r+")
     offset = store._feature("audio").offset
-    offset[1] = int(offset[0]) + 1                       # clip 1 now overlaps clip 0
+    offset[1] = int(offset[0]) + 1  # clip 1 now overlaps clip 0
     problems = FeatureStore.open(copy, mode="r").verify()
     assert any("overlapping" in problem for problem in problems)
     assert cli.main(["verify", str(copy), "--json"]) == 1
@@ -177,8 +187,9 @@ def test_verify_reports_corrupt_chunks_and_a_broken_index(filled, tmp_path, caps
 def test_verify_reports_missing_chunks(filled, tmp_path):
     where, _, _ = filled
     import shutil
+
     copy = tmp_path / "partial.zarr"
     shutil.copytree(where, copy)
-    (copy / "features" / "audio" / "values" / "c" / "2" / "0").unlink()   # an interrupted copy
+    (copy / "features" / "audio" / "values" / "c" / "2" / "0").unlink()  # an interrupted copy
     problems = FeatureStore.open(copy, mode="r").verify()
     assert problems == ["missing chunk features/audio/values/c/2/0 (holds committed rows)"]

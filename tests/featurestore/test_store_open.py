@@ -45,11 +45,11 @@ def test_modes_on_every_kind_of_location(where):
             store.add_clips(make_clips(4))
         with pytest.raises(StoreError):
             store.attrs["x"] = 1
-    with FeatureStore.open(where, mode="r+") as store:       # r+ keeps the contents
+    with FeatureStore.open(where, mode="r+") as store:  # r+ keeps the contents
         assert store.add_clips(make_clips(5)) == 2
-    with FeatureStore.open(where, mode="a") as store:        # a opens an existing store
+    with FeatureStore.open(where, mode="a") as store:  # a opens an existing store
         assert len(store.clips) == 5
-    with FeatureStore.open(where, mode="w") as store:        # w starts afresh
+    with FeatureStore.open(where, mode="w") as store:  # w starts afresh
         assert len(store.clips) == 0 and store.features == ()
         assert "manifest_sha256" not in store.attrs
 
@@ -95,7 +95,7 @@ def test_clip_table_round_trip_and_conflicts(tmp_path):
     store = FeatureStore.open(tmp_path / "s.zarr", mode="w", block_clips=4)
     sources = {clips[0].clip_id: {"audio_bytes": 2_880_044, "audio_sha256": "f" * 64}}
     assert store.add_clips(clips, sources=sources) == 9
-    assert store.add_clips(clips[:4] + clips[:2]) == 0                  # identical: skipped
+    assert store.add_clips(clips[:4] + clips[:2]) == 0  # identical: skipped
     reopened = FeatureStore.open(tmp_path / "s.zarr", mode="r")
     assert reopened.clips.records() == clips
     assert reopened.clips.audio_bytes[0] == 2_880_044 and reopened.clips.audio_bytes[1] == -1
@@ -116,16 +116,18 @@ def test_create_feature_refuses_a_different_definition(tmp_path):
     store.add_clips(make_clips(2))
     params = {"content_type": "env", "hop": 0.1, "weights_sha256": "0" * 64}
     store.create_feature("openl3_audio", dim=512, frame_rate=10, params=params)
-    store.create_feature("openl3_audio", dim=512, frame_rate=10, params=dict(params))   # no-op
+    store.create_feature("openl3_audio", dim=512, frame_rate=10, params=dict(params))  # no-op
     fingerprint = store.feature_fingerprint("openl3_audio")
     assert store.feature_params("openl3_audio") == params
     with pytest.raises(ProvenanceMismatchError, match="params.weights_sha256") as refused:
-        store.create_feature("openl3_audio", dim=512, frame_rate=10,
-                             params={**params, "weights_sha256": "1" * 64})
+        store.create_feature(
+            "openl3_audio", dim=512, frame_rate=10, params={**params, "weights_sha256": "1" * 64}
+        )
     assert isinstance(refused.value, ValueError)
     with pytest.raises(ProvenanceMismatchError, match=r"dim .*storage_dtype"):
-        store.create_feature("openl3_audio", dim=128, frame_rate=10, params=params,
-                             storage_dtype="float16")
+        store.create_feature(
+            "openl3_audio", dim=128, frame_rate=10, params=params, storage_dtype="float16"
+        )
     with pytest.raises(ProvenanceMismatchError, match="params.extra"):
         store.create_feature("openl3_audio", dim=512, frame_rate=10, params={**params, "extra": 1})
     reopened = FeatureStore.open(tmp_path / "s.zarr", mode="r")

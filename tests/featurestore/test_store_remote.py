@@ -32,10 +32,18 @@ def city_clips(seed):
     for i in range(48):
         city = "lisbon" if i < 32 else "lyon"
         scene = SCENES[i % 4]
-        clips.append(Clip(clip_id=f"{scene}-{city}-{i}", audio=f"audio/{i}.wav", video=None,
-                          scene=scene, city=city, location=f"{city}-{i % 8}",
-                          folds=("train",) if city == "lisbon" else ("evaluate",),
-                          duration=float(rng.choice([3.0, 4.0]))))
+        clips.append(
+            Clip(
+                clip_id=f"{scene}-{city}-{i}",
+                audio=f"audio/{i}.wav",
+                video=None,
+                scene=scene,
+                city=city,
+                location=f"{city}-{i % 8}",
+                folds=("train",) if city == "lisbon" else ("evaluate",),
+                duration=float(rng.choice([3.0, 4.0])),
+            )
+        )
     return clips
 
 
@@ -49,8 +57,9 @@ def labelled_like(clip, *, dim, seed):
 
 def make_store(where, n_features, clips, seed):
     names = [f"f{i}" for i in range(n_features)]
-    store = new_store(where, clips, features=[(name, 8, 10.0) for name in names],
-                      block_clips=16, chunk_mib=0.01)
+    store = new_store(
+        where, clips, features=[(name, 8, 10.0) for name in names], block_clips=16, chunk_mib=0.01
+    )
     for name in names:
         fill_store(store, name, clips, labelled_like, dim=8, seed=seed)
     return store
@@ -64,8 +73,9 @@ def served(tmp_path_factory):
     for n_features in (1, 5):
         store = make_store(root / f"s{n_features}.zarr", n_features, clips, seed)
         store.write_segments(poolings=("mean",))
-        pack_store(FeatureStore.open(root / f"s{n_features}.zarr"),
-                   root / f"s{n_features}.zarr.zip")
+        pack_store(
+            FeatureStore.open(root / f"s{n_features}.zarr"), root / f"s{n_features}.zarr.zip"
+        )
     with serve(root, delay=DELAY) as server:
         yield root, server
 
@@ -100,7 +110,7 @@ def test_without_consolidated_metadata_an_open_over_http_is_refused(served):
     with pytest.raises(RemoteStoreError, match="has no consolidated metadata"):
         FeatureStore.open(server.url("plain1.zarr"))
     assert [path for _, path, _ in server.requests] == ["/plain1.zarr/zarr.json"]
-    assert len(FeatureStore.open(root / "plain1.zarr").features) == 1   # fine on disk
+    assert len(FeatureStore.open(root / "plain1.zarr").features) == 1  # fine on disk
 
 
 def test_remote_reads_equal_local_reads(served):
@@ -109,7 +119,7 @@ def test_remote_reads_equal_local_reads(served):
     for name in ("s5.zarr", "s5.zarr.zip"):
         remote = FeatureStore.open(server.url(name))
         selection = remote.select(city="lisbon")
-        for pooling in ("mean", "max"):           # stored, and pooled from the frames
+        for pooling in ("mean", "max"):  # stored, and pooled from the frames
             a = remote.segments(list(remote.features), selection=selection, pooling=pooling)
             b = local.segments(list(local.features), selection=selection, pooling=pooling)
             assert np.array_equal(a.X(), b.X()) and a.clip_id.tolist() == b.clip_id.tolist()
@@ -118,23 +128,51 @@ def test_remote_reads_equal_local_reads(served):
 def test_info_train_and_predict_over_http(served, tmp_path, capsys):
     root, server = served
     outputs = {}
-    for label, where in (("local", str(root / "s5.zarr")), ("folder", server.url("s5.zarr")),
-                         ("archive", server.url("s5.zarr.zip"))):
+    for label, where in (
+        ("local", str(root / "s5.zarr")),
+        ("folder", server.url("s5.zarr")),
+        ("archive", server.url("s5.zarr.zip")),
+    ):
         capsys.readouterr()
         assert cli.main(["info", where, "--json"]) == 0
         info = json.loads(capsys.readouterr().out)
-        assert info["clips"]["total"] == 48 and sorted(info["features"]) == \
-            [f"f{i}" for i in range(5)]
+        assert info["clips"]["total"] == 48 and sorted(info["features"]) == [
+            f"f{i}" for i in range(5)
+        ]
         run = tmp_path / f"run-{label}"
         server.reset()
-        assert cli.main(["-q", "train", where, "--features", "f0,f1", "--fusion", "early",
-                         "--train-fold", "train", "--preset", "fast", "--val-fraction", "0",
-                         "--no-temperature", "--out", str(run)]) == 0
+        assert (
+            cli.main(
+                [
+                    "-q",
+                    "train",
+                    where,
+                    "--features",
+                    "f0,f1",
+                    "--fusion",
+                    "early",
+                    "--train-fold",
+                    "train",
+                    "--preset",
+                    "fast",
+                    "--val-fraction",
+                    "0",
+                    "--no-temperature",
+                    "--out",
+                    str(run),
+                ]
+            )
+            == 0
+        )
         record = json.loads((run / "run.json").read_text())
         assert record["seen_cities"] == ["lisbon"] and record["training"]["n_clips"] == 32
         output = tmp_path / f"out-{label}.csv"
-        assert cli.main(["-q", "predict", str(run), where, "--fold", "evaluate",
-                         "--out", str(output)]) == 0
+        assert (
+            cli.main(
+                ["-q", "predict", str(run), where, "--fold", "evaluate", "--out", str(output)]
+            )
+            == 0
+        )
         outputs[label] = output.read_text()
         if label != "local":
             assert server.count() > 0
@@ -159,6 +197,7 @@ def test_the_server_answers_byte_ranges(served):
 
 # -- consolidated metadata stays current -------------------------------------------------------
 
+
 def assert_consolidated_current(where):
     """The consolidated copy in the root document equals every node's own metadata, and the
     recorded sizes equal the stored bytes of every array."""
@@ -172,10 +211,12 @@ def assert_consolidated_current(where):
         assert sorted(a.array_keys()) == sorted(b.array_keys()), path
         assert sorted(a.group_keys()) == sorted(b.group_keys()), path
         for key in a.array_keys():
-            assert a[key].shape == b[key].shape and a[key].attrs.asdict() == \
-                b[key].attrs.asdict(), f"{path}/{key}"
+            assert (
+                a[key].shape == b[key].shape and a[key].attrs.asdict() == b[key].attrs.asdict()
+            ), f"{path}/{key}"
         for key in a.group_keys():
             walk(a[key], b[key], f"{path}/{key}")
+
     walk(fresh, kept, "")
 
 

@@ -35,9 +35,11 @@ def store_path(tmp_path):
 
 def _plant(store_path):
     """Temporary files as zarr's LocalStore and a killed export would leave them."""
-    planted = [f"features/audio/values/c/3/0.{secrets.token_hex(16)}.partial",
-               f"features/audio/timestamps/c/.2.{secrets.token_hex(8)}.partial",
-               f"zarr.{secrets.token_hex(16)}.partial"]
+    planted = [
+        f"features/audio/values/c/3/0.{secrets.token_hex(16)}.partial",
+        f"features/audio/timestamps/c/.2.{secrets.token_hex(8)}.partial",
+        f"zarr.{secrets.token_hex(16)}.partial",
+    ]
     for key in planted:
         (store_path / key).write_bytes(b"half a chunk")
     return sorted(planted)
@@ -96,7 +98,7 @@ def test_repair_is_refused_while_a_writer_runs(store_path, capsys):
         assert cli.main(["verify", str(store_path), "--repair"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("avscene verify: error:") and "a writer is running" in err
-    assert store.temporary_files() == planted                # nothing was removed
+    assert store.temporary_files() == planted  # nothing was removed
     with pytest.raises(StoreError, match="read-only"):
         FeatureStore.open(store_path, mode="r").repair()
 

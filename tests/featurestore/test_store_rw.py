@@ -43,20 +43,25 @@ def test_select_by_every_index_column(tmp_path):
 
     np.testing.assert_array_equal(store.select(), np.arange(40))
     np.testing.assert_array_equal(store.select(scene="bus"), expect(lambda c: c.scene == "bus"))
-    np.testing.assert_array_equal(store.select(city=["lyon", "milan"]),
-                                  expect(lambda c: c.city in ("lyon", "milan")))
-    np.testing.assert_array_equal(store.select(location="lisbon-1"),
-                                  expect(lambda c: c.location == "lisbon-1"))
+    np.testing.assert_array_equal(
+        store.select(city=["lyon", "milan"]), expect(lambda c: c.city in ("lyon", "milan"))
+    )
+    np.testing.assert_array_equal(
+        store.select(location="lisbon-1"), expect(lambda c: c.location == "lisbon-1")
+    )
     np.testing.assert_array_equal(store.select(fold="test"), expect(lambda c: "test" in c.folds))
-    np.testing.assert_array_equal(store.select(fold="evaluate"),
-                                  expect(lambda c: "evaluate" in c.folds))
-    np.testing.assert_array_equal(store.select(fold=["train", "eval"]),
-                                  expect(lambda c: {"train", "eval"} & set(c.folds)))
+    np.testing.assert_array_equal(
+        store.select(fold="evaluate"), expect(lambda c: "evaluate" in c.folds)
+    )
+    np.testing.assert_array_equal(
+        store.select(fold=["train", "eval"]), expect(lambda c: {"train", "eval"} & set(c.folds))
+    )
     ids = [clips[7].clip_id, clips[3].clip_id]
     np.testing.assert_array_equal(store.select(clips=ids), [3, 7])
     np.testing.assert_array_equal(
         store.select(scene="park", city="lyon", fold="evaluate"),
-        expect(lambda c: c.scene == "park" and c.city == "lyon" and "evaluate" in c.folds))
+        expect(lambda c: c.scene == "park" and c.city == "lyon" and "evaluate" in c.folds),
+    )
     assert store.select(city="nowhere").size == 0
     with pytest.raises(StoreFormatError):
         store.select(clips=["not-a-clip"])
@@ -70,8 +75,9 @@ def test_selected_reads_touch_only_needed_rows(tmp_path):
     frames = store.read("audio", selection=selection)
     expected = np.concatenate([written[clips[p].clip_id][0] for p in selection])
     np.testing.assert_array_equal(frames.values, expected)
-    np.testing.assert_array_equal(frames.counts, [len(written[clips[p].clip_id][0])
-                                                  for p in selection])
+    np.testing.assert_array_equal(
+        frames.counts, [len(written[clips[p].clip_id][0]) for p in selection]
+    )
 
 
 def test_failures_overflow_and_pending(tmp_path):
@@ -80,8 +86,8 @@ def test_failures_overflow_and_pending(tmp_path):
     with store.block_writer("audio", 0, commit_seconds=0) as writer:
         first, second, third, _ = store.blocks()[0].clip_ids
         assert writer.write(first, *audio_like(clips[0], dim=8, seed=0))
-        assert not writer.write(first, *audio_like(clips[0], dim=8, seed=0))   # once only
-        too_long = np.zeros((13, 8), np.float32)          # a 1 s clip at 10 frames/s: 12 reserved
+        assert not writer.write(first, *audio_like(clips[0], dim=8, seed=0))  # once only
+        too_long = np.zeros((13, 8), np.float32)  # a 1 s clip at 10 frames/s: 12 reserved
         assert not writer.write(second, too_long, np.arange(len(too_long)) * 0.1)
         writer.fail(third, "video stream\nmissing")
         with pytest.raises(StoreFormatError, match="expected"):
@@ -97,7 +103,7 @@ def test_failures_overflow_and_pending(tmp_path):
     assert len(store.pending("audio")) == 5
     with pytest.raises(StoreError, match="failed"):
         store.frames("audio", second)
-    with store.block_writer("audio", 0, commit_seconds=0) as writer:   # a failed clip can be redone
+    with store.block_writer("audio", 0, commit_seconds=0) as writer:  # a failed clip can be redone
         assert writer.write(second, *audio_like(clips[1], dim=8, seed=0))
     assert store.status("audio")[1] == COMMITTED and store.failures("audio")[0][1] == third
     assert store.read("audio").positions.tolist() == [0, 1]
@@ -118,7 +124,7 @@ def test_float16_storage_error_bound(tmp_path):
         stored, _ = store.frames("audio", clip_id)
         assert stored.dtype == np.float32
         # float16 keeps 11 significant bits: relative error <= 2**-11 (normal range)
-        assert np.all(np.abs(stored - values) <= np.abs(values) * 2.0 ** -11 + 1e-7)
+        assert np.all(np.abs(stored - values) <= np.abs(values) * 2.0**-11 + 1e-7)
         np.testing.assert_array_equal(stored, values.astype(np.float16).astype(np.float32))
     assert store.feature_attrs("audio")["storage_dtype"] == "float16"
     assert store._feature("audio").values.dtype == np.float16
@@ -130,9 +136,9 @@ def test_float16_storage_error_bound(tmp_path):
 
 def test_out_of_order_writes_and_appended_clips(tmp_path):
     clips = make_clips(14, seed=8)
-    store = new_store(tmp_path / "s.zarr", clips[:6])      # blocks of 4: the last one partial
+    store = new_store(tmp_path / "s.zarr", clips[:6])  # blocks of 4: the last one partial
     first = fill_store(store, "audio", clips, audio_like, dim=8, seed=8, order=lambda p: p[::-1])
-    assert store.add_clips(clips) == 8                      # grows block 1 and appends blocks
+    assert store.add_clips(clips) == 8  # grows block 1 and appends blocks
     assert len(store.blocks()) == 4
     assert store.pending("audio") == [c.clip_id for c in clips[6:]]
     second = fill_store(store, "audio", clips, audio_like, dim=8, seed=8)
@@ -164,18 +170,18 @@ def test_zero_frame_clips_and_empty_stores(tmp_path):
 def test_gather_rows_matches_numpy_indexing(tmp_path, seed):
     rng = np.random.default_rng(seed)
     store = FeatureStore.open(tmp_path / "s.zarr", mode="w")
-    store.create_feature("x", dim=3, frame_rate=1, params={}, chunk_mib=0.0001)   # 8-row chunks
+    store.create_feature("x", dim=3, frame_rate=1, params={}, chunk_mib=0.0001)  # 8-row chunks
     array = store._feature("x").values
     array.resize((100, 3))
     data = rng.standard_normal((100, 3)).astype(np.float32)
-    array[:96] = data[:96]                         # rows 96..99 never written: fill value 0
+    array[:96] = data[:96]  # rows 96..99 never written: fill value 0
     data[96:] = 0
     starts = rng.integers(0, 100, 25)
     counts = np.minimum(rng.integers(0, 20, 25), 100 - starts)
     reader = ChunkReader(array)
     assert reader.fast
     got = gather_rows(reader, starts, counts)
-    expected = np.concatenate([data[s:s + c] for s, c in zip(starts, counts)])
+    expected = np.concatenate([data[s : s + c] for s, c in zip(starts, counts)])
     np.testing.assert_array_equal(got, expected)
     chunk, offset, length, dest = plan_pieces(starts, counts, 8)
     assert np.all(offset + length <= 8) and length.sum() == counts.sum()
@@ -205,6 +211,7 @@ def test_default_layout_at_scale(tmp_path):
     expected = np.concatenate([expected_mean, expected_std], axis=2).reshape(-1, 2 * dim)
     np.testing.assert_allclose(segments.X(), expected, rtol=1e-4, atol=1e-5)
     lyon = reopened.select(city="lyon")
-    np.testing.assert_array_equal(reopened.read("audio", selection=lyon).values,
-                                  data[lyon].reshape(-1, dim))
+    np.testing.assert_array_equal(
+        reopened.read("audio", selection=lyon).values, data[lyon].reshape(-1, dim)
+    )
     assert reopened.verify() == []

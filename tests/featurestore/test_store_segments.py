@@ -42,9 +42,10 @@ def filled(tmp_path_factory):
     where = tmp_path_factory.mktemp("segments") / "s.zarr"
     store = new_store(where, clips, features=(("audio", 8, 10.0), ("video", 5, 5.0)))
     audio = fill_store(store, "audio", clips, audio_like, dim=8, seed=11)
-    skip = {clips[4].clip_id, clips[9].clip_id}               # pending / failed for video
-    video = fill_store(store, "video", [c for c in clips if c.clip_id not in skip], video_like,
-                       dim=5, seed=12)
+    skip = {clips[4].clip_id, clips[9].clip_id}  # pending / failed for video
+    video = fill_store(
+        store, "video", [c for c in clips if c.clip_id not in skip], video_like, dim=5, seed=12
+    )
     with store.block_writer("video", 2) as writer:
         writer.fail(clips[9].clip_id, "no video stream")
     return FeatureStore.open(where, mode="r"), clips, audio, video
@@ -57,15 +58,18 @@ def test_single_feature_pooling_matches_numpy(filled, pooling):
     expected = reference_segments(clips, audio, pooling)
     assert len(segments) == len(expected)
     keys = list(zip(segments.clip_id.tolist(), segments.second.tolist()))
-    assert keys == sorted(expected, key=lambda key: ([c.clip_id for c in clips].index(key[0]),
-                                                     key[1]))
+    assert keys == sorted(
+        expected, key=lambda key: ([c.clip_id for c in clips].index(key[0]), key[1])
+    )
     for row, key in enumerate(keys):
         reference, n_frames = expected[key]
         got = segments.features["audio"][row]
         assert segments.counts["audio"][row] == n_frames
         if pooling == "none":
             assert np.array_equal(got[:n_frames], reference)
-            assert np.array_equal(got[n_frames:], np.repeat(reference[-1:], len(got) - n_frames, 0))
+            assert np.array_equal(
+                got[n_frames:], np.repeat(reference[-1:], len(got) - n_frames, 0)
+            )
         else:
             np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)
     clip_of = {c.clip_id: c for c in clips}
@@ -81,9 +85,9 @@ def test_segment_counts_follow_the_one_clock_rules(filled):
     for clip_id, n in zip(segments.clip_id, segments.counts["audio"]):
         counts.setdefault(str(clip_id), []).append(int(n))
     by_duration = {c.duration: counts[c.clip_id] for c in clips}
-    assert by_duration[10.0] == [10] * 9 + [6]              # frames 90..95 in segment 9
-    assert by_duration[1.0] == [6]                          # a 1 s evaluation clip
-    assert by_duration[0.75] == [3]                         # one segment, at least
+    assert by_duration[10.0] == [10] * 9 + [6]  # frames 90..95 in segment 9
+    assert by_duration[1.0] == [6]  # a 1 s evaluation clip
+    assert by_duration[0.75] == [3]  # one segment, at least
     assert by_duration[480_001 / 48_000] == [10] * 9 + [7]  # 97 frames, 10 segments
 
 
@@ -129,8 +133,9 @@ def test_random_timestamps_and_lengths(tmp_path):
     for pooling in POOLINGS:
         segments = store.segments("x", pooling=pooling)
         expected = reference_segments(clips, written, pooling)
-        got = dict(zip(zip(segments.clip_id.tolist(), segments.second.tolist()),
-                       segments.features["x"]))
+        got = dict(
+            zip(zip(segments.clip_id.tolist(), segments.second.tolist()), segments.features["x"])
+        )
         assert set(got) == set(expected)
         for key, (reference, n_frames) in expected.items():
             value = got[key][:n_frames] if pooling == "none" else got[key]

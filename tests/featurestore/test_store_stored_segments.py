@@ -16,7 +16,7 @@ STORED = ("mean", "max", "meanstd", "center")
 
 def fresh_seed():
     seed = int(np.random.SeedSequence().entropy % 2**31)
-    print(f"seed {seed}")                          # shown when a test fails
+    print(f"seed {seed}")  # shown when a test fails
     return seed
 
 
@@ -49,12 +49,13 @@ def test_stored_segments_equal_pooling_the_frames(store_with_frames, pooling, mo
         assert np.array_equal(stored.counts[name], on_the_fly.counts[name])
     for column in ("clip_id", "second", "scene", "city", "location", "folds", "position"):
         assert np.array_equal(getattr(stored, column), getattr(on_the_fly, column))
-    expected = reference_segments(clips, audio, pooling)            # numpy, clip by clip
+    expected = reference_segments(clips, audio, pooling)  # numpy, clip by clip
     full = reader.segments("audio", pooling=pooling)
     assert len(full) == len(expected)
     for row, key in enumerate(zip(full.clip_id.tolist(), full.second.tolist())):
-        np.testing.assert_allclose(full.features["audio"][row], expected[key][0], rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            full.features["audio"][row], expected[key][0], rtol=1e-5, atol=1e-5
+        )
         assert full.counts["audio"][row] == expected[key][1]
     group = zarr.open_group(str(where), mode="r")[f"segments/audio/{pooling}"]
     assert group.attrs["frames_fingerprint"] and group.attrs["n_segments"] == len(expected)
@@ -66,8 +67,10 @@ def test_up_to_date_segments_are_left_alone(store_with_frames):
     store.write_segments(["audio"], poolings=("mean",))
     again = store.write_segments(["audio"], poolings=("mean",))
     assert [entry["written"] for entry in again] == [False]
-    assert [entry["written"] for entry in store.write_segments(
-        ["audio"], poolings=("mean",), overwrite=True)] == [True]
+    assert [
+        entry["written"]
+        for entry in store.write_segments(["audio"], poolings=("mean",), overwrite=True)
+    ] == [True]
 
 
 def test_appending_clips_makes_stored_segments_stale(store_with_frames, monkeypatch):
@@ -80,17 +83,17 @@ def test_appending_clips_makes_stored_segments_stale(store_with_frames, monkeypa
     assert [entry["fresh"] for entry in stale.stored_segments()] == [False, False]
     audio.update(fill_store(store, "audio", more, audio_like, dim=8, seed=3))
     reader = FeatureStore.open(where, mode="r")
-    segments = reader.segments("audio")                 # pooled: the copy is stale
+    segments = reader.segments("audio")  # pooled: the copy is stale
     assert set(segments.clip_id.tolist()) == set(audio)
     assert len(segments) == len(reference_segments(clips + more, audio, "mean"))
-    assert reader.verify() == []                        # stale is not corrupt
+    assert reader.verify() == []  # stale is not corrupt
     from featurestore.store.integrity import stale_segments
+
     assert stale_segments(reader) == ["audio mean", "video mean"]
     store.write_segments(["audio"], poolings=("mean",))
     reader = FeatureStore.open(where, mode="r")
     monkeypatch.setattr(feature_store_module, "pool_feature", refuse_pooling)
-    assert np.array_equal(reader.segments("audio").features["audio"],
-                          segments.features["audio"])
+    assert np.array_equal(reader.segments("audio").features["audio"], segments.features["audio"])
 
 
 def test_committing_a_pending_clip_makes_them_stale(tmp_path):
@@ -107,12 +110,15 @@ def test_a_copy_whose_writer_died_is_not_used(store_with_frames, monkeypatch):
     store, _, _, _, where = store_with_frames
     store.write_segments(["audio"], poolings=("mean",))
     group = zarr.open_group(str(where), mode="r+")["segments/audio/mean"]
-    group.attrs["frames_fingerprint"] = None          # as left before the commit point
+    group.attrs["frames_fingerprint"] = None  # as left before the commit point
     reader = FeatureStore.open(where, mode="r")
     assert [entry["fresh"] for entry in reader.stored_segments()] == [False]
     calls = []
-    monkeypatch.setattr(feature_store_module, "pool_feature",
-                        lambda *a, **k: calls.append(1) or pool_feature(*a, **k))
+    monkeypatch.setattr(
+        feature_store_module,
+        "pool_feature",
+        lambda *a, **k: calls.append(1) or pool_feature(*a, **k),
+    )
     reader.segments("audio")
     assert calls
 
@@ -124,16 +130,30 @@ def _tamper(where, path, change):
     array[...] = data
 
 
-@pytest.mark.parametrize("path, change, expected", [
-    ("segments/audio/mean/values", lambda v: v.__setitem__((3, 2), v[3, 2] + 0.5),
-     "1 segments differ from pooling the frames"),
-    ("segments/audio/mean/count", lambda c: c.__setitem__(0, c[0] + 1), "holds other segments"),
-    ("segments/audio/mean/second", lambda s: s.__setitem__(1, 99), "is impossible or out of order"),
-])
+@pytest.mark.parametrize(
+    "path, change, expected",
+    [
+        (
+            "segments/audio/mean/values",
+            lambda v: v.__setitem__((3, 2), v[3, 2] + 0.5),
+            "1 segments differ from pooling the frames",
+        ),
+        (
+            "segments/audio/mean/count",
+            lambda c: c.__setitem__(0, c[0] + 1),
+            "holds other segments",
+        ),
+        (
+            "segments/audio/mean/second",
+            lambda s: s.__setitem__(1, 99),
+            "is impossible or out of order",
+        ),
+    ],
+)
 def test_verify_catches_a_tampered_segment_group(store_with_frames, path, change, expected):
     store, _, _, _, where = store_with_frames
     store.write_segments(["audio"], poolings=("mean",))
-    _tamper(where, path, change)                      # valid checksums: zarr rewrote the chunk
+    _tamper(where, path, change)  # valid checksums: zarr rewrote the chunk
     problems = FeatureStore.open(where, mode="r").verify()
     assert len(problems) == 1 and expected in problems[0], problems
     assert problems[0].startswith("segments/audio/mean")
@@ -167,6 +187,7 @@ def test_pooling_none_is_not_stored(store_with_frames):
 
 
 # -- xarray and pandas -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("pooling", ["mean", "meanstd", "none"])
 def test_to_xarray_holds_the_segments_and_their_coordinates(store_with_frames, pooling):

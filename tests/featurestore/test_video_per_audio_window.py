@@ -31,14 +31,17 @@ def openl3_windows(seconds, hop, center=True):
     return 1 + max(0, int(np.ceil((length - 48000) / hop_samples)))
 
 
-@pytest.mark.parametrize("n_frames, n_picks, options", [
-    (50, 16, {}),                                  # 2 s at 25 fps, hop 0.1
-    (30, 96, {}),                                  # more windows than frames: repeats
-    (25, 1, {}),
-    (40, 21, {"bframes": 2}),                      # decoding order differs from display order
-    (30, 11, {"start": 0.4}),                      # non-zero start time
-    (20, 9, {"times": np.cumsum(np.r_[0, np.random.default_rng(0).uniform(0.01, 0.2, 19)])}),
-])
+@pytest.mark.parametrize(
+    "n_frames, n_picks, options",
+    [
+        (50, 16, {}),  # 2 s at 25 fps, hop 0.1
+        (30, 96, {}),  # more windows than frames: repeats
+        (25, 1, {}),
+        (40, 21, {"bframes": 2}),  # decoding order differs from display order
+        (30, 11, {"start": 0.4}),  # non-zero start time
+        (20, 9, {"times": np.cumsum(np.r_[0, np.random.default_rng(0).uniform(0.01, 0.2, 19)])}),
+    ],
+)
 def test_frames_spread_over_all_decoded_frames(n_frames, n_picks, options, tmp_path):
     path = tmp_path / "clip.mp4"
     helpers.write_mp4(path, n_frames=n_frames, **options)
@@ -65,13 +68,15 @@ def decoded_frames(path):
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-@pytest.mark.parametrize("seconds, hop, center", [(2.0, 0.1, True), (1.0, 0.25, False),
-                                                  (480001 / 48000, 0.5, True)])
+@pytest.mark.parametrize(
+    "seconds, hop, center", [(2.0, 0.1, True), (1.0, 0.25, False), (480001 / 48000, 0.5, True)]
+)
 def test_prepared_video_takes_the_audio_windows_timestamps(seconds, hop, center, tmp_path):
     n_frames = int(seconds * 10)
     helpers.write_mp4(tmp_path / "clip.mp4", width=256, height=224, rate=10, n_frames=n_frames)
-    plan = Plan(features=("openl3_video",), hop=hop, center=center,
-                video_frames="per-audio-window")
+    plan = Plan(
+        features=("openl3_video",), hop=hop, center=center, video_frames="per-audio-window"
+    )
     clip = Clip(clip_id="c", audio=None, video="clip.mp4", duration=seconds)
     extractors = plan_extractors(plan, random_weights=0)
     prepared = prepare_clip(clip, tmp_path, plan, extractors)
@@ -87,28 +92,64 @@ def test_prepared_video_takes_the_audio_windows_timestamps(seconds, hop, center,
 def test_extracted_video_rows_line_up_with_the_audio_rows(weights, tmp_path, capsys):
     from featurestore.synth import synth_corpus
 
-    synth_corpus(tmp_path / "corpus", clips_per_class=1, seconds=2.0, size=(256, 224), fps=10,
-                 seed=5, eval_clips=0, classes=("airport", "bus"), workers=1)
+    synth_corpus(
+        tmp_path / "corpus",
+        clips_per_class=1,
+        seconds=2.0,
+        size=(256, 224),
+        fps=10,
+        seed=5,
+        eval_clips=0,
+        classes=("airport", "bus"),
+        workers=1,
+    )
     root = tmp_path / "corpus" / "development"
-    common = ["--weights", str(weights), "--features", "openl3_audio,openl3_video", "--hop",
-              "0.5", "--device", "cpu", "--workers", "0", "--progress", "log"]
-    assert cli.main(["extract", str(root), str(tmp_path / "w.zarr"), *common,
-                     "--video-frames", "per-audio-window"]) == 0
-    assert cli.main(["extract", str(root), str(tmp_path / "fps.zarr"), *common,
-                     "--fps", "2"]) == 0
+    common = [
+        "--weights",
+        str(weights),
+        "--features",
+        "openl3_audio,openl3_video",
+        "--hop",
+        "0.5",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--progress",
+        "log",
+    ]
+    assert (
+        cli.main(
+            [
+                "extract",
+                str(root),
+                str(tmp_path / "w.zarr"),
+                *common,
+                "--video-frames",
+                "per-audio-window",
+            ]
+        )
+        == 0
+    )
+    assert cli.main(["extract", str(root), str(tmp_path / "fps.zarr"), *common, "--fps", "2"]) == 0
     capsys.readouterr()
-    model = openl3.load_image_model(weights / openl3.official_name("image", "mel256", "env"),
-                                    device="cpu")
-    with FeatureStore.open(tmp_path / "w.zarr") as store, \
-            FeatureStore.open(tmp_path / "fps.zarr") as default:
+    model = openl3.load_image_model(
+        weights / openl3.official_name("image", "mel256", "env"), device="cpu"
+    )
+    with (
+        FeatureStore.open(tmp_path / "w.zarr") as store,
+        FeatureStore.open(tmp_path / "fps.zarr") as default,
+    ):
         params = store.feature_params("openl3_video")
         assert params["video_frames"] == "per-audio-window" and "fps" not in params
         assert {"video_frames"}.isdisjoint(default.feature_params("openl3_video"))
         assert default.feature_params("openl3_video")["fps"] == 2.0
         assert store.feature_fingerprint("openl3_video") != default.feature_fingerprint(
-            "openl3_video")
+            "openl3_video"
+        )
         assert store.feature_fingerprint("openl3_audio") == default.feature_fingerprint(
-            "openl3_audio")
+            "openl3_audio"
+        )
         table = read_frame_table(store, ["openl3_audio", "openl3_video"])
         for clip in store.clips.records():
             values, times = store.frames("openl3_video", clip.clip_id)

@@ -32,8 +32,9 @@ def test_no_command_exits_2(capsys):
 
 def test_console_script_is_installed():
     script = pathlib.Path(sys.executable).with_name("avscene")
-    result = subprocess.run([str(script), "--version"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0
     assert result.stdout.startswith("avscene ")
 
@@ -44,4 +45,4 @@ def test_every_command_can_print_json_and_shows_defaults(name, capsys):
         cli.main([name, "--help"])
     text = capsys.readouterr().out
     assert "--json" in text
-    assert "(default: False)" in " ".join(text.split())   # ArgumentDefaultsHelpFormatter
+    assert "(default: False)" in " ".join(text.split())  # ArgumentDefaultsHelpFormatter

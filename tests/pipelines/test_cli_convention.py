@@ -15,8 +15,18 @@ PARSER = cli.build_parser()
 SUBPARSERS = next(a for a in PARSER._actions if a.dest == "command").choices
 COMMANDS = [name for name, _, _ in cli.COMMANDS]
 #: Commands that create a file or folder name it with --out.
-CREATORS = ("synth", "export", "import", "split", "pack", "unpack", "train", "predict", "report",
-            "demo")
+CREATORS = (
+    "synth",
+    "export",
+    "import",
+    "split",
+    "pack",
+    "unpack",
+    "train",
+    "predict",
+    "report",
+    "demo",
+)
 PARALLELISM = {"--workers": "processes", "--threads": "threads", "--dask-local": "processes"}
 
 
@@ -65,8 +75,9 @@ def numeric_options(name):
     """Options taking a number: a numeric default, or a type built by pipelines.commands.options.number."""
     found = []
     for action in options(name):
-        numeric_default = (isinstance(action.default, (int, float))
-                           and not isinstance(action.default, bool))
+        numeric_default = isinstance(action.default, (int, float)) and not isinstance(
+            action.default, bool
+        )
         if hasattr(action.type, "bounds") or numeric_default or action.type in (int, float):
             found.append(action)
     return found
@@ -82,10 +93,16 @@ def test_every_numeric_option_is_validated(name):
 def test_every_numeric_option_has_both_bounds_in_its_help(name):
     for action in numeric_options(name):
         bounds = action.type.bounds
-        assert bounds["maximum"] is not None or bounds["below"] is not None, \
-            (name, action.option_strings, "no upper bound")
-        assert bounds["minimum"] is not None or bounds["above"] is not None, \
-            (name, action.option_strings, "no lower bound")
+        assert bounds["maximum"] is not None or bounds["below"] is not None, (
+            name,
+            action.option_strings,
+            "no upper bound",
+        )
+        assert bounds["minimum"] is not None or bounds["above"] is not None, (
+            name,
+            action.option_strings,
+            "no lower bound",
+        )
         shown = SUBPARSERS[name].format_help().replace("\n", " ")
         text = options_module.bounds_text(bounds, action.metavar or action.dest.upper())
         assert f"(range: {text})" in " ".join(shown.split()), (name, action.option_strings)
@@ -104,15 +121,23 @@ def minimal_argv(name):
 
 def bad_values(bounds):
     values = ["abc", "1e999" if bounds["kind"] is float else "1.5"]
-    for key, bad in (("minimum", lambda b: b - 1), ("above", lambda b: b),
-                     ("below", lambda b: b), ("maximum", lambda b: b + 1)):
+    for key, bad in (
+        ("minimum", lambda b: b - 1),
+        ("above", lambda b: b),
+        ("below", lambda b: b),
+        ("maximum", lambda b: b + 1),
+    ):
         if bounds[key] is not None:
             values.append(str(bad(bounds[key])))
     return values
 
 
-CASES = [(name, action.option_strings[0], value) for name in COMMANDS
-         for action in numeric_options(name) for value in bad_values(action.type.bounds)]
+CASES = [
+    (name, action.option_strings[0], value)
+    for name in COMMANDS
+    for action in numeric_options(name)
+    for value in bad_values(action.type.bounds)
+]
 
 
 @pytest.mark.parametrize("name, flag, value", CASES)
@@ -136,6 +161,7 @@ def test_bad_list_items_exit_2(capsys):
 
 
 # -- --json: one object with sorted keys, from every command, on real inputs ------------------
+
 
 def run_json(argv, capsys):
     capsys.readouterr()
@@ -162,19 +188,62 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
         seen[name] = document
         return document
 
-    check("synth", "--out", corpus, "--classes", "airport,bus,park", "--clips-per-class", 4,
-          "--seconds", 1, "--size", "64x48", "--fps", 5, "--eval-clips", 3, "--workers", 1)
+    check(
+        "synth",
+        "--out",
+        corpus,
+        "--classes",
+        "airport,bus,park",
+        "--clips-per-class",
+        4,
+        "--seconds",
+        1,
+        "--size",
+        "64x48",
+        "--fps",
+        5,
+        "--eval-clips",
+        3,
+        "--workers",
+        1,
+    )
     check("scan", corpus / "development")
     for part in ("development", "evaluation"):
-        extracted = check("extract", corpus / part, store, "--features", "logmel", "--n-mels",
-                          16, "--workers", 0, "--progress", "log", "--segments", "max")
-        assert [(e["feature"], e["pooling"], e["written"]) for e in
-                extracted["segments"]["stored"]] == [("logmel", "max", True)]
+        extracted = check(
+            "extract",
+            corpus / part,
+            store,
+            "--features",
+            "logmel",
+            "--n-mels",
+            16,
+            "--workers",
+            0,
+            "--progress",
+            "log",
+            "--segments",
+            "max",
+        )
+        assert [
+            (e["feature"], e["pooling"], e["written"]) for e in extracted["segments"]["stored"]
+        ] == [("logmel", "max", True)]
     check("info", store)
     check("verify", store)
     check("split", store, "--method", "dcase2021", "--out", workspace / "split.csv")
-    check("train", store, "--features", "logmel", "--pooling", "meanstd", "--preset", "fast",
-          "--val-fraction", 0, "--out", run)
+    check(
+        "train",
+        store,
+        "--features",
+        "logmel",
+        "--pooling",
+        "meanstd",
+        "--preset",
+        "fast",
+        "--val-fraction",
+        0,
+        "--out",
+        run,
+    )
     check("evaluate", run, store, "--bootstrap", 10)
     check("predict", run, store, "--fold", "eval", "--out", workspace / "out.csv")
     check("score", workspace / "out.csv", corpus / "evaluation_truth.csv", "--bootstrap", 10)
@@ -185,4 +254,4 @@ def test_every_command_prints_one_sorted_json_object(workspace, capsys):
     check("segments", store, "--pooling", "mean,meanstd")
     check("pack", store, "--out", workspace / "s.zarr.zip")
     check("unpack", workspace / "s.zarr.zip", "--out", workspace / "unpacked.zarr")
-    assert set(seen) == set(COMMANDS) - {"demo"}       # demo: tests/pipelines/test_demo.py
+    assert set(seen) == set(COMMANDS) - {"demo"}  # demo: tests/pipelines/test_demo.py

@@ -5,15 +5,24 @@ import json
 from pipelines.commands import cli
 from pipelines.jobs import tables
 
-TINY = ["--classes", "airport,bus,park", "--clips-per-class", "6", "--seconds", "1",
-        "--preset", "fast", "--json"]
+TINY = [
+    "--classes",
+    "airport,bus,park",
+    "--clips-per-class",
+    "6",
+    "--seconds",
+    "1",
+    "--preset",
+    "fast",
+    "--json",
+]
 
 
 def demo(workdir, capsys, *options):
     capsys.readouterr()
     status = cli.main(["demo", "--out", str(workdir), *TINY, *options])
     out = capsys.readouterr().out
-    return status, json.loads(out[out.index("{\n"):])
+    return status, json.loads(out[out.index("{\n") :])
 
 
 def test_demo_runs_every_step_reports_and_a_second_run_replaces_the_first(tmp_path, capsys):
@@ -22,8 +31,19 @@ def test_demo_runs_every_step_reports_and_a_second_run_replaces_the_first(tmp_pa
     assert status == 0, summary["steps"]
     assert all(step.get("status", 0) == 0 for step in summary["steps"].values())
     names = {row["run"].rsplit("/", 1)[-1] for row in summary["systems"]}
-    assert names == {"lr-audio", "lr-video", "mlp-audio", "mlp-video", "lgbm-audio",
-                     "lgbm-video", "lr-logmel", "early-lr", "late-lr", "stack-lr", "proposed"}
+    assert names == {
+        "lr-audio",
+        "lr-video",
+        "mlp-audio",
+        "mlp-video",
+        "lgbm-audio",
+        "lgbm-video",
+        "lr-logmel",
+        "early-lr",
+        "late-lr",
+        "stack-lr",
+        "proposed",
+    }
     text = (workdir / "report.md").read_text()
     assert "RANDOM OpenL3 weights" in text and "## Evaluation clips" in text
     table = text.split("| run | system |", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
@@ -37,13 +57,16 @@ def test_demo_runs_every_step_reports_and_a_second_run_replaces_the_first(tmp_pa
     assert sorted(line.split("\t")[0] for line in lines[1:]) == ["0.wav", "1.wav", "2.wav"]
     # the store is packed into one archive that reads like the store
     from featurestore.store import FeatureStore
+
     archive = workdir / "store.zarr.zip"
-    assert summary["archive"] == str(archive) and summary["archive_bytes"] == \
-        archive.stat().st_size
+    assert (
+        summary["archive"] == str(archive) and summary["archive_bytes"] == archive.stat().st_size
+    )
     packed, store = FeatureStore.open(archive), FeatureStore.open(workdir / "store.zarr")
     assert packed.features == store.features and packed.verify() == []
-    assert (packed.segments(list(store.features)).X() ==
-            store.segments(list(store.features)).X()).all()
+    assert (
+        packed.segments(list(store.features)).X() == store.segments(list(store.features)).X()
+    ).all()
     # a second run replaces the first demo's folder: nothing of the first one is left
     (workdir / "runs" / "left-over.txt").write_text("from the first run")
     status, again = demo(workdir, capsys, "--eval-clips", "2")

@@ -21,12 +21,39 @@ from featurestore.store import FeatureStore
 from featurestore.synth import synth_corpus
 from pipelines.commands import cli
 
-FEATURES = ["openl3_audio", "openl3_video", "efficientnet_b0", "clip_vit_b32", "panns_cnn14",
-            "hear:tests.hear_module"]
-STORED = ["openl3_audio", "openl3_video", "efficientnet_b0", "clip_vit_b32", "panns_cnn14",
-          "hear-tests.hear_module"]
-OPTIONS = ["--features", ",".join(FEATURES), "--random-weights", "5", "--hop", "1",
-           "--no-center", "--fps", "1", "--device", "cpu", "--progress", "log", "--batch", "8"]
+FEATURES = [
+    "openl3_audio",
+    "openl3_video",
+    "efficientnet_b0",
+    "clip_vit_b32",
+    "panns_cnn14",
+    "hear:tests.hear_module",
+]
+STORED = [
+    "openl3_audio",
+    "openl3_video",
+    "efficientnet_b0",
+    "clip_vit_b32",
+    "panns_cnn14",
+    "hear-tests.hear_module",
+]
+OPTIONS = [
+    "--features",
+    ",".join(FEATURES),
+    "--random-weights",
+    "5",
+    "--hop",
+    "1",
+    "--no-center",
+    "--fps",
+    "1",
+    "--device",
+    "cpu",
+    "--progress",
+    "log",
+    "--batch",
+    "8",
+]
 
 
 def run(argv):
@@ -41,8 +68,16 @@ def run(argv):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    synth_corpus(out, clips_per_class=2, seconds=2.0, size=(256, 224), fps=10, seed=4,
-                 classes=("airport", "bus", "park"), workers=1)
+    synth_corpus(
+        out,
+        clips_per_class=2,
+        seconds=2.0,
+        size=(256, 224),
+        fps=10,
+        seed=4,
+        classes=("airport", "bus", "park"),
+        workers=1,
+    )
     return out / "development"
 
 
@@ -62,8 +97,9 @@ def test_one_run_writes_every_kind_of_feature(store, corpus):
         for name in STORED[:-1]:
             assert opened.feature_params(name)["model"]["random_weights"] == 5, name
         # rows of each feature equal its extractor run directly on the clip
-        extractors = plan_extractors(Plan(features=tuple(FEATURES), hop=1.0, center=False,
-                                          fps=1.0), random_weights=5)
+        extractors = plan_extractors(
+            Plan(features=tuple(FEATURES), hop=1.0, center=False, fps=1.0), random_weights=5
+        )
         clip = opened.clips.records()[0]
         prepared = prepare_clip(clip, corpus, Plan(hop=1.0, center=False, fps=1.0), extractors)
         assert not prepared.failures
@@ -71,14 +107,15 @@ def test_one_run_writes_every_kind_of_feature(store, corpus):
             embed = extractor.load(device="cpu", batch=8)
             out = embed([prepared.inputs[extractor.name].items])
             if isinstance(out, list):
-                (values, stamps), = out
+                ((values, stamps),) = out
             else:
                 values, stamps = out, prepared.inputs[extractor.name].timestamps
             got, got_stamps = opened.frames(extractor.name, clip.clip_id)
             np.testing.assert_allclose(got_stamps, stamps, atol=1e-9)
             scale = max(1.0, float(np.abs(values).max()))
-            np.testing.assert_allclose(got, values, rtol=1e-5, atol=1e-5 * scale,
-                                       err_msg=extractor.name)
+            np.testing.assert_allclose(
+                got, values, rtol=1e-5, atol=1e-5 * scale, err_msg=extractor.name
+            )
         # one clock: the windowed audio features share timestamps, the video features too
         for clip_id in opened.clips.clip_id[:3]:
             audio = opened.frames("openl3_audio", str(clip_id))[1]
@@ -97,19 +134,31 @@ def test_rerun_resumes_and_shards_fill_the_same_store(store, corpus, tmp_path):
     assert run(["extract", corpus, sharded, *OPTIONS, "--prepare-only", "--json"])[0] == 0
     done = 0
     for index in range(2):
-        status, part = run(["extract", corpus, sharded, *OPTIONS, "--shard", f"{index}/2",
-                            "--workers", "0", "--json"])
+        status, part = run(
+            [
+                "extract",
+                corpus,
+                sharded,
+                *OPTIONS,
+                "--shard",
+                f"{index}/2",
+                "--workers",
+                "0",
+                "--json",
+            ]
+        )
         assert status == 0
         done += part["done"]
     assert done == 6
     with FeatureStore.open(path, mode="r") as a, FeatureStore.open(sharded, mode="r") as b:
         for name in STORED:
             assert a.feature_fingerprint(name) == b.feature_fingerprint(name)
-            for clip_id in a.clips.clip_id:      # other batches: equal up to float rounding
+            for clip_id in a.clips.clip_id:  # other batches: equal up to float rounding
                 x, y = a.frames(name, str(clip_id)), b.frames(name, str(clip_id))
                 np.testing.assert_array_equal(x[1], y[1])
-                np.testing.assert_allclose(x[0], y[0], rtol=1e-4,
-                                           atol=1e-5 * max(1.0, float(np.abs(x[0]).max())))
+                np.testing.assert_allclose(
+                    x[0], y[0], rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(x[0]).max()))
+                )
 
 
 def test_info_shows_each_extractors_provenance(store):
@@ -128,10 +177,27 @@ def test_info_shows_each_extractors_provenance(store):
 def test_late_fusion_of_clip_and_cnn14_trains_and_evaluates(store, tmp_path):
     path, _ = store
     run_dir = tmp_path / "run"
-    status = cli.main(["train", str(path), "--features", "clip_vit_b32,panns_cnn14",
-                       "--model", "clip=mlp,cnn14=lr", "--fusion", "late", "--preset", "fast",
-                       "--val-fraction", "0", "--no-temperature", "--threads", "1",
-                       "--out", str(run_dir)])
+    status = cli.main(
+        [
+            "train",
+            str(path),
+            "--features",
+            "clip_vit_b32,panns_cnn14",
+            "--model",
+            "clip=mlp,cnn14=lr",
+            "--fusion",
+            "late",
+            "--preset",
+            "fast",
+            "--val-fraction",
+            "0",
+            "--no-temperature",
+            "--threads",
+            "1",
+            "--out",
+            str(run_dir),
+        ]
+    )
     assert status == 0
     status, report = run(["evaluate", run_dir, path, "--bootstrap", "20", "--json"])
     assert status == 0
@@ -144,8 +210,9 @@ def test_late_fusion_of_clip_and_cnn14_trains_and_evaluates(store, tmp_path):
 
 def test_weights_option_names_each_features_file():
     parser = cli.build_parser()
-    args = parser.parse_args(["extract", "r", "s", "--weights",
-                              "/w/openl3,resnet50=/w/r.pth,hear:pkg.mod=/w/h.npy"])
+    args = parser.parse_args(
+        ["extract", "r", "s", "--weights", "/w/openl3,resnet50=/w/r.pth,hear:pkg.mod=/w/h.npy"]
+    )
     assert args.weights == {None: "/w/openl3", "resnet50": "/w/r.pth", "hear:pkg.mod": "/w/h.npy"}
     for bad in ("resnet50=/a,resnet50=/b", "/a,/b", "resnet51=/a", "resnet50="):
         with pytest.raises(SystemExit) as exited:
@@ -156,8 +223,9 @@ def test_weights_option_names_each_features_file():
 
 
 def test_a_backbone_without_weights_is_bad_usage(corpus, tmp_path, capsys):
-    status = cli.main(["extract", str(corpus), str(tmp_path / "s"), "--features", "resnet50",
-                       "--device", "cpu"])
+    status = cli.main(
+        ["extract", str(corpus), str(tmp_path / "s"), "--features", "resnet50", "--device", "cpu"]
+    )
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "resnet50: no weights; avscene never downloads" in err[0]
@@ -169,8 +237,19 @@ def test_a_wrong_weight_file_is_bad_usage(corpus, tmp_path, capsys):
 
     wrong = tmp_path / "other.pth"
     torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3), "fc.weight": torch.zeros(2, 8)}, wrong)
-    status = cli.main(["extract", str(corpus), str(tmp_path / "s"), "--features", "resnet50",
-                       "--weights", f"resnet50={wrong}", "--device", "cpu"])
+    status = cli.main(
+        [
+            "extract",
+            str(corpus),
+            str(tmp_path / "s"),
+            "--features",
+            "resnet50",
+            "--weights",
+            f"resnet50={wrong}",
+            "--device",
+            "cpu",
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not torchvision resnet50 weights" in err[0]

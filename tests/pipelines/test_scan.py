@@ -11,9 +11,30 @@ from pipelines.commands import cli
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("scan")
-    status = cli.main(["-q", "synth", "--out", str(out), "--clips-per-class", "4", "--seconds",
-                       "1", "--size", "32x24", "--fps", "2", "--seed", "3", "--eval-clips", "5",
-                       "--locations-per-class", "2", "--workers", "1"])
+    status = cli.main(
+        [
+            "-q",
+            "synth",
+            "--out",
+            str(out),
+            "--clips-per-class",
+            "4",
+            "--seconds",
+            "1",
+            "--size",
+            "32x24",
+            "--fps",
+            "2",
+            "--seed",
+            "3",
+            "--eval-clips",
+            "5",
+            "--locations-per-class",
+            "2",
+            "--workers",
+            "1",
+        ]
+    )
     assert status == 0
     return out
 
@@ -28,8 +49,9 @@ def test_scan_reads_back_a_synth_corpus(corpus, capsys):
     status, out, _ = scan(capsys, corpus / "development", "--json")
     assert status == 0
     summary = json.loads(out)
-    assert {"clips", "scenes", "cities", "locations", "folds", "problems", "kind",
-            "root"} <= set(summary)
+    assert {"clips", "scenes", "cities", "locations", "folds", "problems", "kind", "root"} <= set(
+        summary
+    )
     assert summary["kind"] == "tau-development"
     assert summary["clips"] == 40 and summary["problems"] == []
     assert summary["scenes"] == dict.fromkeys(SCENES, 4)
@@ -43,8 +65,15 @@ def test_scan_text(corpus, capsys):
     assert status == 0
     lines = out.splitlines()
     assert lines[0].startswith(f"dataset   {corpus / 'development'} (tau-development): 40 clips")
-    assert lines[1].split() == ["scene", "clips", "locations", "cities", "train", "evaluate",
-                                "test"]
+    assert lines[1].split() == [
+        "scene",
+        "clips",
+        "locations",
+        "cities",
+        "train",
+        "evaluate",
+        "test",
+    ]
     assert lines[2].split() == ["airport", "4", "2", "2", "2", "2", "2"]
     assert any(line.split()[:2] == ["total", "40"] for line in lines)
     assert lines[-1] == "problems  none"
@@ -67,18 +96,20 @@ def test_scan_problems_exit_1(corpus, tmp_path, capsys):
     (root / "meta.csv").write_text("\n".join(lines) + "\n")
     status, out, _ = scan(capsys, root, "--max-problems", "1")
     assert status == 1
-    assert "problems  3" in out                                    # media folders not copied
+    assert "problems  3" in out  # media folders not copied
     assert "  meta.csv row 4: unknown scene label 'airprot'" in out
     assert "... and 2 more" in out
     status, out, _ = scan(capsys, root, "--json")
     assert status == 1 and json.loads(out)["problems"][1:] == [
-        "audio/: folder missing (39 files listed)", "video/: folder missing (39 files listed)"]
+        "audio/: folder missing (39 files listed)",
+        "video/: folder missing (39 files listed)",
+    ]
 
 
 def test_scan_no_dataset_exit_2(corpus, tmp_path, capsys):
     status, out, err = scan(capsys, tmp_path)
     assert status == 2 and out == "" and "no dataset" in err
-    status, _, err = scan(capsys, corpus)                           # development + evaluation
+    status, _, err = scan(capsys, corpus)  # development + evaluation
     assert status == 2 and "2 datasets one level down (development, evaluation)" in err
 
 
@@ -110,11 +141,14 @@ def test_synth_refuses_a_repeated_class(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--clips-per-class", "2", "--locations-per-class", "3"], "exceeds --clips-per-class"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--clips-per-class", "2", "--locations-per-class", "3"], "exceeds --clips-per-class"),
+    ],
+)
 def test_synth_usage_errors(tmp_path, capsys, args, message):
-    with pytest.raises(SystemExit) as stop:             # the usage error, before any work
+    with pytest.raises(SystemExit) as stop:  # the usage error, before any work
         cli.main(["synth", "--out", str(tmp_path / "out"), *args])
     assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -126,9 +160,19 @@ def test_many_locations_are_summarised():
     from featurestore.datasets import Clip, Manifest
     from pipelines.commands.scan import format_scan
 
-    clips = [Clip(f"park-lyon-{loc}-{loc * 10 + k}", None, None, scene="park", city="lyon",
-                  location=f"lyon-{loc}", folds=("train",))
-             for loc in range(100) for k in range(1 + loc % 5)]
+    clips = [
+        Clip(
+            f"park-lyon-{loc}-{loc * 10 + k}",
+            None,
+            None,
+            scene="park",
+            city="lyon",
+            location=f"lyon-{loc}",
+            folds=("train",),
+        )
+        for loc in range(100)
+        for k in range(1 + loc % 5)
+    ]
     manifest = Manifest(Path("/data"), "csv", clips, ["m.csv row 2: x"] * 3, "0" * 64)
     text = format_scan(manifest, manifest.summary(), max_problems=0)
     assert "locations 100, clips per location: min 1, median 3, max 5 (--json lists them)" in text

@@ -46,6 +46,24 @@ def run_dir(store_path, tmp_path_factory):
     """A run trained on the store (logistic regression, preset fast), never written to again:
     tests copy it."""
     run = tmp_path_factory.mktemp("runs") / "lr"
-    assert cli.main(["-q", "train", str(store_path), "--features", "audio", "--model", "lr",
-                     "--preset", "fast", "--threads", "1", "--out", str(run)]) == 0
+    assert (
+        cli.main(
+            [
+                "-q",
+                "train",
+                str(store_path),
+                "--features",
+                "audio",
+                "--model",
+                "lr",
+                "--preset",
+                "fast",
+                "--threads",
+                "1",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     return run

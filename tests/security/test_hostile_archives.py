@@ -45,7 +45,7 @@ class Result(NamedTuple):
     returncode: int
     stdout: str
     stderr: str
-    peak: int | None             # None: the child died before it could write it
+    peak: int | None  # None: the child died before it could write it
 
 
 #: The child: its own limits first (no preexec_fn in a parent that runs threads), then the CLI.
@@ -71,12 +71,19 @@ sys.exit(status)
 def run(*args, fsize=None, timeout=180):
     """``avscene ARGS`` in a child under :data:`ADDRESS_SPACE` (and a file-size limit
     ``fsize``); its exit status, output and peak resident memory in bytes (``VmHWM``)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile() as peak:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile() as peak,
+    ):
         env = {**os.environ, "PYTHONPATH": ROOT, "AVSCENE_TEST_PEAK": peak.name}
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(ADDRESS_SPACE),
-                                  str(fsize or 0), *map(str, args)],
-                                 stdout=out, stderr=err, env=env, cwd=ROOT)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(ADDRESS_SPACE), str(fsize or 0), *map(str, args)],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=ROOT,
+        )
         deadline = time.monotonic() + timeout
         while True:
             pid, status, _ = os.wait4(child.pid, os.WNOHANG)
@@ -92,8 +99,12 @@ def run(*args, fsize=None, timeout=180):
         out.seek(0)
         err.seek(0)
         written = Path(peak.name).read_text()
-        return Result(child.returncode, out.read().decode(), err.read().decode(),
-                      int(written) * 1024 if written else None)
+        return Result(
+            child.returncode,
+            out.read().decode(),
+            err.read().decode(),
+            int(written) * 1024 if written else None,
+        )
 
 
 def refusal(result, command, *, status=2):
@@ -140,12 +151,16 @@ def victim(tmp_path):
 def assert_victim_untouched(victim, before, *, planted=()):
     """The victim is as it was, and its bytes are in no file but those ``planted`` by the test."""
     assert victim.read_bytes() == before
-    leaks = [name for name, data in files_under(victim.parent).items()
-             if before in data and name != victim.name and not name.startswith(tuple(planted))]
+    leaks = [
+        name
+        for name, data in files_under(victim.parent).items()
+        if before in data and name != victim.name and not name.startswith(tuple(planted))
+    ]
     assert not leaks, f"the victim's bytes were copied into {leaks}"
 
 
 # -- 1. links, FIFOs and unknown files in a store folder -----------------------------------------
+
 
 def _plant_link(store, victim, key):
     path = store / key
@@ -189,8 +204,9 @@ STRANGERS = {
 
 
 @pytest.mark.parametrize("case", list(STRANGERS))
-def test_a_store_folder_holding_a_stranger_is_refused_and_never_followed(source, tmp_path,
-                                                                          victim, case):
+def test_a_store_folder_holding_a_stranger_is_refused_and_never_followed(
+    source, tmp_path, victim, case
+):
     plant, key, what = STRANGERS[case]
     store = tmp_path / "s.zarr"
     shutil.copytree(source / "s.zarr", store)
@@ -203,29 +219,35 @@ def test_a_store_folder_holding_a_stranger_is_refused_and_never_followed(source,
     assert key in refusal(run("info", store), "info")
     verified = run("verify", store)
     assert verified.returncode == 1, verified
-    listed = [line for line in verified.stdout.splitlines()
-              if line.endswith("; not part of a feature store")]
+    listed = [
+        line
+        for line in verified.stdout.splitlines()
+        if line.endswith("; not part of a feature store")
+    ]
     assert len(listed) == 1 and listed[0].startswith(f"{key}: {what}"), verified.stdout
     assert_victim_untouched(victim, before, planted=["outside"])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["s.zarr", "victim.txt"] + (["outside"] if case == "a folder linked out" else []))
+        ["s.zarr", "victim.txt"] + (["outside"] if case == "a folder linked out" else [])
+    )
 
 
-def test_every_reader_of_a_local_store_refuses_a_stranger_in_one_line(source, tmp_path,
-                                                                         victim):
+def test_every_reader_of_a_local_store_refuses_a_stranger_in_one_line(source, tmp_path, victim):
     store = tmp_path / "s.zarr"
     shutil.copytree(source / "s.zarr", store)
     _plant_link(store, victim, "features/audio/values/c/1/0")
     with pytest.raises(StoreFormatError) as refused:
         FeatureStore.open(store)
     assert "\n" not in str(refused.value) and "features/audio/values/c/1/0" in str(refused.value)
-    line = refusal(run("train", store, "--features", "audio", "--preset", "fast", "--out",
-                       tmp_path / "run"), "train")
+    line = refusal(
+        run("train", store, "--features", "audio", "--preset", "fast", "--out", tmp_path / "run"),
+        "train",
+    )
     assert "features/audio/values/c/1/0: a symbolic link" in line
     assert not (tmp_path / "run").exists()
 
 
 # -- 2. zip bombs and entries that reach beyond what they declare --------------------------------
+
 
 def _rewrite(archive, out, *, replace=None, add=None):
     """Copy ``archive`` to ``out`` entry by entry (stored), with entries replaced or added."""
@@ -246,7 +268,7 @@ def _central_records(data):
         offset, records = handle.start_dir, {}
         for _ in handle.infolist():
             sizes = struct.unpack_from("<3H", data, offset + 28)
-            name = data[offset + 46:offset + 46 + sizes[0]].decode()
+            name = data[offset + 46 : offset + 46 + sizes[0]].decode()
             records[name] = offset
             offset += 46 + sum(sizes)
     return records
@@ -258,8 +280,13 @@ def _patch(path, name, **fields):
     data = bytearray(path.read_bytes())
     local = zipfile.ZipFile(path).getinfo(name).header_offset
     central = _central_records(bytes(data))[name]
-    layout = {"method": ("<H", 8, 10), "crc": ("<I", 14, 16), "compress_size": ("<I", 18, 20),
-              "file_size": ("<I", 22, 24), "header_offset": ("<I", None, 42)}
+    layout = {
+        "method": ("<H", 8, 10),
+        "crc": ("<I", 14, 16),
+        "compress_size": ("<I", 18, 20),
+        "file_size": ("<I", 22, 24),
+        "header_offset": ("<I", None, 42),
+    }
     for field, value in fields.items():
         form, in_local, in_central = layout[field]
         if in_local is not None:
@@ -295,7 +322,7 @@ def _bomb(source, tmp_path, bomb_stream, name):
     with zipfile.ZipFile(bomb) as handle:
         entry = handle.getinfo(name)
         assert entry.file_size == BOMB_BYTES and entry.compress_type == zipfile.ZIP_DEFLATED
-        with handle.open(name) as inflating:                   # a real bomb: it inflates
+        with handle.open(name) as inflating:  # a real bomb: it inflates
             assert inflating.read(1 << 20) == bytes(1 << 20)
     assert bomb.stat().st_size < 10 << 20
     return bomb
@@ -321,10 +348,11 @@ def test_a_zip_bomb_is_refused_before_anything_is_inflated(source, tmp_path, bom
 def test_reading_the_clean_archive_stays_far_below_the_memory_limit(source, tmp_path):
     """The measurement above is of the same commands doing real work."""
     archive = source / "s.zarr.zip"
-    for args in (["verify", archive],
-                 ["train", archive, "--features", "audio", "--preset", "fast", "--out",
-                  tmp_path / "run"],
-                 ["unpack", archive, "--out", tmp_path / "out.zarr"]):
+    for args in (
+        ["verify", archive],
+        ["train", archive, "--features", "audio", "--preset", "fast", "--out", tmp_path / "run"],
+        ["unpack", archive, "--out", tmp_path / "out.zarr"],
+    ):
         result = run(*args)
         assert result.returncode == 0, result
         assert result.peak < PEAK_LIMIT
@@ -353,8 +381,14 @@ def _overlapping(archive, out):
         first = next(i for i, entry in enumerate(entries) if entry.filename == "clips/city/c/0")
         stretched, following = entries[first], entries[first + 1]
     data_start = stretched.header_offset + 30 + len(stretched.filename) + len(stretched.extra)
-    size = following.header_offset + 30 + len(following.filename) + len(following.extra) + \
-        following.compress_size - data_start
+    size = (
+        following.header_offset
+        + 30
+        + len(following.filename)
+        + len(following.extra)
+        + following.compress_size
+        - data_start
+    )
     _patch(copy, "clips/city/c/0", compress_size=size, file_size=size)
     return copy, f"entry 'clips/city/c/0' overlaps entry '{following.filename}'"
 
@@ -379,10 +413,8 @@ def _past_the_end(archive, out):
     return copy, "entry 'clips/city/c/0'"
 
 
-@pytest.mark.parametrize("forge", [_overlapping, _size_mismatch, _oversized_chunk,
-                                   _past_the_end])
-def test_an_entry_is_read_only_within_the_archive_and_its_declared_size(source, tmp_path,
-                                                                         forge):
+@pytest.mark.parametrize("forge", [_overlapping, _size_mismatch, _oversized_chunk, _past_the_end])
+def test_an_entry_is_read_only_within_the_archive_and_its_declared_size(source, tmp_path, forge):
     archive, expected = forge(source / "s.zarr.zip", tmp_path / "forged.zarr.zip")
     with pytest.raises(StoreFormatError) as refused:
         FeatureStore.open(archive)
@@ -393,8 +425,9 @@ def test_an_entry_is_read_only_within_the_archive_and_its_declared_size(source, 
 
 
 def test_a_deeply_nested_metadata_document_is_refused_in_one_line(source, tmp_path):
-    archive = _rewrite(source / "s.zarr.zip", tmp_path / "deep.zarr.zip",
-                       replace={"zarr.json": b"[" * 200_000})
+    archive = _rewrite(
+        source / "s.zarr.zip", tmp_path / "deep.zarr.zip", replace={"zarr.json": b"[" * 200_000}
+    )
     for command, args in (("info", []), ("unpack", ["--out", tmp_path / "out.zarr"])):
         line = refusal(run(command, archive, *args), command)
         assert "is not a zarr v3 group" in line and "recursion" in line
@@ -403,14 +436,19 @@ def test_a_deeply_nested_metadata_document_is_refused_in_one_line(source, tmp_pa
 
 # -- 3. leases and temporary files in an archive -------------------------------------------------
 
+
 def test_unpack_drops_leases_and_temporary_files(source, tmp_path):
     lease = json.dumps({"token": "0" * 32, "host": "elsewhere", "pid": 1}).encode()
-    archive = _rewrite(source / "s.zarr.zip", tmp_path / "leased.zarr.zip", add={
-        "leases/store.json": lease,
-        "leases/features/audio/0.json": lease,
-        "features/audio/values/c/0/0.0123456789abcdef0123456789abcdef.partial": b"half",
-        "zarr.json.89abcdef.partial": b"{",
-    })
+    archive = _rewrite(
+        source / "s.zarr.zip",
+        tmp_path / "leased.zarr.zip",
+        add={
+            "leases/store.json": lease,
+            "leases/features/audio/0.json": lease,
+            "features/audio/values/c/0/0.0123456789abcdef0123456789abcdef.partial": b"half",
+            "zarr.json.89abcdef.partial": b"{",
+        },
+    )
     assert FeatureStore.open(archive).verify() == []
     result = run("unpack", archive, "--out", tmp_path / "out.zarr")
     assert result.returncode == 0, result
@@ -419,7 +457,7 @@ def test_unpack_drops_leases_and_temporary_files(source, tmp_path):
     assert set(names) == set(files_under(source / "s.zarr"))
     store = FeatureStore.open(tmp_path / "out.zarr", mode="r+")
     assert store.verify() == [] and store.temporary_files() == []
-    store.block_writer("audio", 0).close()             # no lease of the archive's is in the way
+    store.block_writer("audio", 0).close()  # no lease of the archive's is in the way
 
 
 # -- 4. names a store cannot hold ----------------------------------------------------------------
@@ -447,12 +485,14 @@ def test_unpack_refuses_chunks_outside_their_arrays_before_writing(source, tmp_p
     outside = {f"features/audio/values/c/{10_000 + i}/0": b"x" for i in range(3)}
     archive = _rewrite(source / "s.zarr.zip", tmp_path / "grid.zarr.zip", add=outside)
     line = refusal(run("unpack", archive, "--out", tmp_path / "out.zarr"), "unpack")
-    assert "3 entries are chunks outside their arrays, e.g. 'features/audio/values/c/10000/0'" \
-        in line
+    assert (
+        "3 entries are chunks outside their arrays, e.g. 'features/audio/values/c/10000/0'" in line
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.zarr.zip"]
 
 
 # -- 5. node documents against the consolidated metadata -----------------------------------------
+
 
 def _with_params(document, hop):
     document = json.loads(document)
@@ -462,8 +502,9 @@ def _with_params(document, hop):
 
 def _node_changed(archive):
     with zipfile.ZipFile(archive) as handle:
-        return {"features/audio/zarr.json": _with_params(handle.read("features/audio/zarr.json"),
-                                                         0.5)}
+        return {
+            "features/audio/zarr.json": _with_params(handle.read("features/audio/zarr.json"), 0.5)
+        }
 
 
 def _copy_changed(archive):
@@ -475,12 +516,11 @@ def _copy_changed(archive):
 
 
 @pytest.mark.parametrize("change", [_node_changed, _copy_changed])
-def test_an_archive_whose_documents_disagree_with_its_consolidated_copy(source, tmp_path,
-                                                                        change):
-    archive = _rewrite(source / "s.zarr.zip", tmp_path / "two.zarr.zip",
-                       replace=change(source / "s.zarr.zip"))
-    expected = "features/audio/zarr.json differs from its copy in the root's consolidated " \
-               "metadata"
+def test_an_archive_whose_documents_disagree_with_its_consolidated_copy(source, tmp_path, change):
+    archive = _rewrite(
+        source / "s.zarr.zip", tmp_path / "two.zarr.zip", replace=change(source / "s.zarr.zip")
+    )
+    expected = "features/audio/zarr.json differs from its copy in the root's consolidated metadata"
     verified = run("verify", archive)
     assert verified.returncode == 1 and expected in verified.stdout, verified
     line = refusal(run("unpack", archive, "--out", tmp_path / "out.zarr"), "unpack")
@@ -489,6 +529,7 @@ def test_an_archive_whose_documents_disagree_with_its_consolidated_copy(source, 
 
 
 # -- 6. a full disk ------------------------------------------------------------------------------
+
 
 def _full_disk_case(source, tmp_path, command):
     """(arguments, target, file-size limit, the existing target) of a command whose largest
@@ -513,14 +554,16 @@ def _existing_target(source, target):
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
 @pytest.mark.parametrize("command", ["pack", "export", "unpack", "import"])
-def test_a_full_disk_ends_a_writer_in_one_line_with_nothing_half_written(source, tmp_path,
-                                                                         command, existing):
+def test_a_full_disk_ends_a_writer_in_one_line_with_nothing_half_written(
+    source, tmp_path, command, existing
+):
     args, target, limit = _full_disk_case(source, tmp_path, command)
     if existing:
         _existing_target(source, target)
     before = files_under(tmp_path)
-    result = run(command, *args, "--out", target, *(["--overwrite"] if existing else []),
-                 fsize=limit)
+    result = run(
+        command, *args, "--out", target, *(["--overwrite"] if existing else []), fsize=limit
+    )
     line = refusal(result, command, status=1)
     assert "File too large" in line and "nothing was left half-written" in line
     assert files_under(tmp_path) == before

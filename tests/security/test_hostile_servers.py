@@ -46,8 +46,14 @@ print(json.dumps({"status": status, "maxrss_kib": int(peak)}))  # parent's pages
 def avscene(*argv):
     """Run ``avscene ARGV`` in a child process; (exit status, peak RSS in KiB, stderr lines)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(ADDRESS_SPACE), *map(str, argv)],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ADDRESS_SPACE), *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["status"], result["maxrss_kib"], done.stderr.strip().splitlines()
@@ -63,12 +69,13 @@ def refused(command, url, *options):
 
 # -- servers ------------------------------------------------------------------------------------
 
+
 class Scripted(CountingHandler):
     """Static files of ``directory`` (with byte ranges), except where ``answer(handler)``
     answers itself (it returns True)."""
 
     answer = staticmethod(lambda handler: False)
-    timeout = 30                       # no handler waits longer on a silent client
+    timeout = 30  # no handler waits longer on a silent client
 
     def do_GET(self):
         if not self.answer(self):
@@ -120,8 +127,13 @@ def served(tmp_path_factory):
     """A folder with a store (2 features, stored segments) and its archive."""
     root = tmp_path_factory.mktemp("served")
     clips = make_clips(24, seed=4)
-    store = new_store(root / "s.zarr", clips, features=[("audio", 8, 10.0), ("video", 4, 5.0)],
-                      block_clips=8, chunk_mib=0.01)
+    store = new_store(
+        root / "s.zarr",
+        clips,
+        features=[("audio", 8, 10.0), ("video", 4, 5.0)],
+        block_clips=8,
+        chunk_mib=0.01,
+    )
     fill_store(store, "audio", clips, audio_like, dim=8, seed=1)
     fill_store(store, "video", clips, video_like, dim=4, seed=2)
     store.write_segments(poolings=("mean",))
@@ -131,12 +143,13 @@ def served(tmp_path_factory):
 
 # -- 1. an endless answer ------------------------------------------------------------------------
 
+
 def endless_json(handler):
     if not handler.path.endswith("/zarr.json"):
         return False
     write_headers(handler, 200, {"Content-Type": "application/json"})
     handler.wfile.write(b"{")
-    stream(handler, b" " * (1 << 20), times=8 << 10)         # 8 GiB at most
+    stream(handler, b" " * (1 << 20), times=8 << 10)  # 8 GiB at most
     return True
 
 
@@ -144,10 +157,12 @@ def test_an_endless_metadata_document_stops_at_its_limit(served):
     with hostile(served, endless_json) as server:
         status, maxrss_kib, lines = avscene("info", server.url("s.zarr"), "--timeout", "60")
     assert status == 2 and len(lines) == 1, lines
-    assert lines[0] == (f"avscene info: error: {server.url('s.zarr/zarr.json')}: the answer "
-                        f"passes {MAX_METADATA_BYTES:,} bytes, the most expected of a metadata "
-                        f"document; stopped reading")
-    assert maxrss_kib < 1 << 20, maxrss_kib                    # under 1 GiB
+    assert lines[0] == (
+        f"avscene info: error: {server.url('s.zarr/zarr.json')}: the answer "
+        f"passes {MAX_METADATA_BYTES:,} bytes, the most expected of a metadata "
+        f"document; stopped reading"
+    )
+    assert maxrss_kib < 1 << 20, maxrss_kib  # under 1 GiB
 
 
 def huge_declared(handler):
@@ -161,8 +176,10 @@ def huge_declared(handler):
 def test_a_declared_size_beyond_the_limit_is_refused_before_the_body(served):
     with hostile(served, huge_declared) as server:
         line = refused("info", server.url("s.zarr"))
-    assert "declares 1,000,000,000,000 bytes, more than the 67,108,864 expected of a " \
-           "metadata document" in line
+    assert (
+        "declares 1,000,000,000,000 bytes, more than the 67,108,864 expected of a "
+        "metadata document" in line
+    )
 
 
 def longer_ranges(handler):
@@ -179,12 +196,15 @@ def test_a_range_answer_longer_than_the_range_is_refused(served):
     with hostile(served, longer_ranges) as server:
         status, maxrss_kib, lines = avscene("info", server.url("s.zarr.zip"), "--timeout", "60")
     assert status == 2 and len(lines) == 1, lines
-    assert "s.zarr.zip: the answer passes 1,048,576 bytes, the most expected of the byte range " \
-           "asked for" in lines[0]
+    assert (
+        "s.zarr.zip: the answer passes 1,048,576 bytes, the most expected of the byte range "
+        "asked for" in lines[0]
+    )
     assert maxrss_kib < 1 << 20, maxrss_kib
 
 
 # -- 2. a slow answer ----------------------------------------------------------------------------
+
 
 def one_byte_every_2s(handler):
     write_headers(handler, 200, {"Content-Length": "30"})
@@ -201,8 +221,10 @@ def silent(handler):
 def test_a_slow_server_meets_the_timeout(served, answer):
     with hostile(served, answer) as server:
         line = refused("info", server.url("s.zarr"))
-    assert line == (f"avscene info: error: {server.url('s.zarr/zarr.json')}: no complete answer "
-                    f"within 2 s (--timeout or AVSCENE_HTTP_TIMEOUT allow more)")
+    assert line == (
+        f"avscene info: error: {server.url('s.zarr/zarr.json')}: no complete answer "
+        f"within 2 s (--timeout or AVSCENE_HTTP_TIMEOUT allow more)"
+    )
 
 
 def test_the_environment_sets_the_timeout(served, monkeypatch):
@@ -212,40 +234,52 @@ def test_the_environment_sets_the_timeout(served, monkeypatch):
             FeatureStore.open(server.url("s.zarr"))
     for text in ("soon", "0", "1e9", "nan"):
         monkeypatch.setenv("AVSCENE_HTTP_TIMEOUT", text)
-        with pytest.raises(AvsceneError, match="AVSCENE_HTTP_TIMEOUT must be a number of "
-                                               "seconds from 0.001 to 86400"):
+        with pytest.raises(
+            AvsceneError,
+            match="AVSCENE_HTTP_TIMEOUT must be a number of seconds from 0.001 to 86400",
+        ):
             FeatureStore.open("http://127.0.0.1:9/s.zarr")
 
 
 # -- 3. redirects ---------------------------------------------------------------------------------
 
+
 def redirecting(elsewhere):
     """``/moved.zarr/...`` redirects within the server, ``/away.zarr/...`` to ``elsewhere``."""
+
     def answer(handler):
         for name, base in (("/moved.zarr/", "/s.zarr/"), ("/away.zarr/", f"{elsewhere}s.zarr/")):
             if handler.path.startswith(name):
-                write_headers(handler, 302, {"Location": base + handler.path[len(name):],
-                                             "Content-Length": "0"})
+                write_headers(
+                    handler,
+                    302,
+                    {"Location": base + handler.path[len(name) :], "Content-Length": "0"},
+                )
                 return True
         return False
+
     return answer
 
 
 def test_redirects_leave_the_origin_only_when_allowed(served):
     with serve(served) as other, hostile(served, redirecting(other.url())) as server:
         line = refused("info", server.url("away.zarr"))
-        assert line == (f"avscene info: error: {server.url('away.zarr/zarr.json')}: redirected "
-                        f"to another origin (http://127.0.0.1:{other.server_port}); refused "
-                        f"(--allow-redirects or AVSCENE_HTTP_ALLOW_REDIRECTS=1 follows it)")
+        assert line == (
+            f"avscene info: error: {server.url('away.zarr/zarr.json')}: redirected "
+            f"to another origin (http://127.0.0.1:{other.server_port}); refused "
+            f"(--allow-redirects or AVSCENE_HTTP_ALLOW_REDIRECTS=1 follows it)"
+        )
         assert other.count() == 0
         status, _, _ = avscene("info", server.url("moved.zarr"), "--json", "--timeout", "10")
-        assert status == 0 and other.count() == 0       # within the origin: followed
-        status, _, _ = avscene("info", server.url("away.zarr"), "--json", "--timeout", "10",
-                               "--allow-redirects")
+        assert status == 0 and other.count() == 0  # within the origin: followed
+        status, _, _ = avscene(
+            "info", server.url("away.zarr"), "--json", "--timeout", "10", "--allow-redirects"
+        )
         assert status == 0 and other.count() > 0
 
 
 # -- 4. a body shorter than its Content-Length ---------------------------------------------------
+
 
 def short_body(handler):
     if not handler.path.endswith("/zarr.json"):
@@ -258,12 +292,15 @@ def short_body(handler):
 def test_a_body_shorter_than_its_content_length_is_one_line(served):
     with hostile(served, short_body) as server:
         line = refused("info", server.url("s.zarr"))
-    assert line == (f"avscene info: error: {server.url('s.zarr/zarr.json')}: the answer broke "
-                    f"off before its end (fewer bytes than its Content-Length, or a broken "
-                    f"transfer)")
+    assert line == (
+        f"avscene info: error: {server.url('s.zarr/zarr.json')}: the answer broke "
+        f"off before its end (fewer bytes than its Content-Length, or a broken "
+        f"transfer)"
+    )
 
 
 # -- 5. listings ---------------------------------------------------------------------------------
+
 
 def endless_folders(handler):
     """Every folder lists a subfolder, forever (a listing-following client recursed to death)."""
@@ -282,19 +319,23 @@ def test_a_store_over_http_is_never_listed(served):
         drop_consolidated(zarr.open_group(str(plain), mode="r+"))
     with hostile(served, endless_folders) as server:
         line = refused("info", server.url("plain.zarr"))
-        assert line.endswith("has no consolidated metadata; over HTTP avscene reads a store only "
-                             "through it and never lists the server's folders "
-                             "(zarr.consolidate_metadata on the store adds it)")
+        assert line.endswith(
+            "has no consolidated metadata; over HTTP avscene reads a store only "
+            "through it and never lists the server's folders "
+            "(zarr.consolidate_metadata on the store adds it)"
+        )
         line = refused("verify", server.url("s.zarr"))
         assert "avscene never lists a store over HTTP" in line
         server.requests.clear()
         status, _, _ = avscene("info", server.url("s.zarr"), "--json", "--timeout", "10")
         assert status == 0
-        assert server.requests and not [path for _, path, _ in server.requests
-                                        if path.endswith("/")]
+        assert server.requests and not [
+            path for _, path, _ in server.requests if path.endswith("/")
+        ]
 
 
 # -- 6. info costs at most arrays + 6 requests ---------------------------------------------------
+
 
 def test_info_over_http_reads_recorded_sizes_without_listing(served, capsys):
     """The counting server lists folders (like nginx autoindex): info must not walk them."""
@@ -312,5 +353,6 @@ def test_info_over_http_reads_recorded_sizes_without_listing(served, capsys):
     assert remote["bytes_on_disk"] == expected["bytes_on_disk"] > 0
     for name, feature in expected["features"].items():
         assert remote["features"][name]["bytes_on_disk"] == feature["bytes_on_disk"] > 0
-    assert [entry["bytes_on_disk"] for entry in remote["segments"]] == \
-        [entry["bytes_on_disk"] for entry in expected["segments"]]
+    assert [entry["bytes_on_disk"] for entry in remote["segments"]] == [
+        entry["bytes_on_disk"] for entry in expected["segments"]
+    ]

@@ -65,18 +65,20 @@ def test_a_name_leaving_its_folder_is_refused(name, folder):
 
 
 def test_a_linked_folder_below_within_is_refused_but_the_given_folder_may_be_a_link(
-        tmp_path, victim):
+    tmp_path, victim
+):
     real = tmp_path / "real-run"
     (real / "plots").mkdir(parents=True)
-    named = tmp_path / "named-run"                  # a link the user typed: followed
+    named = tmp_path / "named-run"  # a link the user typed: followed
     named.symlink_to(real)
     outputs.check_writable(named, overwrite=True, folder=True)
     outputs.write_text(named / "plots" / "a.txt", "a\n", within=named)
     assert (real / "plots" / "a.txt").read_text() == "a\n"
-    (real / "linked").symlink_to(victim.parent)     # a link inside the run: refused
-    for write in (lambda: outputs.write_bytes(named / "linked" / ".bashrc", b"x", within=named),
-                  lambda: outputs.check_writable(named / "linked" / ".bashrc", overwrite=True,
-                                                 within=named)):
+    (real / "linked").symlink_to(victim.parent)  # a link inside the run: refused
+    for write in (
+        lambda: outputs.write_bytes(named / "linked" / ".bashrc", b"x", within=named),
+        lambda: outputs.check_writable(named / "linked" / ".bashrc", overwrite=True, within=named),
+    ):
         with pytest.raises(UnsafeOutputError, match="linked"):
             write()
     assert victim.read_bytes() == VICTIM_BYTES
@@ -92,9 +94,11 @@ def test_check_writable_refuses_existing_outputs_without_overwrite(folder):
 
 def test_check_writable_refuses_a_folder_this_process_cannot_write(folder, monkeypatch):
     real_access = os.access
-    monkeypatch.setattr(outputs.os, "access",
-                        lambda path, mode: False if str(path) == str(folder)
-                        else real_access(path, mode))
+    monkeypatch.setattr(
+        outputs.os,
+        "access",
+        lambda path, mode: False if str(path) == str(folder) else real_access(path, mode),
+    )
     with pytest.raises(UnsafeOutputError, match=f"{folder} is not writable"):
         outputs.check_writable(folder / "run", overwrite=True, folder=True)
 
@@ -116,12 +120,11 @@ def test_every_writer_round_trips_and_leaves_no_temporary_file(folder):
     figure = Figure()
     figure.add_subplot().plot([0, 1])
     outputs.write_figure(folder / "a.png", figure)
-    outputs.write_bytes(folder / "a.json", b'{"x": 3}')            # replaces the first
+    outputs.write_bytes(folder / "a.json", b'{"x": 3}')  # replaces the first
     assert json.loads((folder / "a.json").read_text()) == {"x": 3}
     with np.load(folder / "a.npz", allow_pickle=False) as data:
         assert data["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     with open(folder / "a.csv", newline="") as handle:
-        assert list(csv.reader(handle, delimiter="\t")) == [["clip_id", "role"],
-                                                            ["c1", "train"]]
+        assert list(csv.reader(handle, delimiter="\t")) == [["clip_id", "role"], ["c1", "train"]]
     assert (folder / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in folder.iterdir()) == ["a.csv", "a.json", "a.npz", "a.png"]

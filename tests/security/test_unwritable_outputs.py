@@ -33,8 +33,18 @@ def packed(store_path, tmp_path_factory):
 def command_line(command, out, *, store, run, exported, packed, dataset):
     """The command line of ``command`` with its output at ``out``."""
     return {
-        "train": ["train", store, "--features", "audio", "--preset", "fast", "--threads", "1",
-                  "--out", out],
+        "train": [
+            "train",
+            store,
+            "--features",
+            "audio",
+            "--preset",
+            "fast",
+            "--threads",
+            "1",
+            "--out",
+            out,
+        ],
         "evaluate": ["evaluate", out, store, "--bootstrap", "0"],
         "predict": ["predict", run, store, "--out", out / "output.csv"],
         "report": ["report", run, "--out", out / "report.md"],
@@ -54,26 +64,51 @@ def tree(folder):
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "report", "split", "export",
-                                     "import", "pack", "unpack", "segments", "extract", "synth",
-                                     "demo"])
-def test_an_output_below_a_file_is_refused_before_the_work(command, store_path, run_dir,
-                                                           exported, packed, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "command",
+    [
+        "train",
+        "evaluate",
+        "predict",
+        "report",
+        "split",
+        "export",
+        "import",
+        "pack",
+        "unpack",
+        "segments",
+        "extract",
+        "synth",
+        "demo",
+    ],
+)
+def test_an_output_below_a_file_is_refused_before_the_work(
+    command, store_path, run_dir, exported, packed, tmp_path, capsys
+):
     blocker = tmp_path / "a-file"
     blocker.write_bytes(BLOCKER_BYTES)
     dataset = tmp_path / "dataset"
     dataset.mkdir()
-    argv = command_line(command, blocker / "out", store=store_path, run=run_dir,
-                        exported=exported, packed=packed, dataset=dataset)
+    argv = command_line(
+        command,
+        blocker / "out",
+        store=store_path,
+        run=run_dir,
+        exported=exported,
+        packed=packed,
+        dataset=dataset,
+    )
     before = tree(tmp_path)
     capsys.readouterr()
     status = cli.main([str(a) for a in argv])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert status == 2, captured.err
-    assert len(lines) == 1, captured.err              # no log line: nothing was read before
-    assert lines[0] == (f"avscene {command}: error: cannot write {argv_output(argv, command)}: "
-                        f"{blocker} is not a folder")
+    assert len(lines) == 1, captured.err  # no log line: nothing was read before
+    assert lines[0] == (
+        f"avscene {command}: error: cannot write {argv_output(argv, command)}: "
+        f"{blocker} is not a folder"
+    )
     assert captured.out == ""
     assert blocker.read_bytes() == BLOCKER_BYTES and tree(tmp_path) == before
 
@@ -86,14 +121,22 @@ def argv_output(argv, command):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
 @pytest.mark.parametrize("command", ["train", "predict", "synth"])
-def test_an_output_in_a_read_only_folder_is_refused_before_the_work(command, store_path,
-                                                                    run_dir, tmp_path, capsys):
+def test_an_output_in_a_read_only_folder_is_refused_before_the_work(
+    command, store_path, run_dir, tmp_path, capsys
+):
     folder = tmp_path / "read-only"
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        argv = command_line(command, folder / "out", store=store_path, run=run_dir,
-                            exported=None, packed=None, dataset=None)
+        argv = command_line(
+            command,
+            folder / "out",
+            store=store_path,
+            run=run_dir,
+            exported=None,
+            packed=None,
+            dataset=None,
+        )
         capsys.readouterr()
         status = cli.main([str(a) for a in argv])
         lines = capsys.readouterr().err.strip().splitlines()

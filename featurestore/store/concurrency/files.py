@@ -23,8 +23,17 @@ from featurestore.errors import AvsceneError, StoreWriteError
 from featurestore.outputs import TEMP_SUFFIX, fsync_directory, fsync_file, temp_path
 from featurestore.store.concurrency.host import process_running
 
-__all__ = ["TEMP_SUFFIX", "build_path", "fsync_directory", "fsync_file", "fsync_tree",
-           "is_temporary", "remove_stale_builds", "reporting_write_errors", "temp_path"]
+__all__ = [
+    "TEMP_SUFFIX",
+    "build_path",
+    "fsync_directory",
+    "fsync_file",
+    "fsync_tree",
+    "is_temporary",
+    "remove_stale_builds",
+    "reporting_write_errors",
+    "temp_path",
+]
 
 
 def is_temporary(name):
@@ -52,8 +61,10 @@ def reporting_write_errors(label, what):
         raise
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
-        failure = StoreWriteError(f"{label}: cannot write {what}: {reason}; nothing was left "
-                                  f"half-written (a previous one is untouched)")
+        failure = StoreWriteError(
+            f"{label}: cannot write {what}: {reason}; nothing was left "
+            f"half-written (a previous one is untouched)"
+        )
         failure.errno = error.errno
         raise failure from None
 
@@ -61,8 +72,10 @@ def reporting_write_errors(label, what):
 def build_path(target, purpose):
     """A fresh name beside ``target`` for building it (``purpose``: a word)."""
     target = Path(target)
-    return target.with_name(f".{target.name}.{purpose}@{socket.gethostname()}@{os.getpid()}@"
-                            f"{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    return target.with_name(
+        f".{target.name}.{purpose}@{socket.gethostname()}@{os.getpid()}@"
+        f"{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    )
 
 
 def remove_stale_builds(target, purpose):
@@ -84,7 +97,7 @@ def remove_stale_builds(target, purpose):
         name = entry.name
         if not (name.startswith(prefix) and is_temporary(name)):
             continue
-        parts = name[len(prefix):-len(TEMP_SUFFIX)].rsplit("@", 2)
+        parts = name[len(prefix) : -len(TEMP_SUFFIX)].rsplit("@", 2)
         if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
             continue
         if process_running(int(parts[1])) is False:

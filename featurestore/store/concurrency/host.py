@@ -37,7 +37,7 @@ def _stat(pid):
     text = _read(f"/proc/{pid}/stat")
     if not text or ")" not in text:
         return None
-    fields = text.rsplit(")", 1)[1].split()      # the command name may hold spaces
+    fields = text.rsplit(")", 1)[1].split()  # the command name may hold spaces
     try:
         return fields[0], int(fields[19])
     except (IndexError, ValueError):
@@ -53,8 +53,13 @@ def process_start(pid):
 def identity():
     """This process, as recorded in a lease: host, boot_id, pid_ns, pid, pid_start."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid_ns": pid_namespace(),
-            "pid": pid, "pid_start": process_start(pid)}
+    return {
+        "host": socket.gethostname(),
+        "boot_id": boot_id(),
+        "pid_ns": pid_namespace(),
+        "pid": pid,
+        "pid_start": process_start(pid),
+    }
 
 
 def same_machine(record):
@@ -75,14 +80,14 @@ def process_running(pid, start=None):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:                # another user's process: it exists
+    except PermissionError:  # another user's process: it exists
         pass
     except OverflowError:
         return False
     stat = _stat(pid)
-    if stat is None:                       # no /proc: the pid exists, trust it
+    if stat is None:  # no /proc: the pid exists, trust it
         return True
     state, started = stat
-    if state in ("Z", "X"):                # exited, not reaped yet: it writes nothing more
+    if state in ("Z", "X"):  # exited, not reaped yet: it writes nothing more
         return False
     return start is None or started == start

@@ -90,11 +90,16 @@ class LocalLeaseFiles:
                 return True
             except FileExistsError:
                 return False
-            except FileNotFoundError:      # a release pruned the folder meanwhile: again
+            except FileNotFoundError:  # a release pruned the folder meanwhile: again
                 continue
-            except OSError as error:       # no hard links on this file system, or a full disk
-                if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
-                                       errno.EMLINK, errno.EXDEV):
+            except OSError as error:  # no hard links on this file system, or a full disk
+                if error.errno not in (
+                    errno.EPERM,
+                    errno.ENOTSUP,
+                    errno.EOPNOTSUPP,
+                    errno.EMLINK,
+                    errno.EXDEV,
+                ):
                     temporary.unlink(missing_ok=True)
                     self._prune(path.parent)
                     raise
@@ -126,7 +131,7 @@ class LocalLeaseFiles:
     def renew(self, key, record):
         try:
             os.utime(self._path(key))
-        except FileNotFoundError:          # lost: the holder's next check says so
+        except FileNotFoundError:  # lost: the holder's next check says so
             pass
 
     def remove(self, key, token):
@@ -142,7 +147,7 @@ class LocalLeaseFiles:
             if _parse(aside.read_bytes()).get("token") != token:
                 try:
                     os.link(aside, path)
-                except FileExistsError:    # a newer lease is in place already
+                except FileExistsError:  # a newer lease is in place already
                     pass
                 return False
         finally:
@@ -164,13 +169,19 @@ class LocalLeaseFiles:
         """Keys of the lease files present (temporary files aside)."""
         if not self.root.is_dir():
             return []
-        return sorted(path.relative_to(self.root).as_posix() for path in self.root.rglob("*.json")
-                      if path.is_file() and not is_temporary(path.name))
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*.json")
+            if path.is_file() and not is_temporary(path.name)
+        )
 
     def remove_temporary(self):
         """Delete leftover temporary files of leases; return their paths."""
-        found = [path for path in self.root.rglob("*") if path.is_file()
-                 and is_temporary(path.name)] if self.root.is_dir() else []
+        found = (
+            [path for path in self.root.rglob("*") if path.is_file() and is_temporary(path.name)]
+            if self.root.is_dir()
+            else []
+        )
         for path in found:
             path.unlink(missing_ok=True)
         return found
@@ -218,8 +229,11 @@ class StoreLeaseFiles:
 
     def keys(self):
         found = list_keys(self.store, self.prefix.rstrip("/"))
-        return sorted(key[len(self.prefix):] for key in found
-                      if key.endswith(".json") and not is_temporary(key))
+        return sorted(
+            key[len(self.prefix) :]
+            for key in found
+            if key.endswith(".json") and not is_temporary(key)
+        )
 
     def remove_temporary(self):
         return []
@@ -236,8 +250,10 @@ def lease_files(group):
 
 def describe(record, age=None):
     """One-line text naming a lease's holder."""
-    text = (f"pid {record.get('pid', '?')} on host {record.get('host', '?')} "
-            f"since {record.get('started', '?')}")
+    text = (
+        f"pid {record.get('pid', '?')} on host {record.get('host', '?')} "
+        f"since {record.get('started', '?')}"
+    )
     if age is not None and age != float("inf"):
         text += f" (renewed {age:.0f} s ago)"
     return text
@@ -245,14 +261,21 @@ def describe(record, age=None):
 
 def holder_state(record, age):
     """``live``, ``dead`` (a process of this machine that is gone) or ``expired``."""
-    running = process_running(record.get("pid"), record.get("pid_start")) \
-        if same_machine(record) else None
+    running = (
+        process_running(record.get("pid"), record.get("pid_start"))
+        if same_machine(record)
+        else None
+    )
     if running is not None:
         return "live" if running else "dead"
     here = identity()
-    if record.get("host") == here["host"] and record.get("boot_id") and here["boot_id"] \
-            and record.get("boot_id") != here["boot_id"]:
-        return "dead"                      # this machine rebooted since
+    if (
+        record.get("host") == here["host"]
+        and record.get("boot_id")
+        and here["boot_id"]
+        and record.get("boot_id") != here["boot_id"]
+    ):
+        return "dead"  # this machine rebooted since
     return "expired" if age is None or age > LEASE_EXPIRY_SECONDS else "live"
 
 
@@ -273,8 +296,10 @@ class Lease:
         if held is None or held.get("token") != self.token:
             self.lost = True
             now = f"taken over by {describe(held, age)}" if held else "removed"
-            raise LeaseLostError(f"{self.what}: this writer's lease was {now}; it stops without "
-                                 f"writing or committing more (its uncommitted clips stay pending)")
+            raise LeaseLostError(
+                f"{self.what}: this writer's lease was {now}; it stops without "
+                f"writing or committing more (its uncommitted clips stay pending)"
+            )
         if time.monotonic() - self._renewed >= RENEW_SECONDS:
             self._files.renew(self.key, self.record)
             self._renewed = time.monotonic()
@@ -316,8 +341,13 @@ def acquire(files, key, what, *, wait=0.0):
     BlockLeasedError
         A live holder still has it after ``wait`` seconds; the message names the holder.
     """
-    record = {"token": secrets.token_hex(16), **identity(), "started": utc_now(),
-              "renewed": time.time(), "what": what}
+    record = {
+        "token": secrets.token_hex(16),
+        **identity(),
+        "started": utc_now(),
+        "renewed": time.time(),
+        "what": what,
+    }
     data = json.dumps(record, sort_keys=True).encode()
     deadline = time.monotonic() + wait
     retries = 0
@@ -332,11 +362,13 @@ def acquire(files, key, what, *, wait=0.0):
                     raise BlockLeasedError(
                         f"{what} is leased by {describe(held, age)}: another writer is at work "
                         f"(a lease ends when its writer closes or dies, or after "
-                        f"{LEASE_EXPIRY_SECONDS // 60} min without renewal)")
+                        f"{LEASE_EXPIRY_SECONDS // 60} min without renewal)"
+                    )
                 time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
                 continue
-            LOG.warning("%s: taking over the lease of %s (holder %s)", what, describe(held, age),
-                        state)
+            LOG.warning(
+                "%s: taking over the lease of %s (holder %s)", what, describe(held, age), state
+            )
             files.remove(key, held.get("token"))
         retries += 1
         if retries > MAX_RETRIES:
@@ -346,7 +378,7 @@ def acquire(files, key, what, *, wait=0.0):
 def stale_leases(files):
     """Leases whose holder is dead or expired: list of (key, one-line description)."""
     found = []
-    for key in files.keys():                 # noqa: SIM118 (lease files, not a dict)
+    for key in files.keys():  # noqa: SIM118 (lease files, not a dict)
         held, age = files.read(key)
         if held is not None and holder_state(held, age) != "live":
             found.append((key, describe(held, age)))
@@ -356,7 +388,7 @@ def stale_leases(files):
 def live_leases(files):
     """Leases held by live writers: list of (key, one-line description)."""
     found = []
-    for key in files.keys():                 # noqa: SIM118 (lease files, not a dict)
+    for key in files.keys():  # noqa: SIM118 (lease files, not a dict)
         held, age = files.read(key)
         if held is not None and holder_state(held, age) == "live":
             found.append((key, describe(held, age)))

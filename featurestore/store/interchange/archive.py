@@ -91,29 +91,41 @@ def pack_store(store, path, *, segments_only=False, overwrite=False):
     """
     path = Path(path)
     if not is_archive_name(path.name):
-        raise StoreFormatError(f"{path}: an archive's name must end in .zip (tau.zarr.zip), "
-                               f"so that every command opens it as one")
+        raise StoreFormatError(
+            f"{path}: an archive's name must end in .zip (tau.zarr.zip), "
+            f"so that every command opens it as one"
+        )
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} exists already (pass overwrite to replace it)")
     if segments_only:
         _check_segments(store)
     source, prefix = store.zarr_location()
-    keys = [key for key in _store_keys(source, prefix, store.label)
-            if not (segments_only and _is_frame_key(key))]
+    keys = [
+        key
+        for key in _store_keys(source, prefix, store.label)
+        if not (segments_only and _is_frame_key(key))
+    ]
     remove_stale_builds(path, "pack")
     partial = build_path(path, "pack")
     with reporting_write_errors(path, "the archive"):
         try:
             copied = _write_archive(partial, source, prefix, keys, segments_only=segments_only)
-            with contextlib.closing(archive_store(str(partial))) as written, \
-                    FeatureStore.open(written, mode="r") as packed:
-                _ = packed.features                # opens as a store before it takes the name
+            with (
+                contextlib.closing(archive_store(str(partial))) as written,
+                FeatureStore.open(written, mode="r") as packed,
+            ):
+                _ = packed.features  # opens as a store before it takes the name
             os.replace(partial, path)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-    return {"path": str(path), "entries": len(keys), "bytes": path.stat().st_size,
-            "store_bytes": copied, "segments_only": bool(segments_only)}
+    return {
+        "path": str(path),
+        "entries": len(keys),
+        "bytes": path.stat().st_size,
+        "store_bytes": copied,
+        "segments_only": bool(segments_only),
+    }
 
 
 def _write_archive(partial, source, prefix, keys, *, segments_only):
@@ -142,12 +154,16 @@ def _check_segments(store):
     """A segments-only archive needs stored segments, all made from the current frames."""
     stored = store.stored_segments()
     if not stored:
-        raise StoreFormatError(f"{store.label} has no stored segments; write them first "
-                               f"(avscene segments STORE --pooling mean)")
+        raise StoreFormatError(
+            f"{store.label} has no stored segments; write them first "
+            f"(avscene segments STORE --pooling mean)"
+        )
     stale = [f"{entry['feature']} {entry['pooling']}" for entry in stored if not entry["fresh"]]
     if stale:
-        raise StoreFormatError(f"{store.label}: the stored segments {', '.join(stale)} were made "
-                               f"from other frames; rewrite them first (avscene segments)")
+        raise StoreFormatError(
+            f"{store.label}: the stored segments {', '.join(stale)} were made "
+            f"from other frames; rewrite them first (avscene segments)"
+        )
 
 
 def _store_keys(source, prefix, label):
@@ -158,8 +174,9 @@ def _store_keys(source, prefix, label):
         folder = Path(source.root).joinpath(*prefix.split("/")) if prefix else Path(source.root)
         kinds = check_folder(folder, label)
     else:
-        sizes = {(key[len(prefix) + 1:] if prefix else key): 0
-                 for key in list_keys(source, prefix)}
+        sizes = {
+            (key[len(prefix) + 1 :] if prefix else key): 0 for key in list_keys(source, prefix)
+        }
         kinds, strangers = classify(sizes)
         if strangers:
             raise refusal(label, strangers)
@@ -252,8 +269,12 @@ def unpack_archive(path, where, *, overwrite=False, storage_options=None):
     try:
         keys = _unpacked_keys(source)
         _check_consolidated(source, keys, location)
-        return build_into_place(new, lambda folder: _build(source, keys, location, folder),
-                                overwrite=overwrite, kind="unpack")
+        return build_into_place(
+            new,
+            lambda folder: _build(source, keys, location, folder),
+            overwrite=overwrite,
+            kind="unpack",
+        )
     finally:
         source.close()
 
@@ -271,17 +292,24 @@ def _check_consolidated(source, keys, location):
     consolidated metadata (readers of the archive use the copies, the unpacked store the
     documents, so the two would be different stores), or that holds chunks outside their
     arrays (verify of the unpacked store would refuse them after writing them all)."""
-    documents = {key: _get(source, key) for key in keys
-                 if key == METADATA_NAME or key.endswith("/" + METADATA_NAME)}
+    documents = {
+        key: _get(source, key)
+        for key in keys
+        if key == METADATA_NAME or key.endswith("/" + METADATA_NAME)
+    }
     problems = consolidated_mismatches(documents)
     if problems:
-        raise StoreFormatError(f"{location}: {problems[0]} ({len(problems)} differences); "
-                               f"refused: readers of the archive and of the unpacked store "
-                               f"would see different stores")
+        raise StoreFormatError(
+            f"{location}: {problems[0]} ({len(problems)} differences); "
+            f"refused: readers of the archive and of the unpacked store "
+            f"would see different stores"
+        )
     outside = chunks_outside(keys, documents.get(METADATA_NAME, b"{}"))
     if outside:
-        raise StoreFormatError(f"{location}: {len(outside)} entries are chunks outside their "
-                               f"arrays, e.g. '{shown(outside[0])}'; refused before writing")
+        raise StoreFormatError(
+            f"{location}: {len(outside)} entries are chunks outside their "
+            f"arrays, e.g. '{shown(outside[0])}'; refused before writing"
+        )
 
 
 def _build(source, keys, location, build):
@@ -298,6 +326,8 @@ def _build(source, keys, location, build):
         problems = store.verify()
         segments_only = store.segments_only
     if problems:
-        raise StoreFormatError(f"{location}: the unpacked store fails verify ({len(problems)} "
-                               f"problems), e.g. {problems[0]}")
+        raise StoreFormatError(
+            f"{location}: the unpacked store fails verify ({len(problems)} "
+            f"problems), e.g. {problems[0]}"
+        )
     return {"entries": len(keys), "bytes": written, "segments_only": segments_only}

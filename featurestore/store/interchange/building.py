@@ -60,8 +60,12 @@ def new_store_target(where, *, overwrite, storage_options=None):
     if exists and not overwrite:
         raise StoreExistsError(f"{label} exists already (pass overwrite to replace it)")
     local = local_directory(target)
-    if local is not None and not exists and local.exists() and \
-            (not local.is_dir() or any(local.iterdir())):
+    if (
+        local is not None
+        and not exists
+        and local.exists()
+        and (not local.is_dir() or any(local.iterdir()))
+    ):
         raise StoreExistsError(f"{label} exists already and is not a zarr group; not replacing it")
     return NewTarget(where, target, label, options, local)
 
@@ -88,8 +92,9 @@ def _build_elsewhere(new, build, *, overwrite, kind):
         if hasattr(new.where, "list_prefix"):
             destination = new.where
         else:
-            destination = FsspecStore.from_url(new.target, read_only=False,
-                                               storage_options=new.options.get("storage_options"))
+            destination = FsspecStore.from_url(
+                new.target, read_only=False, storage_options=new.options.get("storage_options")
+            )
         copy_store(LocalStore(folder), destination, overwrite=overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -98,7 +103,7 @@ def _build_elsewhere(new, build, *, overwrite, kind):
 
 def _build_local(new, build, *, overwrite, kind):
     remove_stale_builds(new.local, kind)
-    if overwrite:                         # a store a killed overwrite had moved aside
+    if overwrite:  # a store a killed overwrite had moved aside
         remove_stale_builds(new.local, "replaced")
     folder = build_path(new.local, kind)
     try:
@@ -114,7 +119,7 @@ def move_into_place(build, local, label, *, overwrite):
     """Rename ``build`` to ``local``; with ``overwrite``, the old store is moved aside first
     and deleted after (put back if the second rename fails)."""
     try:
-        build.rename(local)              # nothing there, or an empty directory
+        build.rename(local)  # nothing there, or an empty directory
     except OSError:
         if not overwrite or not group_exists(str(local), {}, label):
             raise StoreExistsError(f"{label} exists already") from None

@@ -83,12 +83,17 @@ def export_hdf5(store, path, *, compression="gzip", overwrite=False):
                 job.file = GuardedFile(handle)
                 with h5py.File(job.file, "w") as h5:
                     h5.attrs["avscene_export"] = json.dumps(
-                        {"format": FORMAT, "source": store.label, "exported": utc_now(),
-                         "avscene_version": __version__})
+                        {
+                            "format": FORMAT,
+                            "source": store.label,
+                            "exported": utc_now(),
+                            "avscene_version": __version__,
+                        }
+                    )
                     _export_group(store.zarr_group, h5, job)
                     h5.flush()
                 job.check()
-                os.fsync(handle.fileno())          # on the disk before it takes the name
+                os.fsync(handle.fileno())  # on the disk before it takes the name
             os.replace(partial, path)
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -185,8 +190,9 @@ class _Export:
 def _members(group):
     """Arrays and groups of ``group`` by name; leases and temporary files are not members."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Object at .* is not recognized",
-                                category=ZarrUserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Object at .* is not recognized", category=ZarrUserWarning
+        )
         return sorted(group.members(), key=lambda item: item[0])
 
 
@@ -214,9 +220,13 @@ def _export_array(array, h5group, name, job):
             options["compression_opts"] = 1
     chunks = tuple(max(1, min(c, s)) for c, s in zip(array.chunks, array.shape))
     dataset = h5group.create_dataset(
-        name, shape=array.shape, chunks=chunks if array.size else None,
+        name,
+        shape=array.shape,
+        chunks=chunks if array.size else None,
         dtype=h5py.string_dtype() if strings else np.dtype(array.dtype),
-        fillvalue=None if strings else array.fill_value, **options)
+        fillvalue=None if strings else array.fill_value,
+        **options,
+    )
     reader = None if strings else ChunkReader(array)
     stored = set(list_keys(array.store_path.store, chunk_prefix(array.path)))
     indices = [] if strings else [i for i in range(reader.nchunks) if reader.key(i) in stored]
@@ -224,20 +234,21 @@ def _export_array(array, h5group, name, job):
     dataset.attrs[CHUNKS_ATTR] = json.dumps(indices)
     if strings:
         if array.size:
-            dataset[...] = read_span(array)         # object array, each chunk bounded
+            dataset[...] = read_span(array)  # object array, each chunk bounded
             job.counts["chunks"] += 1
         return
     for window in range(0, len(indices), WINDOW):
-        batch = indices[window:window + WINDOW]
+        batch = indices[window : window + WINDOW]
         for index, data in zip(batch, _load_many(reader, batch)):
             start = index * reader.rows
-            dataset[start:start + data.shape[0]] = data
+            dataset[start : start + data.shape[0]] = data
             job.counts["chunks"] += 1
             job.check()
 
 
 def _load_many(reader, indices):
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max(1, min(len(indices), 4))) as pool:
         return list(pool.map(reader.load, indices))
 

@@ -43,8 +43,21 @@ MAX_DEPTH = 3
 #: HDF5 filters an export may use: deflate (gzip), shuffle, fletcher32, lzf.
 FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 #: zarr data types avscene stores.
-DATA_TYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-              "float16", "float32", "float64", "string")
+DATA_TYPES = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "string",
+)
 
 
 def import_hdf5(path, where, *, overwrite=False, storage_options=None):
@@ -82,14 +95,16 @@ def import_hdf5(path, where, *, overwrite=False, storage_options=None):
     new = new_store_target(where, overwrite=overwrite, storage_options=storage_options)
     try:
         opened = h5py.File(path, "r")
-    except OSError as error:               # not HDF5 at all (h5py words it as an OSError)
-        raise StoreFormatError(f"{path} is not an HDF5 file written by avscene export "
-                               f"({error})") from None
+    except OSError as error:  # not HDF5 at all (h5py words it as an OSError)
+        raise StoreFormatError(
+            f"{path} is not an HDF5 file written by avscene export ({error})"
+        ) from None
     with opened as h5:
         if META_ATTR not in h5.attrs or "avscene_export" not in h5.attrs:
             raise StoreFormatError(f"{path} was not written by avscene export")
-        return build_into_place(new, lambda folder: _build(h5, path, folder),
-                                overwrite=overwrite, kind="import")
+        return build_into_place(
+            new, lambda folder: _build(h5, path, folder), overwrite=overwrite, kind="import"
+        )
 
 
 def _build(h5, path, build):
@@ -102,15 +117,20 @@ def _build(h5, path, build):
     with FeatureStore.open(str(build), mode="r") as store:
         problems = store.verify()
     if problems:
-        raise StoreFormatError(f"{path}: the store it holds fails verify ({len(problems)} "
-                               f"problems, e.g. {problems[0]}); nothing was imported")
+        raise StoreFormatError(
+            f"{path}: the store it holds fails verify ({len(problems)} "
+            f"problems, e.g. {problems[0]}); nothing was imported"
+        )
     return counts
 
 
 def _read_attrs(h5object, where):
     try:
-        attributes = {key: json.loads(value) for key, value in h5object.attrs.items()
-                      if key not in (META_ATTR, CHUNKS_ATTR, "avscene_export")}
+        attributes = {
+            key: json.loads(value)
+            for key, value in h5object.attrs.items()
+            if key not in (META_ATTR, CHUNKS_ATTR, "avscene_export")
+        }
         return attributes, json.loads(h5object.attrs[META_ATTR])
     except (KeyError, TypeError, ValueError) as error:
         raise StoreFormatError(f"{where}: attributes are not avscene JSON ({error})") from None
@@ -127,16 +147,19 @@ def _members(h5group, path):
         if isinstance(link, h5py.SoftLink):
             raise StoreFormatError(f"{where}: a soft link (to {link.path}); refused")
         if isinstance(link, h5py.ExternalLink):
-            raise StoreFormatError(f"{where}: an external link (to {link.filename}:{link.path}); "
-                                   f"refused: an archive must hold its own data")
+            raise StoreFormatError(
+                f"{where}: an external link (to {link.filename}:{link.path}); "
+                f"refused: an archive must hold its own data"
+            )
         if not isinstance(link, h5py.HardLink):
             raise StoreFormatError(f"{where}: a {type(link).__name__}; refused")
         if not name or name[0] == "." or not all(c.isalnum() or c in "_-." for c in name):
             raise StoreFormatError(f"{where}: the name is not a plain path component; refused")
         member = h5group[name]
         if not isinstance(member, (h5py.Group, h5py.Dataset)):
-            raise StoreFormatError(f"{where}: a {type(member).__name__}, neither a group nor a "
-                                   f"dataset; refused")
+            raise StoreFormatError(
+                f"{where}: a {type(member).__name__}, neither a group nor a dataset; refused"
+            )
         yield name, member, where
 
 
@@ -150,8 +173,9 @@ def _import_group(h5group, group, counts, path, *, depth):
     for name, member, where in _members(h5group, path):
         if isinstance(member, h5py.Group):
             if depth >= MAX_DEPTH:
-                raise StoreFormatError(f"{where}: groups nest deeper than in a feature store; "
-                                       f"refused")
+                raise StoreFormatError(
+                    f"{where}: groups nest deeper than in a feature store; refused"
+                )
             _import_group(member, group.create_group(name), counts, path, depth=depth + 1)
         else:
             _import_array(member, group, name, counts, where)
@@ -161,17 +185,22 @@ def _check_storage(dataset, where):
     """Refuse datasets whose bytes live outside the file or pass through unknown filters."""
     if dataset.external:
         files = ", ".join(sorted({str(entry[0]) for entry in dataset.external}))
-        raise StoreFormatError(f"{where}: HDF5 external storage (raw data in {files}); refused: "
-                               f"an archive must hold its own data")
+        raise StoreFormatError(
+            f"{where}: HDF5 external storage (raw data in {files}); refused: "
+            f"an archive must hold its own data"
+        )
     if dataset.is_virtual:
-        raise StoreFormatError(f"{where}: a virtual dataset (data mapped from other files); "
-                               f"refused")
+        raise StoreFormatError(
+            f"{where}: a virtual dataset (data mapped from other files); refused"
+        )
     plist = dataset.id.get_create_plist()
     for i in range(plist.get_nfilters()):
         code = plist.get_filter(i)[0]
         if code not in FILTERS:
-            raise StoreFormatError(f"{where}: HDF5 filter {code} is not one avscene exports "
-                                   f"with ({', '.join(FILTERS.values())}); refused")
+            raise StoreFormatError(
+                f"{where}: HDF5 filter {code} is not one avscene exports "
+                f"with ({', '.join(FILTERS.values())}); refused"
+            )
 
 
 def _metadata(dataset, meta, attributes, where):
@@ -183,29 +212,43 @@ def _metadata(dataset, meta, attributes, where):
     names = [codec.get("name") if isinstance(codec, dict) else codec for codec in meta["codecs"]]
     unknown = [name for name in names if name not in CODECS]
     if unknown or not names:
-        raise StoreFormatError(f"{where}: codec {unknown[0] if unknown else None!r} is not one "
-                               f"avscene writes ({', '.join(CODECS)}); refused")
+        raise StoreFormatError(
+            f"{where}: codec {unknown[0] if unknown else None!r} is not one "
+            f"avscene writes ({', '.join(CODECS)}); refused"
+        )
     if meta.get("data_type") not in DATA_TYPES:
-        raise StoreFormatError(f"{where}: zarr data type {meta.get('data_type')!r} is not one "
-                               f"avscene stores; refused")
+        raise StoreFormatError(
+            f"{where}: zarr data type {meta.get('data_type')!r} is not one avscene stores; refused"
+        )
     try:
         metadata = ArrayV3Metadata.from_dict({**meta, "attributes": attributes})
-    except Exception as error:            # zarr's own validation: many error types
-        raise StoreFormatError(f"{where}: the recorded zarr metadata is invalid "
-                               f"({str(error).splitlines()[0]})") from None
+    except Exception as error:  # zarr's own validation: many error types
+        raise StoreFormatError(
+            f"{where}: the recorded zarr metadata is invalid ({str(error).splitlines()[0]})"
+        ) from None
     strings = meta["data_type"] == "string"
-    dtype_ok = h5py.check_string_dtype(dataset.dtype) is not None if strings else \
-        dataset.dtype == np.dtype(meta["data_type"])
+    dtype_ok = (
+        h5py.check_string_dtype(dataset.dtype) is not None
+        if strings
+        else dataset.dtype == np.dtype(meta["data_type"])
+    )
     if tuple(dataset.shape) != tuple(metadata.shape) or not dtype_ok:
-        raise StoreFormatError(f"{where}: dataset shape {dataset.shape} and dtype "
-                               f"{dataset.dtype} disagree with the recorded zarr metadata (shape "
-                               f"{tuple(metadata.shape)}, data type {meta['data_type']}); refused")
+        raise StoreFormatError(
+            f"{where}: dataset shape {dataset.shape} and dtype "
+            f"{dataset.dtype} disagree with the recorded zarr metadata (shape "
+            f"{tuple(metadata.shape)}, data type {meta['data_type']}); refused"
+        )
     chunks = tuple(metadata.chunks)
     itemsize = 1 if strings else np.dtype(meta["data_type"]).itemsize
-    if len(chunks) != len(metadata.shape) or tuple(chunks[1:]) != tuple(metadata.shape[1:]) \
-            or int(np.prod(chunks, dtype=np.float64)) * itemsize > MAX_CHUNK_BYTES:
-        raise StoreFormatError(f"{where}: chunks {chunks} of shape {tuple(metadata.shape)} are "
-                               f"not a store's (rows only, at most {MAX_CHUNK_BYTES >> 20} MiB)")
+    if (
+        len(chunks) != len(metadata.shape)
+        or tuple(chunks[1:]) != tuple(metadata.shape[1:])
+        or int(np.prod(chunks, dtype=np.float64)) * itemsize > MAX_CHUNK_BYTES
+    ):
+        raise StoreFormatError(
+            f"{where}: chunks {chunks} of shape {tuple(metadata.shape)} are "
+            f"not a store's (rows only, at most {MAX_CHUNK_BYTES >> 20} MiB)"
+        )
     return metadata
 
 
@@ -215,15 +258,20 @@ def _stored_chunks(dataset, n_chunks, where):
         indices = json.loads(dataset.attrs.get(CHUNKS_ATTR, "[]"))
     except (TypeError, ValueError):
         indices = None
-    if not isinstance(indices, list) or not all(type(i) is int and 0 <= i < n_chunks
-                                                for i in indices) \
-            or len(set(indices)) != len(indices):
-        raise StoreFormatError(f"{where}: {CHUNKS_ATTR} is not a list of distinct chunk indices "
-                               f"below {n_chunks}; refused")
+    if (
+        not isinstance(indices, list)
+        or not all(type(i) is int and 0 <= i < n_chunks for i in indices)
+        or len(set(indices)) != len(indices)
+    ):
+        raise StoreFormatError(
+            f"{where}: {CHUNKS_ATTR} is not a list of distinct chunk indices "
+            f"below {n_chunks}; refused"
+        )
     held = dataset.id.get_num_chunks() if dataset.chunks else (1 if dataset.size else 0)
     if len(indices) > held:
-        raise StoreFormatError(f"{where}: lists {len(indices)} stored chunks but holds {held}; "
-                               f"refused")
+        raise StoreFormatError(
+            f"{where}: lists {len(indices)} stored chunks but holds {held}; refused"
+        )
     return indices
 
 
@@ -238,30 +286,34 @@ def _import_array(dataset, group, name, counts, where):
     indices = None if strings else _stored_chunks(dataset, n_chunks, where)
     codecs = list(metadata.codecs)
     array = group.create_array(
-        name, shape=metadata.shape, chunks=metadata.chunks, dtype=metadata.data_type,
+        name,
+        shape=metadata.shape,
+        chunks=metadata.chunks,
+        dtype=metadata.data_type,
         fill_value=metadata.fill_value,
         filters=[c for c in codecs if isinstance(c, ArrayArrayCodec)],
         serializer=next(c for c in codecs if isinstance(c, ArrayBytesCodec)),
         compressors=[c for c in codecs if isinstance(c, BytesBytesCodec)],
-        dimension_names=metadata.dimension_names, attributes=attributes,
+        dimension_names=metadata.dimension_names,
+        attributes=attributes,
         chunk_key_encoding=metadata.chunk_key_encoding,
     )
     if array.size == 0:
         return
-    if strings:                           # every chunk; all-empty ones are not stored
+    if strings:  # every chunk; all-empty ones are not stored
         for index in range(n_chunks):
             start = index * rows
-            text = np.asarray(dataset.asstr()[start:start + rows], dtype=object)
+            text = np.asarray(dataset.asstr()[start : start + rows], dtype=object)
             _write_chunk(array, start, text)
             counts["chunks"] += 1
         return
-    array = array.with_config({"write_empty_chunks": True})    # the same chunks as the export
+    array = array.with_config({"write_empty_chunks": True})  # the same chunks as the export
     for index in indices:
         start = index * rows
-        _write_chunk(array, start, dataset[start:start + rows])
+        _write_chunk(array, start, dataset[start : start + rows])
         counts["chunks"] += 1
 
 
 def _write_chunk(array, start, data):
     """Write one chunk's rows (tests interrupt imports here)."""
-    array[start:start + data.shape[0]] = data
+    array[start : start + data.shape[0]] = data
