@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow demo bench docs clean
+.PHONY: install lint test test-fast test-slow demo bench docs clean
 
 install: $(STAMP)
 
@@ -18,9 +18,20 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[extract,backbones,dask,dev]"
 	touch $(STAMP)
 
-test: install
+# Import contracts, ruff (lint and format) and mypy (settings in ruff.toml and setup.cfg).
+lint: install
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
+
+# The edit loop: leaves out the tests marked heavy (backbone parity, the demo, Dask), on 2
+# processes; `make test` runs everything CI runs.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not heavy" -n 2
 
 test-slow: install
 	# pytest exits 5 when no test is marked slow; that is not a failure.
