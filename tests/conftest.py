@@ -6,10 +6,14 @@ import pathlib
 import pytest
 from threadpoolctl import threadpool_limits
 
-#: Test files that ``make test-fast`` leaves out (marked ``heavy``): backbone parity, the demo,
-#: Dask clusters. ``make test`` and CI run them.
+#: Test files that ``make test-fast`` leaves out (marked ``heavy``): backbone parity, the official
+#: DCASE 2021 checkpoints, extraction killed and resumed, the demo, Dask clusters. ``make test``
+#: and CI run them.
 HEAVY_FILES = {
     "tests/featurestore/test_backbones_parity.py",
+    "tests/pipelines/test_dcase2021.py",
+    "tests/featurestore/test_extraction_robustness.py",
+    "tests/featurestore/test_store_crash.py",
     "tests/pipelines/test_extract_backbones.py",
     "tests/pipelines/test_demo.py",
     "tests/pipelines/test_dask_cluster.py",
@@ -25,7 +29,7 @@ def pytest_configure(config):
         "where it is absent, failed under CI (CI=true)",
     )
     config.addinivalue_line(
-        "markers", "heavy: left out by `make test-fast` (backbone parity, the demo, Dask)"
+        "markers", "heavy: left out by `make test-fast` (parity, kills, the demo, Dask)"
     )
 
 
