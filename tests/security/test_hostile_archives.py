@@ -15,14 +15,9 @@ import os
 import secrets
 import shutil
 import struct
-import subprocess
-import sys
-import tempfile
-import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
@@ -30,8 +25,8 @@ from featurestore.errors import StoreFormatError
 from featurestore.store import FeatureStore, export_hdf5
 from featurestore.store.interchange.archive import pack_store, unpack_archive
 from tests.helpers import audio_like, fill_store, make_clips, new_store
+from tests.security.child import run_avscene
 
-ROOT = str(Path(__file__).resolve().parents[2])
 GIB = 1 << 30
 #: Address-space limit of every child: a safety net for the machine, above the peak allowed.
 ADDRESS_SPACE = 4 * GIB
@@ -41,70 +36,10 @@ PEAK_LIMIT = GIB
 BOMB_BYTES = 3 * GIB
 
 
-class Result(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-    peak: int | None  # None: the child died before it could write it
-
-
-#: The child: its own limits first (no preexec_fn in a parent that runs threads), then the CLI.
-CHILD = """
-import os, resource, signal, sys
-space, fsize = int(sys.argv.pop(1)), int(sys.argv.pop(1))
-resource.setrlimit(resource.RLIMIT_AS, (space, space))
-if fsize:
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)        # writes past it fail: EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-from pipelines.commands import cli
-try:
-    status = cli.main(sys.argv[1:])
-finally:                    # its own peak (ru_maxrss would count the parent's pages before exec)
-    with open("/proc/self/status") as lines:
-        peak = next(line.split()[1] for line in lines if line.startswith("VmHWM"))
-    with open(os.environ["AVSCENE_TEST_PEAK"], "w") as out:
-        out.write(peak)
-sys.exit(status)
-"""
-
-
 def run(*args, fsize=None, timeout=180):
     """``avscene ARGS`` in a child under :data:`ADDRESS_SPACE` (and a file-size limit
     ``fsize``); its exit status, output and peak resident memory in bytes (``VmHWM``)."""
-    with (
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        tempfile.NamedTemporaryFile() as peak,
-    ):
-        env = {**os.environ, "PYTHONPATH": ROOT, "AVSCENE_TEST_PEAK": peak.name}
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(ADDRESS_SPACE), str(fsize or 0), *map(str, args)],
-            stdout=out,
-            stderr=err,
-            env=env,
-            cwd=ROOT,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, _ = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                child.kill()
-                os.wait4(child.pid, 0)
-                child.returncode = -9
-                pytest.fail(f"avscene {' '.join(map(str, args))} ran for {timeout} s")
-            time.sleep(0.05)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        written = Path(peak.name).read_text()
-        return Result(
-            child.returncode,
-            out.read().decode(),
-            err.read().decode(),
-            int(written) * 1024 if written else None,
-        )
+    return run_avscene(args, address_space=ADDRESS_SPACE, fsize=fsize, timeout=timeout)
 
 
 def refusal(result, command, *, status=2):

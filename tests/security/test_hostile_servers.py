@@ -10,11 +10,8 @@ import http.server
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import zarr
@@ -28,35 +25,16 @@ from featurestore.store.remote import MAX_METADATA_BYTES
 from featurestore.store.sizes import array_paths
 from pipelines.commands import cli
 from tests.helpers import audio_like, fill_store, make_clips, new_store, video_like
+from tests.security.child import run_avscene
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The victim's address space: enough for avscene, far below what the attacks would take.
 ADDRESS_SPACE = 3 << 30
-CHILD = r"""
-import json, resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
-from pipelines.commands import cli
-status = cli.main(sys.argv[2:])
-with open("/proc/self/status") as lines:   # VmHWM: this process's own peak (ru_maxrss would
-    peak = next(line.split()[1] for line in lines if line.startswith("VmHWM"))  # count the
-print(json.dumps({"status": status, "maxrss_kib": int(peak)}))  # parent's pages before exec)
-"""
 
 
 def avscene(*argv):
     """Run ``avscene ARGV`` in a child process; (exit status, peak RSS in KiB, stderr lines)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ADDRESS_SPACE), *map(str, argv)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["status"], result["maxrss_kib"], done.stderr.strip().splitlines()
+    result = run_avscene(argv, address_space=ADDRESS_SPACE, timeout=120)
+    return result.returncode, result.peak // 1024, result.stderr.strip().splitlines()
 
 
 def refused(command, url, *options):

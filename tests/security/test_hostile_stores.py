@@ -8,10 +8,7 @@ assert the child's own peak resident memory stays under 1 GiB.
 
 import dataclasses
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -27,7 +24,8 @@ from featurestore.errors import StoreFormatError
 from featurestore.store import FeatureStore
 from featurestore.store.layout import MAX_STRING_CHARS, compressors
 from pipelines.commands import cli
-from tests.helpers import ROOT, audio_like, fill_store, make_clips, new_store
+from tests.helpers import audio_like, fill_store, make_clips, new_store
+from tests.security.child import run_avscene
 
 N_CLIPS, SEED = 12, 71
 #: The address-space limit of a child (it only keeps a runaway child from taking the machine).
@@ -75,42 +73,11 @@ def _set_root_attr(where, key, value):
     group.attrs["avscene"] = meta
 
 
-#: The child: limit its address space, run the command line, then write its peak resident
-#: memory (``VmHWM`` of its own address space, in KiB). The rusage of a child would not do:
-#: Linux counts in its ``ru_maxrss`` the parent's memory it shared before ``exec``.
-CHILD = (
-    "import os, resource, sys\n"
-    f"resource.setrlimit(resource.RLIMIT_AS, ({SAFETY_LIMIT}, {SAFETY_LIMIT}))\n"
-    "from pipelines.commands.cli import main\n"
-    "try:\n"
-    "    status = main(sys.argv[1:])\n"
-    "finally:\n"
-    "    with open('/proc/self/status') as lines:\n"
-    "        peak = next(line.split()[1] for line in lines if line.startswith('VmHWM'))\n"
-    "    with open(os.environ['AVSCENE_TEST_PEAK'], 'w') as out:\n"
-    "        out.write(peak)\n"
-    "sys.exit(status)\n"
-)
-
-
 def _run(args, tmp_path):
     """Run ``avscene ARGS`` in a child under :data:`SAFETY_LIMIT`; return (exit status,
     stdout, stderr, the child's peak resident memory in bytes)."""
-    peak = tmp_path / "child.peak"
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + sys.path), AVSCENE_TEST_PEAK=str(peak)
-    )
-    out, err = tmp_path / "child.out", tmp_path / "child.err"
-    with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        code = subprocess.run(
-            [sys.executable, "-c", CHILD, *map(str, args)],
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
-            cwd=tmp_path,
-            check=False,
-        ).returncode
-    return code, out.read_text(), err.read_text(), int(peak.read_text()) * 1024
+    result = run_avscene(args, address_space=SAFETY_LIMIT, cwd=tmp_path)
+    return result.returncode, result.stdout, result.stderr, result.peak
 
 
 def _command(name, where, tmp_path):

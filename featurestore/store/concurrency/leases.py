@@ -69,6 +69,14 @@ def _parse(data):
     return record if isinstance(record, dict) else {}
 
 
+def _write_new(path, data):
+    """Create the file ``path`` holding ``data``: FileExistsError if anything (a symbolic link
+    included) is there; nothing is followed."""
+    descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+
+
 class LocalLeaseFiles:
     """Leases as files of a local directory (see the module docstring)."""
 
@@ -85,7 +93,7 @@ class LocalLeaseFiles:
             temporary = temp_path(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                temporary.write_bytes(data)
+                _write_new(temporary, data)
                 os.link(temporary, path)
                 return True
             except FileExistsError:
@@ -111,11 +119,9 @@ class LocalLeaseFiles:
     @staticmethod
     def _create_exclusive(path, data):
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _write_new(path, data)
         except FileExistsError:
             return False
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
         return True
 
     def read(self, key):
